@@ -32,7 +32,11 @@ fn describe<B>(mut request: Request<B>) -> Request<B> {
     let call = Call::new(
         subject,
         Action::Custom(format!("http:{}", request.method())),
-        Resource::new(ResourceKind::Endpoint, request.uri().path(), Some("echo".into())),
+        Resource::new(
+            ResourceKind::Endpoint,
+            request.uri().path(),
+            Some("echo".into()),
+        ),
     );
     request.extensions_mut().insert(Arc::new(call));
     request
@@ -64,15 +68,26 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new().route("/hello", get(echo));
     let service = ServiceBuilder::new()
         .map_request(describe)
-        .layer(stack.layer(HeaderInjector::new(http::HeaderName::from_static("x-upstream-key"))))
+        .layer(
+            stack.layer(HeaderInjector::new(http::HeaderName::from_static(
+                "x-upstream-key",
+            ))),
+        )
         .map_response(|r: http::Response<axum::body::Body>| r.map(fortress_core::body::boxed))
         .service(app);
 
     for user in ["alice", "mallory"] {
-        let request = Request::get("/hello").header("x-user", user).body(axum::body::Body::empty())?;
+        let request = Request::get("/hello")
+            .header("x-user", user)
+            .body(axum::body::Body::empty())?;
         let response = service.clone().oneshot(request).await?;
         let status = response.status();
-        let body = response.into_body().collect().await.map_err(|e| anyhow::anyhow!(e))?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?
+            .to_bytes();
         println!("{user:>8}: {status} {}", String::from_utf8_lossy(&body));
     }
     for event in audit.wait_for(2).await {

@@ -56,7 +56,9 @@ async fn the_canary_appears_nowhere() {
     let stack = GovernanceStack::builder()
         .audit(sink.clone())
         .policy(Arc::new(AllowListPolicy::new([AllowRule::group(
-            "support", "tools/call", "tool:*",
+            "support",
+            "tools/call",
+            "tool:*",
         )])))
         .redactor(Arc::new(PatternRedactor::basic()))
         .vault(vault.clone())
@@ -84,15 +86,24 @@ async fn the_canary_appears_nowhere() {
             )))
         }
     });
-    let service = stack.wrap(fortress_core::layer::credential::ExtensionInjector, upstream);
+    let service = stack.wrap(
+        fortress_core::layer::credential::ExtensionInjector,
+        upstream,
+    );
 
     let calls = [
         // allowed, credential resolved
-        call(Action::CallTool, Resource::tool("zendesk", "search_tickets")),
+        call(
+            Action::CallTool,
+            Resource::tool("zendesk", "search_tickets"),
+        ),
         // allowed by policy, credential revoked
         call(Action::CallTool, Resource::tool("github", "push")),
         // denied by policy
-        call(Action::ReadResource, Resource::tool("zendesk", "secret_doc")),
+        call(
+            Action::ReadResource,
+            Resource::tool("zendesk", "secret_doc"),
+        ),
     ];
     let mut bodies = String::new();
     for c in calls {
@@ -100,7 +111,10 @@ async fn the_canary_appears_nowhere() {
         bodies.push_str(&format!("{:?}", response.headers()));
         bodies.push_str(&text(response).await);
     }
-    assert!(bodies.contains("upstream answered"), "the allowed call went through");
+    assert!(
+        bodies.contains("upstream answered"),
+        "the allowed call went through"
+    );
     assert!(bodies.contains("revoked") && bodies.contains("denied by policy"));
 
     let events = sink.wait_for(3).await;
@@ -115,7 +129,10 @@ async fn the_canary_appears_nowhere() {
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let debug = debug_seen.lock().unwrap().clone();
 
-    assert!(logs.contains("upstream request built"), "logs were captured");
+    assert!(
+        logs.contains("upstream request built"),
+        "logs were captured"
+    );
     assert!(debug.contains("<redacted>"), "Debug output was captured");
     for (place, text) in [
         ("audit events", &audit),
@@ -124,6 +141,9 @@ async fn the_canary_appears_nowhere() {
         ("logs", &logs),
         ("Debug output", &debug),
     ] {
-        assert!(!text.contains(CANARY), "the canary leaked into {place}: {text}");
+        assert!(
+            !text.contains(CANARY),
+            "the canary leaked into {place}: {text}"
+        );
     }
 }

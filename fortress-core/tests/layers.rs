@@ -7,21 +7,23 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::*;
 use fortress_core::audit::{MemoryAuditSink, Outcome};
+use fortress_core::call::Call;
 use fortress_core::call::{Action, Resource};
 use fortress_core::decision::Effect;
 use fortress_core::denial::{Denial, DenialKind, PlainResponder};
 use fortress_core::guard::{AdmitAll, Guard, GuardError, KillSignal, Verdict};
 use fortress_core::layer::audit::AuditLayer;
-use fortress_core::layer::credential::{ConnectorSlot, CredentialLayer, ExtensionInjector, HeaderInjector};
+use fortress_core::layer::credential::{
+    ConnectorSlot, CredentialLayer, ExtensionInjector, HeaderInjector,
+};
 use fortress_core::layer::guard::GuardLayer;
 use fortress_core::layer::policy::PolicyLayer;
 use fortress_core::layer::redaction::{JsonDocument, RedactionLayer, TextStream};
 use fortress_core::policy::{AllowListPolicy, AllowRule};
 use fortress_core::redact::PatternRedactor;
 use fortress_core::secret::Secret;
-use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
-use fortress_core::call::Call;
 use fortress_core::subject::WorkspaceId;
+use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 fn responder() -> Arc<PlainResponder> {
@@ -44,7 +46,10 @@ async fn policy_allows_a_permitted_call() {
         .layer(PolicyLayer::new(support_policy(), responder()))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "search_tickets"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "search_tickets"),
+        )))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -57,7 +62,10 @@ async fn policy_denies_with_the_protocol_answer_and_hides_reasons() {
         .layer(PolicyLayer::new(support_policy(), responder()))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "delete_ticket"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "delete_ticket"),
+        )))
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
@@ -72,7 +80,10 @@ async fn policy_shows_reasons_only_when_asked() {
         .layer(PolicyLayer::new(support_policy(), responder()).with_reasons_shown(true))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "delete_ticket"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "delete_ticket"),
+        )))
         .await
         .unwrap();
     assert!(text(response).await.contains("no rule allows this call"));
@@ -84,7 +95,10 @@ async fn policy_error_fails_closed() {
         .layer(PolicyLayer::new(Arc::new(FailingPolicy), responder()))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "search_tickets"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "search_tickets"),
+        )))
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
@@ -113,14 +127,19 @@ impl Guard for KillSwitchFor {
                 format!("connector {} is stopped by a kill switch", self.0),
             )));
         }
-        Ok(Verdict::Admit(Some(tokio_util::sync::CancellationToken::new())))
+        Ok(Verdict::Admit(Some(
+            tokio_util::sync::CancellationToken::new(),
+        )))
     }
 }
 
 #[tokio::test]
 async fn guard_admits_and_hands_over_the_kill_signal() {
     let svc = ServiceBuilder::new()
-        .layer(GuardLayer::new(Arc::new(KillSwitchFor("github")), responder()))
+        .layer(GuardLayer::new(
+            Arc::new(KillSwitchFor("github")),
+            responder(),
+        ))
         .service_fn(|req: http::Request<()>| async move {
             let has_signal = req.extensions().get::<KillSignal>().is_some();
             Ok::<_, std::convert::Infallible>(http::Response::new(fortress_core::body::full(
@@ -128,7 +147,10 @@ async fn guard_admits_and_hands_over_the_kill_signal() {
             )))
         });
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
     assert_eq!(text(response).await, "signal=true");
@@ -137,10 +159,16 @@ async fn guard_admits_and_hands_over_the_kill_signal() {
 #[tokio::test]
 async fn guard_rejects_killed_connectors() {
     let svc = ServiceBuilder::new()
-        .layer(GuardLayer::new(Arc::new(KillSwitchFor("github")), responder()))
+        .layer(GuardLayer::new(
+            Arc::new(KillSwitchFor("github")),
+            responder(),
+        ))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("github", "push"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("github", "push"),
+        )))
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
@@ -153,7 +181,10 @@ async fn guard_error_fails_closed() {
         .layer(GuardLayer::new(Arc::new(FailingGuard), responder()))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
@@ -186,7 +217,10 @@ async fn credential_is_injected_for_the_connector() {
         ))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "search"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "search"),
+        )))
         .await
         .unwrap();
     assert_eq!(text(response).await, "upstream ok; credential=acme/zendesk");
@@ -210,7 +244,10 @@ async fn credential_header_is_sensitive() {
             )))
         });
     let response = svc
-        .oneshot(request(call(Action::ListModels, Resource::workspace("acme"))))
+        .oneshot(request(call(
+            Action::ListModels,
+            Resource::workspace("acme"),
+        )))
         .await
         .unwrap();
     assert_eq!(text(response).await, "Bearer zd-token-1");
@@ -228,18 +265,31 @@ async fn missing_or_revoked_credentials_refuse_the_call() {
     let svc = ServiceBuilder::new().layer(layer).service_fn(echo);
     let missing = svc
         .clone()
-        .oneshot(request(call(Action::CallTool, Resource::tool("github", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("github", "x"),
+        )))
         .await
         .unwrap();
     assert_eq!(missing.status(), 502);
-    assert!(text(missing).await.contains("no credential is configured for github"));
+    assert!(
+        text(missing)
+            .await
+            .contains("no credential is configured for github")
+    );
 
     vault
-        .revoke(&CredentialSlot::workspace(WorkspaceId::new("acme"), "zendesk"))
+        .revoke(&CredentialSlot::workspace(
+            WorkspaceId::new("acme"),
+            "zendesk",
+        ))
         .await
         .unwrap();
     let revoked = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
     assert_eq!(revoked.status(), 502);
@@ -257,7 +307,10 @@ async fn vault_error_fails_closed() {
         ))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
     assert_eq!(response.status(), 502);
@@ -287,7 +340,10 @@ async fn redaction_masks_text_and_reports_counts() {
             ))
         });
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
     assert!(response.headers().get("content-length").is_none());
@@ -310,11 +366,17 @@ async fn redaction_keeps_json_valid() {
             ))
         });
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
     let value: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();
-    assert_eq!(value, serde_json::json!({"ticket": {"requester": "[EMAIL]", "id": 7}}));
+    assert_eq!(
+        value,
+        serde_json::json!({"ticket": {"requester": "[EMAIL]", "id": 7}})
+    );
 }
 
 /// Any split of a streamed body — including splits inside a UTF-8 character — gives
@@ -334,9 +396,12 @@ async fn redaction_of_a_stream_split_at_every_byte_offset_equals_the_unsplit_bod
                 async move { Ok::<_, std::convert::Infallible>(streaming(chunks, "text/plain")) }
             });
         text(
-            svc.oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
-                .await
-                .unwrap(),
+            svc.oneshot(request(call(
+                Action::CallTool,
+                Resource::tool("zendesk", "x"),
+            )))
+            .await
+            .unwrap(),
         )
         .await
     };
@@ -369,10 +434,17 @@ async fn redaction_refuses_invalid_utf8_instead_of_passing_it() {
             ))
         });
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
-    assert!(fortress_core::body::collect(response.into_body()).await.is_err());
+    assert!(
+        fortress_core::body::collect(response.into_body())
+            .await
+            .is_err()
+    );
 }
 
 // ---------- audit ----------
@@ -387,12 +459,18 @@ async fn audit_records_allowed_and_denied_calls_with_decisions() {
 
     let ok = svc
         .clone()
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "search_tickets"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "search_tickets"),
+        )))
         .await
         .unwrap();
     text(ok).await;
     let denied = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "delete_ticket"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "delete_ticket"),
+        )))
         .await
         .unwrap();
     text(denied).await;
@@ -417,10 +495,17 @@ async fn audit_failure_fails_the_response_instead_of_completing_it() {
         .layer(AuditLayer::new(Arc::new(FailingAudit)))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
-    assert!(fortress_core::body::collect(response.into_body()).await.is_err());
+    assert!(
+        fortress_core::body::collect(response.into_body())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -430,7 +515,10 @@ async fn audit_records_a_client_that_goes_away() {
         .layer(AuditLayer::new(sink.clone()))
         .service_fn(echo);
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
     drop(response);
@@ -445,7 +533,11 @@ async fn audit_digests_tool_arguments_with_a_stable_key() {
         .layer(AuditLayer::new(sink.clone()).with_argument_key(Secret::from("k")))
         .service_fn(echo);
     for _ in 0..2 {
-        let mut c = Call::new(alice(), Action::CallTool, Resource::tool("zendesk", "search"));
+        let mut c = Call::new(
+            alice(),
+            Action::CallTool,
+            Resource::tool("zendesk", "search"),
+        );
         c.attributes.tool_arguments = Some(serde_json::json!({"query": "patient 078-05-1120"}));
         let response = svc.clone().oneshot(request(Arc::new(c))).await.unwrap();
         text(response).await;
@@ -464,7 +556,10 @@ async fn admit_all_guard_changes_nothing() {
         .layer(GuardLayer::new(Arc::new(AdmitAll), responder()))
         .service(service_fn(echo));
     let response = svc
-        .oneshot(request(call(Action::CallTool, Resource::tool("zendesk", "x"))))
+        .oneshot(request(call(
+            Action::CallTool,
+            Resource::tool("zendesk", "x"),
+        )))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
