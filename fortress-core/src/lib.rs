@@ -13,6 +13,8 @@
 //! request extension) and supplies a [`Responder`](denial::Responder) that turns refusals
 //! into protocol answers; [`GovernanceStack`](stack::GovernanceStack) does the rest.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod call;

@@ -1,0 +1,329 @@
+//! The admin API: authentication, CSRF, RBAC and auditing of admin actions.
+
+use std::sync::Arc;
+
+use axum::Router;
+use fortress_core::admin::accounts::AccountStore;
+use fortress_core::admin::api::{AdminState, router};
+use fortress_core::admin::rbac::Role;
+use fortress_core::audit::{EventKind, MemoryAuditSink, Outcome};
+use fortress_core::secret::Secret;
+use fortress_core::subject::WorkspaceId;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const PW: &str = "a long enough password";
+
+struct Api {
+    app: Router,
+    audit: Arc<MemoryAuditSink>,
+}
+
+struct Login {
+    cookie: String,
+    csrf: String,
+}
+
+async fn api() -> Api {
+    let accounts = AccountStore::in_memory().await.unwrap();
+    for (name, role) in [
+        ("olive", Role::Owner),
+        ("adam", Role::Admin),
+        ("aud", Role::Auditor),
+        ("vic", Role::Viewer),
+    ] {
+        accounts
+            .create_account(name, &Secret::from(PW), role)
+            .await
+            .unwrap();
+    }
+    let audit = Arc::new(MemoryAuditSink::new());
+    let app = router(AdminState {
+        accounts,
+        audit: audit.clone(),
+        workspace: WorkspaceId::new("acme"),
+        secure_cookies: true,
+    });
+    Api { app, audit }
+}
+
+async fn send(
+    app: &Router,
+    request: Request<axum::body::Body>,
+) -> (StatusCode, http::HeaderMap, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, value)
+}
+
+fn json_request(method: &str, uri: &str) -> http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+}
+
+async fn login(app: &Router, user: &str) -> Login {
+    let body = json!({"username": user, "password": PW});
+    let (status, headers, value) = send(
+        app,
+        json_request("POST", "/api/login")
+            .body(body.to_string().into())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let set_cookie = headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.contains("HttpOnly"));
+    assert!(set_cookie.contains("SameSite=Strict"));
+    assert!(set_cookie.contains("Secure"));
+    Login {
+        cookie: set_cookie.split(';').next().unwrap().to_owned(),
+        csrf: value["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn with_session(builder: http::request::Builder, login: &Login) -> http::request::Builder {
+    builder
+        .header("cookie", &login.cookie)
+        .header("x-csrf-token", &login.csrf)
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_get_401() {
+    let api = api().await;
+    for (method, uri) in [
+        ("GET", "/api/me"),
+        ("GET", "/api/accounts"),
+        ("POST", "/api/tokens"),
+    ] {
+        let (status, _, value) = send(
+            &api.app,
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body("{}".into())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        assert_eq!(value["error"]["code"], "unauthenticated");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_and_audited() {
+    let api = api().await;
+    let body = json!({"username": "olive", "password": "not the password"});
+    let (status, headers, _) = send(
+        &api.app,
+        json_request("POST", "/api/login")
+            .body(body.to_string().into())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.get("set-cookie").is_none());
+    let events = api.audit.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, EventKind::Admin);
+    assert_eq!(events[0].outcome, Outcome::Denied);
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("not the password")
+    );
+}
+
+#[tokio::test]
+async fn unsafe_requests_need_the_csrf_token() {
+    let api = api().await;
+    let session = login(&api.app, "olive").await;
+    let body = json!({"name": "ci", "role": "auditor"});
+    // Cookie without CSRF token: refused.
+    let (status, _, value) = send(
+        &api.app,
+        json_request("POST", "/api/tokens")
+            .header("cookie", &session.cookie)
+            .body(body.to_string().into())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(value["error"]["code"], "csrf");
+    // Wrong CSRF token: refused.
+    let (status, _, _) = send(
+        &api.app,
+        json_request("POST", "/api/tokens")
+            .header("cookie", &session.cookie)
+            .header("x-csrf-token", "forged")
+            .body(body.to_string().into())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // With it: created.
+    let (status, _, value) = send(
+        &api.app,
+        with_session(json_request("POST", "/api/tokens"), &session)
+            .body(body.to_string().into())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    let token = value["token"].as_str().unwrap().to_owned();
+    // The API token works without cookie or CSRF token, with its own role.
+    let (status, _, me) = send(
+        &api.app,
+        Request::get("/api/me")
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["role"], "auditor");
+}
+
+#[tokio::test]
+async fn auditors_and_viewers_change_nothing() {
+    let api = api().await;
+    for user in ["aud", "vic", "adam"] {
+        let session = login(&api.app, user).await;
+        let body = json!({"username": "eve", "password": PW, "role": "owner"});
+        let (status, _, value) = send(
+            &api.app,
+            with_session(json_request("POST", "/api/accounts"), &session)
+                .body(body.to_string().into())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{user}: {value}");
+        let (status, _, _) = send(
+            &api.app,
+            with_session(
+                Request::builder()
+                    .method("DELETE")
+                    .uri("/api/accounts/olive"),
+                &session,
+            )
+            .body(axum::body::Body::empty())
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{user}");
+    }
+}
+
+#[tokio::test]
+async fn owners_manage_accounts_and_every_change_is_audited() {
+    let api = api().await;
+    let session = login(&api.app, "olive").await;
+    let body = json!({"username": "newbie", "password": PW, "role": "viewer"});
+    let (status, _, value) = send(
+        &api.app,
+        with_session(json_request("POST", "/api/accounts"), &session)
+            .body(body.to_string().into())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    let (status, _, list) = send(
+        &api.app,
+        Request::get("/api/accounts")
+            .header("cookie", &session.cookie)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["username"] == "newbie")
+    );
+    let (status, _, _) = send(
+        &api.app,
+        with_session(
+            Request::builder()
+                .method("DELETE")
+                .uri("/api/accounts/newbie"),
+            &session,
+        )
+        .body(axum::body::Body::empty())
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let actions: Vec<String> = api
+        .audit
+        .events()
+        .iter()
+        .map(|e| e.action.clone())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "admin.login",
+            "admin.account.create",
+            "admin.account.delete"
+        ]
+    );
+    assert!(
+        !serde_json::to_string(&api.audit.events())
+            .unwrap()
+            .contains(PW)
+    );
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let api = api().await;
+    let session = login(&api.app, "vic").await;
+    let (status, _, _) = send(
+        &api.app,
+        with_session(
+            Request::builder().method("POST").uri("/api/logout"),
+            &session,
+        )
+        .body(axum::body::Body::empty())
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = send(
+        &api.app,
+        Request::get("/api/me")
+            .header("cookie", &session.cookie)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn health_endpoints_answer_without_login() {
+    let api = api().await;
+    for uri in ["/healthz", "/readyz"] {
+        let response = api
+            .app
+            .clone()
+            .oneshot(Request::get(uri).body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    }
+}
