@@ -7,4 +7,5 @@ pub mod accounts;
 pub mod api;
 pub mod billing;
 pub mod rbac;
+pub mod telemetry;
 pub mod uptime;
