@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod api;
 pub mod billing;
+pub mod observe;
 pub mod rbac;
 pub mod telemetry;
 pub mod uptime;

@@ -1,7 +1,7 @@
 //! Live traffic figures for the Status Board and the minute record behind monthly uptime.
 //!
-//! [`Telemetry`] watches the audit stream: wrap the deployment's sink in a
-//! [`TelemetrySink`] and every access event updates request and error rates, recent latency
+//! [`Telemetry`] watches the audit stream (as an [`AuditObserver`] of an
+//! [`ObservingSink`](super::observe::ObservingSink)): every access event updates request and error rates, recent latency
 //! percentiles per target (the gateway, each connector, each model) and the per-minute record
 //! of the month that [`uptime`](super::uptime) turns into an uptime figure.
 //!
@@ -11,14 +11,14 @@
 //! denials are valid answers.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use serde::Serialize;
 
+use super::observe::AuditObserver;
 use super::uptime::{Exclusion, Minute};
-use crate::audit::{AuditError, AuditEvent, AuditSink, EventKind, Outcome};
+use crate::audit::{AuditEvent, EventKind, Outcome};
 
 /// How many recent latency samples each target keeps for percentiles.
 const LATENCY_SAMPLES: usize = 4096;
@@ -228,28 +228,9 @@ impl Telemetry {
     }
 }
 
-/// An [`AuditSink`] decorator that feeds [`Telemetry`] with every event it records.
-pub struct TelemetrySink {
-    telemetry: Arc<Telemetry>,
-    inner: Arc<dyn AuditSink>,
-}
-
-impl TelemetrySink {
-    /// Records into `inner`, observing into `telemetry`.
-    pub fn new(telemetry: Arc<Telemetry>, inner: Arc<dyn AuditSink>) -> Self {
-        Self { telemetry, inner }
-    }
-}
-
-#[async_trait]
-impl AuditSink for TelemetrySink {
-    async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        self.telemetry.observe(&event);
-        self.inner.record(event).await
-    }
-
-    async fn flush(&self) -> Result<(), AuditError> {
-        self.inner.flush().await
+impl AuditObserver for Telemetry {
+    fn observe(&self, event: &AuditEvent) {
+        Telemetry::observe(self, event);
     }
 }
 
@@ -320,10 +301,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_sink_decorator_observes_and_forwards() {
+    async fn an_observing_sink_feeds_telemetry_and_forwards() {
+        use crate::audit::AuditSink;
+        use std::sync::Arc;
         let telemetry = Arc::new(Telemetry::new());
         let memory = Arc::new(crate::audit::MemoryAuditSink::new());
-        let sink = TelemetrySink::new(telemetry.clone(), memory.clone());
+        let sink =
+            crate::admin::observe::ObservingSink::new(memory.clone()).with(telemetry.clone());
         sink.record(event(at(1, 0, 0), Outcome::Success, 7))
             .await
             .unwrap();
