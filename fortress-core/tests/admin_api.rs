@@ -19,6 +19,7 @@ const PW: &str = "a long enough password";
 struct Api {
     app: Router,
     audit: Arc<MemoryAuditSink>,
+    state: AdminState,
 }
 
 struct Login {
@@ -40,13 +41,9 @@ async fn api() -> Api {
             .unwrap();
     }
     let audit = Arc::new(MemoryAuditSink::new());
-    let app = router(AdminState {
-        accounts,
-        audit: audit.clone(),
-        workspace: WorkspaceId::new("acme"),
-        secure_cookies: true,
-    });
-    Api { app, audit }
+    let state = AdminState::new(accounts, audit.clone(), WorkspaceId::new("acme"));
+    let app = router(state.clone());
+    Api { app, audit, state }
 }
 
 async fn send(
@@ -326,4 +323,149 @@ async fn health_endpoints_answer_without_login() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{uri}");
     }
+}
+
+fn access_event(user: &str, connector: &str, outcome: Outcome) -> fortress_core::audit::AuditEvent {
+    use fortress_core::call::{Action, Call, Resource};
+    use fortress_core::subject::Subject;
+    let call = Call::new(
+        Subject::user(user, WorkspaceId::new("acme")),
+        Action::CallTool,
+        Resource::tool(connector, "search"),
+    );
+    let mut event = fortress_core::audit::AuditEvent::for_call(&call, outcome);
+    event.latency_us = 1_500;
+    event
+}
+
+#[tokio::test]
+async fn the_status_board_reports_live_figures() {
+    let api = api().await;
+    for outcome in [
+        Outcome::Success,
+        Outcome::Success,
+        Outcome::Success,
+        Outcome::UpstreamError,
+    ] {
+        api.state
+            .telemetry
+            .observe(&access_event("u", "zendesk", outcome));
+    }
+    let session = login(&api.app, "vic").await;
+    let (status, _, value) = send(
+        &api.app,
+        Request::get("/api/status")
+            .header("cookie", &session.cookie)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let gateway = value["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "gateway")
+        .unwrap();
+    assert_eq!(gateway["requests"], 4);
+    assert_eq!(gateway["errors"], 1);
+    assert_eq!(gateway["p50_us"], 1_500);
+    assert!(
+        value["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["target"] == "connector:zendesk")
+    );
+    assert_eq!(value["uptime"]["report"]["downtime_minutes"], 0);
+}
+
+#[tokio::test]
+async fn the_traffic_feed_streams_matching_events_live() {
+    use fortress_core::admin::observe::ObservingSink;
+    use fortress_core::audit::AuditSink;
+
+    let api = api().await;
+    let session = login(&api.app, "aud").await;
+    let response = api
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/traffic/stream?connector=github")
+                .header("cookie", &session.cookie)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let sink =
+        ObservingSink::new(Arc::new(MemoryAuditSink::new())).with(Arc::new(api.state.feed.clone()));
+    sink.record(access_event("alice", "zendesk", Outcome::Success))
+        .await
+        .unwrap();
+    sink.record(access_event("bob", "github", Outcome::Denied))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let mut seen = String::new();
+    while !seen.contains("\n\n") {
+        let frame = body.frame().await.unwrap().unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    assert!(seen.starts_with("event: audit\n"), "{seen}");
+    assert!(seen.contains("\"bob\""), "{seen}");
+    assert!(
+        !seen.contains("alice"),
+        "the filter let a zendesk event through: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn settings_changes_are_guarded_and_logged_with_before_and_after() {
+    let api = api().await;
+    let viewer = login(&api.app, "vic").await;
+    let (status, _, current) = send(
+        &api.app,
+        Request::get("/api/settings")
+            .header("cookie", &viewer.cookie)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut changed = current.clone();
+    changed["tier"] = json!("bank");
+    changed["contract"]["pack_size"] = json!(25);
+    let (status, _, _) = send(
+        &api.app,
+        with_session(json_request("PUT", "/api/settings"), &viewer)
+            .body(changed.to_string().into())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let admin = login(&api.app, "adam").await;
+    let (status, _, saved) = send(
+        &api.app,
+        with_session(json_request("PUT", "/api/settings"), &admin)
+            .body(changed.to_string().into())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(saved["contract"]["pack_size"], 25);
+    let change = api
+        .audit
+        .events()
+        .into_iter()
+        .find(|e| e.action == "admin.settings.update")
+        .unwrap();
+    assert_eq!(change.subject.id, "adam");
+    assert_eq!(change.detail["before"]["tier"], "soho");
+    assert_eq!(change.detail["after"]["tier"], "bank");
 }

@@ -11,22 +11,32 @@
 //! | `GET /api/me` | any admin |
 //! | `GET/POST /api/accounts`, `DELETE /api/accounts/{name}` | manage admins |
 //! | `GET/POST /api/tokens`, `DELETE /api/tokens/{id}` | manage admins |
+//! | `GET /api/status` (Status Board), `GET /api/traffic/stream` (Traffic Feed, SSE) | read |
+//! | `GET /api/settings` / `PUT /api/settings` | read / manage settings |
 //! | `GET /healthz`, `GET /readyz` | — |
 
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::accounts::{AccountError, AccountStore, AdminPrincipal, AuthMethod, SESSION_TTL};
+use super::observe::LiveFeed;
 use super::rbac::{Permission, Role};
+use super::settings::AdminSettings;
+use super::telemetry::Telemetry;
+use super::uptime::{monthly_uptime, service_credit};
 use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome, SubjectRef};
+use crate::decision::Effect;
 use crate::secret::Secret;
 use crate::subject::{SubjectKind, WorkspaceId};
 
@@ -44,6 +54,34 @@ pub struct AdminState {
     pub workspace: WorkspaceId,
     /// Whether cookies are marked `Secure` (served over TLS).
     pub secure_cookies: bool,
+    /// Live traffic figures (fed by an [`ObservingSink`](super::observe::ObservingSink)).
+    pub telemetry: Arc<Telemetry>,
+    /// The live Traffic Feed (fed the same way).
+    pub feed: LiveFeed,
+    /// Tier, fee, pack and commitment.
+    pub settings: Arc<RwLock<AdminSettings>>,
+}
+
+impl AdminState {
+    /// State with empty telemetry, a fresh feed and default settings; `secure_cookies` on.
+    pub fn new(accounts: AccountStore, audit: Arc<dyn AuditSink>, workspace: WorkspaceId) -> Self {
+        Self {
+            accounts,
+            audit,
+            workspace,
+            secure_cookies: true,
+            telemetry: Arc::new(Telemetry::new()),
+            feed: LiveFeed::default(),
+            settings: Arc::new(RwLock::new(AdminSettings::default())),
+        }
+    }
+
+    fn settings(&self) -> AdminSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// An admin API error, answered as `{"error":{"code":…,"message":…}}`.
@@ -407,6 +445,120 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+async fn status(State(state): State<AdminState>, admin: Admin) -> Result<Response, ApiError> {
+    admin.require(Permission::Read)?;
+    let now = chrono::Utc::now();
+    let settings = state.settings();
+    let targets = state.telemetry.status(now, 5);
+    let minutes = state.telemetry.month_minutes(now, now);
+    let uptime = monthly_uptime(&minutes, &settings.uptime_policy);
+    let credit = service_credit(&settings.commitment, uptime.uptime, settings.monthly_fee);
+    Ok(Json(json!({
+        "generated_at": now,
+        "targets": targets,
+        "uptime": {
+            "month": now.format("%Y-%m").to_string(),
+            "report": uptime,
+            "commitment": settings.commitment,
+            "service_credit": credit.to_decimal_string(),
+        },
+    }))
+    .into_response())
+}
+
+/// Filters of the Traffic Feed.
+#[derive(Debug, Default, Deserialize)]
+pub struct FeedFilter {
+    /// Only this subject.
+    pub user: Option<String>,
+    /// Only this connector.
+    pub connector: Option<String>,
+    /// Only this model.
+    pub model: Option<String>,
+    /// Only `allow` or `deny` decisions.
+    pub decision: Option<String>,
+}
+
+impl FeedFilter {
+    /// Whether an event passes the filter.
+    pub fn matches(&self, event: &AuditEvent) -> bool {
+        let decision = event.decision.as_ref().map(|d| match d.effect {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        });
+        self.user.as_deref().is_none_or(|u| event.subject.id == u)
+            && self
+                .connector
+                .as_deref()
+                .is_none_or(|c| event.connector.as_deref() == Some(c))
+            && self
+                .model
+                .as_deref()
+                .is_none_or(|m| event.model.as_deref() == Some(m))
+            && self.decision.as_deref().is_none_or(|d| decision == Some(d))
+    }
+}
+
+async fn traffic_stream(
+    State(state): State<AdminState>,
+    admin: Admin,
+    Query(filter): Query<FeedFilter>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    admin.require(Permission::Read)?;
+    let events = tokio_stream::wrappers::BroadcastStream::new(state.feed.subscribe()).filter_map(
+        move |item| {
+            let event = match item {
+                Ok(event) if filter.matches(&event) => {
+                    Event::default().event("audit").json_data(&*event).ok()
+                }
+                Ok(_) => None,
+                // A slow dashboard skipped events: say so rather than pretend the feed is whole.
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                    Some(Event::default().event("lagged").data(n.to_string()))
+                }
+            };
+            std::future::ready(event.map(Ok))
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+async fn get_settings(State(state): State<AdminState>, admin: Admin) -> Result<Response, ApiError> {
+    admin.require(Permission::Read)?;
+    Ok(Json(state.settings()).into_response())
+}
+
+async fn put_settings(
+    State(state): State<AdminState>,
+    admin: Admin,
+    Json(new): Json<AdminSettings>,
+) -> Result<Response, ApiError> {
+    admin.require(Permission::ManageSettings)?;
+    let before = state.settings();
+    let mut event = AuditEvent::activity(
+        EventKind::Admin,
+        state.workspace.clone(),
+        admin.actor(),
+        "admin.settings.update",
+        "settings:deployment",
+    );
+    event.detail.insert(
+        "before".into(),
+        serde_json::to_value(&before).map_err(|_| ApiError::internal())?,
+    );
+    event.detail.insert(
+        "after".into(),
+        serde_json::to_value(&new).map_err(|_| ApiError::internal())?,
+    );
+    // Audit first: a change that cannot be recorded is not made.
+    state.audit.record(event).await.map_err(|e| {
+        tracing::error!(error = %e, "settings change could not be audited");
+        ApiError::internal()
+    })?;
+    *state.settings.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+    Ok(Json(new).into_response())
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -426,6 +578,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/accounts/{name}", delete(delete_account))
         .route("/api/tokens", get(list_tokens).post(create_token))
         .route("/api/tokens/{id}", delete(revoke_token))
+        .route("/api/status", get(status))
+        .route("/api/traffic/stream", get(traffic_stream))
+        .route("/api/settings", get(get_settings).put(put_settings))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)

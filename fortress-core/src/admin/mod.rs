@@ -8,5 +8,6 @@ pub mod api;
 pub mod billing;
 pub mod observe;
 pub mod rbac;
+pub mod settings;
 pub mod telemetry;
 pub mod uptime;
