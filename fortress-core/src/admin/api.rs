@@ -583,6 +583,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(super::ui::router())
         .with_state(state)
 }
 

@@ -10,4 +10,5 @@ pub mod observe;
 pub mod rbac;
 pub mod settings;
 pub mod telemetry;
+pub mod ui;
 pub mod uptime;
