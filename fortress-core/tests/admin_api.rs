@@ -469,3 +469,160 @@ async fn settings_changes_are_guarded_and_logged_with_before_and_after() {
     assert_eq!(change.detail["before"]["tier"], "soho");
     assert_eq!(change.detail["after"]["tier"], "bank");
 }
+
+struct FixedActivity(usize);
+
+#[async_trait::async_trait]
+impl fortress_core::admin::sources::ActivitySource for FixedActivity {
+    async fn active_users(
+        &self,
+        _from: chrono::DateTime<chrono::Utc>,
+        _until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::collections::BTreeSet<String>, fortress_core::admin::sources::SourceError>
+    {
+        Ok((0..self.0).map(|i| format!("user{i}")).collect())
+    }
+}
+
+struct FixedUsage;
+
+#[async_trait::async_trait]
+impl fortress_core::admin::sources::UsageSource for FixedUsage {
+    async fn usage(
+        &self,
+        _from: chrono::DateTime<chrono::Utc>,
+        _until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<
+        Vec<fortress_core::admin::billing::UsageLine>,
+        fortress_core::admin::sources::SourceError,
+    > {
+        use fortress_core::admin::billing::{Money, UsageLine};
+        Ok(vec![
+            UsageLine {
+                user: "user0".into(),
+                team: Some("data".into()),
+                model: "claude-big".into(),
+                input_tokens: 1_000,
+                output_tokens: 500,
+                cache_creation_tokens: 0,
+                cache_read_tokens: 0,
+                cost: Money::from_cents(150),
+            },
+            UsageLine {
+                user: "user1".into(),
+                team: None,
+                model: "claude-small".into(),
+                input_tokens: 100,
+                output_tokens: 50,
+                cache_creation_tokens: 0,
+                cache_read_tokens: 0,
+                cost: Money::from_cents(2),
+            },
+        ])
+    }
+}
+
+async fn billing_api(active: usize) -> Api {
+    let mut api = api().await;
+    api.state = api
+        .state
+        .clone()
+        .with_activity(Arc::new(FixedActivity(active)))
+        .with_usage(Arc::new(FixedUsage));
+    {
+        let mut settings = api.state.settings.write().unwrap();
+        settings.contract.pack_size = 10;
+        settings.contract.base_rate = fortress_core::admin::billing::Money::from_cents(2_000);
+    }
+    api.app = router(api.state.clone());
+    api
+}
+
+#[tokio::test]
+async fn billing_counts_the_pack_overage_and_usage() {
+    let api = billing_api(12).await;
+    let viewer = login(&api.app, "vic").await;
+    let (status, _, value) = send(
+        &api.app,
+        Request::get("/api/billing?month=2026-11")
+            .header("cookie", &viewer.cookie)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let invoice = &value["invoice"];
+    assert_eq!(invoice["active_users"], 12);
+    assert_eq!(invoice["overage_users"], 2);
+    // $200 pack + 2 × $25 overage + $1.52 usage, in micro-dollars.
+    assert_eq!(invoice["total"], 251_520_000);
+    assert_eq!(value["by_team"]["data"]["cost"], 1_500_000);
+    assert_eq!(value["by_model"]["claude-small"]["input_tokens"], 100);
+}
+
+#[tokio::test]
+async fn viewers_cannot_export_the_invoice_auditors_can() {
+    let api = billing_api(3).await;
+    let viewer = login(&api.app, "vic").await;
+    let (status, _, _) = send(
+        &api.app,
+        Request::get("/api/billing/invoice.csv")
+            .header("cookie", &viewer.cookie)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let auditor = login(&api.app, "aud").await;
+    let response = api
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/billing/invoice.csv?month=2026-11")
+                .header("cookie", &auditor.cookie)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let csv = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(csv.starts_with("item,quantity,unit_price_usd,amount_usd\n"));
+    assert!(csv.contains("User pack 2026-11 (10 users),1,200.00,200.00"));
+    assert!(csv.ends_with("Total,,,201.52\n"), "{csv}");
+    assert!(
+        api.audit
+            .events()
+            .iter()
+            .any(|e| e.action == "admin.billing.export")
+    );
+}
+
+#[tokio::test]
+async fn billing_without_an_activity_source_says_so() {
+    let api = api().await;
+    let viewer = login(&api.app, "vic").await;
+    let (status, _, value) = send(
+        &api.app,
+        Request::get("/api/billing")
+            .header("cookie", &viewer.cookie)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(value["error"]["code"], "not_configured");
+}

@@ -13,6 +13,7 @@
 //! | `GET/POST /api/tokens`, `DELETE /api/tokens/{id}` | manage admins |
 //! | `GET /api/status` (Status Board), `GET /api/traffic/stream` (Traffic Feed, SSE) | read |
 //! | `GET /api/settings` / `PUT /api/settings` | read / manage settings |
+//! | `GET /api/billing?month=YYYY-MM` / `GET /api/billing/invoice.csv` | read / export |
 //! | `GET /healthz`, `GET /readyz` | — |
 
 use std::convert::Infallible;
@@ -30,9 +31,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::accounts::{AccountError, AccountStore, AdminPrincipal, AuthMethod, SESSION_TTL};
+use super::billing::{GroupBy, InvoicePreview, preview, usage_by};
 use super::observe::LiveFeed;
 use super::rbac::{Permission, Role};
 use super::settings::AdminSettings;
+use super::sources::{ActivitySource, Month, UsageSource};
 use super::telemetry::Telemetry;
 use super::uptime::{monthly_uptime, service_credit};
 use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome, SubjectRef};
@@ -60,6 +63,10 @@ pub struct AdminState {
     pub feed: LiveFeed,
     /// Tier, fee, pack and commitment.
     pub settings: Arc<RwLock<AdminSettings>>,
+    /// Who was active (for the user pack); billing answers 503 without it.
+    pub activity: Option<Arc<dyn ActivitySource>>,
+    /// Claude usage and cost; billing shows no usage without it.
+    pub usage: Option<Arc<dyn UsageSource>>,
 }
 
 impl AdminState {
@@ -73,7 +80,23 @@ impl AdminState {
             telemetry: Arc::new(Telemetry::new()),
             feed: LiveFeed::default(),
             settings: Arc::new(RwLock::new(AdminSettings::default())),
+            activity: None,
+            usage: None,
         }
+    }
+
+    /// Sets the source of active users.
+    #[must_use]
+    pub fn with_activity(mut self, source: Arc<dyn ActivitySource>) -> Self {
+        self.activity = Some(source);
+        self
+    }
+
+    /// Sets the source of Claude usage.
+    #[must_use]
+    pub fn with_usage(mut self, source: Arc<dyn UsageSource>) -> Self {
+        self.usage = Some(source);
+        self
     }
 
     fn settings(&self) -> AdminSettings {
@@ -523,6 +546,103 @@ async fn traffic_stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
+/// Which month to bill.
+#[derive(Debug, Default, Deserialize)]
+pub struct MonthQuery {
+    /// `YYYY-MM`; the current month when absent.
+    pub month: Option<String>,
+}
+
+async fn invoice_for(
+    state: &AdminState,
+    query: &MonthQuery,
+) -> Result<(InvoicePreview, Vec<super::billing::UsageLine>), ApiError> {
+    let month = match &query.month {
+        Some(text) => {
+            Month::parse(text).ok_or_else(|| ApiError::bad_request("month must be YYYY-MM"))?
+        }
+        None => Month::of(chrono::Utc::now()),
+    };
+    let Some(activity) = &state.activity else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured",
+            "no activity source is configured",
+        ));
+    };
+    let failed = |e: super::sources::SourceError| {
+        tracing::error!(error = %e, "billing source failed");
+        ApiError::internal()
+    };
+    let active = activity
+        .active_users(month.start(), month.end())
+        .await
+        .map_err(failed)?;
+    let usage = match &state.usage {
+        Some(source) => source
+            .usage(month.start(), month.end())
+            .await
+            .map_err(failed)?,
+        None => Vec::new(),
+    };
+    let settings = state.settings();
+    Ok((
+        preview(&settings.contract, &month.to_string(), &active, &usage),
+        usage,
+    ))
+}
+
+async fn billing(
+    State(state): State<AdminState>,
+    admin: Admin,
+    Query(query): Query<MonthQuery>,
+) -> Result<Response, ApiError> {
+    admin.require(Permission::Read)?;
+    let (invoice, usage) = invoice_for(&state, &query).await?;
+    Ok(Json(json!({
+        "invoice": invoice,
+        "by_user": usage_by(&usage, GroupBy::User),
+        "by_team": usage_by(&usage, GroupBy::Team),
+        "by_model": usage_by(&usage, GroupBy::Model),
+    }))
+    .into_response())
+}
+
+async fn invoice_csv(
+    State(state): State<AdminState>,
+    admin: Admin,
+    Query(query): Query<MonthQuery>,
+) -> Result<Response, ApiError> {
+    admin.require(Permission::ExportAudit)?;
+    let (invoice, _) = invoice_for(&state, &query).await?;
+    audit(
+        &state,
+        admin.actor(),
+        "admin.billing.export",
+        &format!("invoice:{}", invoice.month),
+        Outcome::Success,
+    )
+    .await?;
+    let disposition = format!(
+        "attachment; filename=\"fortress-invoice-{}.csv\"",
+        invoice.month
+    );
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).map_err(|_| ApiError::internal())?,
+            ),
+        ],
+        invoice.to_csv(),
+    )
+        .into_response())
+}
+
 async fn get_settings(State(state): State<AdminState>, admin: Admin) -> Result<Response, ApiError> {
     admin.require(Permission::Read)?;
     Ok(Json(state.settings()).into_response())
@@ -581,6 +701,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/status", get(status))
         .route("/api/traffic/stream", get(traffic_stream))
         .route("/api/settings", get(get_settings).put(put_settings))
+        .route("/api/billing", get(billing))
+        .route("/api/billing/invoice.csv", get(invoice_csv))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(super::ui::router())

@@ -9,6 +9,7 @@ pub mod billing;
 pub mod observe;
 pub mod rbac;
 pub mod settings;
+pub mod sources;
 pub mod telemetry;
 pub mod ui;
 pub mod uptime;
