@@ -8,15 +8,12 @@
 //! A missing, revoked or undecryptable credential refuses the call (fail closed).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{HeaderName, Request, Response};
-use tower_layer::Layer;
-use tower_service::Service;
+use http::{HeaderName, Request};
 
-use super::{CallNotes, ResponseFuture, take_ready};
-use crate::body::Body;
-use crate::call::{Call, call_of};
+use super::CallNotes;
+use super::check::{Check, CheckLayer, Checked};
+use crate::call::Call;
 use crate::denial::{Denial, DenialKind, Responder};
 use crate::vault::{Credential, CredentialSlot, Vault, VaultError};
 
@@ -162,25 +159,28 @@ impl<ReqB> Injector<ReqB> for ExtensionInjector {
     }
 }
 
-/// Resolves and injects upstream credentials.
-#[must_use]
-pub struct CredentialLayer<I> {
+/// The [`Check`] of [`CredentialLayer`].
+pub struct CredentialInjection<I> {
     vault: Arc<dyn Vault>,
     selector: Arc<dyn SlotSelector>,
     injector: Arc<I>,
-    responder: Arc<dyn Responder>,
 }
 
-impl<I> Clone for CredentialLayer<I> {
+impl<I> Clone for CredentialInjection<I> {
     fn clone(&self) -> Self {
         Self {
             vault: self.vault.clone(),
             selector: self.selector.clone(),
             injector: self.injector.clone(),
-            responder: self.responder.clone(),
         }
     }
 }
+
+/// Resolves and injects upstream credentials.
+pub type CredentialLayer<I> = CheckLayer<CredentialInjection<I>>;
+
+/// The service of [`CredentialLayer`].
+pub type InjectCredential<S, I> = Checked<S, CredentialInjection<I>>;
 
 impl<I> CredentialLayer<I> {
     /// Resolves from `vault` the slot chosen by `selector` and injects it with `injector`.
@@ -190,38 +190,14 @@ impl<I> CredentialLayer<I> {
         injector: I,
         responder: Arc<dyn Responder>,
     ) -> Self {
-        Self {
-            vault,
-            selector,
-            injector: Arc::new(injector),
+        Self::with_check(
+            CredentialInjection {
+                vault,
+                selector,
+                injector: Arc::new(injector),
+            },
             responder,
-        }
-    }
-}
-
-impl<S, I> Layer<S> for CredentialLayer<I> {
-    type Service = InjectCredential<S, I>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        InjectCredential {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service of [`CredentialLayer`].
-pub struct InjectCredential<S, I> {
-    inner: S,
-    layer: CredentialLayer<I>,
-}
-
-impl<S: Clone, I> Clone for InjectCredential<S, I> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            layer: self.layer.clone(),
-        }
+        )
     }
 }
 
@@ -234,57 +210,33 @@ fn denial_for(error: &VaultError, slot: &CredentialSlot) -> Denial {
     Denial::new(DenialKind::CredentialUnavailable, message)
 }
 
-impl<S, I, ReqB> Service<Request<ReqB>> for InjectCredential<S, I>
+impl<I, ReqB> Check<ReqB> for CredentialInjection<I>
 where
-    S: Service<Request<ReqB>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
     I: Injector<ReqB>,
-    ReqB: Send + 'static,
+    ReqB: Send,
 {
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<Response<Body>, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
-        let layer = self.layer.clone();
-        ResponseFuture::new(async move {
-            let notes = request.extensions().get::<CallNotes>().cloned();
-            let refuse = |denial: Denial| {
-                if let Some(notes) = &notes {
-                    notes.denial(&denial);
-                }
-                Ok(layer.responder.respond(&denial))
-            };
-            let Some(call) = call_of(&request).cloned() else {
-                return refuse(Denial::new(DenialKind::Internal, "call is not described"));
-            };
-            let Some(slot) = layer.selector.slot(&call) else {
-                return inner.call(request).await;
-            };
-            let credential = match layer.vault.resolve(&slot).await {
-                Ok(credential) => credential,
-                Err(error) => {
-                    tracing::warn!(request_id = %call.request_id, slot = %slot, %error, "credential unavailable; refusing call");
-                    return refuse(denial_for(&error, &slot));
-                }
-            };
-            if let Some(notes) = &notes {
-                notes.credential(&slot, credential.version());
-            }
-            if let Err(error) = layer.injector.inject(&mut request, credential) {
-                tracing::warn!(request_id = %call.request_id, slot = %slot, %error, "credential injection failed");
-                return refuse(Denial::new(
-                    DenialKind::CredentialUnavailable,
-                    format!("the credential for {} is unusable", slot.connector),
-                ));
-            }
-            inner.call(request).await
+    async fn check(
+        &self,
+        call: Arc<Call>,
+        request: &mut Request<ReqB>,
+        notes: Option<&CallNotes>,
+    ) -> Result<(), Denial> {
+        let Some(slot) = self.selector.slot(&call) else {
+            return Ok(());
+        };
+        let credential = self.vault.resolve(&slot).await.map_err(|error| {
+            tracing::warn!(request_id = %call.request_id, slot = %slot, %error, "credential unavailable; refusing call");
+            denial_for(&error, &slot)
+        })?;
+        if let Some(notes) = notes {
+            notes.credential(&slot, credential.version());
+        }
+        self.injector.inject(request, credential).map_err(|error| {
+            tracing::warn!(request_id = %call.request_id, slot = %slot, %error, "credential injection failed");
+            Denial::new(
+                DenialKind::CredentialUnavailable,
+                format!("the credential for {} is unusable", slot.connector),
+            )
         })
     }
 }

@@ -10,6 +10,7 @@
 //! request extension the audit layer installs. [`crate::stack::GovernanceStack`] composes them.
 
 pub mod audit;
+pub mod check;
 pub mod credential;
 pub mod guard;
 pub mod policy;

@@ -5,45 +5,50 @@
 //! with [`PolicyLayer::with_reasons_shown`] *why*. An evaluation error denies (fail closed).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
-use tower_layer::Layer;
-use tower_service::Service;
+use http::Request;
 
-use super::{CallNotes, ResponseFuture, take_ready};
-use crate::body::Body;
-use crate::call::call_of;
+use super::CallNotes;
+use super::check::{Check, CheckLayer, Checked};
+use crate::call::Call;
 use crate::decision::Decision;
 use crate::denial::{Denial, DenialKind, Responder};
 use crate::policy::PolicyEngine;
 
-/// Decides every call with a [`PolicyEngine`].
+/// The [`Check`] of [`PolicyLayer`].
 #[derive(Clone)]
-#[must_use]
-pub struct PolicyLayer {
+pub struct Authorization {
     engine: Arc<dyn PolicyEngine>,
-    responder: Arc<dyn Responder>,
     show_reasons: bool,
 }
+
+/// Decides every call with a [`PolicyEngine`].
+pub type PolicyLayer = CheckLayer<Authorization>;
+
+/// The service of [`PolicyLayer`].
+pub type Authorize<S> = Checked<S, Authorization>;
 
 impl PolicyLayer {
     /// Decides calls with `engine`, answering denials through `responder`.
     pub fn new(engine: Arc<dyn PolicyEngine>, responder: Arc<dyn Responder>) -> Self {
-        Self {
-            engine,
+        Self::with_check(
+            Authorization {
+                engine,
+                show_reasons: false,
+            },
             responder,
-            show_reasons: false,
-        }
+        )
     }
 
     /// Whether denial messages include the decision's reasons (off by default, so policy
     /// internals do not leak to callers).
     pub fn with_reasons_shown(mut self, show: bool) -> Self {
-        self.show_reasons = show;
+        self.check_mut().show_reasons = show;
         self
     }
+}
 
+impl Authorization {
     fn denial_for(&self, decision: Decision) -> Denial {
         let message = if self.show_reasons && !decision.reasons.is_empty() {
             format!("denied by policy: {}", decision.reasons.join("; "))
@@ -54,72 +59,31 @@ impl PolicyLayer {
     }
 }
 
-impl<S> Layer<S> for PolicyLayer {
-    type Service = Authorize<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Authorize {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service of [`PolicyLayer`].
-#[derive(Clone)]
-pub struct Authorize<S> {
-    inner: S,
-    layer: PolicyLayer,
-}
-
-impl<S, ReqB> Service<Request<ReqB>> for Authorize<S>
-where
-    S: Service<Request<ReqB>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
-    ReqB: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<Response<Body>, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
-        let layer = self.layer.clone();
-        ResponseFuture::new(async move {
-            let notes = request.extensions().get::<CallNotes>().cloned();
-            let refuse = |denial: Denial| {
-                if let Some(notes) = &notes {
-                    notes.denial(&denial);
+impl<ReqB: Send> Check<ReqB> for Authorization {
+    async fn check(
+        &self,
+        call: Arc<Call>,
+        request: &mut Request<ReqB>,
+        notes: Option<&CallNotes>,
+    ) -> Result<(), Denial> {
+        match self.engine.decide(&call).await {
+            Ok(decision) if decision.is_allowed() => {
+                if let Some(notes) = notes {
+                    notes.decision(&decision);
                 }
-                Ok(layer.responder.respond(&denial))
-            };
-            let Some(call) = call_of(&request).cloned() else {
-                return refuse(Denial::new(DenialKind::Internal, "call is not described"));
-            };
-            match layer.engine.decide(&call).await {
-                Ok(decision) if decision.is_allowed() => {
-                    if let Some(notes) = &notes {
-                        notes.decision(&decision);
-                    }
-                    request.extensions_mut().insert(decision);
-                    inner.call(request).await
-                }
-                Ok(decision) => refuse(layer.denial_for(decision)),
-                Err(error) => {
-                    tracing::warn!(request_id = %call.request_id, %error, "policy evaluation failed; denying");
-                    let decision = Decision::deny(layer.engine.version())
-                        .with_reason(format!("evaluation error: {error}"));
-                    refuse(
-                        Denial::new(DenialKind::Internal, "policy could not be evaluated")
-                            .with_decision(decision),
-                    )
-                }
+                request.extensions_mut().insert(decision);
+                Ok(())
             }
-        })
+            Ok(decision) => Err(self.denial_for(decision)),
+            Err(error) => {
+                tracing::warn!(request_id = %call.request_id, %error, "policy evaluation failed; denying");
+                let decision = Decision::deny(self.engine.version())
+                    .with_reason(format!("evaluation error: {error}"));
+                Err(
+                    Denial::new(DenialKind::Internal, "policy could not be evaluated")
+                        .with_decision(decision),
+                )
+            }
+        }
     }
 }
