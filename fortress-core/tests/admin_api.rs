@@ -626,3 +626,32 @@ async fn billing_without_an_activity_source_says_so() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(value["error"]["code"], "not_configured");
 }
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_document() {
+    let doc: Value = serde_json::from_str(fortress_core::admin::api::OPENAPI).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let source = include_str!("../src/admin/api.rs");
+    let routes: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert!(routes.len() >= 14);
+    for route in routes {
+        assert!(
+            paths.contains_key(route),
+            "{route} is missing from openapi.json"
+        );
+    }
+    let api = api().await;
+    let (status, _, served) = send(
+        &api.app,
+        Request::get("/api/openapi.json")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(served, doc);
+}

@@ -679,6 +679,20 @@ async fn put_settings(
     Ok(Json(new).into_response())
 }
 
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -703,6 +717,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/api/billing", get(billing))
         .route("/api/billing/invoice.csv", get(invoice_csv))
+        .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(super::ui::router())
