@@ -28,7 +28,7 @@ use super::envelope::Sealed;
 use super::{CredentialInfo, CredentialSlot, CredentialState, VaultError};
 use crate::subject::WorkspaceId;
 
-pub use postgres::PgStore;
+pub use postgres::{PgPurge, PgStore};
 pub use sqlite::{SQLITE_FILE, SqliteStore};
 
 /// The name of the credentials table in both backends.

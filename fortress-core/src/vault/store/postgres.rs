@@ -4,11 +4,13 @@
 //! (with its ciphertext) as a dead tuple in the heap until `VACUUM` prunes it, and the WAL
 //! and any base backups keep their copies until they are recycled. After a delete this store
 //! zeroes the sealed columns (so the newest tuple version holds no ciphertext), deletes the
-//! row and runs a plain `VACUUM` on the table so dead tuples are pruned at once instead of
-//! whenever autovacuum gets to them. `VACUUM` marks the space reusable but does not promise
-//! to overwrite it; `VACUUM FULL` rewrites the table into a new file. What makes deleted
-//! secrets unrecoverable from those leftovers is the key hierarchy: for Bank workspaces the
-//! customer key is destroyed with the workspace (see `docs/security.md`).
+//! row and, by default, runs `VACUUM FULL` on the table ([`PgPurge`]): the table is
+//! rewritten into a new file holding only live rows and the old file is unlinked. That takes
+//! a brief exclusive lock on the (small) table; deletions are rare. A plain `VACUUM` prunes
+//! dead tuples without the lock but does not promise to overwrite their bytes. WAL segments
+//! and backups keep their copies until recycled; for Bank workspaces the customer key is
+//! destroyed with the workspace, which makes those copies undecryptable (see
+//! `docs/security.md`).
 
 use std::str::FromStr;
 
@@ -58,7 +60,20 @@ const OVERWRITE: &str = "UPDATE fortress_vault_credentials SET \
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    vacuum_on_delete: bool,
+    purge: PgPurge,
+}
+
+/// What a delete does about the dead tuples that still hold the deleted ciphertext.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PgPurge {
+    /// `VACUUM FULL`: rewrite the table, unlinking the file that held the dead tuples.
+    #[default]
+    VacuumFull,
+    /// Plain `VACUUM`: prune dead tuples (space reusable, bytes not guaranteed overwritten).
+    Vacuum,
+    /// Nothing: rely on autovacuum (for deployments that schedule `VACUUM FULL` themselves).
+    Autovacuum,
 }
 
 impl PgStore {
@@ -84,15 +99,14 @@ impl PgStore {
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(backend)?;
         Ok(Self {
             pool,
-            vacuum_on_delete: true,
+            purge: PgPurge::default(),
         })
     }
 
-    /// Whether deletes run `VACUUM` on the table afterwards (default: yes). Turn it off
-    /// only when a scheduled vacuum runs soon after deletions anyway.
+    /// How deletes purge dead tuples (default [`PgPurge::VacuumFull`]).
     #[must_use]
-    pub fn with_vacuum_on_delete(mut self, vacuum: bool) -> Self {
-        self.vacuum_on_delete = vacuum;
+    pub fn with_purge(mut self, purge: PgPurge) -> Self {
+        self.purge = purge;
         self
     }
 
@@ -101,16 +115,16 @@ impl PgStore {
         &self.pool
     }
 
-    /// Prunes dead tuples (the pre-delete row versions) right away. `VACUUM` cannot run in
+    /// Purges dead tuples (the pre-delete row versions) right away. `VACUUM` cannot run in
     /// a transaction, hence the simple-query protocol. A long-running transaction elsewhere
     /// can keep tuples it may still see; autovacuum removes them later.
     async fn vacuum(&self) -> Result<(), VaultError> {
-        if self.vacuum_on_delete {
-            sqlx::raw_sql("VACUUM fortress_vault_credentials")
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
-        }
+        let sql = match self.purge {
+            PgPurge::VacuumFull => "VACUUM FULL fortress_vault_credentials",
+            PgPurge::Vacuum => "VACUUM fortress_vault_credentials",
+            PgPurge::Autovacuum => return Ok(()),
+        };
+        sqlx::raw_sql(sql).execute(&self.pool).await.map_err(backend)?;
         Ok(())
     }
 }
