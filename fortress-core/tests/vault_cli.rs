@@ -18,11 +18,11 @@ struct Cli {
     vault: VaultCommand,
 }
 
-fn cli(args: &[&str]) -> Cli {
-    Cli::try_parse_from(std::iter::once("fortress").chain(args.iter().copied())).unwrap()
+fn cli<S: AsRef<str>>(args: &[S]) -> Cli {
+    Cli::try_parse_from(std::iter::once("fortress").chain(args.iter().map(AsRef::as_ref))).unwrap()
 }
 
-async fn run(vault: &dyn Vault, args: &[&str], stdin: &[u8]) -> Result<String, VaultCliError> {
+async fn run<S: AsRef<str>>(vault: &dyn Vault, args: &[S], stdin: &[u8]) -> Result<String, VaultCliError> {
     let mut out = Vec::new();
     cli(args).vault.run(vault, stdin, &mut out).await?;
     Ok(String::from_utf8(out).unwrap())
@@ -40,7 +40,7 @@ async fn manages_credentials_without_echoing_values() {
         "--master-key-file",
         key_file.to_str().unwrap(),
     ];
-    let args = |rest: &[&str]| storage.iter().copied().chain(rest.iter().copied()).collect::<Vec<_>>();
+    let args = |rest: &[&str]| -> Vec<String> { storage.iter().chain(rest).map(|s| s.to_string()).collect() };
 
     let vault = cli(&args(&["list", "acme"]))
         .storage
