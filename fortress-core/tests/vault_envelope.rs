@@ -84,11 +84,24 @@ fn a_swapped_context_fails() {
 #[test]
 fn nonces_are_unique_over_a_million_encryptions() {
     const N: usize = 1_000_000;
+    const THREADS: usize = 2;
     let key = SymmetricKey::generate();
+    // Real encryptions on two threads (as concurrent requests would run), one shared key.
+    let batches: Vec<Vec<[u8; NONCE_LEN]>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..N / THREADS)
+                        .map(|_| envelope::seal(&key, b"aad", b"").unwrap().nonce)
+                        .collect()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
     let mut seen: HashSet<[u8; NONCE_LEN]> = HashSet::with_capacity(N);
-    for _ in 0..N {
-        let sealed = envelope::seal(&key, b"aad", b"").unwrap();
-        assert!(seen.insert(sealed.nonce), "nonce repeated");
+    for nonce in batches.into_iter().flatten() {
+        assert!(seen.insert(nonce), "nonce repeated");
     }
     assert_eq!(seen.len(), N);
 }

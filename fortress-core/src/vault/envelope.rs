@@ -61,21 +61,30 @@ pub enum CryptoError {
     Encrypt,
 }
 
-/// A 256-bit AES key, zeroized on drop and never printed.
+/// A 256-bit AES key, zeroized on drop and never printed. The expanded cipher state is
+/// computed once per key (the AES key schedule zeroizes itself on drop too).
 #[derive(Clone)]
-pub struct SymmetricKey(Zeroizing<[u8; KEY_LEN]>);
+pub struct SymmetricKey {
+    bytes: Zeroizing<[u8; KEY_LEN]>,
+    cipher: Aes256Gcm,
+}
 
 impl SymmetricKey {
     /// A fresh key from the operating system's random source.
     pub fn generate() -> Self {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rand::rngs::OsRng.fill_bytes(key.as_mut());
-        Self(key)
+        Self::from_zeroizing(key)
     }
 
     /// Wraps existing key bytes.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        Self(Zeroizing::new(bytes))
+        Self::from_zeroizing(Zeroizing::new(bytes))
+    }
+
+    fn from_zeroizing(bytes: Zeroizing<[u8; KEY_LEN]>) -> Self {
+        let cipher = Aes256Gcm::new(bytes.as_ref().into());
+        Self { bytes, cipher }
     }
 
     /// Copies key bytes from a slice of exactly [`KEY_LEN`] bytes.
@@ -85,16 +94,16 @@ impl SymmetricKey {
             return None;
         }
         key.copy_from_slice(bytes);
-        Some(Self(key))
+        Some(Self::from_zeroizing(key))
     }
 
     /// The raw key bytes (for key derivation only).
     pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
-        &self.0
+        &self.bytes
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.0.as_ref().into())
+    fn cipher(&self) -> &Aes256Gcm {
+        &self.cipher
     }
 }
 
