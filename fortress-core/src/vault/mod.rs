@@ -20,7 +20,16 @@
 //! # });
 //! ```
 
+mod cache;
+pub mod cli;
+pub mod envelope;
+mod envelope_vault;
+pub mod keys;
+mod lifecycle;
 mod memory;
+pub mod store;
+mod tiered;
+pub mod zero_trust;
 
 use std::fmt;
 use std::sync::Arc;
@@ -33,7 +42,10 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 use crate::subject::WorkspaceId;
 
+pub use envelope_vault::{EnvelopeVault, NIST_RANDOM_NONCE_LIMIT, VaultOptions};
 pub use memory::MemoryVault;
+pub use tiered::TieredVault;
+pub use zero_trust::{MtlsFetcher, ZeroTrustVault};
 
 /// Where a credential lives: a workspace's connector, optionally one user's own.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
