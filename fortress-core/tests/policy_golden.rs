@@ -11,8 +11,15 @@ async fn every_golden_case_decides_as_documented() -> anyhow::Result<()> {
     let engine = CedarEngine::from_dir(examples_dir())?;
     let set = engine.current();
     let cases = golden_cases()?;
-    assert!(cases.len() >= 50, "the corpus must hold at least 50 cases, has {}", cases.len());
-    assert!(cases.iter().any(|c| c.expect == Effect::Allow) && cases.iter().any(|c| c.expect == Effect::Deny));
+    assert!(
+        cases.len() >= 50,
+        "the corpus must hold at least 50 cases, has {}",
+        cases.len()
+    );
+    assert!(
+        cases.iter().any(|c| c.expect == Effect::Allow)
+            && cases.iter().any(|c| c.expect == Effect::Deny)
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let decision = engine.decide(&case.call).await?;
@@ -25,11 +32,25 @@ async fn every_golden_case_decides_as_documented() -> anyhow::Result<()> {
             ));
         }
         assert_eq!(decision.policy_version, engine.version());
-        assert!(!decision.reasons.is_empty(), "line {}: a decision always says why", case.line);
+        assert!(
+            !decision.reasons.is_empty(),
+            "line {}: a decision always says why",
+            case.line
+        );
         // The full set, without the index, agrees.
-        assert_eq!(set.decide_unindexed(&case.call)?, decision, "line {}: index disagrees", case.line);
+        assert_eq!(
+            set.decide_unindexed(&case.call)?,
+            decision,
+            "line {}: index disagrees",
+            case.line
+        );
     }
-    assert!(failures.is_empty(), "{} golden cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     Ok(())
 }
 
@@ -42,9 +63,19 @@ async fn annotated_reasons_explain_the_decision() -> anyhow::Result<()> {
         .find(|c| c.policies == ["support-no-ticket-deletion"])
         .expect("the corpus has the delete_ticket case");
     let explanation = engine.explain(&delete.call)?;
-    assert_eq!(explanation.decision.reasons, ["support agents may not delete Zendesk tickets"]);
+    assert_eq!(
+        explanation.decision.reasons,
+        ["support agents may not delete Zendesk tickets"]
+    );
     assert_eq!(explanation.determining.len(), 1);
-    assert!(explanation.determining[0].text.contains("zendesk/delete_ticket"));
-    assert!(explanation.evaluated < explanation.total, "the index narrowed the evaluation");
+    assert!(
+        explanation.determining[0]
+            .text
+            .contains("zendesk/delete_ticket")
+    );
+    assert!(
+        explanation.evaluated < explanation.total,
+        "the index narrowed the evaluation"
+    );
     Ok(())
 }

@@ -18,27 +18,37 @@ fn principal_scope() -> impl Strategy<Value = String> {
         Just("principal".to_owned()),
         prop::sample::select(&USERS[..]).prop_map(|u| format!("principal == User::\"{u}\"")),
         prop::sample::select(&GROUPS[..]).prop_map(|g| format!("principal in Group::\"{g}\"")),
-        prop::sample::select(&WORKSPACES[..]).prop_map(|w| format!("principal in Workspace::\"{w}\"")),
+        prop::sample::select(&WORKSPACES[..])
+            .prop_map(|w| format!("principal in Workspace::\"{w}\"")),
         Just("principal is App".to_owned()),
     ]
 }
 
 fn action_name() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(Action::BUILT_IN.iter().map(|a| a.as_str()).collect::<Vec<_>>())
+    prop::sample::select(
+        Action::BUILT_IN
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn action_scope() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("action".to_owned()),
         action_name().prop_map(|a| format!("action == Action::\"{a}\"")),
-        (action_name(), action_name()).prop_map(|(a, b)| format!("action in [Action::\"{a}\", Action::\"{b}\"]")),
+        (action_name(), action_name())
+            .prop_map(|(a, b)| format!("action in [Action::\"{a}\", Action::\"{b}\"]")),
         prop::sample::select(&["mcp", "claude", "tools", "models", "batches"][..])
             .prop_map(|g| format!("action in Action::\"{g}\"")),
     ]
 }
 
 fn tool_uid() -> impl Strategy<Value = String> {
-    (prop::sample::select(&CONNECTORS[..]), prop::sample::select(&TOOLS[..]))
+    (
+        prop::sample::select(&CONNECTORS[..]),
+        prop::sample::select(&TOOLS[..]),
+    )
         .prop_map(|(c, t)| format!("Tool::\"{c}/{t}\""))
 }
 
@@ -47,13 +57,20 @@ fn resource_scope() -> impl Strategy<Value = String> {
         Just("resource".to_owned()),
         tool_uid().prop_map(|t| format!("resource == {t}")),
         prop::sample::select(&MODELS[..]).prop_map(|m| format!("resource == Model::\"{m}\"")),
-        prop::sample::select(&CONNECTORS[..]).prop_map(|c| format!("resource in Connector::\"{c}\"")),
-        prop::sample::select(&CONNECTORS[..]).prop_map(|c| format!("resource == Connector::\"{c}\"")),
-        prop::sample::select(&WORKSPACES[..]).prop_map(|w| format!("resource in Workspace::\"{w}\"")),
-        prop::sample::select(&WORKSPACES[..]).prop_map(|w| format!("resource == Workspace::\"{w}\"")),
+        prop::sample::select(&CONNECTORS[..])
+            .prop_map(|c| format!("resource in Connector::\"{c}\"")),
+        prop::sample::select(&CONNECTORS[..])
+            .prop_map(|c| format!("resource == Connector::\"{c}\"")),
+        prop::sample::select(&WORKSPACES[..])
+            .prop_map(|w| format!("resource in Workspace::\"{w}\"")),
+        prop::sample::select(&WORKSPACES[..])
+            .prop_map(|w| format!("resource == Workspace::\"{w}\"")),
         prop::sample::select(&["Tool", "Model", "Workspace", "Connector", "Resource"][..])
             .prop_map(|t| format!("resource is {t}")),
-        (prop::sample::select(&["Tool", "Resource", "Prompt"][..]), prop::sample::select(&CONNECTORS[..]))
+        (
+            prop::sample::select(&["Tool", "Resource", "Prompt"][..]),
+            prop::sample::select(&CONNECTORS[..])
+        )
             .prop_map(|(t, c)| format!("resource is {t} in Connector::\"{c}\"")),
     ]
 }
@@ -70,21 +87,41 @@ fn condition() -> impl Strategy<Value = String> {
 }
 
 fn policy() -> impl Strategy<Value = String> {
-    (prop::bool::weighted(0.7), principal_scope(), action_scope(), resource_scope(), condition()).prop_map(
-        |(permit, p, a, r, c)| format!("{} ({p}, {a}, {r}){c};", if permit { "permit" } else { "forbid" }),
+    (
+        prop::bool::weighted(0.7),
+        principal_scope(),
+        action_scope(),
+        resource_scope(),
+        condition(),
     )
+        .prop_map(|(permit, p, a, r, c)| {
+            format!(
+                "{} ({p}, {a}, {r}){c};",
+                if permit { "permit" } else { "forbid" }
+            )
+        })
 }
 
 fn resource() -> impl Strategy<Value = Resource> {
     prop_oneof![
-        (prop::sample::select(&CONNECTORS[..]), prop::sample::select(&TOOLS[..])).prop_map(|(c, t)| Resource::tool(c, t)),
+        (
+            prop::sample::select(&CONNECTORS[..]),
+            prop::sample::select(&TOOLS[..])
+        )
+            .prop_map(|(c, t)| Resource::tool(c, t)),
         prop::sample::select(&MODELS[..]).prop_map(Resource::model),
         prop::sample::select(&CONNECTORS[..]).prop_map(Resource::connector),
         prop::sample::select(&WORKSPACES[..]).prop_map(Resource::workspace),
-        (prop::sample::select(&CONNECTORS[..]), "[a-z]{1,3}")
-            .prop_map(|(c, id)| Resource::new(ResourceKind::Resource, id, Some(c.to_owned()))),
-        (prop::sample::select(&CONNECTORS[..]), "[a-z]{1,3}")
-            .prop_map(|(c, id)| Resource::new(ResourceKind::Prompt, id, Some(c.to_owned()))),
+        (prop::sample::select(&CONNECTORS[..]), "[a-z]{1,3}").prop_map(|(c, id)| Resource::new(
+            ResourceKind::Resource,
+            id,
+            Some(c.to_owned())
+        )),
+        (prop::sample::select(&CONNECTORS[..]), "[a-z]{1,3}").prop_map(|(c, id)| Resource::new(
+            ResourceKind::Prompt,
+            id,
+            Some(c.to_owned())
+        )),
     ]
 }
 
@@ -111,7 +148,8 @@ fn call() -> impl Strategy<Value = Call> {
                 client_ip: ip.and_then(|ip| ip.parse().ok()),
                 ..Attributes::default()
             };
-            Call::new(subject, Action::from(action.to_owned()), resource).with_attributes(attributes)
+            Call::new(subject, Action::from(action.to_owned()), resource)
+                .with_attributes(attributes)
         })
 }
 
@@ -119,7 +157,8 @@ fn compile(policies: &[String]) -> CompiledSet {
     let docs = PolicyDocuments::new().with_policies("generated.cedar", policies.join("\n"));
     // Generated policies need not type-check against the schema: the index must agree with
     // the full set whatever the policies say.
-    CompiledSet::compile_with(&docs, CompileOptions { validate: false }).expect("generated policies parse")
+    CompiledSet::compile_with(&docs, CompileOptions { validate: false })
+        .expect("generated policies parse")
 }
 
 proptest! {
@@ -179,6 +218,9 @@ fn the_index_skips_policies_that_cannot_apply() {
     );
     let explanation = set.explain(&call).unwrap();
     assert!(explanation.decision.is_allowed());
-    assert_eq!(explanation.evaluated, 2, "only the matching permit and the catch-all forbid");
+    assert_eq!(
+        explanation.evaluated, 2,
+        "only the matching permit and the catch-all forbid"
+    );
     assert_eq!(explanation.total, 201);
 }

@@ -27,7 +27,9 @@ fn set(name: &str, permit: bool) -> PolicyDocuments {
     }
     // B also permits, so its denial is a forbid and not a default deny.
     if !permit {
-        text.push_str(&format!("@id(\"{name}-permit\")\npermit (principal, action, resource);\n"));
+        text.push_str(&format!(
+            "@id(\"{name}-permit\")\npermit (principal, action, resource);\n"
+        ));
     }
     PolicyDocuments::new().with_policies(format!("{name}.cedar"), text)
 }
@@ -79,7 +81,11 @@ async fn no_evaluation_ever_sees_a_partial_set() -> anyhow::Result<()> {
         engine.reload(next)?;
         // An invalid set in between is rejected and changes nothing.
         let before = engine.version();
-        assert!(engine.reload(&PolicyDocuments::new().with_policies("x.cedar", "permit (")).is_err());
+        assert!(
+            engine
+                .reload(&PolicyDocuments::new().with_policies("x.cedar", "permit ("))
+                .is_err()
+        );
         assert_eq!(engine.version(), before);
         tokio::task::yield_now().await;
     }
@@ -92,15 +98,23 @@ async fn no_evaluation_ever_sees_a_partial_set() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn invalid_sets_are_rejected_with_line_and_column_and_the_old_set_stays() -> anyhow::Result<()> {
+async fn invalid_sets_are_rejected_with_line_and_column_and_the_old_set_stays() -> anyhow::Result<()>
+{
     let engine = CedarEngine::new(&set("a", true))?;
     let live = engine.version();
-    let mut updates = engine.subscribe();
+    let updates = engine.subscribe();
 
     // A syntax error on line 3.
-    let syntax = PolicyDocuments::new().with_policies("bad.cedar", "// header\n\npermit (principal, action resource);\n");
+    let syntax = PolicyDocuments::new().with_policies(
+        "bad.cedar",
+        "// header\n\npermit (principal, action resource);\n",
+    );
     match engine.reload(&syntax) {
-        Err(PolicyError::Invalid { line, column, message }) => {
+        Err(PolicyError::Invalid {
+            line,
+            column,
+            message,
+        }) => {
             assert_eq!(line, 3);
             assert!(column > 1, "column {column}");
             assert!(message.starts_with("bad.cedar"), "{message}");
@@ -120,7 +134,8 @@ async fn invalid_sets_are_rejected_with_line_and_column_and_the_old_set_stays() 
         other => panic!("expected Invalid, got {other:?}"),
     }
     // A bad limits document, with the offending line.
-    let limits = set("a", true).with_limits("[[limit]]\nid = \"x\"\nscope = \"galaxy\"\nrate = 1\nper = \"1s\"\n");
+    let limits = set("a", true)
+        .with_limits("[[limit]]\nid = \"x\"\nscope = \"galaxy\"\nrate = 1\nper = \"1s\"\n");
     match engine.reload(&limits) {
         Err(PolicyError::Invalid { line, message, .. }) => {
             assert_eq!(line, 3, "{message}");
@@ -129,8 +144,14 @@ async fn invalid_sets_are_rejected_with_line_and_column_and_the_old_set_stays() 
         other => panic!("expected Invalid, got {other:?}"),
     }
     // Duplicate ids across files.
-    let dup = set("a", true).with_policies("more.cedar", "@id(\"a-1\")\npermit (principal, action, resource);");
-    assert!(matches!(engine.reload(&dup), Err(PolicyError::Invalid { .. })));
+    let dup = set("a", true).with_policies(
+        "more.cedar",
+        "@id(\"a-1\")\npermit (principal, action, resource);",
+    );
+    assert!(matches!(
+        engine.reload(&dup),
+        Err(PolicyError::Invalid { .. })
+    ));
 
     assert_eq!(engine.version(), live);
     assert!(engine.decide(&call()).await?.is_allowed());
@@ -148,13 +169,19 @@ async fn evaluation_errors_deny() -> anyhow::Result<()> {
         "p.cedar",
         "@id(\"all\") permit (principal, action, resource);\n@id(\"cap\") forbid (principal, action, resource) when { context.max_tokens > 10 };",
     );
-    let set = CompiledSet::compile_with(&docs, fortress_core::policy::CompileOptions { validate: false })?;
+    let set = CompiledSet::compile_with(
+        &docs,
+        fortress_core::policy::CompileOptions { validate: false },
+    )?;
     let d = set.decide(&call())?;
     assert_eq!(d.effect, Effect::Deny);
     assert_eq!(d.policy_ids, ["cap"]);
     assert!(d.reasons[0].contains("fail closed"), "{:?}", d.reasons);
     // With validation, the same document is refused up front.
-    assert!(matches!(CompiledSet::compile(&docs), Err(PolicyError::Invalid { line: 2, .. })));
+    assert!(matches!(
+        CompiledSet::compile(&docs),
+        Err(PolicyError::Invalid { line: 2, .. })
+    ));
     Ok(())
 }
 
@@ -177,10 +204,17 @@ async fn the_watcher_reloads_changed_directories_and_skips_broken_ones() -> anyh
 
     write("permit (")?;
     assert!(matches!(watcher.check(), Err(PolicyError::Invalid { .. })));
-    assert_eq!(watcher.check()?, ReloadOutcome::Unchanged, "a broken set is reported once");
+    assert_eq!(
+        watcher.check()?,
+        ReloadOutcome::Unchanged,
+        "a broken set is reported once"
+    );
     assert_eq!(engine.version(), version, "the previous set stays live");
 
-    std::fs::write(dir.path().join("limits.toml"), "[[limit]]\nid='l'\nscope='subject'\nrate=5\nper='1m'\n")?;
+    std::fs::write(
+        dir.path().join("limits.toml"),
+        "[[limit]]\nid='l'\nscope='subject'\nrate=5\nper='1m'\n",
+    )?;
     write("@id(\"p\") permit (principal, action == Action::\"tools/call\", resource);")?;
     assert!(matches!(watcher.check()?, ReloadOutcome::Reloaded(_)));
     assert_eq!(engine.current().limits().limits.len(), 1);
@@ -201,8 +235,14 @@ async fn shadow_mode_reports_changes_without_enforcing_them() -> anyhow::Result<
         Action::CallTool,
         Resource::tool("github", "push"),
     );
-    assert!(shadow.decide(&tool_call).await?.is_allowed(), "live decision enforced");
-    assert!(!shadow.decide(&other).await?.is_allowed(), "live default deny enforced");
+    assert!(
+        shadow.decide(&tool_call).await?.is_allowed(),
+        "live decision enforced"
+    );
+    assert!(
+        !shadow.decide(&other).await?.is_allowed(),
+        "live default deny enforced"
+    );
     let changes = shadow.take_changes();
     assert_eq!(changes.len(), 2);
     assert_eq!(changes[0].live.effect, Effect::Allow);
@@ -228,18 +268,30 @@ fn the_cli_validates_explains_and_diffs() -> anyhow::Result<()> {
     };
     let dir = examples.to_str().expect("utf-8 path");
     let (ok, out) = run(&["validate", "--dir", dir])?;
-    assert!(ok && out.starts_with("valid: 12 policies, 3 limits"), "{out}");
+    assert!(
+        ok && out.starts_with("valid: 12 policies, 3 limits"),
+        "{out}"
+    );
 
     let bad = tempfile::tempdir()?;
-    std::fs::write(bad.path().join("x.cedar"), "permit (principal,\n  actionn, resource);")?;
+    std::fs::write(
+        bad.path().join("x.cedar"),
+        "permit (principal,\n  actionn, resource);",
+    )?;
     let (ok, out) = run(&["validate", "--dir", bad.path().to_str().expect("utf-8")])?;
     assert!(!ok);
-    assert!(out.starts_with("invalid: line 2, column 3: x.cedar"), "{out}");
+    assert!(
+        out.starts_with("invalid: line 2, column 3: x.cedar"),
+        "{out}"
+    );
 
     let call = r#"{"subject":{"id":"alice","kind":"user","workspace":"acme","groups":["support"]},"action":"tools/call","resource":{"kind":"tool","connector":"zendesk","id":"delete_ticket"},"attributes":{"client_ip":"10.20.1.5"}}"#;
     let (ok, out) = run(&["explain", "--dir", dir, "--call", call])?;
     assert!(!ok);
-    assert!(out.contains("because: support agents may not delete Zendesk tickets"), "{out}");
+    assert!(
+        out.contains("because: support agents may not delete Zendesk tickets"),
+        "{out}"
+    );
     assert!(out.contains("policy support-no-ticket-deletion"), "{out}");
     let (_, json) = run(&["explain", "--dir", dir, "--call", call, "--json"])?;
     let value: serde_json::Value = serde_json::from_str(&json)?;
@@ -249,24 +301,44 @@ fn the_cli_validates_explains_and_diffs() -> anyhow::Result<()> {
     let candidate = tempfile::tempdir()?;
     for entry in std::fs::read_dir(&examples)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         let text = std::fs::read_to_string(&path)?;
         let text = if name == "examples.cedar" {
-            text.replace("forbid (\n  principal,\n  action == Action::\"tools/call\",\n  resource\n) unless", "permit (\n  principal,\n  action == Action::\"tools/call\",\n  resource\n) when")
+            text.replace(
+                "forbid (\n  principal,\n  action == Action::\"tools/call\",\n  resource\n) unless",
+                "permit (\n  principal,\n  action == Action::\"tools/call\",\n  resource\n) when",
+            )
         } else {
             text
         };
         std::fs::write(candidate.path().join(name), text)?;
     }
     let calls = tempfile::NamedTempFile::new()?;
-    let outside = call.replace("delete_ticket", "search_tickets").replace("10.20.1.5", "8.8.8.8");
+    let outside = call
+        .replace("delete_ticket", "search_tickets")
+        .replace("10.20.1.5", "8.8.8.8");
     std::fs::write(calls.path(), format!("{call}\n{outside}\n"))?;
     let (ok, out) = run(&[
-        "diff", "--live", dir, "--candidate", candidate.path().to_str().expect("utf-8"),
-        "--calls", calls.path().to_str().expect("utf-8"),
+        "diff",
+        "--live",
+        dir,
+        "--candidate",
+        candidate.path().to_str().expect("utf-8"),
+        "--calls",
+        calls.path().to_str().expect("utf-8"),
     ])?;
     assert!(!ok, "{out}");
-    assert!(out.starts_with("2 calls: 1 would change (0 newly denied, 1 newly allowed)"), "{out}");
-    assert!(out.contains("tool:zendesk/search_tickets: Deny -> Allow"), "{out}");
+    assert!(
+        out.starts_with("2 calls: 1 would change (0 newly denied, 1 newly allowed)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tool:zendesk/search_tickets: Deny -> Allow"),
+        "{out}"
+    );
     Ok(())
 }

@@ -28,7 +28,10 @@ impl AdmissionGuard {
     /// Runs `kill_switch` then `limits` (usually a
     /// [`RateLimitGuard`](super::rate_limit::RateLimitGuard)).
     pub fn new(kill_switch: Arc<KillSwitch>, limits: Arc<dyn Guard>) -> Self {
-        Self { kill_switch, limits }
+        Self {
+            kill_switch,
+            limits,
+        }
     }
 
     /// The kill-switch registry, to engage and release switches.

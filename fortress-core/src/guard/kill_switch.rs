@@ -103,7 +103,9 @@ impl KillTarget {
 
     /// A model.
     pub fn model(model: impl Into<String>) -> Self {
-        Self::Model { model: model.into() }
+        Self::Model {
+            model: model.into(),
+        }
     }
 
     /// A user or app of a workspace.
@@ -122,7 +124,9 @@ impl KillTarget {
                 key.connector.as_deref() == Some(connector) && key.tool.as_deref() == Some(tool)
             }
             Self::Model { model } => key.model.as_deref() == Some(model),
-            Self::User { workspace, subject } => *workspace == key.workspace && *subject == key.subject,
+            Self::User { workspace, subject } => {
+                *workspace == key.workspace && *subject == key.subject
+            }
         }
     }
 
@@ -235,7 +239,12 @@ impl KillSwitch {
 
     /// Engages a switch: later calls it covers are rejected and calls in flight are told to
     /// stop. Engaging an engaged switch updates its reason.
-    pub async fn engage(&self, target: KillTarget, actor: &Subject, reason: &str) -> Result<(), KillSwitchError> {
+    pub async fn engage(
+        &self,
+        target: KillTarget,
+        actor: &Subject,
+        reason: &str,
+    ) -> Result<(), KillSwitchError> {
         {
             let mut state = self.state.write().map_err(|_| KillSwitchError::Poisoned)?;
             state.engaged.insert(
@@ -256,15 +265,22 @@ impl KillSwitch {
             });
         }
         tracing::warn!(target = %target, by = %actor.id, "kill switch engaged");
-        self.audit_change("kill_switch.engage", &target, actor, reason).await
+        self.audit_change("kill_switch.engage", &target, actor, reason)
+            .await
     }
 
     /// Releases a switch; returns whether it was engaged. Audited before it takes effect.
-    pub async fn release(&self, target: &KillTarget, actor: &Subject, reason: &str) -> Result<bool, KillSwitchError> {
+    pub async fn release(
+        &self,
+        target: &KillTarget,
+        actor: &Subject,
+        reason: &str,
+    ) -> Result<bool, KillSwitchError> {
         if !self.is_engaged(target) {
             return Ok(false);
         }
-        self.audit_change("kill_switch.release", target, actor, reason).await?;
+        self.audit_change("kill_switch.release", target, actor, reason)
+            .await?;
         let mut state = self.state.write().map_err(|_| KillSwitchError::Poisoned)?;
         tracing::warn!(target = %target, by = %actor.id, "kill switch released");
         Ok(state.engaged.remove(target).is_some())
@@ -272,18 +288,32 @@ impl KillSwitch {
 
     /// Whether `target` is engaged.
     pub fn is_engaged(&self, target: &KillTarget) -> bool {
-        self.state.read().map(|s| s.engaged.contains_key(target)).unwrap_or(true)
+        self.state
+            .read()
+            .map(|s| s.engaged.contains_key(target))
+            .unwrap_or(true)
     }
 
     /// Every engaged switch.
     pub fn engaged(&self) -> Vec<(KillTarget, Engagement)> {
         self.state
             .read()
-            .map(|s| s.engaged.iter().map(|(t, e)| (t.clone(), e.clone())).collect())
+            .map(|s| {
+                s.engaged
+                    .iter()
+                    .map(|(t, e)| (t.clone(), e.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    async fn audit_change(&self, verb: &str, target: &KillTarget, actor: &Subject, reason: &str) -> Result<(), KillSwitchError> {
+    async fn audit_change(
+        &self,
+        verb: &str,
+        target: &KillTarget,
+        actor: &Subject,
+        reason: &str,
+    ) -> Result<(), KillSwitchError> {
         let mut event = AuditEvent::activity(
             EventKind::Admin,
             actor.workspace.clone(),
@@ -301,7 +331,10 @@ impl KillSwitch {
         if let KillTarget::Model { model } = target {
             event.model = Some(model.clone());
         }
-        self.audit.record(event).await.map_err(KillSwitchError::Audit)
+        self.audit
+            .record(event)
+            .await
+            .map_err(KillSwitchError::Audit)
     }
 
     fn reject(target: &KillTarget) -> Verdict {

@@ -102,7 +102,8 @@ pub struct LimitRule {
 impl LimitRule {
     /// The time between two replenished cells.
     pub fn period(&self) -> Result<Duration, LimitsError> {
-        let total = parse_period(&self.per).ok_or_else(|| self.error("`per` must look like 30s, 1m, 1h or 1d"))?;
+        let total = parse_period(&self.per)
+            .ok_or_else(|| self.error("`per` must look like 30s, 1m, 1h or 1d"))?;
         if self.rate == 0 {
             return Err(self.error("`rate` must be at least 1"));
         }
@@ -130,10 +131,12 @@ impl LimitRule {
             }
             _ => None,
         };
-        let model = call.attributes.model.as_deref().or(
-            (call.resource.kind == crate::call::ResourceKind::Model)
-                .then_some(call.resource.id.as_str()),
-        );
+        let model = call
+            .attributes
+            .model
+            .as_deref()
+            .or((call.resource.kind == crate::call::ResourceKind::Model)
+                .then_some(call.resource.id.as_str()));
         any_or(&self.actions, Some(call.action.as_str()))
             && any_or(&self.connectors, call.connector())
             && any_or(&self.tools, tool.as_deref())
@@ -181,7 +184,11 @@ fn parse_period(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
-    let n: u64 = if number.is_empty() { 1 } else { number.parse().ok()? };
+    let n: u64 = if number.is_empty() {
+        1
+    } else {
+        number.parse().ok()?
+    };
     let seconds = match unit.trim() {
         "ms" => return Some(Duration::from_millis(n)).filter(|d| !d.is_zero()),
         "s" | "sec" | "second" | "seconds" => n,
@@ -251,12 +258,21 @@ mod tests {
     fn rejects_bad_documents() {
         assert!(matches!(
             LimitsConfig::from_toml("[[limit]]\nid = 1"),
-            Err(LimitsError::Syntax { offset: Some(_), .. })
+            Err(LimitsError::Syntax {
+                offset: Some(_),
+                ..
+            })
         ));
         let zero = "[[limit]]\nid='a'\nscope='subject'\nrate=0\nper='1s'";
-        assert!(matches!(LimitsConfig::from_toml(zero), Err(LimitsError::Rule { .. })));
+        assert!(matches!(
+            LimitsConfig::from_toml(zero),
+            Err(LimitsError::Rule { .. })
+        ));
         let dup = "[[limit]]\nid='a'\nscope='subject'\nrate=1\nper='1s'\n[[limit]]\nid='a'\nscope='workspace'\nrate=1\nper='1s'";
-        assert!(matches!(LimitsConfig::from_toml(dup), Err(LimitsError::Rule { .. })));
+        assert!(matches!(
+            LimitsConfig::from_toml(dup),
+            Err(LimitsError::Rule { .. })
+        ));
     }
 
     #[test]
@@ -267,9 +283,16 @@ mod tests {
         .unwrap();
         let rule = &config.limits[0];
         let intern = Subject::user("bob", WorkspaceId::new("acme")).with_groups(["interns"]);
-        let call = Call::new(intern, Action::CallTool, Resource::tool("zendesk", "search"));
+        let call = Call::new(
+            intern,
+            Action::CallTool,
+            Resource::tool("zendesk", "search"),
+        );
         assert!(rule.applies_to(&call));
-        assert_eq!(rule.key_for(&call).unwrap(), "t\u{1f}acme\u{1f}bob\u{1f}zendesk\u{1f}search");
+        assert_eq!(
+            rule.key_for(&call).unwrap(),
+            "t\u{1f}acme\u{1f}bob\u{1f}zendesk\u{1f}search"
+        );
         let other = Call::new(
             Subject::user("eve", WorkspaceId::new("acme")),
             Action::CallTool,

@@ -34,8 +34,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
-use governor::state::keyed::DefaultKeyedStateStore;
 use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use super::limits::{LimitRule, LimitsConfig};
@@ -96,7 +96,8 @@ pub trait RateLimitStore: Send + Sync + 'static {
     }
 }
 
-type Keyed<C> = RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Keyed<C> =
+    RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// Identifies one rule's quota: a change of rate or burst starts fresh counters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -149,8 +150,12 @@ where
     }
 
     fn limiter(&self, rule: &LimitRule) -> Result<Arc<Keyed<C>>, GuardError> {
-        let period = rule.period().map_err(|e| GuardError::Config(e.to_string()))?;
-        let burst = rule.burst().map_err(|e| GuardError::Config(e.to_string()))?;
+        let period = rule
+            .period()
+            .map_err(|e| GuardError::Config(e.to_string()))?;
+        let burst = rule
+            .burst()
+            .map_err(|e| GuardError::Config(e.to_string()))?;
         let key = QuotaKey {
             id: rule.id.clone(),
             period,
@@ -166,9 +171,13 @@ where
             .limiters
             .write()
             .map_err(|_| GuardError::Config("rate limiter state is poisoned".into()))?;
-        let limiter = map
-            .entry(key)
-            .or_insert_with(|| Arc::new(RateLimiter::new(quota, DefaultKeyedStateStore::default(), self.clock.clone())));
+        let limiter = map.entry(key).or_insert_with(|| {
+            Arc::new(RateLimiter::new(
+                quota,
+                DefaultKeyedStateStore::default(),
+                self.clock.clone(),
+            ))
+        });
         Ok(Arc::clone(limiter))
     }
 }
@@ -216,7 +225,11 @@ impl RateLimitGuard {
     /// Applies the limits of `source` with counters in `store`.
     pub fn new(source: Arc<dyn LimitsSource>, store: Arc<dyn RateLimitStore>) -> Self {
         let last = ArcSwap::new(source.limits());
-        Self { source, store, last }
+        Self {
+            source,
+            store,
+            last,
+        }
     }
 }
 
@@ -236,10 +249,14 @@ impl Guard for RateLimitGuard {
                 continue;
             };
             if let LimitOutcome::Limited { retry_after } = self.store.check(rule, &key).await? {
-                metrics::counter!("fortress_rate_limited_total", "limit" => rule.id.clone()).increment(1);
+                metrics::counter!("fortress_rate_limited_total", "limit" => rule.id.clone())
+                    .increment(1);
                 return Ok(Verdict::Reject(
-                    Denial::new(DenialKind::RateLimited, format!("rate limit `{}` exceeded", rule.id))
-                        .with_retry_after(retry_after),
+                    Denial::new(
+                        DenialKind::RateLimited,
+                        format!("rate limit `{}` exceeded", rule.id),
+                    )
+                    .with_retry_after(retry_after),
                 ));
             }
         }

@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::PolicyError;
 use super::compiled::CompiledSet;
 use super::documents::PolicyDocuments;
 use super::shadow::dry_run;
-use super::PolicyError;
 use crate::call::{Action, Attributes, Call, RequestId, Resource};
 use crate::subject::Subject;
 
@@ -118,7 +118,8 @@ struct CallSpec {
 
 impl CallSpec {
     fn into_call(self) -> Call {
-        let mut call = Call::new(self.subject, self.action, self.resource).with_attributes(self.attributes);
+        let mut call =
+            Call::new(self.subject, self.action, self.resource).with_attributes(self.attributes);
         if let Some(at) = self.received_at {
             call.received_at = at;
         }
@@ -158,7 +159,11 @@ impl PolicyCommand {
                     )?;
                     Ok(true)
                 }
-                Err(PolicyError::Invalid { line, column, message }) => {
+                Err(PolicyError::Invalid {
+                    line,
+                    column,
+                    message,
+                }) => {
                     // `message` starts with the document name.
                     writeln!(out, "invalid: line {line}, column {column}: {message}")?;
                     Ok(false)
@@ -174,11 +179,16 @@ impl PolicyCommand {
                 let call = parse_call("--call", &text)?;
                 let explanation = set.explain(&call)?;
                 if *json {
-                    serde_json::to_writer_pretty(&mut *out, &explanation).map_err(std::io::Error::from)?;
+                    serde_json::to_writer_pretty(&mut *out, &explanation)
+                        .map_err(std::io::Error::from)?;
                     writeln!(out)?;
                 } else {
                     let d = &explanation.decision;
-                    writeln!(out, "{:?}: {} {} {}", d.effect, call.subject.id, call.action, call.resource)?;
+                    writeln!(
+                        out,
+                        "{:?}: {} {} {}",
+                        d.effect, call.subject.id, call.action, call.resource
+                    )?;
                     for reason in &d.reasons {
                         writeln!(out, "  because: {reason}")?;
                     }
@@ -210,7 +220,8 @@ impl PolicyCommand {
                     .collect::<Result<Vec<_>, _>>()?;
                 let report = dry_run(&live, &candidate, &calls);
                 if *json {
-                    serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
+                    serde_json::to_writer_pretty(&mut *out, &report)
+                        .map_err(std::io::Error::from)?;
                     writeln!(out)?;
                 } else {
                     writeln!(
@@ -243,5 +254,8 @@ impl PolicyCommand {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

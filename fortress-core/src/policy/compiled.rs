@@ -116,7 +116,10 @@ impl CompiledSet {
     }
 
     /// Compiles a document set. Any error names the document, line and column.
-    pub fn compile_with(docs: &PolicyDocuments, options: CompileOptions) -> Result<Self, PolicyError> {
+    pub fn compile_with(
+        docs: &PolicyDocuments,
+        options: CompileOptions,
+    ) -> Result<Self, PolicyError> {
         let schema_docs: Vec<_> = docs.of_kind(DocumentKind::Schema).collect();
         let schema = FortressSchema::compile(&schema_docs)?;
 
@@ -133,12 +136,21 @@ impl CompiledSet {
                     &doc.name,
                     &doc.text,
                     None,
-                    format!("template `{}`: templates are not supported in policy files", template.id()),
+                    format!(
+                        "template `{}`: templates are not supported in policy files",
+                        template.id()
+                    ),
                 ));
             }
             let mut policies: Vec<&Policy> = parsed.policies().collect();
             // Cedar numbers the policies of a text `policy0`, `policy1`, … in source order.
-            policies.sort_by_key(|p| p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(usize::MAX));
+            policies.sort_by_key(|p| {
+                p.id()
+                    .to_string()
+                    .trim_start_matches("policy")
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX)
+            });
             for (ordinal, policy) in policies.into_iter().enumerate() {
                 let id = match policy.annotation("id") {
                     Some(id) => id.to_owned(),
@@ -166,29 +178,50 @@ impl CompiledSet {
         }
         let full = PolicySet::from_policies(entries.iter().map(|e| e.policy.clone()))
             .map_err(|e| PolicyError::Evaluation(format!("policy set: {e}")))?;
-        let by_id = entries.iter().enumerate().map(|(i, e)| (e.id.clone(), i)).collect();
+        let by_id = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id.clone(), i))
+            .collect();
 
         if options.validate {
             let validator = Validator::new(schema.schema.clone());
             let result = validator.validate(&full, ValidationMode::Strict);
             if let Some(error) = result.validation_errors().next() {
                 let id = error.policy_id().to_string();
-                let offset = error.labels().and_then(|mut l| l.next()).map(|l| l.offset());
+                let offset = error
+                    .labels()
+                    .and_then(|mut l| l.next())
+                    .map(|l| l.offset());
                 let (name, text) = match origin.get(&id) {
-                    Some((doc, _)) => (policy_docs[*doc].name.as_str(), policy_docs[*doc].text.as_str()),
+                    Some((doc, _)) => (
+                        policy_docs[*doc].name.as_str(),
+                        policy_docs[*doc].text.as_str(),
+                    ),
                     None => ("policies", ""),
                 };
-                return Err(invalid_at(name, text, offset, format!("policy `{id}`: {error}")));
+                return Err(invalid_at(
+                    name,
+                    text,
+                    offset,
+                    format!("policy `{id}`: {error}"),
+                ));
             }
         }
 
         let limits = match docs.of_kind(DocumentKind::Limits).next() {
             None => LimitsConfig::none(),
             Some(doc) => LimitsConfig::from_toml(&doc.text).map_err(|e| match e {
-                LimitsError::Syntax { offset, ref message } => invalid_at(&doc.name, &doc.text, offset, message),
+                LimitsError::Syntax {
+                    offset,
+                    ref message,
+                } => invalid_at(&doc.name, &doc.text, offset, message),
                 LimitsError::Rule { ref id, .. } => {
                     let needle = format!("\"{id}\"");
-                    let offset = doc.text.find(&needle).or_else(|| doc.text.find(&format!("'{id}'")));
+                    let offset = doc
+                        .text
+                        .find(&needle)
+                        .or_else(|| doc.text.find(&format!("'{id}'")));
                     invalid_at(&doc.name, &doc.text, offset, &e)
                 }
             })?,
@@ -243,7 +276,8 @@ impl CompiledSet {
     pub fn decide(&self, call: &Call) -> Result<Decision, PolicyError> {
         let principal = translate::principal(call)?;
         let resource = translate::resource(&call.resource, &principal.workspace);
-        self.evaluate(call, &principal, &resource, true).map(|(d, _)| d)
+        self.evaluate(call, &principal, &resource, true)
+            .map(|(d, _)| d)
     }
 
     /// Decides `call` evaluating every policy of the set (the reference the index is
@@ -251,14 +285,19 @@ impl CompiledSet {
     pub fn decide_unindexed(&self, call: &Call) -> Result<Decision, PolicyError> {
         let principal = translate::principal(call)?;
         let resource = translate::resource(&call.resource, &principal.workspace);
-        self.evaluate(call, &principal, &resource, false).map(|(d, _)| d)
+        self.evaluate(call, &principal, &resource, false)
+            .map(|(d, _)| d)
     }
 
     /// Decides, for a listing, each candidate resource in one pass: the principal and
     /// context are built once; a candidate whose selected policies hold no `permit` is denied
     /// without evaluation; candidates selecting the same condition-free policies share one
     /// evaluation.
-    pub fn decide_each(&self, template: &Call, candidates: &[Resource]) -> Result<Vec<Decision>, PolicyError> {
+    pub fn decide_each(
+        &self,
+        template: &Call,
+        candidates: &[Resource],
+    ) -> Result<Vec<Decision>, PolicyError> {
         let principal = translate::principal(template)?;
         let action_name = template.action.as_str();
         let action = self.action_info(action_name)?;
@@ -272,11 +311,19 @@ impl CompiledSet {
                 continue;
             }
             let selected = self.index.candidates(action_name, &resource);
-            if !selected.iter().any(|&p| self.entries[p as usize].effect == Effect::Allow) {
-                out.push(Decision::deny(&self.version).with_reason("no policy permits this call (default deny)"));
+            if !selected
+                .iter()
+                .any(|&p| self.entries[p as usize].effect == Effect::Allow)
+            {
+                out.push(
+                    Decision::deny(&self.version)
+                        .with_reason("no policy permits this call (default deny)"),
+                );
                 continue;
             }
-            let condition_free = selected.iter().all(|&p| !self.entries[p as usize].conditional);
+            let condition_free = selected
+                .iter()
+                .all(|&p| !self.entries[p as usize].conditional);
             if condition_free {
                 if let Some(decision) = shared.get(&selected) {
                     out.push(decision.clone());
@@ -357,7 +404,8 @@ impl CompiledSet {
             let selected = self.index.candidates(action_name, resource);
             if selected.is_empty() {
                 // Nothing can apply: the answer is a default deny without evaluation.
-                let d = Decision::deny(&self.version).with_reason("no policy permits this call (default deny)");
+                let d = Decision::deny(&self.version)
+                    .with_reason("no policy permits this call (default deny)");
                 return Ok((d, 0));
             }
             let n = selected.len();
@@ -377,8 +425,14 @@ impl CompiledSet {
         context: cedar_policy::Context,
         set: &PolicySet,
     ) -> Result<Response, PolicyError> {
-        let request = Request::new(principal.uid.clone(), action.uid.clone(), resource.uid.clone(), context, None)
-            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let request = Request::new(
+            principal.uid.clone(),
+            action.uid.clone(),
+            resource.uid.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
         let entities = Entities::from_entities(
             principal
                 .entities
@@ -400,9 +454,13 @@ impl CompiledSet {
             }
         }
         let set = Arc::new(
-            PolicySet::from_policies(selected.iter().map(|&p| self.entries[p as usize].policy.clone()))
-                // Ids are unique in the full set, so any subset builds.
-                .unwrap_or_default(),
+            PolicySet::from_policies(
+                selected
+                    .iter()
+                    .map(|&p| self.entries[p as usize].policy.clone()),
+            )
+            // Ids are unique in the full set, so any subset builds.
+            .unwrap_or_default(),
         );
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() < CACHE_LIMIT {
@@ -426,7 +484,9 @@ impl CompiledSet {
             errors.sort();
             let mut d = Decision::deny(&self.version);
             for (id, message) in errors {
-                d.reasons.push(format!("evaluation error in policy `{id}`: {message} (denied: fail closed)"));
+                d.reasons.push(format!(
+                    "evaluation error in policy `{id}`: {message} (denied: fail closed)"
+                ));
                 d.policy_ids.push(id);
             }
             return d;
@@ -447,7 +507,10 @@ impl CompiledSet {
                 .entry(&id)
                 .and_then(|e| e.policy.annotation("reason").map(str::to_owned));
             d.reasons.push(reason.unwrap_or_else(|| {
-                format!("{} by policy `{id}`", if allowed { "permitted" } else { "forbidden" })
+                format!(
+                    "{} by policy `{id}`",
+                    if allowed { "permitted" } else { "forbidden" }
+                )
             }));
             d.policy_ids.push(id);
         }

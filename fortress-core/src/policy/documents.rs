@@ -55,13 +55,19 @@ impl PolicyDocuments {
 
     /// Adds a document.
     #[must_use]
-    pub fn with(mut self, kind: DocumentKind, name: impl Into<String>, text: impl Into<String>) -> Self {
+    pub fn with(
+        mut self,
+        kind: DocumentKind,
+        name: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
         self.documents.push(Document {
             name: name.into(),
             kind,
             text: text.into(),
         });
-        self.documents.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        self.documents
+            .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         self
     }
 
@@ -106,7 +112,8 @@ impl PolicyDocuments {
             if !path.is_file() {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::Backend(Box::new(e)))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| PolicyError::Backend(Box::new(e)))?;
             docs = docs.with(kind, name, text);
         }
         Ok(docs)
@@ -148,7 +155,12 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// An `Invalid` error located at `offset` in document `name`.
-pub(crate) fn invalid_at(name: &str, text: &str, offset: Option<usize>, message: impl std::fmt::Display) -> PolicyError {
+pub(crate) fn invalid_at(
+    name: &str,
+    text: &str,
+    offset: Option<usize>,
+    message: impl std::fmt::Display,
+) -> PolicyError {
     let (line, column) = offset.map_or((1, 1), |o| line_column(text, o));
     PolicyError::Invalid {
         line,
@@ -171,9 +183,15 @@ mod tests {
 
     #[test]
     fn version_depends_on_content_not_order() {
-        let a = PolicyDocuments::new().with_policies("a.cedar", "x").with_policies("b.cedar", "y");
-        let b = PolicyDocuments::new().with_policies("b.cedar", "y").with_policies("a.cedar", "x");
-        let c = PolicyDocuments::new().with_policies("a.cedar", "x").with_policies("b.cedar", "z");
+        let a = PolicyDocuments::new()
+            .with_policies("a.cedar", "x")
+            .with_policies("b.cedar", "y");
+        let b = PolicyDocuments::new()
+            .with_policies("b.cedar", "y")
+            .with_policies("a.cedar", "x");
+        let c = PolicyDocuments::new()
+            .with_policies("a.cedar", "x")
+            .with_policies("b.cedar", "z");
         assert_eq!(a.version(), b.version());
         assert_ne!(a.version(), c.version());
     }
@@ -181,7 +199,11 @@ mod tests {
     #[test]
     fn reads_a_directory() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("p.cedar"), "permit(principal, action, resource);").unwrap();
+        std::fs::write(
+            dir.path().join("p.cedar"),
+            "permit(principal, action, resource);",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("limits.toml"), "").unwrap();
         std::fs::write(dir.path().join("notes.md"), "ignored").unwrap();
         let docs = PolicyDocuments::from_dir(dir.path()).unwrap();

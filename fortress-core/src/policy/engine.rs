@@ -53,7 +53,10 @@ impl CedarEngine {
     }
 
     /// An engine serving the compiled `docs`, compiled with `options` now and on reload.
-    pub fn with_options(docs: &PolicyDocuments, options: CompileOptions) -> Result<Self, PolicyError> {
+    pub fn with_options(
+        docs: &PolicyDocuments,
+        options: CompileOptions,
+    ) -> Result<Self, PolicyError> {
         let set = CompiledSet::compile_with(docs, options)?;
         let (changes, _) = watch::channel(set.version().to_owned());
         Ok(Self {
@@ -112,7 +115,11 @@ impl PolicyEngine for CedarEngine {
         self.live.load().decide(call)
     }
 
-    async fn decide_each(&self, template: &Call, candidates: &[Resource]) -> Result<Vec<Decision>, PolicyError> {
+    async fn decide_each(
+        &self,
+        template: &Call,
+        candidates: &[Resource],
+    ) -> Result<Vec<Decision>, PolicyError> {
         self.live.load().decide_each(template, candidates)
     }
 

@@ -41,7 +41,9 @@ impl PolicyIndex {
                 let applies = match policy.action_constraint() {
                     ActionConstraint::Any => true,
                     ActionConstraint::Eq(uid) => uid == info.uid,
-                    ActionConstraint::In(list) => list.iter().any(|u| info.self_and_ancestors.contains(u)),
+                    ActionConstraint::In(list) => {
+                        list.iter().any(|u| info.self_and_ancestors.contains(u))
+                    }
                 };
                 if !applies {
                     continue;
@@ -50,9 +52,15 @@ impl PolicyIndex {
                     ResourceConstraint::Any => bucket.any.push(position),
                     ResourceConstraint::Is(ty) => bucket.is.entry(ty).or_default().push(position),
                     ResourceConstraint::Eq(uid) => bucket.eq.entry(uid).or_default().push(position),
-                    ResourceConstraint::In(uid) => bucket.within.entry(uid).or_default().push(position),
+                    ResourceConstraint::In(uid) => {
+                        bucket.within.entry(uid).or_default().push(position)
+                    }
                     ResourceConstraint::IsIn(ty, uid) => {
-                        bucket.is_within.entry(uid).or_default().push((ty, position));
+                        bucket
+                            .is_within
+                            .entry(uid)
+                            .or_default()
+                            .push((ty, position));
                     }
                 }
             }
@@ -77,7 +85,11 @@ impl PolicyIndex {
                 out.extend_from_slice(list);
             }
             if let Some(list) = bucket.is_within.get(uid) {
-                out.extend(list.iter().filter(|(ty, _)| ty == resource.ty).map(|(_, p)| *p));
+                out.extend(
+                    list.iter()
+                        .filter(|(ty, _)| ty == resource.ty)
+                        .map(|(_, p)| *p),
+                );
             }
         }
         out.sort_unstable();

@@ -95,7 +95,8 @@ pub struct ActionInfo {
 impl ActionInfo {
     /// Whether the schema declares the action for this principal and resource type.
     pub(crate) fn applies_to(&self, principal: &EntityTypeName, resource: &EntityTypeName) -> bool {
-        self.principals.contains(principal.basename()) && self.resources.contains(resource.basename())
+        self.principals.contains(principal.basename())
+            && self.resources.contains(resource.basename())
     }
 
     /// The action's entity uid.
@@ -127,11 +128,12 @@ impl FortressSchema {
         if !defines_tool_arguments {
             fragments.push(fragment("default ToolArguments", DEFAULT_TOOL_ARGUMENTS)?);
         }
-        let schema = Schema::from_schema_fragments(fragments).map_err(|e| PolicyError::Invalid {
-            line: 1,
-            column: 1,
-            message: format!("schema: {e}"),
-        })?;
+        let schema =
+            Schema::from_schema_fragments(fragments).map_err(|e| PolicyError::Invalid {
+                line: 1,
+                column: 1,
+                message: format!("schema: {e}"),
+            })?;
         let actions = Self::actions_of(&schema)?;
         Ok(Self { schema, actions })
     }
@@ -217,7 +219,11 @@ mod tests {
             assert!(schema.action(action.as_str()).is_some(), "{action}");
         }
         let call = schema.action("tools/call").unwrap();
-        let groups: Vec<_> = call.self_and_ancestors.iter().map(|u| u.id().unescaped().to_owned()).collect();
+        let groups: Vec<_> = call
+            .self_and_ancestors
+            .iter()
+            .map(|u| u.id().unescaped().to_owned())
+            .collect();
         assert!(groups.contains(&"tools".to_owned()) && groups.contains(&"mcp".to_owned()));
         assert!(call.applies_to(&TYPES.user, &TYPES.tool));
         assert!(!call.applies_to(&TYPES.user, &TYPES.model));

@@ -61,7 +61,12 @@ impl DecisionChange {
     fn of(call: &Call, live: Decision, candidate: Decision) -> Self {
         Self {
             request_id: call.request_id.to_string(),
-            subject: format!("{}:{}@{}", call.subject.kind.as_str(), call.subject.id, call.subject.workspace),
+            subject: format!(
+                "{}:{}@{}",
+                call.subject.kind.as_str(),
+                call.subject.id,
+                call.subject.workspace
+            ),
             action: call.action.to_string(),
             resource: call.resource.to_string(),
             live,
@@ -85,7 +90,11 @@ pub struct DryRunReport {
 
 /// Decides each call under both sets and reports the calls whose effect changes. An
 /// evaluation error counts as a deny (as enforcement treats it).
-pub fn dry_run<'a>(live: &CompiledSet, candidate: &CompiledSet, calls: impl IntoIterator<Item = &'a Call>) -> DryRunReport {
+pub fn dry_run<'a>(
+    live: &CompiledSet,
+    candidate: &CompiledSet,
+    calls: impl IntoIterator<Item = &'a Call>,
+) -> DryRunReport {
     let mut report = DryRunReport::default();
     for call in calls {
         report.calls += 1;
@@ -141,7 +150,10 @@ impl<E: PolicyEngine> ShadowEngine<E> {
 
     /// The changes observed since the last call, oldest first.
     pub fn take_changes(&self) -> Vec<DecisionChange> {
-        self.changes.lock().map(|mut c| c.drain(..).collect()).unwrap_or_default()
+        self.changes
+            .lock()
+            .map(|mut c| c.drain(..).collect())
+            .unwrap_or_default()
     }
 
     fn observe(&self, call: &Call, live: &Result<Decision, PolicyError>) {
@@ -150,7 +162,8 @@ impl<E: PolicyEngine> ShadowEngine<E> {
         };
         let live = match live {
             Ok(d) => d.clone(),
-            Err(e) => Decision::deny(self.live.version()).with_reason(format!("{e} (denied: fail closed)")),
+            Err(e) => Decision::deny(self.live.version())
+                .with_reason(format!("{e} (denied: fail closed)")),
         };
         let shadow = decide_closed(&candidate, call);
         if shadow.effect == live.effect {
@@ -183,7 +196,11 @@ impl<E: PolicyEngine> PolicyEngine for ShadowEngine<E> {
         live
     }
 
-    async fn decide_each(&self, template: &Call, candidates: &[Resource]) -> Result<Vec<Decision>, PolicyError> {
+    async fn decide_each(
+        &self,
+        template: &Call,
+        candidates: &[Resource],
+    ) -> Result<Vec<Decision>, PolicyError> {
         // Listings are enforced by the live engine only; shadowing every listed item would
         // multiply the cost of every tools/list.
         self.live.decide_each(template, candidates).await

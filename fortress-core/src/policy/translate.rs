@@ -82,25 +82,26 @@ pub(crate) fn resource(resource: &Resource, workspace: &EntityUid) -> ResourcePa
             ancestors.push(workspace.clone());
             Types::uid(ty, &resource.id)
         }
-        ResourceKind::Tool | ResourceKind::Resource | ResourceKind::Prompt | ResourceKind::Endpoint => {
-            match &resource.connector {
-                Some(connector) => {
-                    let connector_uid = Types::uid(&TYPES.connector, connector);
-                    entities.push(Entity::new_no_attrs(connector_uid.clone(), ws_set()));
-                    ancestors.push(connector_uid);
-                    ancestors.push(workspace.clone());
-                    let mut id = String::with_capacity(connector.len() + 1 + resource.id.len());
-                    id.push_str(connector);
-                    id.push('/');
-                    id.push_str(&resource.id);
-                    Types::uid(ty, &id)
-                }
-                None => {
-                    ancestors.push(workspace.clone());
-                    Types::uid(ty, &resource.id)
-                }
+        ResourceKind::Tool
+        | ResourceKind::Resource
+        | ResourceKind::Prompt
+        | ResourceKind::Endpoint => match &resource.connector {
+            Some(connector) => {
+                let connector_uid = Types::uid(&TYPES.connector, connector);
+                entities.push(Entity::new_no_attrs(connector_uid.clone(), ws_set()));
+                ancestors.push(connector_uid);
+                ancestors.push(workspace.clone());
+                let mut id = String::with_capacity(connector.len() + 1 + resource.id.len());
+                id.push_str(connector);
+                id.push('/');
+                id.push_str(&resource.id);
+                Types::uid(ty, &id)
             }
-        }
+            None => {
+                ancestors.push(workspace.clone());
+                Types::uid(ty, &resource.id)
+            }
+        },
     };
     // The caller's workspace entity is already in the principal part.
     if uid != *workspace {
@@ -116,7 +117,11 @@ pub(crate) fn resource(resource: &Resource, workspace: &EntityUid) -> ResourcePa
 }
 
 /// The request context of `call` for `action`.
-pub(crate) fn context(call: &Call, schema: &FortressSchema, action: &ActionInfo) -> Result<Context, PolicyError> {
+pub(crate) fn context(
+    call: &Call,
+    schema: &FortressSchema,
+    action: &ActionInfo,
+) -> Result<Context, PolicyError> {
     let arguments = call
         .attributes
         .tool_arguments
@@ -133,7 +138,11 @@ pub(crate) fn context(call: &Call, schema: &FortressSchema, action: &ActionInfo)
     build_context(call, None, arguments.is_some())
 }
 
-fn build_context(call: &Call, arguments: Option<RestrictedExpression>, unmatched: bool) -> Result<Context, PolicyError> {
+fn build_context(
+    call: &Call,
+    arguments: Option<RestrictedExpression>,
+    unmatched: bool,
+) -> Result<Context, PolicyError> {
     let a = &call.attributes;
     let t = call.received_at;
     let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(10);
@@ -141,7 +150,10 @@ fn build_context(call: &Call, arguments: Option<RestrictedExpression>, unmatched
         "time".into(),
         RestrictedExpression::new_datetime(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
     ));
-    pairs.push(("hour".into(), RestrictedExpression::new_long(i64::from(t.hour()))));
+    pairs.push((
+        "hour".into(),
+        RestrictedExpression::new_long(i64::from(t.hour())),
+    ));
     pairs.push((
         "weekday".into(),
         RestrictedExpression::new_long(i64::from(t.weekday().number_from_monday())),
@@ -152,19 +164,30 @@ fn build_context(call: &Call, arguments: Option<RestrictedExpression>, unmatched
     ));
     pairs.push((
         "betas".into(),
-        RestrictedExpression::new_set(a.betas.iter().map(|b| RestrictedExpression::new_string(b.clone()))),
+        RestrictedExpression::new_set(
+            a.betas
+                .iter()
+                .map(|b| RestrictedExpression::new_string(b.clone())),
+        ),
     ));
     if let Some(ip) = a.client_ip {
-        pairs.push(("client_ip".into(), RestrictedExpression::new_ip(ip.to_string())));
+        pairs.push((
+            "client_ip".into(),
+            RestrictedExpression::new_ip(ip.to_string()),
+        ));
     }
     if let Some(args) = arguments {
         pairs.push(("tool_arguments".into(), args));
     }
-    let model = a.model.as_deref().or(
-        (call.resource.kind == ResourceKind::Model).then_some(call.resource.id.as_str()),
-    );
+    let model = a
+        .model
+        .as_deref()
+        .or((call.resource.kind == ResourceKind::Model).then_some(call.resource.id.as_str()));
     if let Some(model) = model {
-        pairs.push(("model".into(), RestrictedExpression::new_string(model.to_owned())));
+        pairs.push((
+            "model".into(),
+            RestrictedExpression::new_string(model.to_owned()),
+        ));
     }
     if let Some(max_tokens) = a.max_tokens {
         let value = i64::try_from(max_tokens)
@@ -185,9 +208,12 @@ fn json_to_cedar(value: &serde_json::Value) -> Option<RestrictedExpression> {
         Value::Bool(b) => RestrictedExpression::new_bool(*b),
         Value::Number(n) => RestrictedExpression::new_long(n.as_i64()?),
         Value::String(s) => RestrictedExpression::new_string(s.clone()),
-        Value::Array(items) => {
-            RestrictedExpression::new_set(items.iter().map(json_to_cedar).collect::<Option<Vec<_>>>()?)
-        }
+        Value::Array(items) => RestrictedExpression::new_set(
+            items
+                .iter()
+                .map(json_to_cedar)
+                .collect::<Option<Vec<_>>>()?,
+        ),
         Value::Object(map) => {
             let fields = map
                 .iter()

@@ -26,7 +26,9 @@ pub struct Case {
 
 /// Monday 2026-11-30 10:00 UTC.
 pub fn default_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).single().expect("valid time")
+    Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0)
+        .single()
+        .expect("valid time")
 }
 
 /// `user:alice@acme[support,interns]` or `app:ci@acme`.
@@ -34,7 +36,14 @@ pub fn parse_subject(text: &str) -> anyhow::Result<Subject> {
     let (kind, rest) = text.split_once(':').context("subject kind")?;
     let (id, rest) = rest.split_once('@').context("subject workspace")?;
     let (workspace, groups) = match rest.split_once('[') {
-        Some((ws, groups)) => (ws, groups.trim_end_matches(']').split(',').filter(|g| !g.is_empty()).collect()),
+        Some((ws, groups)) => (
+            ws,
+            groups
+                .trim_end_matches(']')
+                .split(',')
+                .filter(|g| !g.is_empty())
+                .collect(),
+        ),
         None => (rest, Vec::new()),
     };
     let subject = match kind {
@@ -72,11 +81,17 @@ pub fn parse_case(line: usize, text: &str) -> anyhow::Result<Case> {
         "deny" => Effect::Deny,
         other => bail!("line {line}: bad expectation {other}"),
     };
-    let mut call = Call::new(parse_subject(subject)?, Action::from(action.to_owned()), parse_resource(resource)?);
+    let mut call = Call::new(
+        parse_subject(subject)?,
+        Action::from(action.to_owned()),
+        parse_resource(resource)?,
+    );
     call.received_at = default_time();
     let mut attributes = Attributes::default();
     for attr in attrs.split(';').filter(|a| *a != "-" && !a.is_empty()) {
-        let (key, value) = attr.split_once('=').ok_or_else(|| anyhow!("line {line}: bad attribute {attr}"))?;
+        let (key, value) = attr
+            .split_once('=')
+            .ok_or_else(|| anyhow!("line {line}: bad attribute {attr}"))?;
         match key {
             "ip" => attributes.client_ip = Some(value.parse()?),
             "max_tokens" => attributes.max_tokens = Some(value.parse()?),
