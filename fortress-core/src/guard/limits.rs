@@ -122,7 +122,7 @@ impl LimitRule {
 
     /// Whether the limit applies to `call`.
     pub fn applies_to(&self, call: &Call) -> bool {
-        fn any_or<'a>(list: &[String], value: Option<&'a str>) -> bool {
+        fn any_or(list: &[String], value: Option<&str>) -> bool {
             list.is_empty() || value.is_some_and(|v| list.iter().any(|x| x == v))
         }
         let tool = match (call.resource.kind, call.connector()) {

@@ -121,7 +121,7 @@ impl FortressSchema {
         for doc in extensions {
             defines_tool_arguments |= doc
                 .text
-                .split(|c: char| c == ';' || c == '\n')
+                .split([';', '\n'])
                 .any(|s| s.split_whitespace().take(2).eq(["type", "ToolArguments"]));
             fragments.push(fragment(&doc.name, &doc.text)?);
         }
