@@ -293,6 +293,7 @@ fn the_cli_validates_explains_and_diffs() -> anyhow::Result<()> {
         "{out}"
     );
     assert!(out.contains("policy support-no-ticket-deletion"), "{out}");
+    assert!(out.contains("evaluated 4 of 12 policies"), "{out}");
     let (_, json) = run(&["explain", "--dir", dir, "--call", call, "--json"])?;
     let value: serde_json::Value = serde_json::from_str(&json)?;
     assert_eq!(value["decision"]["effect"], "deny");
