@@ -15,6 +15,11 @@
 //! # });
 //! ```
 
+pub mod combined;
+pub mod kill_switch;
+pub mod limits;
+pub mod rate_limit;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::call::Call;
 use crate::denial::Denial;
+
+pub use combined::AdmissionGuard;
+pub use kill_switch::{KillSwitch, KillTarget};
+pub use rate_limit::{GovernorStore, RateLimitGuard, RateLimitStore};
 
 /// The guard's answer.
 #[derive(Debug)]

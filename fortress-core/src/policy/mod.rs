@@ -21,6 +21,15 @@
 //! ```
 
 mod allow_list;
+pub mod cli;
+pub mod compiled;
+pub mod documents;
+mod engine;
+mod index;
+pub mod schema;
+pub mod shadow;
+mod translate;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -30,6 +39,9 @@ use crate::call::{Call, Resource};
 use crate::decision::Decision;
 
 pub use allow_list::{AllowListPolicy, AllowRule};
+pub use compiled::{CompileOptions, CompiledSet, Explanation};
+pub use documents::PolicyDocuments;
+pub use engine::CedarEngine;
 
 /// Why a policy could not be evaluated or loaded. Every evaluation error denies.
 #[derive(Debug, thiserror::Error)]

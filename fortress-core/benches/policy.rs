@@ -1,0 +1,148 @@
+//! Decision latency of the Cedar engine at 10, 100 and 1,000 policies, indexed against
+//! unindexed (every policy evaluated), plus a listing of 100 tools decided in one pass
+//! against 100 single decisions.
+//!
+//! Before the criterion groups, a percentile pass prints p50/p99/p99.9 per size, since the
+//! target is stated as a p99 (criterion reports means and medians).
+//!
+//! `cargo bench -p fortress-core --bench policy -- --warm-up-time 1 --measurement-time 3`
+
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use fortress_core::call::{Action, Attributes, Call, Resource};
+use fortress_core::policy::{CompiledSet, PolicyDocuments};
+use fortress_core::subject::{Subject, WorkspaceId};
+
+const SIZES: [usize; 3] = [10, 100, 1000];
+const GROUPS: usize = 20;
+
+/// A realistic set: per-tool permits for groups across connectors of 10 tools each, with a
+/// forbid with a condition every 10th policy, and a few set-wide rules.
+fn policy_set(n: usize) -> CompiledSet {
+    let mut text = String::new();
+    text.push_str(
+        "@id(\"office\") forbid (principal, action == Action::\"tools/call\", resource) \
+         unless { context has client_ip && context.client_ip.isInRange(ip(\"10.20.0.0/16\")) };\n",
+    );
+    text.push_str(
+        "@id(\"interns\") forbid (principal in Group::\"interns\", action == Action::\"messages/create\", resource) \
+         unless { context has max_tokens && context.max_tokens <= 4096 };\n",
+    );
+    for i in 0..n.saturating_sub(2) {
+        let connector = i / 10;
+        let group = i % GROUPS;
+        if i % 10 == 9 {
+            text.push_str(&format!(
+                "@id(\"p{i}\") forbid (principal in Group::\"g{group}\", action == Action::\"tools/call\", \
+                 resource == Tool::\"c{connector}/t{i}\") when {{ context.hour < 6 }};\n"
+            ));
+        } else {
+            text.push_str(&format!(
+                "@id(\"p{i}\") permit (principal in Group::\"g{group}\", action in [Action::\"tools/list\", Action::\"tools/call\"], \
+                 resource == Tool::\"c{connector}/t{i}\");\n"
+            ));
+        }
+    }
+    let docs = PolicyDocuments::new().with_policies("bench.cedar", text);
+    CompiledSet::compile(&docs).expect("bench policies compile")
+}
+
+/// A call that one permit of the set allows (tool 0 of connector 0, group g0), through the
+/// office rule.
+fn allowed_call() -> Call {
+    let subject = Subject::user("alice", WorkspaceId::new("acme")).with_groups(["g0", "support"]);
+    let attributes = Attributes {
+        client_ip: "10.20.1.5".parse().ok(),
+        ..Attributes::default()
+    };
+    Call::new(subject, Action::CallTool, Resource::tool("c0", "t0")).with_attributes(attributes)
+}
+
+fn percentiles() {
+    let call = allowed_call();
+    println!("policy decision latency percentiles (20,000 decisions each)");
+    for &n in &SIZES {
+        let set = policy_set(n);
+        for (label, indexed) in [("indexed", true), ("unindexed", false)] {
+            let decide = |c: &Call| {
+                if indexed {
+                    set.decide(c)
+                } else {
+                    set.decide_unindexed(c)
+                }
+            };
+            assert!(decide(&call).expect("decides").is_allowed());
+            for _ in 0..2_000 {
+                black_box(decide(black_box(&call)).ok());
+            }
+            let mut samples: Vec<Duration> = (0..20_000)
+                .map(|_| {
+                    let start = Instant::now();
+                    black_box(decide(black_box(&call)).ok());
+                    start.elapsed()
+                })
+                .collect();
+            samples.sort_unstable();
+            let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+            println!(
+                "  {n:>5} policies {label:>9}: p50 {:>8.2?}  p99 {:>8.2?}  p99.9 {:>8.2?}",
+                at(0.50),
+                at(0.99),
+                at(0.999)
+            );
+        }
+    }
+}
+
+fn decisions(c: &mut Criterion) {
+    let call = allowed_call();
+    let mut group = c.benchmark_group("policy_decide");
+    for &n in &SIZES {
+        let set = policy_set(n);
+        group.bench_with_input(BenchmarkId::new("indexed", n), &n, |b, _| {
+            b.iter(|| set.decide(black_box(&call)))
+        });
+        group.bench_with_input(BenchmarkId::new("unindexed", n), &n, |b, _| {
+            b.iter(|| set.decide_unindexed(black_box(&call)))
+        });
+    }
+    group.finish();
+}
+
+fn listings(c: &mut Criterion) {
+    let set = policy_set(1000);
+    let mut template = allowed_call();
+    template.action = Action::ListTools;
+    let tools: Vec<Resource> = (0..100)
+        .map(|i| Resource::tool(format!("c{}", i / 10), format!("t{i}")))
+        .collect();
+    let mut group = c.benchmark_group("policy_list_100_tools_of_1000_policies");
+    group.bench_function("decide_each", |b| {
+        b.iter(|| set.decide_each(black_box(&template), &tools))
+    });
+    group.bench_function("decide_one_by_one", |b| {
+        b.iter(|| {
+            let mut call = template.clone();
+            tools
+                .iter()
+                .map(|t| {
+                    call.resource = t.clone();
+                    set.decide(black_box(&call))
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    group.finish();
+}
+
+fn main() {
+    percentiles();
+    let mut criterion = Criterion::default().configure_from_args();
+    decisions(&mut criterion);
+    listings(&mut criterion);
+    criterion.final_summary();
+}
