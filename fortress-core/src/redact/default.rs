@@ -34,7 +34,7 @@ use std::sync::{Arc, RwLock};
 use super::config::{RedactionConfig, RuleSet};
 use super::json::redact_value;
 use super::profile::Profile;
-use super::stream::{HoldBackRedactor, redact_with};
+use super::stream::{HoldBackRedactor, MatchFinder, redact_with};
 use super::{RedactError, RedactionReport, RedactionScope, Redactor, StreamRedactor, TokenKey};
 
 /// Which layers apply to a scope: the workspace (if configured), and its connector and
@@ -44,6 +44,17 @@ struct LayerKey {
     workspace: Option<String>,
     connector: Option<String>,
     model: Option<String>,
+}
+
+/// Where a value was found: byte offsets and entity type, never the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detection {
+    /// Byte offset of the first byte.
+    pub start: usize,
+    /// Byte offset one past the last byte.
+    pub end: usize,
+    /// The entity type.
+    pub entity: String,
 }
 
 /// The default redactor. Cheap to clone.
@@ -187,6 +198,19 @@ impl DefaultRedactor {
             profiles.entry(key).or_insert_with(|| profile.clone());
         }
         Ok(profile)
+    }
+
+    /// Where each value would be redacted in `text`: offsets and entity types, never the
+    /// values. For previews and evaluation.
+    pub fn detect(&self, scope: &RedactionScope, text: &str) -> Result<Vec<Detection>, RedactError> {
+        self.check_size(text.len())?;
+        let profile = self.profile(scope)?;
+        let mut spans = Vec::new();
+        profile.finder.find(text, 0, &mut spans);
+        Ok(spans
+            .into_iter()
+            .map(|s| Detection { start: s.start, end: s.end, entity: s.entity.to_string() })
+            .collect())
     }
 
     fn check_size(&self, size: usize) -> Result<(), RedactError> {

@@ -40,7 +40,7 @@ use crate::subject::WorkspaceId;
 
 pub use action::{Action, TokenKey};
 pub use config::{KeyRule, PatternRule, RedactionConfig, RuleSet, WorkspaceRules};
-pub use default::{DefaultRedactor, DefaultRedactorBuilder};
+pub use default::{DefaultRedactor, DefaultRedactorBuilder, Detection};
 pub use pattern::{PatternRedactor, PatternRedactorBuilder};
 pub use stream::{HoldBackRedactor, MatchFinder, Span, redact_with};
 

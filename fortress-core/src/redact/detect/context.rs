@@ -22,7 +22,7 @@ pub(crate) const PHONE_WORDS: &[&[u8]] = &[
 /// Keywords right before a long number that make it an identifier, not a card.
 pub(crate) const ID_WORDS: &[&[u8]] = &[
     b"id", b"order", b"invoice", b"tracking", b"ref", b"ts", b"timestamp", b"seq", b"trace",
-    b"span", b"build", b"version", b"nonce", b"serial", b"account",
+    b"span", b"build", b"version", b"nonce", b"serial",
 ];
 
 /// Whether a keyword from `words` occurs within [`NEAR`] bytes before `p`, with no

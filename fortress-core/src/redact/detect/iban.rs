@@ -32,6 +32,10 @@ pub(crate) fn at(hay: &[u8], p: usize) -> Option<usize> {
     while n < len {
         let b = *hay.get(i)?;
         if b.is_ascii_digit() || b.is_ascii_uppercase() {
+            // Once grouped, every group of four is followed by a space.
+            if grouped && n % 4 == 0 && hay[i - 1] != b' ' {
+                return None;
+            }
             compact[n] = b;
             n += 1;
             i += 1;

@@ -172,7 +172,10 @@ fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, usize)> {
         Some(b'"') => {
             let v = i + 1;
             let len = hay[v..].iter().take(257).position(|&b| b == b'"' || b == b'\\')?;
-            (len > 0 && len <= 256).then_some((v, v + len))
+            let value = &hay[v..v + len];
+            // An earlier replacement (`[NAME]`, a token, stars) is left alone.
+            let redacted = value.first() == Some(&b'[') || value.contains(&b'*');
+            (len > 0 && len <= 256 && !redacted).then_some((v, v + len))
         }
         Some(b) if b.is_ascii_digit() => {
             let len = hay[i..].iter().take(33).take_while(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.')).count();

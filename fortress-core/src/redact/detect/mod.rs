@@ -89,7 +89,7 @@ pub(crate) fn continues_number(hay: &[u8], p: usize) -> bool {
     // `]` and `*` end replacements, which stand for what was a number or a word.
     p >= 2
         && match hay[p - 1] {
-            b' ' => hay[p - 2].is_ascii_digit(),
+            b' ' => hay[p - 2].is_ascii_digit() || hay[p - 2] == b']',
             b'-' | b'.' | b'/' | b':' | b',' => {
                 hay[p - 2].is_ascii_digit() || matches!(hay[p - 2], b']' | b'*')
             }
