@@ -35,11 +35,15 @@ impl Detector for EmailDetector {
             while start > 0 && sign - start <= 64 && is_local(bytes[start - 1]) {
                 start -= 1;
             }
-            // Local parts do not start with a dot; an over-long run is not an address.
+            // The run must not be glued to a word or a replacement; an over-long run is
+            // not an address. Local parts do not start with a dot.
+            if sign - start > 64 || !left_ok(bytes, start) {
+                continue;
+            }
             while start < sign && bytes[start] == b'.' {
                 start += 1;
             }
-            if start == sign || start < at || sign - start > 64 || !left_ok(bytes, start) {
+            if start == sign || start < at {
                 continue;
             }
             if let Some(end) = domain_end(bytes, sign + 1) {

@@ -173,8 +173,10 @@ fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, usize)> {
             let v = i + 1;
             let len = hay[v..].iter().take(257).position(|&b| b == b'"' || b == b'\\')?;
             let value = &hay[v..v + len];
-            // An earlier replacement (`[NAME]`, a token, stars) is left alone.
-            let redacted = value.first() == Some(&b'[') || value.contains(&b'*');
+            // A value holding a replacement (`[NAME]`, a token, stars) is left alone.
+            // Redaction only ever adds these characters, so the choice is the same on
+            // every pass.
+            let redacted = value.iter().any(|b| matches!(b, b'[' | b']' | b'*'));
             (len > 0 && len <= 256 && !redacted).then_some((v, v + len))
         }
         Some(b) if b.is_ascii_digit() => {
