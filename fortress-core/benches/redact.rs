@@ -62,7 +62,9 @@ fn dense_json() -> serde_json::Value {
 
 /// The baseline every figure is compared with: one pass over the bytes.
 fn byte_scan(text: &str) -> usize {
-    text.bytes().filter(|b| b.is_ascii_digit() || *b == b'@').count()
+    text.bytes()
+        .filter(|b| b.is_ascii_digit() || *b == b'@')
+        .count()
 }
 
 fn stream_64(redactor: &dyn Redactor, scope: &RedactionScope, text: &str) -> usize {
@@ -93,15 +95,33 @@ fn bench(c: &mut Criterion) {
     for (name, text) in [("clean", clean_text()), ("dense", dense_text())] {
         let mut group = c.benchmark_group(format!("redact_text/{name}"));
         group.throughput(Throughput::Bytes(text.len() as u64));
-        group.bench_function("baseline_byte_scan", |b| b.iter(|| byte_scan(black_box(&text))));
+        group.bench_function("baseline_byte_scan", |b| {
+            b.iter(|| byte_scan(black_box(&text)))
+        });
         group.bench_function("baseline_pattern_redactor", |b| {
-            b.iter(|| pattern.redact_text(&scope, black_box(&text)).unwrap().0.len())
+            b.iter(|| {
+                pattern
+                    .redact_text(&scope, black_box(&text))
+                    .unwrap()
+                    .0
+                    .len()
+            })
         });
         group.bench_function("default_redactor", |b| {
-            b.iter(|| redactor.redact_text(&scope, black_box(&text)).unwrap().0.len())
+            b.iter(|| {
+                redactor
+                    .redact_text(&scope, black_box(&text))
+                    .unwrap()
+                    .0
+                    .len()
+            })
         });
-        group.bench_function("default_stream_64b", |b| b.iter(|| stream_64(&redactor, &scope, black_box(&text))));
-        group.bench_function("baseline_pattern_stream_64b", |b| b.iter(|| stream_64(&pattern, &scope, black_box(&text))));
+        group.bench_function("default_stream_64b", |b| {
+            b.iter(|| stream_64(&redactor, &scope, black_box(&text)))
+        });
+        group.bench_function("baseline_pattern_stream_64b", |b| {
+            b.iter(|| stream_64(&pattern, &scope, black_box(&text)))
+        });
         group.finish();
     }
 

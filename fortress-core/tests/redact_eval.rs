@@ -26,7 +26,10 @@ struct Tally {
 
 fn redactor() -> DefaultRedactor {
     let config = RedactionConfig {
-        defaults: RuleSet { names: DICTIONARY.iter().map(|s| (*s).to_owned()).collect(), ..RuleSet::default() },
+        defaults: RuleSet {
+            names: DICTIONARY.iter().map(|s| (*s).to_owned()).collect(),
+            ..RuleSet::default()
+        },
         ..RedactionConfig::default()
     };
     DefaultRedactor::builder().config(config).build().unwrap()
@@ -36,7 +39,8 @@ fn redactor() -> DefaultRedactor {
 fn precision_and_recall_meet_targets() {
     let redactor = redactor();
     let scope = RedactionScope::new(WorkspaceId::new("eval"));
-    let mut tally: BTreeMap<&str, Tally> = ENTITIES.iter().map(|e| (*e, Tally::default())).collect();
+    let mut tally: BTreeMap<&str, Tally> =
+        ENTITIES.iter().map(|e| (*e, Tally::default())).collect();
     let mut misses: Vec<String> = Vec::new();
     let mut r = rng(0x5eed_f0f7);
     for entity in ENTITIES {
@@ -46,19 +50,38 @@ fn precision_and_recall_meet_targets() {
             for &(start, end, label) in &s.labels {
                 let t = tally.get_mut(label).unwrap();
                 t.planted += 1;
-                if found.iter().any(|d| d.entity == label && d.start <= start && d.end >= end) {
+                if found
+                    .iter()
+                    .any(|d| d.entity == label && d.start <= start && d.end >= end)
+                {
                     t.found += 1;
                 } else if misses.len() < 20 {
                     misses.push(format!("missed {label} in {:?}", s.text));
                 }
             }
             for d in &found {
-                let t = tally.entry(ENTITIES.iter().find(|e| **e == d.entity).copied().unwrap_or("?")).or_default();
+                let t = tally
+                    .entry(
+                        ENTITIES
+                            .iter()
+                            .find(|e| **e == d.entity)
+                            .copied()
+                            .unwrap_or("?"),
+                    )
+                    .or_default();
                 t.detections += 1;
-                if s.labels.iter().any(|&(start, end, label)| label == d.entity && d.start < end && start < d.end) {
+                if s.labels
+                    .iter()
+                    .any(|&(start, end, label)| label == d.entity && d.start < end && start < d.end)
+                {
                     t.correct += 1;
                 } else if misses.len() < 40 {
-                    misses.push(format!("false {} {:?} in {:?}", d.entity, &s.text[d.start..d.end], s.text));
+                    misses.push(format!(
+                        "false {} {:?} in {:?}",
+                        d.entity,
+                        &s.text[d.start..d.end],
+                        s.text
+                    ));
                 }
             }
         }
@@ -71,19 +94,42 @@ fn precision_and_recall_meet_targets() {
             touched += 1;
         }
         for d in &found {
-            let t = tally.entry(ENTITIES.iter().find(|e| **e == d.entity).copied().unwrap_or("?")).or_default();
+            let t = tally
+                .entry(
+                    ENTITIES
+                        .iter()
+                        .find(|e| **e == d.entity)
+                        .copied()
+                        .unwrap_or("?"),
+                )
+                .or_default();
             t.detections += 1;
             if misses.len() < 60 {
-                misses.push(format!("clean {} {:?} in {:?}", d.entity, &line[d.start..d.end], line));
+                misses.push(format!(
+                    "clean {} {:?} in {:?}",
+                    d.entity,
+                    &line[d.start..d.end],
+                    line
+                ));
             }
         }
     }
-    println!("{:<8} {:>8} {:>8} {:>10} {:>10}", "entity", "planted", "recall", "detected", "precision");
+    println!(
+        "{:<8} {:>8} {:>8} {:>10} {:>10}",
+        "entity", "planted", "recall", "detected", "precision"
+    );
     let mut failures = Vec::new();
     for (entity, t) in &tally {
         let recall = t.found as f64 / t.planted.max(1) as f64;
-        let precision = if t.detections == 0 { 1.0 } else { t.correct as f64 / t.detections as f64 };
-        println!("{entity:<8} {:>8} {recall:>8.4} {:>10} {precision:>10.4}", t.planted, t.detections);
+        let precision = if t.detections == 0 {
+            1.0
+        } else {
+            t.correct as f64 / t.detections as f64
+        };
+        println!(
+            "{entity:<8} {:>8} {recall:>8.4} {:>10} {precision:>10.4}",
+            t.planted, t.detections
+        );
         if recall < 0.99 {
             failures.push(format!("{entity} recall {recall:.4}"));
         }
@@ -92,7 +138,10 @@ fn precision_and_recall_meet_targets() {
         }
     }
     let clean_rate = touched as f64 / CLEAN_LINES as f64;
-    println!("clean corpus: {touched} of {CLEAN_LINES} lines touched ({:.4})", clean_rate);
+    println!(
+        "clean corpus: {touched} of {CLEAN_LINES} lines touched ({:.4})",
+        clean_rate
+    );
     for m in &misses {
         println!("  {m}");
     }

@@ -58,13 +58,21 @@ fn claude_request_and_response_bodies_keep_their_shape() {
     });
     let report = redactor.redact_json(&scope("w"), &mut request).unwrap();
     assert_eq!(request["system"], "You help agents. Escalations: [EMAIL]");
-    assert_eq!(request["messages"][0]["content"][0]["text"], "My IBAN is [IBAN]");
+    assert_eq!(
+        request["messages"][0]["content"][0]["text"],
+        "My IBAN is [IBAN]"
+    );
     assert_eq!(request["max_tokens"], 1024);
     assert_eq!(report.total(), 2);
 
     let mut clean = json!({"id": "msg_01", "content": [{"type": "text", "text": "All 3 checks passed in 12.5 s."}]});
     let before = clean.clone();
-    assert!(redactor.redact_json(&scope("w"), &mut clean).unwrap().is_empty());
+    assert!(
+        redactor
+            .redact_json(&scope("w"), &mut clean)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(clean, before);
 }
 
@@ -97,7 +105,12 @@ fn actions_and_key_rules_follow_workspace_connector_and_model() {
     let clinic = scope("clinic");
     let text = "Jane Roe (EMP-123456) paid 4111 1111 1111 1111 from 10.1.2.3, mail jane@example.org, MRN PT12345";
     let (out, report) = redactor.redact_text(&clinic, text).unwrap();
-    assert!(out.starts_with("[NAME] ([EMPLOYEE_ID]) paid **** **** **** 1111 from 10.1.2.3, mail [EMAIL_"), "{out}");
+    assert!(
+        out.starts_with(
+            "[NAME] ([EMPLOYEE_ID]) paid **** **** **** 1111 from 10.1.2.3, mail [EMAIL_"
+        ),
+        "{out}"
+    );
     assert!(out.ends_with(", MRN [MRN]"), "{out}");
     assert_eq!(report.count("EMPLOYEE_ID"), 1);
     assert_eq!(report.count("IP"), 0);
@@ -105,32 +118,53 @@ fn actions_and_key_rules_follow_workspace_connector_and_model() {
     let (again, _) = redactor.redact_text(&clinic, "JANE@example.org").unwrap();
     assert!(out.contains(again.as_ref()), "{again} not in {out}");
     let (other, _) = redactor.redact_text(&scope("else"), text).unwrap();
-    assert!(other.contains("[EMAIL]") && other.contains("[IP]") && other.contains("Jane Roe"), "{other}");
+    assert!(
+        other.contains("[EMAIL]") && other.contains("[IP]") && other.contains("Jane Roe"),
+        "{other}"
+    );
 
     // Connector override: emails drop the JSON field that holds them.
     let mut zendesk = clinic.clone();
     zendesk.connector = Some("zendesk".into());
     let mut ticket = json!({"requester": "jane@example.org", "cc": ["a@example.com", "ok"], "guardian": "Tom Roe", "body": "hi"});
     let report = redactor.redact_json(&zendesk, &mut ticket).unwrap();
-    assert_eq!(ticket, json!({"cc": ["ok"], "guardian": "[NAME]", "body": "hi"}));
+    assert_eq!(
+        ticket,
+        json!({"cc": ["ok"], "guardian": "[NAME]", "body": "hi"})
+    );
     assert_eq!(report.count("EMAIL"), 2);
     // Model override.
     let mut haiku = clinic.clone();
     haiku.model = Some("claude-haiku".into());
-    let (out, _) = redactor.redact_text(&haiku, "card 4111 1111 1111 1111").unwrap();
+    let (out, _) = redactor
+        .redact_text(&haiku, "card 4111 1111 1111 1111")
+        .unwrap();
     assert_eq!(out, "card [CARD]");
 }
 
 #[test]
 fn bad_configuration_is_refused_at_build() {
     let needs_key = config("[defaults.actions]\nEMAIL = \"token\"");
-    assert!(matches!(DefaultRedactor::builder().config(needs_key).build(), Err(RedactError::InvalidRule { .. })));
+    assert!(matches!(
+        DefaultRedactor::builder().config(needs_key).build(),
+        Err(RedactError::InvalidRule { .. })
+    ));
     let unbounded = config("[[defaults.patterns]]\nentity = \"X\"\nregex = 'a+'");
-    assert!(DefaultRedactor::builder().config(unbounded).build().is_err());
+    assert!(
+        DefaultRedactor::builder()
+            .config(unbounded)
+            .build()
+            .is_err()
+    );
     let bad_name = config("[defaults.actions]\nlower = \"mask\"");
     assert!(DefaultRedactor::builder().config(bad_name).build().is_err());
     assert!(toml::from_str::<RedactionConfig>("[defaults]\nunknown = 1").is_err());
-    assert_eq!(config("[defaults.actions]\nSSN = \"drop\"").defaults.actions["SSN"], Action::Drop);
+    assert_eq!(
+        config("[defaults.actions]\nSSN = \"drop\"")
+            .defaults
+            .actions["SSN"],
+        Action::Drop
+    );
 }
 
 #[test]
@@ -141,16 +175,23 @@ fn reports_and_errors_never_hold_values() {
         .unwrap();
     assert_eq!(out, "ssn [SSN] key [SECRET]");
     let shown = format!("{report:?} {}", serde_json::to_string(&report).unwrap());
-    assert!(!shown.contains("6789") && !shown.contains("AKIA"), "{shown}");
+    assert!(
+        !shown.contains("6789") && !shown.contains("AKIA"),
+        "{shown}"
+    );
     let small = DefaultRedactor::builder().max_input(8).build().unwrap();
-    let err = small.redact_text(&scope("w"), "123-45-6789 and more").unwrap_err();
+    let err = small
+        .redact_text(&scope("w"), "123-45-6789 and more")
+        .unwrap_err();
     assert!(!err.to_string().contains("6789"));
 }
 
 #[test]
 fn redacting_json_twice_changes_nothing_more() {
     let redactor = DefaultRedactor::builder()
-        .config(config("[defaults.actions]\nSSN = \"partial\"\nNAME = \"token\""))
+        .config(config(
+            "[defaults.actions]\nSSN = \"partial\"\nNAME = \"token\"",
+        ))
         .default_token_key(TokenKey::new(vec![3; 32]).unwrap())
         .build()
         .unwrap();

@@ -11,8 +11,31 @@ use rand::rngs::StdRng;
 use redact_support as corpus;
 
 const FILLER: &[&str] = &[
-    "hello", "world", "42", "3.14", "2024", "v1.2", "ünïcødé", "日本語", "🦀", "x=7", "a-b", "—", "price",
-    "$19.99", "12:30", "(see", "below)", "#tag", "foo_bar", "@here", "a::b", "1/2", "50%", "e.g.", "ok!",
+    "hello",
+    "world",
+    "42",
+    "3.14",
+    "2024",
+    "v1.2",
+    "ünïcødé",
+    "日本語",
+    "🦀",
+    "x=7",
+    "a-b",
+    "—",
+    "price",
+    "$19.99",
+    "12:30",
+    "(see",
+    "below)",
+    "#tag",
+    "foo_bar",
+    "@here",
+    "a::b",
+    "1/2",
+    "50%",
+    "e.g.",
+    "ok!",
 ];
 const SEPARATORS: &[&str] = &[" : ", "\n", ", ", " | ", "\t", ". ", " -- "];
 
@@ -142,7 +165,10 @@ fn a_secret_split_byte_by_byte_is_never_emitted_in_part() {
     for (i, _) in text.char_indices() {
         let next = text[i..].chars().next().map_or(0, char::len_utf8);
         stream.push(&text[i..i + next], &mut out);
-        assert!(!out.contains("sk-ant-api03-Zx81"), "partial secret emitted: {out}");
+        assert!(
+            !out.contains("sk-ant-api03-Zx81"),
+            "partial secret emitted: {out}"
+        );
     }
     stream.flush(&mut out);
     assert_eq!(out, "key: [SECRET] end");

@@ -86,8 +86,14 @@ impl fmt::Debug for TokenKey {
 fn normalise(entity: &str, value: &str) -> String {
     match entity {
         entity::EMAIL | entity::NAME => value.trim().to_lowercase(),
-        entity::PHONE | entity::CARD | entity::SSN => value.chars().filter(char::is_ascii_digit).collect(),
-        entity::IBAN => value.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase(),
+        entity::PHONE | entity::CARD | entity::SSN => {
+            value.chars().filter(char::is_ascii_digit).collect()
+        }
+        entity::IBAN => value
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase(),
         _ => value.to_owned(),
     }
 }

@@ -120,15 +120,31 @@ impl DefaultRedactorBuilder {
             }),
         };
         let config = &redactor.inner.config;
-        redactor.profile_for(LayerKey { workspace: None, connector: None, model: None })?;
+        redactor.profile_for(LayerKey {
+            workspace: None,
+            connector: None,
+            model: None,
+        })?;
         for (workspace, rules) in &config.workspaces {
             let ws = Some(workspace.clone());
-            redactor.profile_for(LayerKey { workspace: ws.clone(), connector: None, model: None })?;
+            redactor.profile_for(LayerKey {
+                workspace: ws.clone(),
+                connector: None,
+                model: None,
+            })?;
             for connector in rules.connectors.keys() {
-                redactor.profile_for(LayerKey { workspace: ws.clone(), connector: Some(connector.clone()), model: None })?;
+                redactor.profile_for(LayerKey {
+                    workspace: ws.clone(),
+                    connector: Some(connector.clone()),
+                    model: None,
+                })?;
             }
             for model in rules.models.keys() {
-                redactor.profile_for(LayerKey { workspace: ws.clone(), connector: None, model: Some(model.clone()) })?;
+                redactor.profile_for(LayerKey {
+                    workspace: ws.clone(),
+                    connector: None,
+                    model: Some(model.clone()),
+                })?;
             }
         }
         Ok(redactor)
@@ -158,10 +174,17 @@ impl DefaultRedactor {
     fn layer_key(&self, scope: &RedactionScope) -> LayerKey {
         let config = &self.inner.config;
         match config.workspaces.get(scope.workspace.as_str()) {
-            None => LayerKey { workspace: None, connector: None, model: None },
+            None => LayerKey {
+                workspace: None,
+                connector: None,
+                model: None,
+            },
             Some(rules) => LayerKey {
                 workspace: Some(scope.workspace.as_str().to_owned()),
-                connector: scope.connector.clone().filter(|c| rules.connectors.contains_key(c)),
+                connector: scope
+                    .connector
+                    .clone()
+                    .filter(|c| rules.connectors.contains_key(c)),
                 model: scope.model.clone().filter(|m| rules.models.contains_key(m)),
             },
         }
@@ -172,7 +195,13 @@ impl DefaultRedactor {
     }
 
     fn profile_for(&self, key: LayerKey) -> Result<Arc<Profile>, RedactError> {
-        if let Some(profile) = self.inner.profiles.read().ok().and_then(|p| p.get(&key).cloned()) {
+        if let Some(profile) = self
+            .inner
+            .profiles
+            .read()
+            .ok()
+            .and_then(|p| p.get(&key).cloned())
+        {
             return Ok(profile);
         }
         let config = &self.inner.config;
@@ -202,20 +231,31 @@ impl DefaultRedactor {
 
     /// Where each value would be redacted in `text`: offsets and entity types, never the
     /// values. For previews and evaluation.
-    pub fn detect(&self, scope: &RedactionScope, text: &str) -> Result<Vec<Detection>, RedactError> {
+    pub fn detect(
+        &self,
+        scope: &RedactionScope,
+        text: &str,
+    ) -> Result<Vec<Detection>, RedactError> {
         self.check_size(text.len())?;
         let profile = self.profile(scope)?;
         let mut spans = Vec::new();
         profile.finder.find(text, 0, &mut spans);
         Ok(spans
             .into_iter()
-            .map(|s| Detection { start: s.start, end: s.end, entity: s.entity.to_string() })
+            .map(|s| Detection {
+                start: s.start,
+                end: s.end,
+                entity: s.entity.to_string(),
+            })
             .collect())
     }
 
     fn check_size(&self, size: usize) -> Result<(), RedactError> {
         if size > self.inner.max_input {
-            return Err(RedactError::TooLarge { size, limit: self.inner.max_input });
+            return Err(RedactError::TooLarge {
+                size,
+                limit: self.inner.max_input,
+            });
         }
         Ok(())
     }

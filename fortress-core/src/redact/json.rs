@@ -67,7 +67,11 @@ fn redact_string(profile: &Profile, s: &mut String, report: &mut RedactionReport
         return Fate::Keep;
     }
     report.merge(&found);
-    if found.counts().keys().any(|e| profile.finder.action(e) == Action::Drop) {
+    if found
+        .counts()
+        .keys()
+        .any(|e| profile.finder.action(e) == Action::Drop)
+    {
         return Fate::Drop;
     }
     *s = out.into_owned();
@@ -76,7 +80,12 @@ fn redact_string(profile: &Profile, s: &mut String, report: &mut RedactionReport
 
 /// The whole value under a sensitive key is the entity (strings and numbers); objects
 /// and arrays under it are walked as usual.
-fn apply_key_rule(profile: &Profile, entity: &str, item: &mut Value, report: &mut RedactionReport) -> Fate {
+fn apply_key_rule(
+    profile: &Profile,
+    entity: &str,
+    item: &mut Value,
+    report: &mut RedactionReport,
+) -> Fate {
     let text = match item {
         Value::String(s) if !s.is_empty() => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -101,7 +110,9 @@ fn is_redacted(text: &str) -> bool {
     let bracketed = text.len() >= 3
         && text.starts_with('[')
         && text.ends_with(']')
-        && text[1..text.len() - 1].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        && text[1..text.len() - 1]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
     let starred = text.contains('*') && text.chars().filter(|c| c.is_alphanumeric()).count() <= 4;
     bracketed || starred
 }

@@ -86,7 +86,10 @@ impl ProfileFinder {
         loop {
             let hit = self.detectors[i].next(hay, from)?;
             // A detector working on bytes must not split a character; skip such a hit.
-            if hay.is_char_boundary(hit.start) && hay.is_char_boundary(hit.end) && hit.end > hit.start {
+            if hay.is_char_boundary(hit.start)
+                && hay.is_char_boundary(hit.end)
+                && hit.end > hit.start
+            {
                 return Some(hit);
             }
             from = hit.start + 1;
@@ -96,7 +99,9 @@ impl ProfileFinder {
 
 impl MatchFinder for ProfileFinder {
     fn find(&self, haystack: &str, from: usize, spans: &mut Vec<Span>) {
-        let mut next: Vec<Option<Hit>> = (0..self.detectors.len()).map(|i| self.next(i, haystack, from)).collect();
+        let mut next: Vec<Option<Hit>> = (0..self.detectors.len())
+            .map(|i| self.next(i, haystack, from))
+            .collect();
         let mut at = from;
         loop {
             let mut best: Option<usize> = None;
@@ -110,10 +115,19 @@ impl MatchFinder for ProfileFinder {
                     }
                 }
             }
-            let Some(hit) = best.and_then(|b| next[b].clone()) else { return };
+            let Some(hit) = best.and_then(|b| next[b].clone()) else {
+                return;
+            };
             let value = &haystack[hit.start..hit.end];
-            let replacement = self.action(&hit.entity).replace(&hit.entity, value, self.key.as_ref());
-            spans.push(Span { start: hit.start, end: hit.end, entity: hit.entity, replacement });
+            let replacement =
+                self.action(&hit.entity)
+                    .replace(&hit.entity, value, self.key.as_ref());
+            spans.push(Span {
+                start: hit.start,
+                end: hit.end,
+                entity: hit.entity,
+                replacement,
+            });
             at = hit.end;
         }
     }
@@ -141,21 +155,33 @@ impl Profile {
 
     /// Compiles a rule set.
     pub(crate) fn compile(rules: &RuleSet, key: Option<TokenKey>) -> Result<Self, RedactError> {
-        let invalid = |name: &str, message: String| RedactError::InvalidRule { name: name.to_owned(), message };
+        let invalid = |name: &str, message: String| RedactError::InvalidRule {
+            name: name.to_owned(),
+            message,
+        };
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
-        let mut intern = |name: &str| names.entry(name.to_owned()).or_insert_with(|| Arc::from(name)).clone();
+        let mut intern = |name: &str| {
+            names
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::from(name))
+                .clone()
+        };
         for (name, action) in &rules.actions {
             if !entity::is_valid_name(name) {
                 return Err(invalid(name, "entity names use A-Z, 0-9 and _".into()));
             }
             if *action == Action::Token && key.is_none() {
-                return Err(invalid(name, "the token action needs a token key for this workspace".into()));
+                return Err(invalid(
+                    name,
+                    "the token action needs a token key for this workspace".into(),
+                ));
             }
         }
         let on = |name: &str| rules.actions.get(name).copied().unwrap_or_default() != Action::Allow;
         let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
 
-        let pick = |name: &str, intern: &mut dyn FnMut(&str) -> Arc<str>| on(name).then(|| intern(name));
+        let pick =
+            |name: &str, intern: &mut dyn FnMut(&str) -> Arc<str>| on(name).then(|| intern(name));
         let families = NumberFamilies {
             phone: pick(entity::PHONE, &mut intern),
             ssn: pick(entity::SSN, &mut intern),
@@ -166,10 +192,14 @@ impl Profile {
         };
         detectors.push(Box::new(NumberDetector { families }));
         if on(entity::EMAIL) {
-            detectors.push(Box::new(EmailDetector { entity: intern(entity::EMAIL) }));
+            detectors.push(Box::new(EmailDetector {
+                entity: intern(entity::EMAIL),
+            }));
         }
         if on(entity::IP) {
-            detectors.push(Box::new(Ipv6Detector { entity: intern(entity::IP) }));
+            detectors.push(Box::new(Ipv6Detector {
+                entity: intern(entity::IP),
+            }));
         }
 
         // Keyword-triggered detectors share one automaton.
@@ -181,7 +211,10 @@ impl Profile {
             }
             pairs.push(("bearer".to_owned(), Trigger::Bearer(secret.clone())));
             for (word, password) in SECRET_KEYS {
-                pairs.push(((*word).to_owned(), Trigger::Assign(*password, secret.clone())));
+                pairs.push((
+                    (*word).to_owned(),
+                    Trigger::Assign(*password, secret.clone()),
+                ));
             }
         }
         let mut mrn_formats = Vec::new();
@@ -191,20 +224,34 @@ impl Profile {
             for word in MRN_WORDS {
                 pairs.push(((*word).to_owned(), Trigger::Mrn(mrn.clone())));
             }
-            for format in std::iter::once(DEFAULT_MRN_FORMAT).chain(rules.mrn_formats.iter().map(String::as_str)) {
+            for format in std::iter::once(DEFAULT_MRN_FORMAT)
+                .chain(rules.mrn_formats.iter().map(String::as_str))
+            {
                 let max = bounded_len(entity::MRN, format, 64)?;
                 mrn_max = mrn_max.max(max);
-                mrn_formats.push(Regex::new(&format!("^(?:{format})")).map_err(|e| invalid(entity::MRN, e.to_string()))?);
+                mrn_formats.push(
+                    Regex::new(&format!("^(?:{format})"))
+                        .map_err(|e| invalid(entity::MRN, e.to_string()))?,
+                );
             }
         }
         let mut key_rules = HashMap::new();
-        let custom_keys = rules.keys.iter().map(|k| (k.key.as_str(), k.entity.as_str()));
+        let custom_keys = rules
+            .keys
+            .iter()
+            .map(|k| (k.key.as_str(), k.entity.as_str()));
         for (key_name, entity_name) in BUILTIN_KEYS.iter().copied().chain(custom_keys) {
             if !entity::is_valid_name(entity_name) {
-                return Err(invalid(entity_name, "entity names use A-Z, 0-9 and _".into()));
+                return Err(invalid(
+                    entity_name,
+                    "entity names use A-Z, 0-9 and _".into(),
+                ));
             }
             if key_name.is_empty() || key_name.len() > MAX_KEY_LEN {
-                return Err(invalid(key_name, format!("keys must have 1 to {MAX_KEY_LEN} bytes")));
+                return Err(invalid(
+                    key_name,
+                    format!("keys must have 1 to {MAX_KEY_LEN} bytes"),
+                ));
             }
             if !on(entity_name) {
                 continue;
@@ -228,19 +275,32 @@ impl Profile {
         }
         for pattern in &rules.patterns {
             if !entity::is_valid_name(&pattern.entity) {
-                return Err(invalid(&pattern.entity, "entity names use A-Z, 0-9 and _".into()));
+                return Err(invalid(
+                    &pattern.entity,
+                    "entity names use A-Z, 0-9 and _".into(),
+                ));
             }
             let max_len = bounded_len(&pattern.entity, &pattern.regex, MAX_PATTERN_LEN)?;
             if !on(&pattern.entity) {
                 continue;
             }
-            let regex = Regex::new(&pattern.regex).map_err(|e| invalid(&pattern.entity, e.to_string()))?;
-            detectors.push(Box::new(CustomDetector { regex, max_len, entity: intern(&pattern.entity) }));
+            let regex =
+                Regex::new(&pattern.regex).map_err(|e| invalid(&pattern.entity, e.to_string()))?;
+            detectors.push(Box::new(CustomDetector {
+                regex,
+                max_len,
+                entity: intern(&pattern.entity),
+            }));
         }
 
         let max_len = detectors.iter().map(|d| d.max_len()).max().unwrap_or(1);
         Ok(Self {
-            finder: Arc::new(ProfileFinder { detectors, actions: rules.actions.clone(), key, max_len }),
+            finder: Arc::new(ProfileFinder {
+                detectors,
+                actions: rules.actions.clone(),
+                key,
+                max_len,
+            }),
             key_rules,
         })
     }
@@ -250,7 +310,11 @@ impl Profile {
 /// (which, ignoring case, covers camelCase), and with `-` for `_`.
 fn key_variants(key: &str) -> Vec<String> {
     let mut variants = vec![key.to_owned()];
-    for v in [key.replace(['_', '-', ' '], ""), key.replace('_', "-"), key.replace('-', "_")] {
+    for v in [
+        key.replace(['_', '-', ' '], ""),
+        key.replace('_', "-"),
+        key.replace('-', "_"),
+    ] {
         if !variants.iter().any(|x| x.eq_ignore_ascii_case(&v)) {
             variants.push(v);
         }
@@ -260,7 +324,10 @@ fn key_variants(key: &str) -> Vec<String> {
 
 /// Checks a pattern compiles, cannot match empty text, and has a bounded match length.
 fn bounded_len(name: &str, pattern: &str, limit: usize) -> Result<usize, RedactError> {
-    let invalid = |message: String| RedactError::InvalidRule { name: name.to_owned(), message };
+    let invalid = |message: String| RedactError::InvalidRule {
+        name: name.to_owned(),
+        message,
+    };
     let hir = regex_syntax::parse(pattern).map_err(|e| invalid(e.to_string()))?;
     let props = hir.properties();
     if props.minimum_len().unwrap_or(0) == 0 {
@@ -268,6 +335,8 @@ fn bounded_len(name: &str, pattern: &str, limit: usize) -> Result<usize, RedactE
     }
     match props.maximum_len() {
         Some(max) if max <= limit => Ok(max),
-        _ => Err(invalid(format!("pattern can match more than {limit} bytes"))),
+        _ => Err(invalid(format!(
+            "pattern can match more than {limit} bytes"
+        ))),
     }
 }

@@ -75,7 +75,9 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
 }
 
 fn prefix(digits: &[u8], n: usize) -> u32 {
-    digits[..n].iter().fold(0, |acc, &d| acc * 10 + u32::from(d))
+    digits[..n]
+        .iter()
+        .fold(0, |acc, &d| acc * 10 + u32::from(d))
 }
 
 /// Whether an issuer uses this prefix with this length.
@@ -97,7 +99,8 @@ pub(crate) fn issuer_accepts(d: &[u8]) -> bool {
         // American Express, Diners Club, JCB.
         3 => {
             (matches!(p2, 34 | 37) && len == 15)
-                || ((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39)) && (14..=19).contains(&len)
+                || ((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39))
+                    && (14..=19).contains(&len)
                 || (3528..=3589).contains(&p4) && (16..=19).contains(&len)
         }
         // Discover, UnionPay, Maestro.
@@ -117,7 +120,14 @@ mod tests {
 
     #[test]
     fn known_test_numbers() {
-        for s in ["4111111111111111", "4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005", "3782 822463 10005", "6011111111111117"] {
+        for s in [
+            "4111111111111111",
+            "4111 1111 1111 1111",
+            "5500-0000-0000-0004",
+            "378282246310005",
+            "3782 822463 10005",
+            "6011111111111117",
+        ] {
             assert_eq!(at(s.as_bytes(), 0), Some(s.len()), "{s}");
         }
     }
@@ -125,7 +135,12 @@ mod tests {
     #[test]
     fn rejects_noise() {
         // Luhn-valid but no issuer, a timestamp, wrong grouping, identifier context.
-        for s in ["1700000000000007", "4111111111111112", "41 11111111111111", "4111.1111.1111.1111"] {
+        for s in [
+            "1700000000000007",
+            "4111111111111112",
+            "41 11111111111111",
+            "4111.1111.1111.1111",
+        ] {
             assert_eq!(at(s.as_bytes(), 0), None, "{s}");
         }
         assert!(luhn(&[0, 0, 0, 0]));

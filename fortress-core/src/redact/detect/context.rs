@@ -21,15 +21,30 @@ pub(crate) const PHONE_WORDS: &[&[u8]] = &[
 ];
 /// Keywords right before a long number that make it an identifier, not a card.
 pub(crate) const ID_WORDS: &[&[u8]] = &[
-    b"id", b"order", b"invoice", b"tracking", b"ref", b"ts", b"timestamp", b"seq", b"trace",
-    b"span", b"build", b"version", b"nonce", b"serial",
+    b"id",
+    b"order",
+    b"invoice",
+    b"tracking",
+    b"ref",
+    b"ts",
+    b"timestamp",
+    b"seq",
+    b"trace",
+    b"span",
+    b"build",
+    b"version",
+    b"nonce",
+    b"serial",
 ];
 
 /// Whether a keyword from `words` occurs within [`NEAR`] bytes before `p`, with no
 /// replacement boundary between it and `p`.
 pub(crate) fn near_before(hay: &[u8], p: usize, words: &[&[u8]]) -> bool {
     let mut start = p.saturating_sub(NEAR);
-    if let Some(block) = hay[start..p].iter().rposition(|b| matches!(b, b'[' | b']' | b'*')) {
+    if let Some(block) = hay[start..p]
+        .iter()
+        .rposition(|b| matches!(b, b'[' | b']' | b'*'))
+    {
         start += block + 1;
     }
     (start..p).any(|i| {
@@ -44,12 +59,16 @@ pub(crate) fn near_before(hay: &[u8], p: usize, words: &[&[u8]]) -> bool {
 /// and spaces (at most 4 bytes of it): `order #4111…`, `version 1.2.3.4`, `id=…`.
 pub(crate) fn right_before(hay: &[u8], p: usize, words: &[&[u8]]) -> bool {
     let mut k = p;
-    while k > 0 && p - k < 4 && matches!(hay[k - 1], b' ' | b':' | b'=' | b'#' | b'"' | b'\'' | b'(' | b'-' | b'_' | b'.') {
+    while k > 0
+        && p - k < 4
+        && matches!(
+            hay[k - 1],
+            b' ' | b':' | b'=' | b'#' | b'"' | b'\'' | b'(' | b'-' | b'_' | b'.'
+        )
+    {
         k -= 1;
     }
     words.iter().any(|w| {
-        k >= w.len()
-            && word_at(hay, k - w.len(), w)
-            && hay[k - w.len()..k].eq_ignore_ascii_case(w)
+        k >= w.len() && word_at(hay, k - w.len(), w) && hay[k - w.len()..k].eq_ignore_ascii_case(w)
     })
 }

@@ -19,7 +19,11 @@ impl Detector for CustomDetector {
         while pos <= hay.len() {
             let m = self.regex.find_at(hay, pos)?;
             if m.end() > m.start() {
-                return Some(Hit { start: m.start(), end: m.end(), entity: self.entity.clone() });
+                return Some(Hit {
+                    start: m.start(),
+                    end: m.end(),
+                    entity: self.entity.clone(),
+                });
             }
             pos = m.end() + hay[m.end()..].chars().next().map_or(1, char::len_utf8);
         }

@@ -16,14 +16,25 @@ pub(crate) struct DictionaryDetector {
 
 impl DictionaryDetector {
     /// Builds the automaton; empty names are skipped.
-    pub(crate) fn new(names: &[String], entity: Arc<str>) -> Result<Self, aho_corasick::BuildError> {
-        let names: Vec<&str> = names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()).collect();
+    pub(crate) fn new(
+        names: &[String],
+        entity: Arc<str>,
+    ) -> Result<Self, aho_corasick::BuildError> {
+        let names: Vec<&str> = names
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .collect();
         let max_len = names.iter().map(|n| n.len()).max().unwrap_or(0);
         let ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(&names)?;
-        Ok(Self { ac, max_len, entity })
+        Ok(Self {
+            ac,
+            max_len,
+            entity,
+        })
     }
 }
 
@@ -34,7 +45,11 @@ impl Detector for DictionaryDetector {
         while pos < bytes.len() {
             let m = self.ac.find(Input::new(bytes).span(pos..bytes.len()))?;
             if left_ok(bytes, m.start()) && right_ok(bytes, m.end()) {
-                return Some(Hit { start: m.start(), end: m.end(), entity: self.entity.clone() });
+                return Some(Hit {
+                    start: m.start(),
+                    end: m.end(),
+                    entity: self.entity.clone(),
+                });
             }
             pos = m.start() + 1;
         }

@@ -6,8 +6,18 @@ use super::context::{DOB_WORDS, near_before};
 use super::{digits, is_word, number_goes_on, right_ok, value};
 
 const MONTHS: &[&[u8]] = &[
-    b"january", b"february", b"march", b"april", b"may", b"june", b"july", b"august",
-    b"september", b"october", b"november", b"december",
+    b"january",
+    b"february",
+    b"march",
+    b"april",
+    b"may",
+    b"june",
+    b"july",
+    b"august",
+    b"september",
+    b"october",
+    b"november",
+    b"december",
 ];
 
 /// The longest date text.
@@ -51,7 +61,8 @@ fn plausible(year: u32, month: u32, day: u32) -> bool {
 /// The end of a date of birth starting at `p`, if one does.
 pub(crate) fn at(hay: &[u8], p: usize) -> Option<usize> {
     let end = date_at(hay, p)?;
-    (right_ok(hay, end) && !number_goes_on(hay, end) && near_before(hay, p, DOB_WORDS)).then_some(end)
+    (right_ok(hay, end) && !number_goes_on(hay, end) && near_before(hay, p, DOB_WORDS))
+        .then_some(end)
 }
 
 fn date_at(hay: &[u8], p: usize) -> Option<usize> {
@@ -67,7 +78,11 @@ fn date_at(hay: &[u8], p: usize) -> Option<usize> {
             return None;
         }
         let (e3, n3) = digits(hay, e2 + 1, 5);
-        let (a, b, c) = (value(&hay[p..e1]), value(&hay[e1 + 1..e2]), value(&hay[e2 + 1..e3]));
+        let (a, b, c) = (
+            value(&hay[p..e1]),
+            value(&hay[e1 + 1..e2]),
+            value(&hay[e2 + 1..e3]),
+        );
         let ok = match (n1, n3) {
             (4, 1..=2) => plausible(a, b, c),
             (1..=2, 4) => plausible(c, a, b) || plausible(c, b, a),

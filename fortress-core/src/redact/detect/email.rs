@@ -48,7 +48,11 @@ impl Detector for EmailDetector {
             }
             if let Some(end) = domain_end(bytes, sign + 1) {
                 if end - start <= MAX_LEN {
-                    return Some(Hit { start, end, entity: self.entity.clone() });
+                    return Some(Hit {
+                        start,
+                        end,
+                        entity: self.entity.clone(),
+                    });
                 }
             }
         }
@@ -97,13 +101,18 @@ mod tests {
     use super::*;
 
     fn find(s: &str) -> Option<&str> {
-        let d = EmailDetector { entity: Arc::from("EMAIL") };
+        let d = EmailDetector {
+            entity: Arc::from("EMAIL"),
+        };
         d.next(s, 0).map(|h| &s[h.start..h.end])
     }
 
     #[test]
     fn addresses() {
-        assert_eq!(find("mail jane.doe+x@mail.example.co.uk."), Some("jane.doe+x@mail.example.co.uk"));
+        assert_eq!(
+            find("mail jane.doe+x@mail.example.co.uk."),
+            Some("jane.doe+x@mail.example.co.uk")
+        );
         assert_eq!(find("<bob@example.org>"), Some("bob@example.org"));
         assert_eq!(find("see icon@2x.png or @Override or user@host"), None);
         assert_eq!(find("x@a.b4"), None);

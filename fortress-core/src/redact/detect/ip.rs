@@ -87,7 +87,11 @@ impl Detector for Ipv6Detector {
             }
             let text = &hay[start..stop];
             if plausible_v6(text) {
-                return Some(Hit { start, end: stop, entity: self.entity.clone() });
+                return Some(Hit {
+                    start,
+                    end: stop,
+                    entity: self.entity.clone(),
+                });
             }
         }
         None
@@ -122,7 +126,14 @@ mod tests {
     fn v4() {
         assert_eq!(v4_at(b"192.168.1.20", 0), Some(12));
         assert_eq!(v4_at(b"8.8.8.8.", 0), Some(7));
-        for s in ["127.0.0.1", "0.0.0.0", "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4"] {
+        for s in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+        ] {
             assert_eq!(v4_at(s.as_bytes(), 0), None, "{s}");
         }
         assert_eq!(v4_at(b"version 1.2.3.4", 8), None);
@@ -130,7 +141,9 @@ mod tests {
 
     #[test]
     fn v6() {
-        let d = Ipv6Detector { entity: Arc::from("IP") };
+        let d = Ipv6Detector {
+            entity: Arc::from("IP"),
+        };
         let hit = |s: &str| d.next(s, 0).map(|h| (h.start, h.end));
         assert_eq!(hit("addr 2001:db8::8a2e:370:7334 ok"), Some((5, 28)));
         assert_eq!(hit("fe80::1ff:fe23:4567:890a."), Some((0, 24)));

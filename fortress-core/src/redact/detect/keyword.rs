@@ -78,14 +78,25 @@ impl KeywordDetector {
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)?;
-        Ok(Self { ac, triggers, mrn_formats, mrn_max })
+        Ok(Self {
+            ac,
+            triggers,
+            mrn_formats,
+            mrn_max,
+        })
     }
 
     fn fire(&self, hay: &[u8], k: usize, k_end: usize, trigger: &Trigger) -> Option<Hit> {
-        let hit = |start: usize, end: usize, entity: &Arc<str>| Hit { start, end, entity: entity.clone() };
+        let hit = |start: usize, end: usize, entity: &Arc<str>| Hit {
+            start,
+            end,
+            entity: entity.clone(),
+        };
         match trigger {
             Trigger::Prefix(kind, entity) => {
-                let exact = secret::PREFIXES.iter().any(|(p, k2)| k2 == kind && hay[k..k_end] == *p.as_bytes());
+                let exact = secret::PREFIXES
+                    .iter()
+                    .any(|(p, k2)| k2 == kind && hay[k..k_end] == *p.as_bytes());
                 if !exact {
                     return None;
                 }
@@ -122,13 +133,19 @@ impl KeywordDetector {
                     .filter(|_| left_ok(hay, v))
                     .map(|end| hit(v, end, entity))
             }
-            Trigger::JsonKey(entity) => json_value(hay, k, k_end).map(|(v, end)| hit(v, end, entity)),
+            Trigger::JsonKey(entity) => {
+                json_value(hay, k, k_end).map(|(v, end)| hit(v, end, entity))
+            }
         }
     }
 }
 
 fn spaces(hay: &[u8], i: usize, max: usize) -> usize {
-    hay[i..].iter().take(max).take_while(|&&b| b == b' ').count()
+    hay[i..]
+        .iter()
+        .take(max)
+        .take_while(|&&b| b == b' ')
+        .count()
 }
 
 /// Skips `number`/`no.`/`#` and separators after an MRN keyword.
@@ -140,7 +157,13 @@ fn mrn_value_start(hay: &[u8], mut i: usize) -> usize {
         }
     }
     let start = i;
-    while i < hay.len() && i - start < 6 && matches!(hay[i], b' ' | b':' | b'#' | b'=' | b'"' | b'\'' | b'\\' | b'-') {
+    while i < hay.len()
+        && i - start < 6
+        && matches!(
+            hay[i],
+            b' ' | b':' | b'#' | b'=' | b'"' | b'\'' | b'\\' | b'-'
+        )
+    {
         i += 1;
     }
     i
@@ -171,7 +194,10 @@ fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, usize)> {
     match hay.get(i) {
         Some(b'"') => {
             let v = i + 1;
-            let len = hay[v..].iter().take(257).position(|&b| b == b'"' || b == b'\\')?;
+            let len = hay[v..]
+                .iter()
+                .take(257)
+                .position(|&b| b == b'"' || b == b'\\')?;
             let value = &hay[v..v + len];
             // A value holding a replacement (`[NAME]`, a token, stars) is left alone.
             // Redaction only ever adds these characters, so the choice is the same on
@@ -180,7 +206,11 @@ fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, usize)> {
             (len > 0 && len <= 256 && !redacted).then_some((v, v + len))
         }
         Some(b) if b.is_ascii_digit() => {
-            let len = hay[i..].iter().take(33).take_while(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.')).count();
+            let len = hay[i..]
+                .iter()
+                .take(33)
+                .take_while(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+                .count();
             (len <= 32).then_some((i, i + len))
         }
         _ => None,

@@ -115,9 +115,9 @@ pub(crate) fn digits(hay: &[u8], i: usize, max: usize) -> (usize, usize) {
 
 /// The value of a run of ASCII digits.
 pub(crate) fn value(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .fold(0u32, |acc, b| acc.saturating_mul(10).saturating_add(u32::from(b - b'0')))
+    bytes.iter().fold(0u32, |acc, b| {
+        acc.saturating_mul(10).saturating_add(u32::from(b - b'0'))
+    })
 }
 
 /// Whether `word` (lowercase ASCII) occurs case-insensitively at `i`, starting a word.

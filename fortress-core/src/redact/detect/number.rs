@@ -63,15 +63,20 @@ impl NumberDetector {
             if f.phone.is_some() && !(s > 0 && hay[s - 1] == b'+') {
                 pick(phone::at(hay, s), &f.phone);
             }
-        } else if first.is_ascii_uppercase() && hay.get(s + 1).is_some_and(u8::is_ascii_uppercase) {
-            if f.iban.is_some() {
-                pick(iban::at(hay, s), &f.iban);
-            }
+        } else if first.is_ascii_uppercase()
+            && hay.get(s + 1).is_some_and(u8::is_ascii_uppercase)
+            && f.iban.is_some()
+        {
+            pick(iban::at(hay, s), &f.iban);
         }
         if first.is_ascii_alphabetic() && f.dob.is_some() {
             pick(dob::at(hay, s), &f.dob);
         }
-        best.map(|(end, entity)| Hit { start: s, end, entity: entity.clone() })
+        best.map(|(end, entity)| Hit {
+            start: s,
+            end,
+            entity: entity.clone(),
+        })
     }
 }
 
@@ -80,7 +85,8 @@ impl Detector for NumberDetector {
         let bytes = hay.as_bytes();
         let mut i = at;
         // A run already under way at `at` cannot start a match.
-        while i < bytes.len() && i > 0 && bytes[i - 1].is_ascii_digit() && bytes[i].is_ascii_digit() {
+        while i < bytes.len() && i > 0 && bytes[i - 1].is_ascii_digit() && bytes[i].is_ascii_digit()
+        {
             i += 1;
         }
         loop {
@@ -105,7 +111,10 @@ impl Detector for NumberDetector {
                     }
                 }
             }
-            i = q + bytes[q..].iter().position(|b| !b.is_ascii_digit()).unwrap_or(bytes.len() - q);
+            i = q + bytes[q..]
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .unwrap_or(bytes.len() - q);
         }
     }
 

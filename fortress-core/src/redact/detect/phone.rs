@@ -8,7 +8,11 @@ use super::{digits, number_goes_on, right_ok};
 /// The end of a phone number starting at `p`, if one does.
 pub(crate) fn at(hay: &[u8], p: usize) -> Option<usize> {
     let nanp = nanp(hay, p);
-    let e164 = if hay.get(p) == Some(&b'+') { e164(hay, p) } else { None };
+    let e164 = if hay.get(p) == Some(&b'+') {
+        e164(hay, p)
+    } else {
+        None
+    };
     match (nanp, e164) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -147,14 +151,29 @@ mod tests {
 
     #[test]
     fn nanp_formats() {
-        for s in ["(415) 555-0132", "415-555-0132", "415.555.0132", "+1 415 555 0132", "1-800-555-0199", "+14155550132"] {
+        for s in [
+            "(415) 555-0132",
+            "415-555-0132",
+            "415.555.0132",
+            "+1 415 555 0132",
+            "1-800-555-0199",
+            "+14155550132",
+        ] {
             assert_eq!(ends(s), Some(s.len()), "{s}");
         }
     }
 
     #[test]
     fn rejects_noise() {
-        for s in ["4155550132", "115-555-0132", "415-155-0132", "415-555-01324", "415-555.0132", "911-555-0132", "1.2.3"] {
+        for s in [
+            "4155550132",
+            "115-555-0132",
+            "415-155-0132",
+            "415-555-01324",
+            "415-555.0132",
+            "911-555-0132",
+            "1.2.3",
+        ] {
             assert_eq!(ends(s), None, "{s}");
         }
         assert_eq!(at(b"phone: 4155550132", 7), Some(17));
@@ -162,7 +181,12 @@ mod tests {
 
     #[test]
     fn e164_formats() {
-        for s in ["+44 20 7946 0958", "+49-30-901820", "+33 1 23 45 67 89", "+8613812345678"] {
+        for s in [
+            "+44 20 7946 0958",
+            "+49-30-901820",
+            "+33 1 23 45 67 89",
+            "+8613812345678",
+        ] {
             assert_eq!(ends(s), Some(s.len()), "{s}");
         }
         assert_eq!(ends("+1234"), None);

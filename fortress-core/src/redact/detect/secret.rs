@@ -70,7 +70,12 @@ fn b64url(b: u8) -> bool {
 }
 
 /// The end of a prefixed secret whose prefix (of `prefix_len` bytes) starts at `p`.
-pub(crate) fn prefixed_at(hay: &[u8], p: usize, prefix_len: usize, kind: Prefixed) -> Option<usize> {
+pub(crate) fn prefixed_at(
+    hay: &[u8],
+    p: usize,
+    prefix_len: usize,
+    kind: Prefixed,
+) -> Option<usize> {
     let body = p + prefix_len;
     let end = match kind {
         Prefixed::Anthropic => {
@@ -81,7 +86,9 @@ pub(crate) fn prefixed_at(hay: &[u8], p: usize, prefix_len: usize, kind: Prefixe
             (end - body >= 16).then_some(end)?
         }
         Prefixed::AwsAccessKey => {
-            let end = run(hay, body, 17, |b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            let end = run(hay, body, 17, |b| {
+                b.is_ascii_uppercase() || b.is_ascii_digit()
+            });
             (end - body == 16 && left_ok(hay, p) && right_ok(hay, end)).then_some(end)?
         }
         Prefixed::GitHub => {
@@ -89,11 +96,15 @@ pub(crate) fn prefixed_at(hay: &[u8], p: usize, prefix_len: usize, kind: Prefixe
             (end - body >= 36 && left_ok(hay, p) && right_ok(hay, end)).then_some(end)?
         }
         Prefixed::GitHubFineGrained => {
-            let end = run(hay, body, TOKEN_MAX, |b| b.is_ascii_alphanumeric() || b == b'_');
+            let end = run(hay, body, TOKEN_MAX, |b| {
+                b.is_ascii_alphanumeric() || b == b'_'
+            });
             (end - body >= 22 && left_ok(hay, p) && right_ok(hay, end)).then_some(end)?
         }
         Prefixed::Slack => {
-            let end = run(hay, body, TOKEN_MAX, |b| b.is_ascii_alphanumeric() || b == b'-');
+            let end = run(hay, body, TOKEN_MAX, |b| {
+                b.is_ascii_alphanumeric() || b == b'-'
+            });
             (end - body >= 10 && left_ok_token(hay, p) && right_ok(hay, end)).then_some(end)?
         }
         Prefixed::SlackWebhook => {
@@ -125,7 +136,7 @@ fn jwt(hay: &[u8], p: usize) -> Option<usize> {
         return None;
     }
     let s = run(hay, b + 1, TOKEN_MAX, b64url);
-    (s - b - 1 >= 10 && right_ok(hay, s)).then_some(s)
+    (s - b > 10 && right_ok(hay, s)).then_some(s)
 }
 
 const PEM_BODY_MAX: usize = MAX_BUILTIN_MATCH - 64;
@@ -150,7 +161,11 @@ fn pem(hay: &[u8], p: usize, body: usize) -> Option<usize> {
         }
     }
     let end = run(hay, head, PEM_BODY_MAX - (head - p), |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\r' | b'\n' | b' ' | b'\t' | b'\\' | b':' | b'-' | b',')
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'+' | b'/' | b'=' | b'\r' | b'\n' | b' ' | b'\t' | b'\\' | b':' | b'-' | b','
+            )
     });
     Some(end)
 }
@@ -184,7 +199,8 @@ fn bearer_char(b: u8) -> bool {
 pub(crate) fn bearer_value(hay: &[u8], v: usize) -> Option<usize> {
     let end = run(hay, v, TOKEN_MAX + 1, bearer_char);
     let value = &hay[v..end];
-    (value.len() >= 16 && value.len() <= TOKEN_MAX && right_ok(hay, end) && high_entropy(value)).then_some(end)
+    (value.len() >= 16 && value.len() <= TOKEN_MAX && right_ok(hay, end) && high_entropy(value))
+        .then_some(end)
 }
 
 fn high_entropy(value: &[u8]) -> bool {
@@ -194,13 +210,32 @@ fn high_entropy(value: &[u8]) -> bool {
 }
 
 fn assigned_char(b: u8) -> bool {
-    b > b' ' && b < 0x7f && !matches!(b, b'"' | b'\'' | b'`' | b',' | b';' | b'\\' | b'<' | b'>' | b'(' | b')' | b'[' | b']' | b'{' | b'}')
+    b > b' '
+        && b < 0x7f
+        && !matches!(
+            b,
+            b'"' | b'\''
+                | b'`'
+                | b','
+                | b';'
+                | b'\\'
+                | b'<'
+                | b'>'
+                | b'('
+                | b')'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+        )
 }
 
 /// After a secret-named key: `[a-z_]*` continuation, quotes, `:` or `=`, quotes, value.
 /// Returns where the value starts and ends.
 pub(crate) fn assigned_value(hay: &[u8], key_end: usize, password: bool) -> Option<(usize, usize)> {
-    let mut i = run(hay, key_end, 16, |b| b.is_ascii_alphabetic() || b == b'_' || b == b'-');
+    let mut i = run(hay, key_end, 16, |b| {
+        b.is_ascii_alphabetic() || b == b'_' || b == b'-'
+    });
     if i < hay.len() && is_word(hay[i]) {
         return None;
     }
@@ -224,7 +259,9 @@ pub(crate) fn assigned_value(hay: &[u8], key_end: usize, password: bool) -> Opti
     }
     let ok = if password {
         // Passwords are short and low-entropy; an identifier (`read_password`) is code.
-        let identifier = value.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        let identifier = value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
             && !value.iter().any(u8::is_ascii_digit);
         value.len() >= 8
             && value.iter().any(u8::is_ascii_alphabetic)
@@ -248,11 +285,20 @@ mod tests {
     fn prefixed_tokens() {
         let key = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789_-ABCDEF";
         assert_eq!(pre(key, Prefixed::Anthropic, 7), Some(key));
-        assert_eq!(pre("AKIAIOSFODNN7EXAMPLE", Prefixed::AwsAccessKey, 4), Some("AKIAIOSFODNN7EXAMPLE"));
-        assert_eq!(pre("AKIAIOSFODNN7EXAMPLEX", Prefixed::AwsAccessKey, 4), None);
+        assert_eq!(
+            pre("AKIAIOSFODNN7EXAMPLE", Prefixed::AwsAccessKey, 4),
+            Some("AKIAIOSFODNN7EXAMPLE")
+        );
+        assert_eq!(
+            pre("AKIAIOSFODNN7EXAMPLEX", Prefixed::AwsAccessKey, 4),
+            None
+        );
         let gh = "ghp_0123456789abcdefghijklmnopqrstuvwxyz";
         assert_eq!(pre(gh, Prefixed::GitHub, 4), Some(gh));
-        assert_eq!(pre("xoxb-1234-5678-abcdefgh", Prefixed::Slack, 5), Some("xoxb-1234-5678-abcdefgh"));
+        assert_eq!(
+            pre("xoxb-1234-5678-abcdefgh", Prefixed::Slack, 5),
+            Some("xoxb-1234-5678-abcdefgh")
+        );
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
         assert_eq!(pre(jwt, Prefixed::Jwt, 3), Some(jwt));
     }
@@ -260,10 +306,20 @@ mod tests {
     #[test]
     fn pem_blocks() {
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----";
-        assert_eq!(pre(&format!("{pem} tail"), Prefixed::PemPrivateKey, 11), Some(pem));
+        assert_eq!(
+            pre(&format!("{pem} tail"), Prefixed::PemPrivateKey, 11),
+            Some(pem)
+        );
         let cut = "-----BEGIN PRIVATE KEY-----\nMIIBOgIBAAJBAKj34Gkx";
         assert_eq!(pre(cut, Prefixed::PemPrivateKey, 11), Some(cut));
-        assert_eq!(pre("-----BEGIN CERTIFICATE-----\nMIIB", Prefixed::PemPrivateKey, 11), None);
+        assert_eq!(
+            pre(
+                "-----BEGIN CERTIFICATE-----\nMIIB",
+                Prefixed::PemPrivateKey,
+                11
+            ),
+            None
+        );
     }
 
     #[test]
@@ -274,8 +330,14 @@ mod tests {
         assert_eq!(bearer_value(h, 7), Some(h.len()));
         let h = b"api_key = \"Zx81Lq0PmW3nV7bT5rY2\"";
         assert_eq!(assigned_value(h, 7, false), Some((11, 31)));
-        assert_eq!(assigned_value(b"token = read_token_from_env()", 5, false), None);
-        assert_eq!(assigned_value(b"password: hunter2!x", 8, true), Some((10, 19)));
+        assert_eq!(
+            assigned_value(b"token = read_token_from_env()", 5, false),
+            None
+        );
+        assert_eq!(
+            assigned_value(b"password: hunter2!x", 8, true),
+            Some((10, 19))
+        );
         assert_eq!(assigned_value(b"password: String,", 8, true), None);
     }
 }

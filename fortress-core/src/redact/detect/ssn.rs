@@ -21,9 +21,19 @@ pub(crate) fn at(hay: &[u8], p: usize) -> Option<usize> {
             if sn != 4 {
                 return None;
             }
-            (&hay[p..a_end], &hay[a_end + 1..g_end], &hay[g_end + 1..s_end], s_end)
+            (
+                &hay[p..a_end],
+                &hay[a_end + 1..g_end],
+                &hay[g_end + 1..s_end],
+                s_end,
+            )
         }
-        9 if near_before(hay, p, SSN_WORDS) => (&hay[p..p + 3], &hay[p + 3..p + 5], &hay[p + 5..p + 9], a_end),
+        9 if near_before(hay, p, SSN_WORDS) => (
+            &hay[p..p + 3],
+            &hay[p + 3..p + 5],
+            &hay[p + 5..p + 9],
+            a_end,
+        ),
         _ => return None,
     };
     if !valid(area, group, serial) || !right_ok(hay, end) || number_goes_on(hay, end) {
@@ -46,7 +56,15 @@ mod tests {
     fn formats_and_rules() {
         assert_eq!(at(b"123-45-6789", 0), Some(11));
         assert_eq!(at(b"123 45 6789", 0), Some(11));
-        for bad in ["000-12-3456", "666-12-3456", "900-12-3456", "123-00-4567", "123-45-0000", "123-45 6789", "123-45-6789-1"] {
+        for bad in [
+            "000-12-3456",
+            "666-12-3456",
+            "900-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+            "123-45 6789",
+            "123-45-6789-1",
+        ] {
             assert_eq!(at(bad.as_bytes(), 0), None, "{bad}");
         }
         assert_eq!(at(b"123456789", 0), None);
