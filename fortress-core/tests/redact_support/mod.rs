@@ -630,7 +630,7 @@ pub const ENTITIES: &[&str] = &[
 /// One line of clean text: code, logs or prose full of numbers, with no PII.
 pub fn clean_line(r: &mut StdRng) -> String {
     let n = |r: &mut StdRng, k: usize| digits(r, k);
-    match r.gen_range(0..24) {
+    match r.gen_range(0..31) {
         0 => format!(
             "2024-{:02}-{:02}T{:02}:{:02}:{:02}.{}Z INFO request_id={} status=200 latency_ms={}",
             r.gen_range(1..13),
@@ -792,6 +792,58 @@ pub fn clean_line(r: &mut StdRng) -> String {
             r.gen_range(0..100),
             r.gen_range(0..100),
             r.gen_range(0..100)
+        ),
+        23 => format!(
+            "iface eth0 mac {}:{}:{}:{}:{}:{} mtu {} rx {} tx {}",
+            hex(r, 2),
+            hex(r, 2),
+            hex(r, 2),
+            hex(r, 2),
+            hex(r, 2),
+            hex(r, 2),
+            r.gen_range(576..9001),
+            n(r, 9),
+            n(r, 10)
+        ),
+        24 => format!(
+            "curl -H 'Authorization: Bearer <token>' -H 'x-api-key: $API_KEY' https://api.example.com/v{}/items?page={}",
+            r.gen_range(1..4),
+            r.gen_range(1..50)
+        ),
+        25 => format!(
+            "password: ******** (last changed {} days ago); token = get_token(); secret_name = \"db-{}\"",
+            r.gen_range(1..400),
+            r.gen_range(1..9)
+        ),
+        26 => format!(
+            "TZ offset +{:02}:{:02}, delta +{}.{}%, processed {} rows in {} ms",
+            r.gen_range(0..14),
+            r.gen_range(0..4) * 15,
+            r.gen_range(0..99),
+            r.gen_range(0..9),
+            n(r, 10),
+            r.gen_range(1..99999)
+        ),
+        27 => format!(
+            "population {} ({} households), area {} km², founded {}",
+            n(r, 9),
+            n(r, 7),
+            r.gen_range(10..9999),
+            r.gen_range(1200..2000)
+        ),
+        28 => format!(
+            "git log --since={}-{:02}-{:02} | wc -l  # {} commits by {} authors, PR #{}",
+            r.gen_range(2015..2026),
+            r.gen_range(1..13),
+            r.gen_range(1..29),
+            r.gen_range(1..9999),
+            r.gen_range(1..99),
+            r.gen_range(1..99999)
+        ),
+        29 => format!(
+            "base64 payload {} (len {})",
+            alnum(r, 48, B62),
+            r.gen_range(32..4096)
         ),
         _ => format!(
             "{} {} {} {}",
