@@ -28,7 +28,7 @@ impl Detector for EmailDetector {
     fn next(&self, hay: &str, at: usize) -> Option<Hit> {
         let bytes = hay.as_bytes();
         let mut from = at;
-        while let Some(off) = bytes[from..].iter().position(|&b| b == b'@') {
+        while let Some(off) = memchr::memchr(b'@', &bytes[from..]) {
             let sign = from + off;
             from = sign + 1;
             let mut start = sign;

@@ -62,7 +62,7 @@ impl Detector for Ipv6Detector {
     fn next(&self, hay: &str, at: usize) -> Option<Hit> {
         let bytes = hay.as_bytes();
         let mut from = at;
-        while let Some(off) = memchr_colon(&bytes[from..]) {
+        while let Some(off) = memchr::memchr(b':', &bytes[from..]) {
             let colon = from + off;
             // The run of address characters around this colon.
             let mut start = colon;
@@ -100,10 +100,6 @@ impl Detector for Ipv6Detector {
     fn max_len(&self) -> usize {
         V6_MAX
     }
-}
-
-fn memchr_colon(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b':')
 }
 
 /// Parses as IPv6, has at least three groups or a `::`, and is not loopback/unspecified.

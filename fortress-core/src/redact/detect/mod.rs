@@ -126,3 +126,52 @@ pub(crate) fn word_at(hay: &[u8], i: usize, word: &[u8]) -> bool {
         && hay[i..i + word.len()].eq_ignore_ascii_case(word)
         && (i == 0 || !hay[i - 1].is_ascii_alphabetic())
 }
+
+/// The first ASCII digit at or after `from`, eight bytes at a time.
+pub(crate) fn next_digit(hay: &[u8], from: usize) -> Option<usize> {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // Bytes strictly between M and N, per byte, without carries between bytes.
+    const M: u64 = b'0' as u64 - 1;
+    const N: u64 = b'9' as u64 + 1;
+    let mut i = from;
+    while i + 8 <= hay.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&hay[i..i + 8]);
+        let x = u64::from_le_bytes(word);
+        let t = x & LOW7;
+        let found = (L * (127 + N) - t) & !x & (t + L * (127 - M)) & H;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    hay[i..].iter().position(u8::is_ascii_digit).map(|p| i + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_digit;
+
+    #[test]
+    fn next_digit_matches_a_plain_scan() {
+        let text = "abc/:;~ \u{00e9}\u{0660}xx 9 and 0 then----------------------5@";
+        let bytes = text.as_bytes();
+        for from in 0..=bytes.len() {
+            let plain = bytes[from..]
+                .iter()
+                .position(u8::is_ascii_digit)
+                .map(|p| from + p);
+            assert_eq!(next_digit(bytes, from), plain, "from {from}");
+        }
+        let all: Vec<u8> = (0..=255u8).collect();
+        for from in 0..all.len() {
+            let plain = all[from..]
+                .iter()
+                .position(u8::is_ascii_digit)
+                .map(|p| from + p);
+            assert_eq!(next_digit(&all, from), plain);
+        }
+    }
+}

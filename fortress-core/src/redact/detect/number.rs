@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use super::{Detector, Hit, card, continues_number, dob, iban, ip, left_ok, phone, ssn};
+use super::{
+    Detector, Hit, card, continues_number, dob, iban, ip, left_ok, next_digit, phone, ssn,
+};
 
 /// Which number families are on, and their entity names.
 #[derive(Clone, Default)]
@@ -90,7 +92,7 @@ impl Detector for NumberDetector {
             i += 1;
         }
         loop {
-            let q = i + bytes.get(i..)?.iter().position(u8::is_ascii_digit)?;
+            let q = next_digit(bytes, i)?;
             let mut starts = [usize::MAX; 4];
             if self.families.dob.is_some() {
                 if let Some(m) = dob::month_before(bytes, q) {
