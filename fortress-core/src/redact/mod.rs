@@ -20,7 +20,14 @@
 //! assert_eq!(report.count("EMAIL"), 1);
 //! ```
 
+mod action;
+mod config;
+mod default;
+pub(crate) mod detect;
+pub mod entity;
+mod json;
 mod pattern;
+mod profile;
 mod stream;
 
 use std::borrow::Cow;
@@ -31,6 +38,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::subject::WorkspaceId;
 
+pub use action::{Action, TokenKey};
+pub use config::{KeyRule, PatternRule, RedactionConfig, RuleSet, WorkspaceRules};
+pub use default::{DefaultRedactor, DefaultRedactorBuilder, Detection};
 pub use pattern::{PatternRedactor, PatternRedactorBuilder};
 pub use stream::{HoldBackRedactor, MatchFinder, Span, redact_with};
 

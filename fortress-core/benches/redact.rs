@@ -1,0 +1,144 @@
+//! Redaction throughput: clean text, PII-dense text and JSON, and streaming in 64-byte
+//! chunks, each beside baselines measured on the same input in the same run (a plain
+//! byte scan, and the three-regex `PatternRedactor`).
+//!
+//! `cargo bench -p fortress-core --bench redact -- --warm-up-time 1 --measurement-time 3`
+
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../tests/redact_support/mod.rs"]
+mod redact_support;
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use fortress_core::redact::{DefaultRedactor, PatternRedactor, RedactionScope, Redactor};
+use fortress_core::subject::WorkspaceId;
+use redact_support::{ENTITIES, clean_line, rng, sample};
+
+const SIZE: usize = 1 << 20;
+
+fn clean_text() -> String {
+    let mut r = rng(1);
+    let mut text = String::with_capacity(SIZE + 256);
+    while text.len() < SIZE {
+        text.push_str(&clean_line(&mut r));
+        text.push('\n');
+    }
+    text
+}
+
+fn dense_text() -> String {
+    let mut r = rng(2);
+    let mut text = String::with_capacity(SIZE + 256);
+    'fill: loop {
+        for entity in ENTITIES {
+            text.push_str(&sample(&mut r, entity).text);
+            text.push('\n');
+            if text.len() >= SIZE {
+                break 'fill;
+            }
+        }
+    }
+    text
+}
+
+fn dense_json() -> serde_json::Value {
+    let mut r = rng(3);
+    let records: Vec<serde_json::Value> = (0..4000)
+        .map(|i| {
+            serde_json::json!({
+                "id": i,
+                "patient_name": redact_support::name(&mut r),
+                "email": redact_support::email(&mut r),
+                "phone": redact_support::phone(&mut r),
+                "note": sample(&mut r, ENTITIES[i % ENTITIES.len()]).text,
+                "status": "open",
+                "visits": [i * 3, i * 7],
+            })
+        })
+        .collect();
+    serde_json::json!({ "content": [{"type": "text", "text": "results"}], "structuredContent": { "records": records } })
+}
+
+/// The baseline every figure is compared with: one pass over the bytes.
+fn byte_scan(text: &str) -> usize {
+    text.bytes()
+        .filter(|b| b.is_ascii_digit() || *b == b'@')
+        .count()
+}
+
+fn stream_64(redactor: &dyn Redactor, scope: &RedactionScope, text: &str) -> usize {
+    let mut stream = redactor.stream(scope).unwrap();
+    let mut out = String::with_capacity(256);
+    let mut total = 0;
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let mut end = (at + 64).min(bytes.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        stream.push(&text[at..end], &mut out);
+        total += out.len();
+        out.clear();
+        at = end;
+    }
+    stream.flush(&mut out);
+    total + out.len()
+}
+
+fn bench(c: &mut Criterion) {
+    let redactor = DefaultRedactor::new();
+    let pattern = PatternRedactor::basic();
+    let scope = RedactionScope::new(WorkspaceId::new("bench"));
+
+    for (name, text) in [("clean", clean_text()), ("dense", dense_text())] {
+        let mut group = c.benchmark_group(format!("redact_text/{name}"));
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function("baseline_byte_scan", |b| {
+            b.iter(|| byte_scan(black_box(&text)))
+        });
+        group.bench_function("baseline_pattern_redactor", |b| {
+            b.iter(|| {
+                pattern
+                    .redact_text(&scope, black_box(&text))
+                    .unwrap()
+                    .0
+                    .len()
+            })
+        });
+        group.bench_function("default_redactor", |b| {
+            b.iter(|| {
+                redactor
+                    .redact_text(&scope, black_box(&text))
+                    .unwrap()
+                    .0
+                    .len()
+            })
+        });
+        group.bench_function("default_stream_64b", |b| {
+            b.iter(|| stream_64(&redactor, &scope, black_box(&text)))
+        });
+        group.bench_function("baseline_pattern_stream_64b", |b| {
+            b.iter(|| stream_64(&pattern, &scope, black_box(&text)))
+        });
+        group.finish();
+    }
+
+    let json = dense_json();
+    let size = serde_json::to_string(&json).unwrap().len();
+    let mut group = c.benchmark_group("redact_json/dense");
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function("baseline_clone", |b| b.iter(|| black_box(json.clone())));
+    group.bench_function("default_redactor", |b| {
+        b.iter_batched(
+            || json.clone(),
+            |mut v| redactor.redact_json(&scope, &mut v).unwrap().total(),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,74 @@
+//! Context words: some values count only near a keyword ("DOB", "SSN", "phone"), some do
+//! not count right after one ("order #", "version").
+//!
+//! A positive keyword must be within [`NEAR`] bytes before the value with no `[`, `]` or
+//! `*` between them. Those characters begin or end every replacement, so a replacement
+//! between a keyword and a value (which shortens the gap) never lets a second pass find
+//! more than the first did.
+
+use super::word_at;
+
+/// How far before a value a positive keyword may be.
+pub(crate) const NEAR: usize = 48;
+
+/// Keywords that make a date a date of birth.
+pub(crate) const DOB_WORDS: &[&[u8]] = &[b"dob", b"d.o.b", b"birth", b"born"];
+/// Keywords that make nine bare digits an SSN.
+pub(crate) const SSN_WORDS: &[&[u8]] = &[b"ssn", b"social security", b"ss#", b"ss no"];
+/// Keywords that make ten bare digits a phone number.
+pub(crate) const PHONE_WORDS: &[&[u8]] = &[
+    b"phone", b"tel", b"mobile", b"cell", b"call", b"fax", b"contact", b"sms",
+];
+/// Keywords right before a long number that make it an identifier, not a card.
+pub(crate) const ID_WORDS: &[&[u8]] = &[
+    b"id",
+    b"order",
+    b"invoice",
+    b"tracking",
+    b"ref",
+    b"ts",
+    b"timestamp",
+    b"seq",
+    b"trace",
+    b"span",
+    b"build",
+    b"version",
+    b"nonce",
+    b"serial",
+];
+
+/// Whether a keyword from `words` occurs within [`NEAR`] bytes before `p`, with no
+/// replacement boundary between it and `p`.
+pub(crate) fn near_before(hay: &[u8], p: usize, words: &[&[u8]]) -> bool {
+    let mut start = p.saturating_sub(NEAR);
+    if let Some(block) = hay[start..p]
+        .iter()
+        .rposition(|b| matches!(b, b'[' | b']' | b'*'))
+    {
+        start += block + 1;
+    }
+    (start..p).any(|i| {
+        let b = hay[i].to_ascii_lowercase();
+        words
+            .iter()
+            .any(|w| w.first() == Some(&b) && i + w.len() <= p && word_at(hay, i, w))
+    })
+}
+
+/// Whether a keyword from `words` ends right before `p`, separated only by punctuation
+/// and spaces (at most 4 bytes of it): `order #4111…`, `version 1.2.3.4`, `id=…`.
+pub(crate) fn right_before(hay: &[u8], p: usize, words: &[&[u8]]) -> bool {
+    let mut k = p;
+    while k > 0
+        && p - k < 4
+        && matches!(
+            hay[k - 1],
+            b' ' | b':' | b'=' | b'#' | b'"' | b'\'' | b'(' | b'-' | b'_' | b'.'
+        )
+    {
+        k -= 1;
+    }
+    words.iter().any(|w| {
+        k >= w.len() && word_at(hay, k - w.len(), w) && hay[k - w.len()..k].eq_ignore_ascii_case(w)
+    })
+}

@@ -1,0 +1,250 @@
+//! Everything found from a keyword, in one Aho-Corasick pass: secrets with a literal
+//! prefix (`sk-ant-`, `AKIA`, `ghp_`, `xoxb-`, `eyJ`, `-----BEGIN `), values after a
+//! context keyword (`Bearer …`, `api_key=…`, `MRN: …`), and values under a sensitive key
+//! written as JSON text (`"patient_name": "…"`), which also catches JSON inside strings
+//! and JSON streamed as text.
+
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
+use regex::Regex;
+
+use super::secret::{self, Prefixed};
+use super::{CONTEXT_LEN, Detector, Hit, MAX_BUILTIN_MATCH, better, left_ok, right_ok, word_at};
+
+/// What a keyword triggers.
+#[derive(Clone, Debug)]
+pub(crate) enum Trigger {
+    /// A secret with this exact (case-sensitive) prefix.
+    Prefix(Prefixed, Arc<str>),
+    /// `Bearer <token>`.
+    Bearer(Arc<str>),
+    /// `<secret-named key> = <value>`; `true` for passwords.
+    Assign(bool, Arc<str>),
+    /// `MRN: <value>`: a medical record number in one of the formats.
+    Mrn(Arc<str>),
+    /// `"<key>": "<value>"`.
+    JsonKey(Arc<str>),
+}
+
+/// Secret-named keys and whether they hold passwords.
+pub(crate) const SECRET_KEYS: &[(&str, bool)] = &[
+    ("token", false),
+    ("secret", false),
+    ("api_key", false),
+    ("apikey", false),
+    ("api-key", false),
+    ("access_key", false),
+    ("private_key", false),
+    ("credential", false),
+    ("password", true),
+    ("passwd", true),
+];
+
+/// Keywords before a medical record number.
+pub(crate) const MRN_WORDS: &[&str] = &["mrn", "medical record"];
+
+/// The longest key accepted in a key rule (the keyword must fit in the context window).
+pub(crate) const MAX_KEY_LEN: usize = 40;
+
+/// Finds keyword-triggered values.
+pub(crate) struct KeywordDetector {
+    ac: AhoCorasick,
+    triggers: Vec<Vec<Trigger>>,
+    mrn_formats: Vec<Regex>,
+    mrn_max: usize,
+}
+
+impl KeywordDetector {
+    /// Builds the automaton over `(keyword, trigger)` pairs; `mrn_formats` are anchored.
+    pub(crate) fn new(
+        pairs: Vec<(String, Trigger)>,
+        mrn_formats: Vec<Regex>,
+        mrn_max: usize,
+    ) -> Result<Self, aho_corasick::BuildError> {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut triggers: Vec<Vec<Trigger>> = Vec::new();
+        for (keyword, trigger) in pairs {
+            let lower = keyword.to_ascii_lowercase();
+            match patterns.iter().position(|p| *p == lower) {
+                Some(i) => triggers[i].push(trigger),
+                None => {
+                    patterns.push(lower);
+                    triggers.push(vec![trigger]);
+                }
+            }
+        }
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)?;
+        Ok(Self {
+            ac,
+            triggers,
+            mrn_formats,
+            mrn_max,
+        })
+    }
+
+    fn fire(&self, hay: &[u8], k: usize, k_end: usize, trigger: &Trigger) -> Option<Hit> {
+        let hit = |start: usize, end: usize, entity: &Arc<str>| Hit {
+            start,
+            end,
+            entity: entity.clone(),
+        };
+        match trigger {
+            Trigger::Prefix(kind, entity) => {
+                let exact = secret::PREFIXES
+                    .iter()
+                    .any(|(p, k2)| k2 == kind && hay[k..k_end] == *p.as_bytes());
+                if !exact {
+                    return None;
+                }
+                secret::prefixed_at(hay, k, k_end - k, *kind).map(|end| hit(k, end, entity))
+            }
+            Trigger::Bearer(entity) => {
+                if !word_at(hay, k, b"bearer") {
+                    return None;
+                }
+                let v = k_end + spaces(hay, k_end, 3);
+                if v == k_end {
+                    return None;
+                }
+                secret::bearer_value(hay, v).map(|end| hit(v, end, entity))
+            }
+            Trigger::Assign(password, entity) => {
+                secret::assigned_value(hay, k_end, *password).map(|(v, end)| hit(v, end, entity))
+            }
+            Trigger::Mrn(entity) => {
+                if !word_at(hay, k, &hay[k..k_end].to_ascii_lowercase()) {
+                    return None;
+                }
+                let v = mrn_value_start(hay, k_end);
+                let tail = &hay[v..(v + self.mrn_max + 1).min(hay.len())];
+                let text = std::str::from_utf8(tail).ok().or_else(|| {
+                    let valid = std::str::from_utf8(tail).err()?.valid_up_to();
+                    std::str::from_utf8(&tail[..valid]).ok()
+                })?;
+                self.mrn_formats
+                    .iter()
+                    .filter_map(|re| re.find(text).map(|m| v + m.end()))
+                    .filter(|&end| end > v && right_ok(hay, end))
+                    .max()
+                    .filter(|_| left_ok(hay, v))
+                    .map(|end| hit(v, end, entity))
+            }
+            Trigger::JsonKey(entity) => {
+                json_value(hay, k, k_end).map(|(v, end)| hit(v, end, entity))
+            }
+        }
+    }
+}
+
+fn spaces(hay: &[u8], i: usize, max: usize) -> usize {
+    hay[i..]
+        .iter()
+        .take(max)
+        .take_while(|&&b| b == b' ')
+        .count()
+}
+
+/// Skips `number`/`no.`/`#` and separators after an MRN keyword.
+fn mrn_value_start(hay: &[u8], mut i: usize) -> usize {
+    for filler in [&b" number"[..], b" no.", b" no", b" #"] {
+        if hay.len() >= i + filler.len() && hay[i..i + filler.len()].eq_ignore_ascii_case(filler) {
+            i += filler.len();
+            break;
+        }
+    }
+    let start = i;
+    while i < hay.len()
+        && i - start < 6
+        && matches!(
+            hay[i],
+            b' ' | b':' | b'#' | b'=' | b'"' | b'\'' | b'\\' | b'-'
+        )
+    {
+        i += 1;
+    }
+    i
+}
+
+/// `"key": "value"` (quotes possibly escaped) or `"key": 123`: the value's span.
+fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, usize)> {
+    if k == 0 || hay[k - 1] != b'"' {
+        return None;
+    }
+    let mut i = k_end;
+    if hay.get(i) == Some(&b'\\') {
+        i += 1;
+    }
+    if hay.get(i) != Some(&b'"') {
+        return None;
+    }
+    i += 1;
+    i += spaces(hay, i, 4);
+    if hay.get(i) != Some(&b':') {
+        return None;
+    }
+    i += 1;
+    i += spaces(hay, i, 4);
+    if hay.get(i) == Some(&b'\\') {
+        i += 1;
+    }
+    match hay.get(i) {
+        Some(b'"') => {
+            let v = i + 1;
+            let len = hay[v..]
+                .iter()
+                .take(257)
+                .position(|&b| b == b'"' || b == b'\\')?;
+            let value = &hay[v..v + len];
+            // A value holding a replacement (`[NAME]`, a token, stars) is left alone.
+            // Redaction only ever adds these characters, so the choice is the same on
+            // every pass.
+            let redacted = value.iter().any(|b| matches!(b, b'[' | b']' | b'*'));
+            (len > 0 && len <= 256 && !redacted).then_some((v, v + len))
+        }
+        Some(b) if b.is_ascii_digit() => {
+            let len = hay[i..]
+                .iter()
+                .take(33)
+                .take_while(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+                .count();
+            (len <= 32).then_some((i, i + len))
+        }
+        _ => None,
+    }
+}
+
+/// How far before a value its keyword may start.
+const LOOKBACK: usize = CONTEXT_LEN;
+
+impl Detector for KeywordDetector {
+    fn next(&self, hay: &str, at: usize) -> Option<Hit> {
+        let bytes = hay.as_bytes();
+        let mut pos = at.saturating_sub(LOOKBACK);
+        let mut best: Option<Hit> = None;
+        while pos < bytes.len() {
+            let Some(m) = self.ac.find(Input::new(bytes).span(pos..bytes.len())) else {
+                break;
+            };
+            if best.as_ref().is_some_and(|b| m.start() >= b.start) {
+                break;
+            }
+            for trigger in &self.triggers[m.pattern().as_usize()] {
+                if let Some(hit) = self.fire(bytes, m.start(), m.end(), trigger) {
+                    if hit.start >= at && hit.end > hit.start && hay.is_char_boundary(hit.end) {
+                        best = better(best, hit);
+                    }
+                }
+            }
+            pos = m.start() + 1;
+        }
+        best
+    }
+
+    fn max_len(&self) -> usize {
+        MAX_BUILTIN_MATCH.max(self.mrn_max)
+    }
+}
