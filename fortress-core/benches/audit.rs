@@ -1,0 +1,2 @@
+//! Audit benches.
+fn main() {}
