@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_main};
 use fortress_core::audit::keys::Ed25519KeyProvider;
 use fortress_core::audit::row::EncodedEvent;
 use fortress_core::audit::store::SqliteAuditStore;
@@ -107,7 +107,10 @@ fn audit(c: &mut Criterion) {
     });
     let sink: Arc<dyn AuditSink> = {
         let _guard = rt.enter();
-        Arc::new(DurableAuditSink::start(Arc::new(store), SinkConfig::default()))
+        Arc::new(DurableAuditSink::start(
+            Arc::new(store),
+            SinkConfig::default(),
+        ))
     };
     let jsonl: Arc<dyn AuditSink> = rt.block_on(async {
         Arc::new(
@@ -122,7 +125,9 @@ fn audit(c: &mut Criterion) {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full);
-        let pool = sqlx::SqlitePool::connect_with(options).await.expect("plain");
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("plain");
         sqlx::query("CREATE TABLE events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)")
             .execute(&pool)
             .await
@@ -230,5 +235,9 @@ fn audit(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, audit);
-criterion_main!(benches);
+mod group {
+    // The macro generates an undocumented `pub fn`.
+    #![allow(missing_docs, unreachable_pub)]
+    criterion::criterion_group!(benches, super::audit);
+}
+criterion_main!(group::benches);

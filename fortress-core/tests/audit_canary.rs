@@ -46,7 +46,10 @@ async fn canaries_never_reach_the_store_or_exports() {
             .unwrap()
             .with_signer(Arc::new(Ed25519KeyProvider::generate())),
     );
-    let sink = Arc::new(DurableAuditSink::start(store.clone(), SinkConfig::default()));
+    let sink = Arc::new(DurableAuditSink::start(
+        store.clone(),
+        SinkConfig::default(),
+    ));
     let vault = Arc::new(MemoryVault::new());
     vault
         .put(
@@ -69,7 +72,9 @@ async fn canaries_never_reach_the_store_or_exports() {
     let upstream = tower::service_fn(|req: Request<body::Body>| async move {
         let auth = req.headers().get(http::header::AUTHORIZATION).cloned();
         assert!(auth.is_some_and(|v| v.as_bytes().ends_with(CANARY_SECRET.as_bytes())));
-        Ok::<_, Infallible>(Response::new(body::full(format!("found {CANARY_RESPONSE}"))))
+        Ok::<_, Infallible>(Response::new(body::full(format!(
+            "found {CANARY_RESPONSE}"
+        ))))
     });
     let service = stack.wrap(HeaderInjector::bearer(), upstream);
 
@@ -94,11 +99,21 @@ async fn canaries_never_reach_the_store_or_exports() {
     let denied = page.events[1].event().unwrap();
     assert_eq!(allowed.outcome, Outcome::Success);
     assert_eq!(denied.outcome, Outcome::Denied);
-    assert!(allowed.arguments_digest.as_deref().unwrap().starts_with("hmac-sha256:"));
+    assert!(
+        allowed
+            .arguments_digest
+            .as_deref()
+            .unwrap()
+            .starts_with("hmac-sha256:")
+    );
     assert_eq!(allowed.arguments_digest, denied.arguments_digest);
 
     let mut exports = Vec::new();
-    for format in [ExportFormat::JsonLines, ExportFormat::Csv, ExportFormat::Ocsf] {
+    for format in [
+        ExportFormat::JsonLines,
+        ExportFormat::Csv,
+        ExportFormat::Ocsf,
+    ] {
         let mut out = Vec::new();
         let n = export(
             store.as_ref(),
@@ -121,7 +136,12 @@ async fn canaries_never_reach_the_store_or_exports() {
     sink.shutdown().await.unwrap();
     store.pool().close().await;
 
-    let canaries = [CANARY_SECRET, CANARY_ARGUMENT, CANARY_REQUEST, CANARY_RESPONSE];
+    let canaries = [
+        CANARY_SECRET,
+        CANARY_ARGUMENT,
+        CANARY_REQUEST,
+        CANARY_RESPONSE,
+    ];
     let mut found_subject = false;
     for entry in std::fs::read_dir(&data).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();

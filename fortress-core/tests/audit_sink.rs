@@ -10,14 +10,17 @@ use std::task::Poll;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use fortress_core::audit::checkpoint::Checkpoint;
 use fortress_core::audit::keys::{Ed25519KeyProvider, KeyProvider, TrustedKeys};
 use fortress_core::audit::query::{AuditPage, AuditQuery};
 use fortress_core::audit::row::{EncodedEvent, StoredEvent};
-use fortress_core::audit::store::{AppendReceipt, AuditStore, PurgeReport, SqliteAuditStore, StoreError};
-use fortress_core::audit::checkpoint::Checkpoint;
+use fortress_core::audit::store::{
+    AppendReceipt, AuditStore, PurgeReport, SqliteAuditStore, StoreError,
+};
 use fortress_core::audit::verify::{VerifyOptions, verify_store};
 use fortress_core::audit::{
-    AuditError, AuditEvent, AuditSink, DurableAuditSink, EventKind, SinkConfig, SubjectRef, WhenFull,
+    AuditError, AuditEvent, AuditSink, DurableAuditSink, EventKind, SinkConfig, SubjectRef,
+    WhenFull,
 };
 use fortress_core::subject::{SubjectKind, WorkspaceId};
 use futures_util::poll;
@@ -39,7 +42,12 @@ fn event(i: u64) -> AuditEvent {
 }
 
 async fn sqlite(dir: &std::path::Path, key: Arc<Ed25519KeyProvider>) -> Arc<SqliteAuditStore> {
-    Arc::new(SqliteAuditStore::open_in(dir).await.unwrap().with_signer(key))
+    Arc::new(
+        SqliteAuditStore::open_in(dir)
+            .await
+            .unwrap()
+            .with_signer(key),
+    )
 }
 
 async fn all_request_ids(store: &dyn AuditStore) -> HashMap<u64, String> {
@@ -61,7 +69,10 @@ async fn concurrent_records_are_all_durable_chained_and_signed() {
     let key = Arc::new(Ed25519KeyProvider::generate());
     let trusted = TrustedKeys::new([key.verifying_key()]);
     let store = sqlite(dir.path(), key).await;
-    let sink = Arc::new(DurableAuditSink::start(store.clone(), SinkConfig::default()));
+    let sink = Arc::new(DurableAuditSink::start(
+        store.clone(),
+        SinkConfig::default(),
+    ));
     let mut tasks = Vec::new();
     for t in 0..50u64 {
         let sink = sink.clone();
@@ -84,13 +95,18 @@ async fn concurrent_records_are_all_durable_chained_and_signed() {
     assert_eq!(ids.len(), 2000);
 
     sink.flush().await.unwrap();
-    let report = verify_store(store.as_ref(), &trusted, VerifyOptions::default()).await.unwrap();
+    let report = verify_store(store.as_ref(), &trusted, VerifyOptions::default())
+        .await
+        .unwrap();
     assert_eq!(report.events, 2000);
     // Group commit: far fewer checkpoints (one per commit at most) than events.
     assert!(report.checkpoints < 2000);
 
     sink.shutdown().await.unwrap();
-    assert!(matches!(sink.record(event(1)).await, Err(AuditError::Closed)));
+    assert!(matches!(
+        sink.record(event(1)).await,
+        Err(AuditError::Closed)
+    ));
 }
 
 /// A store whose appends wait for a permit, to hold the writer while the queue fills.
@@ -102,7 +118,11 @@ struct Gated {
 
 #[async_trait]
 impl AuditStore for Gated {
-    async fn append(&self, events: Vec<EncodedEvent>, checkpoint: bool) -> Result<AppendReceipt, StoreError> {
+    async fn append(
+        &self,
+        events: Vec<EncodedEvent>,
+        checkpoint: bool,
+    ) -> Result<AppendReceipt, StoreError> {
         self.entered.notify_one();
         let permit = self.gate.acquire().await;
         drop(permit);
@@ -117,7 +137,11 @@ impl AuditStore for Gated {
     async fn query(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         self.inner.query(query).await
     }
-    async fn purge_before(&self, cutoff: DateTime<Utc>, actor: SubjectRef) -> Result<PurgeReport, StoreError> {
+    async fn purge_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        actor: SubjectRef,
+    ) -> Result<PurgeReport, StoreError> {
         self.inner.purge_before(cutoff, actor).await
     }
 }
@@ -237,8 +261,12 @@ fn acknowledged_events_survive_sigkill_of_the_writer_process() {
         for (seq, id) in &acked {
             assert_eq!(stored.get(seq), Some(id), "acknowledged event {seq} lost");
         }
-        let lenient = VerifyOptions { allow_unsigned_tail: true };
-        let report = verify_store(store.as_ref(), &trusted, lenient).await.unwrap();
+        let lenient = VerifyOptions {
+            allow_unsigned_tail: true,
+        };
+        let report = verify_store(store.as_ref(), &trusted, lenient)
+            .await
+            .unwrap();
         assert!(report.last_seq.unwrap() >= *acked.keys().max().unwrap());
 
         // Restarted, the writer continues the chain and signs the crashed tail.
@@ -246,7 +274,9 @@ fn acknowledged_events_survive_sigkill_of_the_writer_process() {
         let seq = sink.append(&event(1)).await.unwrap();
         assert_eq!(seq, report.last_seq.unwrap() + 1);
         sink.shutdown().await.unwrap();
-        let report = verify_store(store.as_ref(), &trusted, VerifyOptions::default()).await.unwrap();
+        let report = verify_store(store.as_ref(), &trusted, VerifyOptions::default())
+            .await
+            .unwrap();
         assert_eq!(report.unsigned_tail, 0);
         assert_eq!(report.last_seq, Some(seq));
     });

@@ -42,7 +42,11 @@ fn event(i: u32) -> AuditEvent {
             id: subject.into(),
             kind: SubjectKind::User,
         },
-        if i % 3 != 0 { "tools/call" } else { "messages/create" },
+        if i % 3 != 0 {
+            "tools/call"
+        } else {
+            "messages/create"
+        },
         format!("item:{i}"),
     );
     e.timestamp = base_time() + chrono::Duration::seconds(i64::from(i));
@@ -53,7 +57,11 @@ fn event(i: u32) -> AuditEvent {
         e.model = Some("claude-x".into());
     }
     let denied = i % 5 == 0;
-    e.outcome = if denied { Outcome::Denied } else { Outcome::Success };
+    e.outcome = if denied {
+        Outcome::Denied
+    } else {
+        Outcome::Success
+    };
     e.decision = Some(DecisionRecord {
         effect: if denied { Effect::Deny } else { Effect::Allow },
         reasons: vec![],
@@ -64,7 +72,9 @@ fn event(i: u32) -> AuditEvent {
 }
 
 fn encoded(range: std::ops::RangeInclusive<u32>) -> Vec<EncodedEvent> {
-    range.map(|i| EncodedEvent::new(&event(i)).unwrap()).collect()
+    range
+        .map(|i| EncodedEvent::new(&event(i)).unwrap())
+        .collect()
 }
 
 /// Raw access to the database behind a store, to play the attacker.
@@ -76,8 +86,14 @@ enum Raw {
 impl Raw {
     async fn exec(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match self {
-            Raw::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
-            Raw::Pg(pool, _) => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
+            Raw::Sqlite(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Pg(pool, _) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
         }
     }
 
@@ -90,7 +106,10 @@ impl Raw {
                     "audit_checkpoints_no_update",
                     "audit_checkpoints_delete_only_in_purge",
                 ] {
-                    sqlx::query(&format!("DROP TRIGGER {t}")).execute(pool).await.unwrap();
+                    sqlx::query(&format!("DROP TRIGGER {t}"))
+                        .execute(pool)
+                        .await
+                        .unwrap();
                 }
             }
             Raw::Pg(pool, _) => {
@@ -212,10 +231,18 @@ async fn append_query_and_paginate(f: Fixture) {
     let count = |filter: AuditFilter| {
         let store = f.store.clone();
         async move {
-            collect_pages(store.as_ref(), AuditQuery::newest_first(3).with_filter(filter)).await
+            collect_pages(
+                store.as_ref(),
+                AuditQuery::newest_first(3).with_filter(filter),
+            )
+            .await
         }
     };
-    let alice = count(AuditFilter { subject: Some("alice".into()), ..Default::default() }).await;
+    let alice = count(AuditFilter {
+        subject: Some("alice".into()),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(alice.len(), 15);
     let bob_messages = count(AuditFilter {
         subject: Some("bob".into()),
@@ -224,13 +251,29 @@ async fn append_query_and_paginate(f: Fixture) {
     })
     .await;
     assert_eq!(bob_messages, vec![27, 21, 15, 9, 3]);
-    let zendesk = count(AuditFilter { connector: Some("zendesk".into()), ..Default::default() }).await;
+    let zendesk = count(AuditFilter {
+        connector: Some("zendesk".into()),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(zendesk.len(), 20);
-    let model = count(AuditFilter { model: Some("claude-x".into()), ..Default::default() }).await;
+    let model = count(AuditFilter {
+        model: Some("claude-x".into()),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(model.len(), 10);
-    let denied = count(AuditFilter { decision: Some(Effect::Deny), ..Default::default() }).await;
+    let denied = count(AuditFilter {
+        decision: Some(Effect::Deny),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(denied, vec![30, 25, 20, 15, 10, 5]);
-    let outcome = count(AuditFilter { outcome: Some(Outcome::Denied), ..Default::default() }).await;
+    let outcome = count(AuditFilter {
+        outcome: Some(Outcome::Denied),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(outcome, denied);
     let window = count(AuditFilter {
         from: Some(base_time() + chrono::Duration::seconds(6)),
@@ -239,7 +282,11 @@ async fn append_query_and_paginate(f: Fixture) {
     })
     .await;
     assert_eq!(window, vec![10, 9, 8, 7, 6]);
-    let none = count(AuditFilter { workspace: Some("other".into()), ..Default::default() }).await;
+    let none = count(AuditFilter {
+        workspace: Some("other".into()),
+        ..Default::default()
+    })
+    .await;
     assert!(none.is_empty());
 
     let page = f
@@ -296,9 +343,15 @@ async fn tampering_in_the_database_is_named(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(tampered_at(verify(&f).await), 7);
-    f.raw.exec("UPDATE audit_events SET subject_id = 'bob' WHERE seq = 7").await.unwrap();
+    f.raw
+        .exec("UPDATE audit_events SET subject_id = 'bob' WHERE seq = 7")
+        .await
+        .unwrap();
     // A deleted event.
-    f.raw.exec("DELETE FROM audit_events WHERE seq = 3").await.unwrap();
+    f.raw
+        .exec("DELETE FROM audit_events WHERE seq = 3")
+        .await
+        .unwrap();
     assert_eq!(tampered_at(verify(&f).await), 3);
     f.raw.cleanup().await;
 }
@@ -307,7 +360,10 @@ async fn prefix_deleted_on_a_checkpoint_without_purge_is_detected(f: Fixture) {
     f.store.append(encoded(1..=4), true).await.unwrap();
     f.store.append(encoded(5..=8), true).await.unwrap();
     f.raw.disable_triggers().await;
-    f.raw.exec("DELETE FROM audit_events WHERE seq <= 4").await.unwrap();
+    f.raw
+        .exec("DELETE FROM audit_events WHERE seq <= 4")
+        .await
+        .unwrap();
     assert_eq!(tampered_at(verify(&f).await), 1);
     f.raw.cleanup().await;
 }
@@ -339,26 +395,39 @@ async fn retention_purge_keeps_verification_passing(f: Fixture) {
     assert_eq!(verified.first_seq, Some(11));
     assert_eq!(verified.anchor, Some(10));
     assert_eq!(verified.last_seq, Some(19));
-    let purge_event = f.store.events_after(18, 1).await.unwrap()[0].event().unwrap();
+    let purge_event = f.store.events_after(18, 1).await.unwrap()[0]
+        .event()
+        .unwrap();
     assert_eq!(purge_event.action, "audit.retention_purge");
     assert_eq!(purge_event.detail["through_seq"], 10);
 
     // Nothing outside a purge may delete, even now.
-    assert!(f.raw.exec("DELETE FROM audit_events WHERE seq = 11").await.is_err());
+    assert!(
+        f.raw
+            .exec("DELETE FROM audit_events WHERE seq = 11")
+            .await
+            .is_err()
+    );
 
     // Appending after a purge chains on, and a tier purge far in the future takes all
     // but the record of the last purge.
     f.store.append(encoded(20..=21), true).await.unwrap();
     verify(&f).await.unwrap();
-    let later = Utc::now() + chrono::Duration::days(i64::from(Tier::Soho.audit_retention_days()) + 1);
-    let report = purge_expired(f.store.as_ref(), Tier::Soho, later, system_actor()).await.unwrap();
+    let later =
+        Utc::now() + chrono::Duration::days(i64::from(Tier::Soho.audit_retention_days()) + 1);
+    let report = purge_expired(f.store.as_ref(), Tier::Soho, later, system_actor())
+        .await
+        .unwrap();
     assert_eq!(report.anchor, Some(21));
     let verified = verify(&f).await.unwrap();
     assert_eq!((verified.first_seq, verified.events), (Some(22), 1));
 
     // Deleting the remaining record as well (bypassing the triggers) is detected.
     f.raw.disable_triggers().await;
-    f.raw.exec("DELETE FROM audit_events WHERE seq = 22").await.unwrap();
+    f.raw
+        .exec("DELETE FROM audit_events WHERE seq = 22")
+        .await
+        .unwrap();
     assert!(verify(&f).await.is_err());
     f.raw.cleanup().await;
 }
@@ -370,7 +439,9 @@ async fn unsigned_tail_is_reported(f: Fixture) {
     let lenient = verify_store(
         f.store.as_ref(),
         &f.trusted,
-        VerifyOptions { allow_unsigned_tail: true },
+        VerifyOptions {
+            allow_unsigned_tail: true,
+        },
     )
     .await
     .unwrap();
@@ -380,7 +451,11 @@ async fn unsigned_tail_is_reported(f: Fixture) {
     assert_eq!(verify(&f).await.unwrap().unsigned_tail, 0);
     // A verifier that trusts another key rejects every checkpoint.
     let other = TrustedKeys::new([Ed25519KeyProvider::generate().verifying_key()]);
-    assert!(verify_store(f.store.as_ref(), &other, VerifyOptions::default()).await.is_err());
+    assert!(
+        verify_store(f.store.as_ref(), &other, VerifyOptions::default())
+            .await
+            .is_err()
+    );
     f.raw.cleanup().await;
 }
 
@@ -434,7 +509,10 @@ async fn cli_verifies_queries_exports_and_purges() {
     let key_path = fortress_core::audit::keys::default_key_path(&data);
     let key = Arc::new(Ed25519KeyProvider::load_or_create(&key_path).unwrap());
     {
-        let store = SqliteAuditStore::open_in(&data).await.unwrap().with_signer(key);
+        let store = SqliteAuditStore::open_in(&data)
+            .await
+            .unwrap()
+            .with_signer(key);
         store.append(encoded(1..=12), true).await.unwrap();
     }
     let data_arg = data.to_str().unwrap();
@@ -443,19 +521,48 @@ async fn cli_verifies_queries_exports_and_purges() {
     r.unwrap();
     assert!(out.contains("12 events"), "{out}");
 
-    let (r, out) = run_cli(&["--data-dir", data_arg, "query", "--subject", "alice", "--limit", "4"]).await;
+    let (r, out) = run_cli(&[
+        "--data-dir",
+        data_arg,
+        "query",
+        "--subject",
+        "alice",
+        "--limit",
+        "4",
+    ])
+    .await;
     r.unwrap();
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[0]["seq"], 12);
     assert_eq!(lines[4]["next_cursor"], "s6");
-    let (r, out) = run_cli(&["--data-dir", data_arg, "query", "--subject", "alice", "--cursor", "s6"]).await;
+    let (r, out) = run_cli(&[
+        "--data-dir",
+        data_arg,
+        "query",
+        "--subject",
+        "alice",
+        "--cursor",
+        "s6",
+    ])
+    .await;
     r.unwrap();
     assert_eq!(out.lines().count(), 3);
 
     let csv = dir.path().join("out.csv");
     let (r, out) = run_cli(&[
-        "--data-dir", data_arg, "export", "--format", "csv", "--output", csv.to_str().unwrap(), "--actor", "dpo",
+        "--data-dir",
+        data_arg,
+        "export",
+        "--format",
+        "csv",
+        "--output",
+        csv.to_str().unwrap(),
+        "--actor",
+        "dpo",
     ])
     .await;
     r.unwrap();
@@ -473,17 +580,30 @@ async fn cli_verifies_queries_exports_and_purges() {
     r.unwrap();
     assert!(out.contains("\"dpo\""), "{out}");
 
-    let (r, out) = run_cli(&["--data-dir", data_arg, "purge", "--before", "2999-01-01T00:00:00Z"]).await;
+    let (r, out) = run_cli(&[
+        "--data-dir",
+        data_arg,
+        "purge",
+        "--before",
+        "2999-01-01T00:00:00Z",
+    ])
+    .await;
     r.unwrap();
     assert!(out.contains("purged 13 events"), "{out}");
     let (r, _) = run_cli(&["--data-dir", data_arg, "verify"]).await;
     r.unwrap();
 
     // Tampering makes verify fail and name the sequence.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("audit.sqlite3").display()))
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.join("audit.sqlite3").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("DROP TRIGGER audit_events_no_update")
+        .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("DROP TRIGGER audit_events_no_update").execute(&pool).await.unwrap();
     sqlx::query("UPDATE audit_events SET body = replace(body, 'audit:trail', 'audit:trial')")
         .execute(&pool)
         .await

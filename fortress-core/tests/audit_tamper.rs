@@ -35,7 +35,8 @@ fn event(i: usize) -> AuditEvent {
         "tools/call",
         format!("tool:zendesk/t{i}"),
     );
-    e.timestamp = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::seconds(i as i64);
+    e.timestamp =
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::seconds(i as i64);
     e.request_id = format!("req-{i}");
     e.connector = Some("zendesk".into());
     e.arguments_digest = Some(format!("hmac-sha256:{i:064x}"));
@@ -113,28 +114,81 @@ fn flip_in_string(s: &mut String, at: usize, bit: u8) {
 
 #[derive(Clone, Debug)]
 enum Tamper {
-    FlipBody { row: usize, at: usize, bit: u8 },
-    FlipHash { row: usize, at: usize, bit: u8 },
-    FlipColumn { row: usize, column: usize, at: usize, bit: u8 },
-    FlipCheckpoint { index: usize, field: usize, at: usize, bit: u8 },
-    Drop { row: usize },
-    DropCheckpoint { index: usize },
-    Swap { a: usize, b: usize },
-    SwapContents { a: usize, b: usize },
-    Truncate { keep: usize },
-    Insert { at: usize, rechain: bool },
+    FlipBody {
+        row: usize,
+        at: usize,
+        bit: u8,
+    },
+    FlipHash {
+        row: usize,
+        at: usize,
+        bit: u8,
+    },
+    FlipColumn {
+        row: usize,
+        column: usize,
+        at: usize,
+        bit: u8,
+    },
+    FlipCheckpoint {
+        index: usize,
+        field: usize,
+        at: usize,
+        bit: u8,
+    },
+    Drop {
+        row: usize,
+    },
+    DropCheckpoint {
+        index: usize,
+    },
+    Swap {
+        a: usize,
+        b: usize,
+    },
+    SwapContents {
+        a: usize,
+        b: usize,
+    },
+    Truncate {
+        keep: usize,
+    },
+    Insert {
+        at: usize,
+        rechain: bool,
+    },
 }
 
 fn tamper() -> impl Strategy<Value = Tamper> {
     let row = 0..EVENTS;
     let cps = 0..EVENTS.div_ceil(CHECKPOINT_EVERY);
     prop_oneof![
-        (row.clone(), any::<usize>(), any::<u8>()).prop_map(|(row, at, bit)| Tamper::FlipBody { row, at, bit }),
-        (row.clone(), 0..32usize, any::<u8>()).prop_map(|(row, at, bit)| Tamper::FlipHash { row, at, bit }),
-        (row.clone(), 0..6usize, any::<usize>(), any::<u8>())
-            .prop_map(|(row, column, at, bit)| Tamper::FlipColumn { row, column, at, bit }),
-        (cps.clone(), 0..6usize, any::<usize>(), any::<u8>())
-            .prop_map(|(index, field, at, bit)| Tamper::FlipCheckpoint { index, field, at, bit }),
+        (row.clone(), any::<usize>(), any::<u8>()).prop_map(|(row, at, bit)| Tamper::FlipBody {
+            row,
+            at,
+            bit
+        }),
+        (row.clone(), 0..32usize, any::<u8>()).prop_map(|(row, at, bit)| Tamper::FlipHash {
+            row,
+            at,
+            bit
+        }),
+        (row.clone(), 0..6usize, any::<usize>(), any::<u8>()).prop_map(|(row, column, at, bit)| {
+            Tamper::FlipColumn {
+                row,
+                column,
+                at,
+                bit,
+            }
+        }),
+        (cps.clone(), 0..6usize, any::<usize>(), any::<u8>()).prop_map(
+            |(index, field, at, bit)| Tamper::FlipCheckpoint {
+                index,
+                field,
+                at,
+                bit
+            }
+        ),
         row.clone().prop_map(|row| Tamper::Drop { row }),
         cps.prop_map(|index| Tamper::DropCheckpoint { index }),
         (row.clone(), row.clone())
@@ -163,7 +217,12 @@ fn apply(t: &Tamper) -> (Vec<StoredEvent>, Vec<Checkpoint>, Option<u64>) {
             events[row].hash[at] ^= 1 << (bit % 8);
             Some(events[row].seq)
         }
-        Tamper::FlipColumn { row, column, at, bit } => {
+        Tamper::FlipColumn {
+            row,
+            column,
+            at,
+            bit,
+        } => {
             let c = &mut events[row].columns;
             let field = match column {
                 0 => &mut c.workspace,
@@ -176,7 +235,12 @@ fn apply(t: &Tamper) -> (Vec<StoredEvent>, Vec<Checkpoint>, Option<u64>) {
             flip_in_string(field, at, bit);
             Some(events[row].seq)
         }
-        Tamper::FlipCheckpoint { index, field, at, bit } => {
+        Tamper::FlipCheckpoint {
+            index,
+            field,
+            at,
+            bit,
+        } => {
             let cp = &mut cps[index];
             let mask = 1u8 << (bit % 8);
             match field {
@@ -217,7 +281,10 @@ fn apply(t: &Tamper) -> (Vec<StoredEvent>, Vec<Checkpoint>, Option<u64>) {
             events.truncate(keep);
             Some(keep as u64 + 1)
         }
-        Tamper::Insert { at, rechain: attacker_rechains } => {
+        Tamper::Insert {
+            at,
+            rechain: attacker_rechains,
+        } => {
             let forged = EncodedEvent::new(&event(999)).unwrap();
             events.insert(
                 at,

@@ -86,8 +86,10 @@ mod tests {
     fn key_order_of_detail_does_not_change_the_bytes() {
         let mut a = event();
         let mut b = a.clone();
-        a.detail
-            .insert("x".into(), serde_json::json!({"z": 1, "a": [2, {"k": 1, "b": 2}]}));
+        a.detail.insert(
+            "x".into(),
+            serde_json::json!({"z": 1, "a": [2, {"k": 1, "b": 2}]}),
+        );
         let mut inner = serde_json::Map::new();
         inner.insert("a".into(), serde_json::json!([2, {"b": 2, "k": 1}]));
         inner.insert("z".into(), serde_json::json!(1));

@@ -203,21 +203,30 @@ mod tests {
         };
         let mut state = ChainState::recover(None, &[]).unwrap();
         let now = Utc::now();
-        let p = state.advance(vec![encoded(1), encoded(2)], now, &policy, false, &key).unwrap();
+        let p = state
+            .advance(vec![encoded(1), encoded(2)], now, &policy, false, &key)
+            .unwrap();
         assert!(p.checkpoint.is_none());
         let first_rows = p.rows;
-        let p = state.advance(vec![encoded(3)], now, &policy, false, &key).unwrap();
+        let p = state
+            .advance(vec![encoded(3)], now, &policy, false, &key)
+            .unwrap();
         let cp = p.checkpoint.unwrap();
         assert_eq!((cp.first_seq, cp.last_seq), (1, 3));
         assert_eq!(cp.chain_head, p.rows[0].hash);
-        let p = state.advance(vec![encoded(4), encoded(5)], now, &policy, false, &key).unwrap();
+        let p = state
+            .advance(vec![encoded(4), encoded(5)], now, &policy, false, &key)
+            .unwrap();
         assert!(p.checkpoint.is_none());
         let recovered = ChainState::recover(Some(&cp), &p.rows).unwrap();
         assert_eq!(recovered.head_hash, state.head_hash);
         let mut bad = p.rows.clone();
         bad[1].body.push(' ');
         assert_eq!(ChainState::recover(Some(&cp), &bad).unwrap_err().seq, 5);
-        assert_eq!(ChainState::recover(None, &first_rows[1..]).unwrap_err().seq, 1);
+        assert_eq!(
+            ChainState::recover(None, &first_rows[1..]).unwrap_err().seq,
+            1
+        );
         let forced = state.advance(vec![], now, &policy, true, &key).unwrap();
         assert_eq!(forced.checkpoint.unwrap().first_seq, 4);
     }

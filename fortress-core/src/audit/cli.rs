@@ -23,7 +23,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::export::{ExportError, ExportFormat, export, json_lines_record};
-use super::keys::{Ed25519KeyProvider, KeyError, KeyProvider, SIGNING_KEY_ENV, TrustedKeys, default_key_path};
+use super::keys::{
+    Ed25519KeyProvider, KeyError, KeyProvider, SIGNING_KEY_ENV, TrustedKeys, default_key_path,
+};
 use super::query::{AuditFilter, AuditQuery, Cursor, Order};
 use super::retention::cutoff_for;
 use super::sink::{DurableAuditSink, SinkConfig};
@@ -216,11 +218,20 @@ impl AuditCommand {
         }
     }
 
-    async fn store(&self, signer: Option<Arc<dyn KeyProvider>>) -> Result<Arc<dyn AuditStore>, StoreError> {
+    async fn store(
+        &self,
+        signer: Option<Arc<dyn KeyProvider>>,
+    ) -> Result<Arc<dyn AuditStore>, StoreError> {
         Ok(match (&self.database_url, signer) {
-            (Some(url), Some(key)) => Arc::new(PostgresAuditStore::connect(url).await?.with_signer(key)),
+            (Some(url), Some(key)) => {
+                Arc::new(PostgresAuditStore::connect(url).await?.with_signer(key))
+            }
             (Some(url), None) => Arc::new(PostgresAuditStore::connect(url).await?),
-            (None, Some(key)) => Arc::new(SqliteAuditStore::open_in(&self.data_dir).await?.with_signer(key)),
+            (None, Some(key)) => Arc::new(
+                SqliteAuditStore::open_in(&self.data_dir)
+                    .await?
+                    .with_signer(key),
+            ),
             (None, None) => Arc::new(SqliteAuditStore::open_in(&self.data_dir).await?),
         })
     }
@@ -229,7 +240,9 @@ impl AuditCommand {
     /// error naming the first bad sequence number.
     pub async fn run(self, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
         match &self.action {
-            AuditAction::Verify { allow_unsigned_tail } => {
+            AuditAction::Verify {
+                allow_unsigned_tail,
+            } => {
                 let trusted = self.trusted()?;
                 let store = self.store(None).await?;
                 let options = VerifyOptions {
@@ -243,7 +256,9 @@ impl AuditCommand {
                     report.first_seq.unwrap_or(0),
                     report.last_seq.unwrap_or(0),
                     report.checkpoints,
-                    report.anchor.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+                    report
+                        .anchor
+                        .map_or_else(|| "none".to_owned(), |a| a.to_string()),
                     report.unsigned_tail,
                 )?;
             }
@@ -256,7 +271,11 @@ impl AuditCommand {
                 let store = self.store(None).await?;
                 let query = AuditQuery {
                     filter: AuditFilter::from(filter.clone()),
-                    order: if *oldest_first { Order::OldestFirst } else { Order::NewestFirst },
+                    order: if *oldest_first {
+                        Order::OldestFirst
+                    } else {
+                        Order::NewestFirst
+                    },
                     limit: *limit,
                     cursor: *cursor,
                 };
@@ -289,7 +308,8 @@ impl AuditCommand {
                 let result = match output {
                     Some(path) => {
                         let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-                        let n = export(store.as_ref(), &filter, *format, &mut file, &sink, actor).await;
+                        let n =
+                            export(store.as_ref(), &filter, *format, &mut file, &sink, actor).await;
                         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
                         n
                     }
@@ -301,7 +321,11 @@ impl AuditCommand {
                     writeln!(out, "exported {written} events")?;
                 }
             }
-            AuditAction::Purge { tier, before, actor } => {
+            AuditAction::Purge {
+                tier,
+                before,
+                actor,
+            } => {
                 let cutoff = match (tier, before) {
                     (Some(tier), _) => cutoff_for(*tier, Utc::now()),
                     (None, Some(before)) => *before,
@@ -319,7 +343,9 @@ impl AuditCommand {
                     report.deleted_events,
                     report.deleted_checkpoints,
                     cutoff.to_rfc3339(),
-                    report.anchor.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+                    report
+                        .anchor
+                        .map_or_else(|| "none".to_owned(), |a| a.to_string()),
                 )?;
             }
         }

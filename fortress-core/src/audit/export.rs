@@ -128,8 +128,12 @@ pub async fn export(
         EXPORT_ACTION,
         format!("audit:{workspace}"),
     );
-    record.detail.insert("format".into(), format.as_str().into());
-    record.detail.insert("filter".into(), filter_summary(filter));
+    record
+        .detail
+        .insert("format".into(), format.as_str().into());
+    record
+        .detail
+        .insert("filter".into(), filter_summary(filter));
     audit.record(record).await.map_err(ExportError::Audit)?;
 
     if format == ExportFormat::Csv {

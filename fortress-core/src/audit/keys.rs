@@ -118,18 +118,20 @@ impl Ed25519KeyProvider {
 
     /// Reads the seed from the environment variable `var`.
     pub fn from_env(var: &str) -> Result<Self, KeyError> {
-        let text = Zeroizing::new(
-            std::env::var(var).map_err(|_| KeyError::MissingEnv(var.to_owned()))?,
-        );
+        let text =
+            Zeroizing::new(std::env::var(var).map_err(|_| KeyError::MissingEnv(var.to_owned()))?);
         Self::from_hex_seed(&text, var)
     }
 
     /// Reads the key file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.to_owned(),
-            source,
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
         Self::from_hex_seed(&text, &path.display().to_string())
     }
 
@@ -273,7 +275,8 @@ mod tests {
         assert!(TrustedKeys::from_hex_lines("zz", "t").is_err());
         let key = Ed25519KeyProvider::generate();
         let trusted =
-            TrustedKeys::from_hex_lines(&format!("# k\n{}\n", key.verifying_key_hex()), "t").unwrap();
+            TrustedKeys::from_hex_lines(&format!("# k\n{}\n", key.verifying_key_hex()), "t")
+                .unwrap();
         let sig = key.sign(b"m").unwrap();
         assert!(trusted.verify(key.key_id(), b"m", &sig));
         assert!(!trusted.verify("other", b"m", &sig));

@@ -70,6 +70,8 @@ impl Default for SinkConfig {
 
 type Ack<T> = oneshot::Sender<Result<T, Arc<StoreError>>>;
 
+// Events are nearly every command, so boxing them would only add an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Event(EncodedEvent, Ack<u64>),
     Flush(Ack<()>),
@@ -101,7 +103,11 @@ impl DurableAuditSink {
 
     async fn enqueue(&self, command: Command) -> Result<(), AuditError> {
         match self.when_full {
-            WhenFull::Backpressure => self.queue.send(command).await.map_err(|_| AuditError::Closed),
+            WhenFull::Backpressure => self
+                .queue
+                .send(command)
+                .await
+                .map_err(|_| AuditError::Closed),
             WhenFull::FailClosed => self.queue.try_send(command).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => AuditError::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => AuditError::Closed,

@@ -100,7 +100,10 @@ impl ChainVerifier {
         checkpoints.sort_by_key(|c| c.last_seq);
         for (i, cp) in checkpoints.iter().enumerate() {
             if !cp.is_signed_by(trusted) {
-                return Err(Tampered::at(cp.first_seq.min(cp.last_seq), "checkpoint signature does not verify"));
+                return Err(Tampered::at(
+                    cp.first_seq.min(cp.last_seq),
+                    "checkpoint signature does not verify",
+                ));
             }
             if cp.first_seq == 0 || cp.first_seq > cp.last_seq {
                 return Err(Tampered::at(cp.last_seq, "checkpoint range is empty"));
@@ -108,7 +111,10 @@ impl ChainVerifier {
             if let Some(prev) = i.checked_sub(1).map(|p| &checkpoints[p])
                 && (prev.last_seq == cp.last_seq || cp.first_seq != prev.last_seq + 1)
             {
-                return Err(Tampered::at(prev.last_seq + 1, "checkpoints do not follow each other"));
+                return Err(Tampered::at(
+                    prev.last_seq + 1,
+                    "checkpoints do not follow each other",
+                ));
             }
         }
         let report = VerifyReport {
@@ -141,7 +147,10 @@ impl ChainVerifier {
                 .iter()
                 .find(|c| c.last_seq >= seq)
                 .map_or(1, |c| c.first_seq.min(seq));
-            return Err(Tampered::at(missing.max(1), "events missing before the first stored event"));
+            return Err(Tampered::at(
+                missing.max(1),
+                "events missing before the first stored event",
+            ));
         };
         let anchor = &self.checkpoints[index];
         self.prev_seq = anchor.last_seq;
@@ -158,17 +167,26 @@ impl ChainVerifier {
         }
         let expected = self.prev_seq + 1;
         if row.seq != expected {
-            return Err(Tampered::at(expected.min(row.seq), "sequence numbers are not contiguous"));
+            return Err(Tampered::at(
+                expected.min(row.seq),
+                "sequence numbers are not contiguous",
+            ));
         }
         let hash = link_hash(row.seq, &self.prev_hash, row.body.as_bytes());
         if hash != row.hash {
-            return Err(Tampered::at(row.seq, "event hash does not match its body and predecessor"));
+            return Err(Tampered::at(
+                row.seq,
+                "event hash does not match its body and predecessor",
+            ));
         }
         let event = row
             .event()
             .map_err(|_| Tampered::at(row.seq, "event body is not a valid event"))?;
         if EventColumns::of(&event) != row.columns {
-            return Err(Tampered::at(row.seq, "indexed columns do not match the event body"));
+            return Err(Tampered::at(
+                row.seq,
+                "indexed columns do not match the event body",
+            ));
         }
         if event.action == PURGE_ACTION {
             self.latest_purge_through = event.detail.get("through_seq").and_then(|v| v.as_u64());
@@ -182,18 +200,30 @@ impl ChainVerifier {
             if cp.last_seq == row.seq {
                 let first = row.seq + 1 - self.leaves.len() as u64;
                 if cp.first_seq != first {
-                    return Err(Tampered::at(first.min(cp.first_seq), "checkpoint range does not match the events"));
+                    return Err(Tampered::at(
+                        first.min(cp.first_seq),
+                        "checkpoint range does not match the events",
+                    ));
                 }
                 if cp.chain_head != hash {
-                    return Err(Tampered::at(row.seq, "checkpoint chain head does not match"));
+                    return Err(Tampered::at(
+                        row.seq,
+                        "checkpoint chain head does not match",
+                    ));
                 }
                 if cp.merkle_root != merkle::root(&self.leaves) {
-                    return Err(Tampered::at(cp.first_seq, "checkpoint Merkle root does not match"));
+                    return Err(Tampered::at(
+                        cp.first_seq,
+                        "checkpoint Merkle root does not match",
+                    ));
                 }
                 self.leaves.clear();
                 self.next_checkpoint += 1;
             } else if cp.last_seq < row.seq {
-                return Err(Tampered::at(cp.last_seq, "checkpoint refers to an event that is not there"));
+                return Err(Tampered::at(
+                    cp.last_seq,
+                    "checkpoint refers to an event that is not there",
+                ));
             }
         }
         Ok(())
@@ -217,7 +247,10 @@ impl ChainVerifier {
             && self.latest_purge_through != Some(first - 1)
         {
             let at = self.latest_purge_through.map_or(1, |t| t + 1);
-            return Err(Tampered::at(at, "events were removed without a retention purge record"));
+            return Err(Tampered::at(
+                at,
+                "events were removed without a retention purge record",
+            ));
         }
         if !self.leaves.is_empty() {
             let first_unsigned = self.prev_seq + 1 - self.leaves.len() as u64;

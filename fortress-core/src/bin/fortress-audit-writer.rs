@@ -32,7 +32,10 @@ async fn main() -> Result<(), BoxError> {
 
     let key = Arc::new(Ed25519KeyProvider::load_or_create(&key_file)?);
     let store = SqliteAuditStore::open_in(&data_dir).await?.with_signer(key);
-    let sink = Arc::new(DurableAuditSink::start(Arc::new(store), SinkConfig::default()));
+    let sink = Arc::new(DurableAuditSink::start(
+        Arc::new(store),
+        SinkConfig::default(),
+    ));
     println!("ready");
 
     let mut tasks = Vec::new();

@@ -8,7 +8,9 @@ use super::StoreError;
 use crate::audit::checkpoint::Checkpoint;
 use crate::audit::merkle::Hash;
 use crate::audit::query::{AuditQuery, Order};
-use crate::audit::row::{EventColumns, StoredEvent, effect_name, from_micros, micros, outcome_name};
+use crate::audit::row::{
+    EventColumns, StoredEvent, effect_name, from_micros, micros, outcome_name,
+};
 
 /// The event columns, in the order [`decode_event`] reads them.
 pub(crate) const EVENT_COLUMNS: &str = "seq, recorded_at, ts, workspace, subject_id, subject_kind, action, resource, connector, model, decision, outcome, request_id, body, hash";
@@ -85,7 +87,9 @@ where
 }
 
 /// `INSERT INTO audit_events …` for one chunk of rows.
-pub(crate) fn insert_events<'a, DB>(rows: &'a [StoredEvent]) -> Result<QueryBuilder<'a, DB>, StoreError>
+pub(crate) fn insert_events<'a, DB>(
+    rows: &'a [StoredEvent],
+) -> Result<QueryBuilder<'a, DB>, StoreError>
 where
     DB: Database,
     i64: Encode<'a, DB> + Type<DB>,
@@ -120,7 +124,9 @@ where
 }
 
 /// `INSERT INTO audit_checkpoints …`.
-pub(crate) fn insert_checkpoint<'a, DB>(cp: &'a Checkpoint) -> Result<QueryBuilder<'a, DB>, StoreError>
+pub(crate) fn insert_checkpoint<'a, DB>(
+    cp: &'a Checkpoint,
+) -> Result<QueryBuilder<'a, DB>, StoreError>
 where
     DB: Database,
     i64: Encode<'a, DB> + Type<DB>,
@@ -150,7 +156,9 @@ where
     i64: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE 1 = 1"));
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events WHERE 1 = 1"
+    ));
     let f = &query.filter;
     if let Some(from) = f.from {
         qb.push(" AND ts >= ").push_bind(micros(from));
@@ -177,7 +185,8 @@ where
         Order::OldestFirst => (">", "ASC"),
     };
     if let Some(cursor) = query.cursor {
-        qb.push(format!(" AND seq {cmp} ")).push_bind(seq_to_db(cursor.0)?);
+        qb.push(format!(" AND seq {cmp} "))
+            .push_bind(seq_to_db(cursor.0)?);
     }
     qb.push(format!(" ORDER BY seq {dir} LIMIT "))
         .push_bind(i64::from(query.effective_limit()) + 1);

@@ -168,8 +168,9 @@ pub(crate) fn purge_record(
     event
         .detail
         .insert("deleted_events".into(), report.deleted_events.into());
-    event
-        .detail
-        .insert("deleted_checkpoints".into(), report.deleted_checkpoints.into());
+    event.detail.insert(
+        "deleted_checkpoints".into(),
+        report.deleted_checkpoints.into(),
+    );
     EncodedEvent::new(&event).map_err(StoreError::Encode)
 }

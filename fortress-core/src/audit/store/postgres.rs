@@ -110,9 +110,11 @@ impl PostgresAuditStore {
             .await?;
         // Serialize concurrent first starts: CREATE … IF NOT EXISTS is not race-free.
         let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fortress_audit:' || current_schema()))")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext('fortress_audit:' || current_schema()))",
+        )
+        .execute(&mut *tx)
+        .await?;
         sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Self {
@@ -315,6 +317,9 @@ impl AuditStore for PostgresAuditStore {
         cutoff: DateTime<Utc>,
         actor: SubjectRef,
     ) -> Result<PurgeReport, StoreError> {
-        Ok(self.transact(Vec::new(), false, Some((cutoff, actor))).await?.1)
+        Ok(self
+            .transact(Vec::new(), false, Some((cutoff, actor)))
+            .await?
+            .1)
     }
 }

@@ -307,6 +307,9 @@ impl AuditStore for SqliteAuditStore {
         cutoff: DateTime<Utc>,
         actor: SubjectRef,
     ) -> Result<PurgeReport, StoreError> {
-        Ok(self.transact(Vec::new(), false, Some((cutoff, actor))).await?.1)
+        Ok(self
+            .transact(Vec::new(), false, Some((cutoff, actor)))
+            .await?
+            .1)
     }
 }
