@@ -16,9 +16,28 @@
 //! assert_eq!(sink.events().len(), 1);
 //! # });
 //! ```
+//!
+//! The default sink is [`DurableAuditSink`] over an [`AuditStore`] (SQLite in the data
+//! directory, or PostgreSQL): events are hash-chained ([`chain`]), periodically covered by
+//! checkpoints signed with a key held outside the database ([`checkpoint`], [`keys`]),
+//! retained per tier ([`retention`]), queried page by page ([`query`]), exported
+//! ([`export`]) and verified end to end ([`verify`]). See `docs/audit.md`.
 
+pub mod canonical;
+pub mod chain;
+pub mod checkpoint;
+pub mod cli;
+pub mod export;
 mod jsonl;
+pub mod keys;
 mod memory;
+pub mod merkle;
+pub mod query;
+pub mod retention;
+pub mod row;
+pub mod sink;
+pub mod store;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -34,6 +53,9 @@ use crate::subject::{SubjectKind, WorkspaceId};
 
 pub use jsonl::JsonLinesAuditSink;
 pub use memory::MemoryAuditSink;
+pub use sink::{DurableAuditSink, SinkConfig, WhenFull};
+pub use store::{AuditStore, PostgresAuditStore, SqliteAuditStore};
+pub use verify::{VerifyOptions, VerifyReport, verify_store};
 
 /// What kind of activity an event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
