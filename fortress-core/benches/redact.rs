@@ -4,7 +4,9 @@
 //!
 //! `cargo bench -p fortress-core --bench redact -- --warm-up-time 1 --measurement-time 3`
 
-#[allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
+#[allow(missing_docs)]
 #[path = "../tests/redact_support/mod.rs"]
 mod redact_support;
 

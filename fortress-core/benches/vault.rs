@@ -6,6 +6,8 @@
 //! CARGO_TARGET_DIR=... cargo bench -p fortress-core --bench vault -- --warm-up-time 1 --measurement-time 3
 //! ```
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
