@@ -6,6 +6,9 @@
 //! CARGO_TARGET_DIR=... cargo bench -p fortress-core --bench vault -- --warm-up-time 1 --measurement-time 3
 //! ```
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,11 @@ use sqlx::postgres::PgConnectOptions;
 const SECRET: &str = "sk-ant-api03-0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghij";
 
 fn vault_over(store: Arc<dyn CredentialStore>, cache: bool) -> EnvelopeVault {
-    let ttl = if cache { Duration::from_secs(300) } else { Duration::ZERO };
+    let ttl = if cache {
+        Duration::from_secs(300)
+    } else {
+        Duration::ZERO
+    };
     EnvelopeVault::new(
         store,
         Arc::new(ManagedKeys::new(RootKey::generate())),
@@ -40,7 +47,9 @@ fn crypto(c: &mut Criterion) {
     let mut group = c.benchmark_group("vault/crypto");
     let s = slot();
     let kek = SymmetricKey::generate();
-    group.bench_function("baseline_copy_secret", |b| b.iter(|| std::hint::black_box(SECRET.as_bytes().to_vec())));
+    group.bench_function("baseline_copy_secret", |b| {
+        b.iter(|| std::hint::black_box(SECRET.as_bytes().to_vec()))
+    });
     group.bench_function("seal_and_wrap", |b| {
         b.iter(|| {
             let data_key = DataKey::generate();
@@ -53,7 +62,10 @@ fn crypto(c: &mut Criterion) {
 }
 
 fn sqlite(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = rt.block_on(SqliteStore::open(dir.path())).unwrap();
     let pool = store.pool().clone();
@@ -84,10 +96,12 @@ fn sqlite(c: &mut Criterion) {
         })
     });
     group.bench_function("resolve_cached_data_key", |b| {
-        b.to_async(&rt).iter(|| async { cached.resolve(&s).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { cached.resolve(&s).await.unwrap() })
     });
     group.bench_function("resolve_cold_cache", |b| {
-        b.to_async(&rt).iter(|| async { cold.resolve(&s).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { cold.resolve(&s).await.unwrap() })
     });
     group.bench_function("baseline_insert_row", |b| {
         b.to_async(&rt).iter(|| async {
@@ -106,23 +120,33 @@ fn sqlite(c: &mut Criterion) {
 }
 
 fn postgres(c: &mut Criterion) {
-    let url = std::env::var("FORTRESS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = std::env::var("FORTRESS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let schema = format!("b_vault_{}", uuid::Uuid::new_v4().simple());
     let Ok(admin) = rt.block_on(sqlx::PgPool::connect(&url)) else {
         eprintln!("PostgreSQL unreachable at {url}; skipping the PostgreSQL benchmarks");
         return;
     };
-    rt.block_on(sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin)).unwrap();
-    let options = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+    rt.block_on(sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin))
+        .unwrap();
+    let options = PgConnectOptions::from_str(&url)
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
     let store = rt.block_on(PgStore::connect_with(options)).unwrap();
     let pool = store.pool().clone();
     let store: Arc<dyn CredentialStore> = Arc::new(store);
     let cached = vault_over(store.clone(), true);
     let s = slot();
     rt.block_on(cached.put(&s, Secret::from(SECRET))).unwrap();
-    rt.block_on(sqlx::raw_sql("CREATE TABLE baseline (k TEXT PRIMARY KEY, v BYTEA NOT NULL)").execute(&pool))
-        .unwrap();
+    rt.block_on(
+        sqlx::raw_sql("CREATE TABLE baseline (k TEXT PRIMARY KEY, v BYTEA NOT NULL)")
+            .execute(&pool),
+    )
+    .unwrap();
 
     let mut group = c.benchmark_group("vault/postgres");
     group.bench_function("baseline_select_row", |b| {
@@ -139,7 +163,8 @@ fn postgres(c: &mut Criterion) {
         })
     });
     group.bench_function("resolve_cached_data_key", |b| {
-        b.to_async(&rt).iter(|| async { cached.resolve(&s).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { cached.resolve(&s).await.unwrap() })
     });
     group.bench_function("baseline_upsert_row", |b| {
         b.to_async(&rt).iter(|| async {
@@ -158,7 +183,9 @@ fn postgres(c: &mut Criterion) {
     drop(cached);
     rt.block_on(async {
         pool.close().await;
-        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await;
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&admin)
+            .await;
     });
 }
 

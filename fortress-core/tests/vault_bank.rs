@@ -38,25 +38,43 @@ async fn unreadable_without_the_customer_key(b: Arc<Backend>) {
     let key = RootKey::generate();
     let path = files.install(&bank, &key).unwrap();
     vault.put(&s, Secret::from("swift-token")).await.unwrap();
-    assert_eq!(vault.resolve(&s).await.unwrap().secret().expose(), b"swift-token");
+    assert_eq!(
+        vault.resolve(&s).await.unwrap().secret().expose(),
+        b"swift-token"
+    );
 
     // The customer withdraws the key: once cached data keys are gone nothing decrypts.
     std::fs::remove_file(&path).unwrap();
     vault.forget_cached_keys(&bank);
     let err = vault.resolve(&s).await.unwrap_err();
-    assert!(matches!(err, VaultError::KeyUnavailable(ref w) if w == &bank), "{err}");
+    assert!(
+        matches!(err, VaultError::KeyUnavailable(ref w) if w == &bank),
+        "{err}"
+    );
 
     // A vault that never caches sees the withdrawal at once.
-    let (uncached, _) = b.vault_with(keys.clone(), VaultOptions::default().with_data_key_cache_ttl(Duration::ZERO));
-    assert!(matches!(uncached.resolve(&s).await, Err(VaultError::KeyUnavailable(_))));
+    let (uncached, _) = b.vault_with(
+        keys.clone(),
+        VaultOptions::default().with_data_key_cache_ttl(Duration::ZERO),
+    );
+    assert!(matches!(
+        uncached.resolve(&s).await,
+        Err(VaultError::KeyUnavailable(_))
+    ));
 
     // Another key in its place does not open the workspace either.
     files.install(&bank, &RootKey::generate()).unwrap();
-    assert!(matches!(uncached.resolve(&s).await, Err(VaultError::Crypto { .. })));
+    assert!(matches!(
+        uncached.resolve(&s).await,
+        Err(VaultError::Crypto { .. })
+    ));
 
     // The right key restores access.
     files.install(&bank, &key).unwrap();
-    assert_eq!(uncached.resolve(&s).await.unwrap().secret().expose(), b"swift-token");
+    assert_eq!(
+        uncached.resolve(&s).await.unwrap().secret().expose(),
+        b"swift-token"
+    );
 }
 
 async fn termination_shreds_the_customer_key(b: Arc<Backend>) {
@@ -89,4 +107,7 @@ async fn termination_shreds_the_customer_key(b: Arc<Backend>) {
     assert_eq!(vault.resolve(&soho).await.unwrap().secret().expose(), b"3");
 }
 
-on_both_backends!(unreadable_without_the_customer_key, termination_shreds_the_customer_key);
+on_both_backends!(
+    unreadable_without_the_customer_key,
+    termination_shreds_the_customer_key
+);

@@ -22,7 +22,11 @@ fn cli<S: AsRef<str>>(args: &[S]) -> Cli {
     Cli::try_parse_from(std::iter::once("fortress").chain(args.iter().map(AsRef::as_ref))).unwrap()
 }
 
-async fn run<S: AsRef<str>>(vault: &dyn Vault, args: &[S], stdin: &[u8]) -> Result<String, VaultCliError> {
+async fn run<S: AsRef<str>>(
+    vault: &dyn Vault,
+    args: &[S],
+    stdin: &[u8],
+) -> Result<String, VaultCliError> {
     let mut out = Vec::new();
     cli(args).vault.run(vault, stdin, &mut out).await?;
     Ok(String::from_utf8(out).unwrap())
@@ -40,7 +44,9 @@ async fn manages_credentials_without_echoing_values() {
         "--master-key-file",
         key_file.to_str().unwrap(),
     ];
-    let args = |rest: &[&str]| -> Vec<String> { storage.iter().chain(rest).map(|s| s.to_string()).collect() };
+    let args = |rest: &[&str]| -> Vec<String> {
+        storage.iter().chain(rest).map(|s| s.to_string()).collect()
+    };
 
     let vault = cli(&args(&["list", "acme"]))
         .storage
@@ -48,45 +54,90 @@ async fn manages_credentials_without_echoing_values() {
         .await
         .unwrap();
 
-    let out = run(&vault, &args(&["put", "acme", "zendesk"]), b"zd-canary-1\n").await.unwrap();
+    let out = run(&vault, &args(&["put", "acme", "zendesk"]), b"zd-canary-1\n")
+        .await
+        .unwrap();
     assert_eq!(out, "stored acme/zendesk version 1\n");
 
     let value_file = tmp.path().join("value.txt");
     std::fs::write(&value_file, "gh-canary-2\n").unwrap();
     let out = run(
         &vault,
-        &args(&["put", "acme", "github", "--user", "alice", "--from-file", value_file.to_str().unwrap()]),
+        &args(&[
+            "put",
+            "acme",
+            "github",
+            "--user",
+            "alice",
+            "--from-file",
+            value_file.to_str().unwrap(),
+        ]),
         b"",
     )
     .await
     .unwrap();
     assert_eq!(out, "stored acme/github/alice version 1\n");
 
-    let out = run(&vault, &args(&["rotate", "acme", "zendesk"]), b"zd-canary-3").await.unwrap();
+    let out = run(
+        &vault,
+        &args(&["rotate", "acme", "zendesk"]),
+        b"zd-canary-3",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, "rotated acme/zendesk to version 2\n");
-    let out = run(&vault, &args(&["revoke", "acme", "github", "--user", "alice"]), b"").await.unwrap();
+    let out = run(
+        &vault,
+        &args(&["revoke", "acme", "github", "--user", "alice"]),
+        b"",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, "revoked acme/github/alice\n");
 
     let listing = run(&vault, &args(&["list", "acme"]), b"").await.unwrap();
-    assert!(listing.contains("acme/zendesk\tversion 2\tactive"), "{listing}");
-    assert!(listing.contains("acme/github/alice\tversion 1\trevoked"), "{listing}");
+    assert!(
+        listing.contains("acme/zendesk\tversion 2\tactive"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("acme/github/alice\tversion 1\trevoked"),
+        "{listing}"
+    );
     assert!(!listing.contains("canary"));
 
     let zendesk = CredentialSlot::workspace(WorkspaceId::new("acme"), "zendesk");
-    assert_eq!(vault.resolve(&zendesk).await.unwrap().secret().expose(), b"zd-canary-3");
+    assert_eq!(
+        vault.resolve(&zendesk).await.unwrap().secret().expose(),
+        b"zd-canary-3"
+    );
     let alice = CredentialSlot::user(WorkspaceId::new("acme"), "github", "alice");
-    assert_eq!(vault.list(&WorkspaceId::new("acme")).await.unwrap()[0].state, CredentialState::Revoked);
-    assert!(matches!(vault.resolve(&alice).await, Err(VaultError::Revoked(_))));
+    assert_eq!(
+        vault.list(&WorkspaceId::new("acme")).await.unwrap()[0].state,
+        CredentialState::Revoked
+    );
+    assert!(matches!(
+        vault.resolve(&alice).await,
+        Err(VaultError::Revoked(_))
+    ));
 
-    let out = run(&vault, &args(&["delete", "acme", "zendesk"]), b"").await.unwrap();
+    let out = run(&vault, &args(&["delete", "acme", "zendesk"]), b"")
+        .await
+        .unwrap();
     assert_eq!(out, "deleted acme/zendesk\n");
-    let refused = run(&vault, &args(&["delete-workspace", "acme"]), b"").await.unwrap_err();
+    let refused = run(&vault, &args(&["delete-workspace", "acme"]), b"")
+        .await
+        .unwrap_err();
     assert!(matches!(refused, VaultCliError::Usage(_)));
-    let out = run(&vault, &args(&["delete-workspace", "acme", "--yes"]), b"").await.unwrap();
+    let out = run(&vault, &args(&["delete-workspace", "acme", "--yes"]), b"")
+        .await
+        .unwrap();
     assert_eq!(out, "deleted 1 credentials of acme\n");
 
     // An empty value is refused rather than stored.
-    let empty = run(&vault, &args(&["put", "acme", "x"]), b"\n").await.unwrap_err();
+    let empty = run(&vault, &args(&["put", "acme", "x"]), b"\n")
+        .await
+        .unwrap_err();
     assert!(empty.to_string().contains("empty"), "{empty}");
 }
 
@@ -103,8 +154,16 @@ async fn the_master_key_may_not_live_in_the_data_directory() {
         "list",
         "acme",
     ]);
-    let err = parsed.storage.open(Arc::new(MemoryAuditSink::new())).await.unwrap_err();
-    assert!(err.to_string().contains("must not be inside the data directory"), "{err}");
+    let err = parsed
+        .storage
+        .open(Arc::new(MemoryAuditSink::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("must not be inside the data directory"),
+        "{err}"
+    );
 }
 
 #[test]

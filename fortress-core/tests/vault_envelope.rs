@@ -39,11 +39,17 @@ fn a_flipped_byte_anywhere_fails_authentication() {
     for i in 0..sealed.ciphertext.len() {
         let mut tampered = sealed.clone();
         tampered.ciphertext[i] ^= 0x01;
-        assert_eq!(envelope::open(&key, &aad, &tampered).unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            envelope::open(&key, &aad, &tampered).unwrap_err(),
+            CryptoError::Authentication
+        );
     }
     let mut tampered = sealed.clone();
     tampered.nonce[0] ^= 0x01;
-    assert_eq!(envelope::open(&key, &aad, &tampered).unwrap_err(), CryptoError::Authentication);
+    assert_eq!(
+        envelope::open(&key, &aad, &tampered).unwrap_err(),
+        CryptoError::Authentication
+    );
     assert!(envelope::open(&key, &aad, &sealed).is_ok());
 }
 
@@ -73,8 +79,14 @@ fn a_swapped_context_fails() {
         slot("acme", "zendesk", None),
     ];
     for other in &others {
-        assert!(envelope::open(&key, &envelope::secret_aad(other, 2), &sealed).is_err(), "{other}");
-        assert!(envelope::unwrap_data_key(&kek, &wrapped, other, 2, 5).is_err(), "{other}");
+        assert!(
+            envelope::open(&key, &envelope::secret_aad(other, 2), &sealed).is_err(),
+            "{other}"
+        );
+        assert!(
+            envelope::unwrap_data_key(&kek, &wrapped, other, 2, 5).is_err(),
+            "{other}"
+        );
     }
     assert!(envelope::open(&key, &envelope::secret_aad(&s, 1), &sealed).is_err());
     assert!(envelope::unwrap_data_key(&kek, &wrapped, &s, 1, 5).is_err());

@@ -34,27 +34,58 @@ async fn round_trip(b: Arc<Backend>) {
     let shared = slot("acme", "zendesk");
     let personal = CredentialSlot::user(WorkspaceId::new("acme"), "zendesk", "alice");
     let value = canary();
-    let info = vault.put(&shared, Secret::from(value.as_str())).await.unwrap();
+    let info = vault
+        .put(&shared, Secret::from(value.as_str()))
+        .await
+        .unwrap();
     assert_eq!((info.version, info.state), (1, CredentialState::Active));
-    vault.put(&personal, Secret::from("alice-token")).await.unwrap();
+    vault
+        .put(&personal, Secret::from("alice-token"))
+        .await
+        .unwrap();
 
-    assert_eq!(vault.resolve(&shared).await.unwrap().secret().expose(), value.as_bytes());
-    assert_eq!(vault.resolve(&personal).await.unwrap().secret().expose(), b"alice-token");
+    assert_eq!(
+        vault.resolve(&shared).await.unwrap().secret().expose(),
+        value.as_bytes()
+    );
+    assert_eq!(
+        vault.resolve(&personal).await.unwrap().secret().expose(),
+        b"alice-token"
+    );
     // Served from the cached data key the second time, with the same result.
     assert!(vault.cached_data_keys() >= 1);
-    assert_eq!(vault.resolve(&shared).await.unwrap().secret().expose(), value.as_bytes());
+    assert_eq!(
+        vault.resolve(&shared).await.unwrap().secret().expose(),
+        value.as_bytes()
+    );
 
     let listed = vault.list(&WorkspaceId::new("acme")).await.unwrap();
     assert_eq!(listed.len(), 2);
-    assert!(vault.list(&WorkspaceId::new("other")).await.unwrap().is_empty());
-    assert!(matches!(vault.resolve(&slot("acme", "github")).await, Err(VaultError::NotFound(_))));
+    assert!(
+        vault
+            .list(&WorkspaceId::new("other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        vault.resolve(&slot("acme", "github")).await,
+        Err(VaultError::NotFound(_))
+    ));
 
     let events = audit.events();
     assert_eq!(events.len(), 2);
-    assert!(events.iter().all(|e| e.kind == EventKind::Credential && e.action == "credential.put"));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.kind == EventKind::Credential && e.action == "credential.put")
+    );
     assert_eq!(events[0].resource, "credential:acme/zendesk");
     let recorded = serde_json::to_string(&events).unwrap();
-    assert!(!recorded.contains(&value), "audit events must not carry the value");
+    assert!(
+        !recorded.contains(&value),
+        "audit events must not carry the value"
+    );
     assert!(!recorded.contains("alice-token"));
 }
 
@@ -67,19 +98,37 @@ async fn tampered_ciphertext_is_refused(b: Arc<Backend>) {
     let original = store.get(&s).await.unwrap().unwrap();
     let mut tampered = original.clone();
     tampered.secret.ciphertext[0] ^= 0x01;
-    assert!(store.write(&tampered, Some(tampered.version)).await.unwrap());
+    assert!(
+        store
+            .write(&tampered, Some(tampered.version))
+            .await
+            .unwrap()
+    );
     let message = is_crypto(vault.resolve(&s).await);
-    assert!(message.contains("acme/zendesk") && message.contains("authentication failed"), "{message}");
+    assert!(
+        message.contains("acme/zendesk") && message.contains("authentication failed"),
+        "{message}"
+    );
 
     // A flipped byte in the wrapped data key is caught too (on a cold cache).
     let mut tampered = original.clone();
     tampered.wrapped_key.ciphertext[5] ^= 0x80;
-    assert!(store.write(&tampered, Some(tampered.version)).await.unwrap());
+    assert!(
+        store
+            .write(&tampered, Some(tampered.version))
+            .await
+            .unwrap()
+    );
     vault.forget_cached_keys(&s.workspace);
     is_crypto(vault.resolve(&s).await);
 
     // And the untouched row still opens.
-    assert!(store.write(&original, Some(original.version)).await.unwrap());
+    assert!(
+        store
+            .write(&original, Some(original.version))
+            .await
+            .unwrap()
+    );
     assert_eq!(vault.resolve(&s).await.unwrap().secret().expose(), b"token");
 }
 
@@ -90,7 +139,10 @@ async fn swapped_context_is_refused(b: Arc<Backend>) {
     let other_connector = slot("acme", "github");
     let other_workspace = slot("globex", "zendesk");
     for s in [&a, &other_connector, &other_workspace] {
-        vault.put(s, Secret::from(format!("value of {s}"))).await.unwrap();
+        vault
+            .put(s, Secret::from(format!("value of {s}")))
+            .await
+            .unwrap();
     }
     let row_a = store.get(&a).await.unwrap().unwrap();
 
@@ -119,7 +171,10 @@ async fn wrong_master_key_is_refused(b: Arc<Backend>) {
     let (vault, _) = b.vault();
     let s = slot("acme", "zendesk");
     vault.put(&s, Secret::from("token")).await.unwrap();
-    let (other, _) = b.vault_with(Arc::new(ManagedKeys::new(RootKey::generate())), VaultOptions::default());
+    let (other, _) = b.vault_with(
+        Arc::new(ManagedKeys::new(RootKey::generate())),
+        VaultOptions::default(),
+    );
     let message = is_crypto(other.resolve(&s).await);
     assert!(!message.contains("token"));
 }
@@ -137,24 +192,39 @@ async fn rotation_replaces_the_value(b: Arc<Backend>) {
     assert_eq!(info.version, 2);
     // Once rotate returns, only the new version resolves (even with a warm cache).
     let credential = vault.resolve(&s).await.unwrap();
-    assert_eq!((credential.version(), credential.secret().expose()), (2, &b"second"[..]));
+    assert_eq!(
+        (credential.version(), credential.secret().expose()),
+        (2, &b"second"[..])
+    );
     let row = b.store().get(&s).await.unwrap().unwrap();
     assert_eq!(row.version, 2);
     let listed = vault.list(&s.workspace).await.unwrap();
     assert_eq!((listed.len(), listed[0].version), (1, 2));
     let last = audit.events().pop().unwrap();
-    assert_eq!((last.action.as_str(), &last.detail["version"]), ("credential.rotate", &serde_json::json!(2)));
+    assert_eq!(
+        (last.action.as_str(), &last.detail["version"]),
+        ("credential.rotate", &serde_json::json!(2))
+    );
 }
 
 async fn revoked_credentials_never_resolve(b: Arc<Backend>) {
     let (vault, audit) = b.vault();
     let s = slot("acme", "zendesk");
-    assert!(matches!(vault.revoke(&s).await, Err(VaultError::NotFound(_))));
+    assert!(matches!(
+        vault.revoke(&s).await,
+        Err(VaultError::NotFound(_))
+    ));
     vault.put(&s, Secret::from("token")).await.unwrap();
     vault.resolve(&s).await.unwrap(); // warms the data-key cache
     vault.revoke(&s).await.unwrap();
-    assert!(matches!(vault.resolve(&s).await, Err(VaultError::Revoked(_))));
-    assert_eq!(vault.list(&s.workspace).await.unwrap()[0].state, CredentialState::Revoked);
+    assert!(matches!(
+        vault.resolve(&s).await,
+        Err(VaultError::Revoked(_))
+    ));
+    assert_eq!(
+        vault.list(&s.workspace).await.unwrap()[0].state,
+        CredentialState::Revoked
+    );
     assert_eq!(vault.cached_data_keys(), 0);
     assert_eq!(audit.events().last().unwrap().action, "credential.revoke");
 }
@@ -168,14 +238,29 @@ async fn delete_leaves_no_ciphertext_on_disk(b: Arc<Backend>) {
     vault.resolve(&gone).await.unwrap();
     let row = b.store().get(&gone).await.unwrap().unwrap();
     // The scan can see stored ciphertext: otherwise the check below would prove nothing.
-    assert!(b.on_disk(&row.secret.ciphertext).await, "ciphertext should be on disk before delete");
+    assert!(
+        b.on_disk(&row.secret.ciphertext).await,
+        "ciphertext should be on disk before delete"
+    );
 
     vault.delete(&gone).await.unwrap();
-    assert!(matches!(vault.resolve(&gone).await, Err(VaultError::NotFound(_))));
-    assert!(matches!(vault.delete(&gone).await, Err(VaultError::NotFound(_))));
+    assert!(matches!(
+        vault.resolve(&gone).await,
+        Err(VaultError::NotFound(_))
+    ));
+    assert!(matches!(
+        vault.delete(&gone).await,
+        Err(VaultError::NotFound(_))
+    ));
     assert!(b.store().get(&gone).await.unwrap().is_none());
-    assert!(!b.on_disk(&row.secret.ciphertext).await, "deleted ciphertext is still on disk");
-    assert!(!b.on_disk(&row.wrapped_key.ciphertext).await, "deleted wrapped key is still on disk");
+    assert!(
+        !b.on_disk(&row.secret.ciphertext).await,
+        "deleted ciphertext is still on disk"
+    );
+    assert!(
+        !b.on_disk(&row.wrapped_key.ciphertext).await,
+        "deleted wrapped key is still on disk"
+    );
     assert_eq!(vault.cached_data_keys(), 0);
     assert!(vault.resolve(&keep).await.is_ok());
     assert_eq!(audit.events().last().unwrap().action, "credential.delete");
@@ -186,11 +271,23 @@ async fn no_plaintext_on_disk(b: Arc<Backend>) {
     let s = slot("acme", "zendesk");
     let value = canary();
     vault.put(&s, Secret::from(value.as_str())).await.unwrap();
-    vault.rotate(&s, Secret::from(format!("{value}-v2"))).await.unwrap();
-    assert_eq!(vault.resolve(&s).await.unwrap().secret().expose(), format!("{value}-v2").as_bytes());
+    vault
+        .rotate(&s, Secret::from(format!("{value}-v2")))
+        .await
+        .unwrap();
+    assert_eq!(
+        vault.resolve(&s).await.unwrap().secret().expose(),
+        format!("{value}-v2").as_bytes()
+    );
     let row = b.store().get(&s).await.unwrap().unwrap();
-    assert!(b.on_disk(&row.secret.ciphertext).await, "the scan must see what is stored");
-    assert!(!b.on_disk(value.as_bytes()).await, "plaintext canary found on disk");
+    assert!(
+        b.on_disk(&row.secret.ciphertext).await,
+        "the scan must see what is stored"
+    );
+    assert!(
+        !b.on_disk(value.as_bytes()).await,
+        "plaintext canary found on disk"
+    );
     assert!(!b.on_disk(b"CANARY-").await, "canary prefix found on disk");
 }
 
@@ -198,17 +295,33 @@ async fn workspace_termination_deletes_everything(b: Arc<Backend>) {
     let (vault, audit) = b.vault();
     let acme = WorkspaceId::new("acme");
     for connector in ["zendesk", "github", "salesforce"] {
-        vault.put(&slot("acme", connector), Secret::from(canary())).await.unwrap();
+        vault
+            .put(&slot("acme", connector), Secret::from(canary()))
+            .await
+            .unwrap();
     }
-    let row = b.store().get(&slot("acme", "github")).await.unwrap().unwrap();
-    vault.put(&slot("globex", "zendesk"), Secret::from("globex")).await.unwrap();
+    let row = b
+        .store()
+        .get(&slot("acme", "github"))
+        .await
+        .unwrap()
+        .unwrap();
+    vault
+        .put(&slot("globex", "zendesk"), Secret::from("globex"))
+        .await
+        .unwrap();
 
     assert_eq!(vault.delete_workspace(&acme).await.unwrap(), 3);
     assert!(vault.list(&acme).await.unwrap().is_empty());
     assert!(vault.kek_usage(&acme).await.unwrap().is_none());
     assert!(!b.on_disk(&row.secret.ciphertext).await);
     assert_eq!(
-        vault.resolve(&slot("globex", "zendesk")).await.unwrap().secret().expose(),
+        vault
+            .resolve(&slot("globex", "zendesk"))
+            .await
+            .unwrap()
+            .secret()
+            .expose(),
         b"globex"
     );
     let last = audit.events().pop().unwrap();
@@ -239,7 +352,12 @@ async fn kek_rotates_before_its_limit(b: Arc<Backend>) {
     vault.forget_cached_keys(&ws);
     assert_eq!(vault.resolve(&a).await.unwrap().secret().expose(), b"a4");
     assert_eq!(vault.resolve(&c).await.unwrap().secret().expose(), b"c1");
-    assert!(audit.events().iter().any(|e| e.action == "credential.kek_rotate"));
+    assert!(
+        audit
+            .events()
+            .iter()
+            .any(|e| e.action == "credential.kek_rotate")
+    );
 
     // An operator can rotate at will.
     assert_eq!(vault.rotate_workspace_key(&ws).await.unwrap(), 3);
@@ -249,12 +367,21 @@ async fn kek_rotates_before_its_limit(b: Arc<Backend>) {
 
 async fn bad_input_is_refused_clearly(b: Arc<Backend>) {
     let (vault, _) = b.vault();
-    let err = vault.put(&slot("acme", ""), Secret::from("x")).await.unwrap_err();
+    let err = vault
+        .put(&slot("acme", ""), Secret::from("x"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, VaultError::Config(_)), "{err}");
-    let err = vault.put(&slot("acme", "zendesk"), Secret::from("")).await.unwrap_err();
+    let err = vault
+        .put(&slot("acme", "zendesk"), Secret::from(""))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("1 to"), "{err}");
     let err = vault
-        .put(&CredentialSlot::user(WorkspaceId::new("acme"), "gh", ""), Secret::from("x"))
+        .put(
+            &CredentialSlot::user(WorkspaceId::new("acme"), "gh", ""),
+            Secret::from("x"),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, VaultError::Config(_)), "{err}");

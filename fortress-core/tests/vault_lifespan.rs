@@ -15,7 +15,9 @@ use fortress_core::subject::{Subject, WorkspaceId};
 use fortress_core::vault::keys::{ManagedKeys, RootKey};
 use fortress_core::vault::{CredentialSlot, EnvelopeVault, Vault};
 use http::{Request, Response, StatusCode};
-use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
 use tower::{Layer, ServiceExt, service_fn};
 
 const LIFESPAN: &str = "fortress_credential_lifespan_seconds";
@@ -56,7 +58,8 @@ fn samples() -> Arc<Samples> {
     SAMPLES
         .get_or_init(|| {
             let samples = Arc::new(Samples::default());
-            metrics::set_global_recorder(CaptureLifespans(samples.clone())).expect("the only recorder of this binary");
+            metrics::set_global_recorder(CaptureLifespans(samples.clone()))
+                .expect("the only recorder of this binary");
             samples
         })
         .clone()
@@ -77,7 +80,10 @@ async fn per_request_credentials_live_well_under_a_second() {
     );
     let ws = WorkspaceId::new("acme");
     vault
-        .put(&CredentialSlot::workspace(ws.clone(), "anthropic"), Secret::from("sk-ant-canary"))
+        .put(
+            &CredentialSlot::workspace(ws.clone(), "anthropic"),
+            Secret::from("sk-ant-canary"),
+        )
         .await
         .unwrap();
 
@@ -89,9 +95,14 @@ async fn per_request_credentials_live_well_under_a_second() {
     );
     let upstream = service_fn(|request: Request<()>| async move {
         let header = request.headers().get(http::header::AUTHORIZATION).cloned();
-        let ok = header.is_some_and(|h| h.is_sensitive() && h.as_bytes() == b"Bearer sk-ant-canary");
+        let ok =
+            header.is_some_and(|h| h.is_sensitive() && h.as_bytes() == b"Bearer sk-ant-canary");
         let mut response = Response::new(body::empty());
-        *response.status_mut() = if ok { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+        *response.status_mut() = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
         Ok::<_, Infallible>(response)
     });
     let service = layer.layer(upstream);
@@ -99,7 +110,11 @@ async fn per_request_credentials_live_well_under_a_second() {
     const REQUESTS: usize = 20;
     let before = samples.0.lock().unwrap().len();
     for _ in 0..REQUESTS {
-        let call = Call::new(Subject::app("ci", ws.clone()), Action::ListModels, Resource::workspace("acme"));
+        let call = Call::new(
+            Subject::app("ci", ws.clone()),
+            Action::ListModels,
+            Resource::workspace("acme"),
+        );
         let mut request = Request::new(());
         request.extensions_mut().insert(Arc::new(call));
         let response = service.clone().oneshot(request).await.unwrap();
@@ -107,7 +122,11 @@ async fn per_request_credentials_live_well_under_a_second() {
     }
 
     let recorded = samples.0.lock().unwrap()[before..].to_vec();
-    assert!(recorded.len() >= REQUESTS, "each request records a lifespan ({} recorded)", recorded.len());
+    assert!(
+        recorded.len() >= REQUESTS,
+        "each request records a lifespan ({} recorded)",
+        recorded.len()
+    );
     let longest = recorded.iter().copied().fold(0.0, f64::max);
     assert!(longest < 1.0, "a credential lived {longest} s");
 }

@@ -9,14 +9,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use fortress_core::secret::Secret;
 use fortress_core::subject::WorkspaceId;
-use fortress_core::vault::{CredentialSlot, MemoryVault, MtlsFetcher, TieredVault, Vault, VaultError, ZeroTrustVault};
+use fortress_core::vault::{
+    CredentialSlot, MemoryVault, MtlsFetcher, TieredVault, Vault, VaultError, ZeroTrustVault,
+};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -65,7 +68,8 @@ async fn start_endpoint(server_ca: &Ca, client_ca: &Ca) -> Endpoint {
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .unwrap();
-    let (server_pem, server_key) = server_ca.issue("credentials.customer", ExtendedKeyUsagePurpose::ServerAuth);
+    let (server_pem, server_key) =
+        server_ca.issue("credentials.customer", ExtendedKeyUsagePurpose::ServerAuth);
     let chain = rustls_pemfile::certs(&mut server_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
@@ -83,11 +87,15 @@ async fn start_endpoint(server_ca: &Ca, client_ca: &Ca) -> Endpoint {
     let counter = served.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let counter = counter.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let service = service_fn(move |request: Request<Incoming>| {
                     counter.fetch_add(1, Ordering::SeqCst);
                     async move { Ok::<_, Infallible>(answer(request.uri().path())) }
@@ -107,7 +115,9 @@ async fn start_endpoint(server_ca: &Ca, client_ca: &Ca) -> Endpoint {
 fn answer(path: &str) -> Response<Full<Bytes>> {
     let (status, body, version) = match path {
         "/fortress/credentials/acme/github" => (StatusCode::OK, "gh-token-zt\n", Some("7")),
-        "/fortress/credentials/acme/github/alice%40acme.example" => (StatusCode::OK, "alice-gh", None),
+        "/fortress/credentials/acme/github/alice%40acme.example" => {
+            (StatusCode::OK, "alice-gh", None)
+        }
         "/fortress/credentials/acme/revoked" => (StatusCode::GONE, "", None),
         _ => (StatusCode::NOT_FOUND, "", None),
     };
@@ -115,12 +125,20 @@ fn answer(path: &str) -> Response<Full<Bytes>> {
     if let Some(v) = version {
         response = response.header("x-fortress-credential-version", v);
     }
-    response.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap()
+    response
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
 }
 
 fn fetcher(url: &str, client_ca: &Ca, pinned: &Ca) -> MtlsFetcher {
     let (cert_pem, key) = client_ca.issue("fortress-gateway", ExtendedKeyUsagePurpose::ClientAuth);
-    MtlsFetcher::new(url, cert_pem.as_bytes(), key.serialize_pem().as_bytes(), pinned.cert.pem().as_bytes()).unwrap()
+    MtlsFetcher::new(
+        url,
+        cert_pem.as_bytes(),
+        key.serialize_pem().as_bytes(),
+        pinned.cert.pem().as_bytes(),
+    )
+    .unwrap()
 }
 
 fn acme(connector: &str) -> CredentialSlot {
@@ -137,23 +155,49 @@ async fn credentials_are_fetched_per_request_over_mtls() {
     );
 
     let credential = vault.resolve(&acme("github")).await.unwrap();
-    assert_eq!((credential.secret().expose(), credential.version()), (&b"gh-token-zt"[..], 7));
+    assert_eq!(
+        (credential.secret().expose(), credential.version()),
+        (&b"gh-token-zt"[..], 7)
+    );
     drop(credential);
     // Fetched again: nothing was kept between requests.
-    assert_eq!(vault.resolve(&acme("github")).await.unwrap().secret().expose(), b"gh-token-zt");
+    assert_eq!(
+        vault
+            .resolve(&acme("github"))
+            .await
+            .unwrap()
+            .secret()
+            .expose(),
+        b"gh-token-zt"
+    );
     assert_eq!(endpoint.served.load(Ordering::SeqCst), 2);
 
     let personal = CredentialSlot::user(WorkspaceId::new("acme"), "github", "alice@acme.example");
-    assert_eq!(vault.resolve(&personal).await.unwrap().secret().expose(), b"alice-gh");
-    assert!(matches!(vault.resolve(&acme("jira")).await, Err(VaultError::NotFound(_))));
-    assert!(matches!(vault.resolve(&acme("revoked")).await, Err(VaultError::Revoked(_))));
+    assert_eq!(
+        vault.resolve(&personal).await.unwrap().secret().expose(),
+        b"alice-gh"
+    );
+    assert!(matches!(
+        vault.resolve(&acme("jira")).await,
+        Err(VaultError::NotFound(_))
+    ));
+    assert!(matches!(
+        vault.resolve(&acme("revoked")).await,
+        Err(VaultError::Revoked(_))
+    ));
 
     // Nothing is ever stored for a Zero Trust workspace.
     assert!(matches!(
         vault.put(&acme("github"), Secret::from("x")).await,
         Err(VaultError::Config(_))
     ));
-    assert!(vault.list(&WorkspaceId::new("acme")).await.unwrap().is_empty());
+    assert!(
+        vault
+            .list(&WorkspaceId::new("acme"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -167,12 +211,19 @@ async fn a_client_without_the_customers_certificate_is_rejected() {
     );
     let err = vault.resolve(&acme("github")).await.unwrap_err();
     assert!(matches!(err, VaultError::Backend(_)), "{err:?}");
-    assert_eq!(endpoint.served.load(Ordering::SeqCst), 0, "the request must not reach the handler");
+    assert_eq!(
+        endpoint.served.load(Ordering::SeqCst),
+        0,
+        "the request must not reach the handler"
+    );
 
     // The same endpoint serves a client with the right certificate (the rejection above was
     // about the certificate, not a broken server).
     let good = fetcher(&endpoint.url, &client_ca, &server_ca);
-    assert_eq!(good.fetch(&acme("github")).await.unwrap().0.expose(), b"gh-token-zt");
+    assert_eq!(
+        good.fetch(&acme("github")).await.unwrap().0.expose(),
+        b"gh-token-zt"
+    );
 }
 
 #[tokio::test]
@@ -182,7 +233,9 @@ async fn a_server_outside_the_pinned_ca_is_refused() {
     let other = Ca::new("some other CA");
     let fetcher = fetcher(&endpoint.url, &client_ca, &other);
     let err = fetcher.fetch(&acme("github")).await.unwrap_err();
-    let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    let source = std::error::Error::source(&err)
+        .map(ToString::to_string)
+        .unwrap_or_default();
     assert!(source.contains("mutual TLS"), "{source}");
     assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
     assert_eq!(endpoint.served.load(Ordering::SeqCst), 0);
@@ -199,9 +252,29 @@ async fn the_tiered_vault_routes_zero_trust_workspaces_to_their_endpoint() {
     let stored = Arc::new(MemoryVault::new());
     let vault = TieredVault::new(stored.clone(), zero_trust);
     let soho = CredentialSlot::workspace(WorkspaceId::new("soho"), "github");
-    vault.put(&soho, Secret::from("stored-token")).await.unwrap();
-    assert_eq!(vault.resolve(&soho).await.unwrap().secret().expose(), b"stored-token");
-    assert_eq!(vault.resolve(&acme("github")).await.unwrap().secret().expose(), b"gh-token-zt");
+    vault
+        .put(&soho, Secret::from("stored-token"))
+        .await
+        .unwrap();
+    assert_eq!(
+        vault.resolve(&soho).await.unwrap().secret().expose(),
+        b"stored-token"
+    );
+    assert_eq!(
+        vault
+            .resolve(&acme("github"))
+            .await
+            .unwrap()
+            .secret()
+            .expose(),
+        b"gh-token-zt"
+    );
     assert!(vault.put(&acme("github"), Secret::from("x")).await.is_err());
-    assert!(stored.list(&WorkspaceId::new("acme")).await.unwrap().is_empty());
+    assert!(
+        stored
+            .list(&WorkspaceId::new("acme"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

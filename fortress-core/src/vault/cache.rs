@@ -65,7 +65,11 @@ impl DataKeyCache {
         }
         if entries.len() >= self.capacity {
             // Still full of live keys: drop the one closest to expiry.
-            if let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| e.expires)
+                .map(|(k, _)| k.clone())
+            {
                 entries.remove(&oldest);
             }
         }
@@ -108,10 +112,22 @@ mod tests {
         let cache = DataKeyCache::new(Duration::from_secs(30), 8);
         let t0 = Instant::now();
         cache.insert(key("a", 1), SymmetricKey::from_bytes([1; 32]), t0);
-        assert!(cache.get(&key("a", 1), t0 + Duration::from_secs(29)).is_some());
+        assert!(
+            cache
+                .get(&key("a", 1), t0 + Duration::from_secs(29))
+                .is_some()
+        );
         assert!(cache.get(&key("a", 2), t0).is_none());
-        assert!(cache.get(&key("a", 1), t0 + Duration::from_secs(30)).is_none());
-        assert_eq!(cache.len(), 0, "an expired entry is dropped (and zeroized) on access");
+        assert!(
+            cache
+                .get(&key("a", 1), t0 + Duration::from_secs(30))
+                .is_none()
+        );
+        assert_eq!(
+            cache.len(),
+            0,
+            "an expired entry is dropped (and zeroized) on access"
+        );
     }
 
     #[test]
@@ -119,10 +135,22 @@ mod tests {
         let cache = DataKeyCache::new(Duration::from_secs(30), 2);
         let t0 = Instant::now();
         cache.insert(key("a", 1), SymmetricKey::from_bytes([1; 32]), t0);
-        cache.insert(key("b", 1), SymmetricKey::from_bytes([2; 32]), t0 + Duration::from_secs(1));
-        cache.insert(key("c", 1), SymmetricKey::from_bytes([3; 32]), t0 + Duration::from_secs(2));
+        cache.insert(
+            key("b", 1),
+            SymmetricKey::from_bytes([2; 32]),
+            t0 + Duration::from_secs(1),
+        );
+        cache.insert(
+            key("c", 1),
+            SymmetricKey::from_bytes([3; 32]),
+            t0 + Duration::from_secs(2),
+        );
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&key("a", 1), t0 + Duration::from_secs(2)).is_none());
+        assert!(
+            cache
+                .get(&key("a", 1), t0 + Duration::from_secs(2))
+                .is_none()
+        );
         cache.evict_slot(&key("b", 1).slot);
         assert_eq!(cache.len(), 1);
         cache.evict_workspace(&WorkspaceId::new("w"));
@@ -132,7 +160,11 @@ mod tests {
     #[test]
     fn zero_ttl_disables_caching() {
         let cache = DataKeyCache::new(Duration::ZERO, 8);
-        cache.insert(key("a", 1), SymmetricKey::from_bytes([1; 32]), Instant::now());
+        cache.insert(
+            key("a", 1),
+            SymmetricKey::from_bytes([1; 32]),
+            Instant::now(),
+        );
         assert_eq!(cache.len(), 0);
     }
 }

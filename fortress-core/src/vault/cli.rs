@@ -119,7 +119,8 @@ impl VaultStorageArgs {
         if let Some(file) = &self.master_key_file {
             refuse_key_inside(file, &self.data_dir)?;
         }
-        let keys: Arc<dyn KeyProvider> = Arc::new(ManagedKeys::load(self.master_key_file.as_deref())?);
+        let keys: Arc<dyn KeyProvider> =
+            Arc::new(ManagedKeys::load(self.master_key_file.as_deref())?);
         match &self.database_url {
             Some(url) => EnvelopeVault::open_postgres(url, keys, audit).await,
             None => EnvelopeVault::open_sqlite(&self.data_dir, keys, audit).await,
@@ -165,7 +166,12 @@ pub enum VaultCliError {
 impl VaultCommand {
     /// Runs the command against `vault`, reading a value from `stdin` when needed and
     /// writing a one-line confirmation (never the value) to `out`.
-    pub async fn run(self, vault: &dyn Vault, stdin: impl Read, mut out: impl Write) -> Result<(), VaultCliError> {
+    pub async fn run(
+        self,
+        vault: &dyn Vault,
+        stdin: impl Read,
+        mut out: impl Write,
+    ) -> Result<(), VaultCliError> {
         let io = |context: &str| {
             let context = context.to_owned();
             move |source| VaultCliError::Io { context, source }
@@ -174,12 +180,14 @@ impl VaultCommand {
             Self::Put(args) => {
                 let secret = read_value(args.from_file.as_deref(), stdin)?;
                 let info = vault.put(&args.slot.slot(), secret).await?;
-                writeln!(out, "stored {} version {}", info.slot, info.version).map_err(io("writing output"))?;
+                writeln!(out, "stored {} version {}", info.slot, info.version)
+                    .map_err(io("writing output"))?;
             }
             Self::Rotate(args) => {
                 let secret = read_value(args.from_file.as_deref(), stdin)?;
                 let info = vault.rotate(&args.slot.slot(), secret).await?;
-                writeln!(out, "rotated {} to version {}", info.slot, info.version).map_err(io("writing output"))?;
+                writeln!(out, "rotated {} to version {}", info.slot, info.version)
+                    .map_err(io("writing output"))?;
             }
             Self::List { workspace } => {
                 for info in vault.list(&WorkspaceId::new(workspace)).await? {
@@ -214,8 +222,11 @@ impl VaultCommand {
                         "deleting every credential of {workspace} is permanent; pass --yes to confirm"
                     )));
                 }
-                let n = vault.delete_workspace(&WorkspaceId::new(workspace.clone())).await?;
-                writeln!(out, "deleted {n} credentials of {workspace}").map_err(io("writing output"))?;
+                let n = vault
+                    .delete_workspace(&WorkspaceId::new(workspace.clone()))
+                    .await?;
+                writeln!(out, "deleted {n} credentials of {workspace}")
+                    .map_err(io("writing output"))?;
             }
         }
         Ok(())
@@ -231,16 +242,19 @@ fn read_value(file: Option<&Path>, mut stdin: impl Read) -> Result<Secret, Vault
                 context: format!("cannot open {}", path.display()),
                 source,
             })?;
-            f.read_to_end(&mut bytes).map_err(|source| VaultCliError::Io {
-                context: format!("cannot read {}", path.display()),
-                source,
-            })?;
+            f.read_to_end(&mut bytes)
+                .map_err(|source| VaultCliError::Io {
+                    context: format!("cannot read {}", path.display()),
+                    source,
+                })?;
         }
         _ => {
-            stdin.read_to_end(&mut bytes).map_err(|source| VaultCliError::Io {
-                context: "cannot read the value from standard input".into(),
-                source,
-            })?;
+            stdin
+                .read_to_end(&mut bytes)
+                .map_err(|source| VaultCliError::Io {
+                    context: "cannot read the value from standard input".into(),
+                    source,
+                })?;
         }
     }
     if bytes.last() == Some(&b'\n') {

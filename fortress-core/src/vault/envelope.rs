@@ -168,7 +168,11 @@ pub fn seal(key: &SymmetricKey, aad: &[u8], plaintext: &[u8]) -> Result<Sealed, 
 }
 
 /// Decrypts and authenticates; the plaintext is zeroized when dropped.
-pub fn open(key: &SymmetricKey, aad: &[u8], sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn open(
+    key: &SymmetricKey,
+    aad: &[u8],
+    sealed: &Sealed,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     if sealed.ciphertext.len() < TAG_LEN {
         return Err(CryptoError::Malformed("ciphertext shorter than its tag"));
     }
@@ -190,7 +194,12 @@ impl DataKey {
     }
 
     /// Seals one secret version and gives up the key.
-    pub fn seal_secret(self, slot: &CredentialSlot, version: u32, plaintext: &[u8]) -> Result<Sealed, CryptoError> {
+    pub fn seal_secret(
+        self,
+        slot: &CredentialSlot,
+        version: u32,
+        plaintext: &[u8],
+    ) -> Result<Sealed, CryptoError> {
         seal(&self.0, &secret_aad(slot, version), plaintext)
     }
 }
@@ -221,7 +230,11 @@ pub(crate) fn wrap_key(
     version: u32,
     kek_generation: u32,
 ) -> Result<Sealed, CryptoError> {
-    seal(kek, &data_key_aad(slot, version, kek_generation), key.bytes())
+    seal(
+        kek,
+        &data_key_aad(slot, version, kek_generation),
+        key.bytes(),
+    )
 }
 
 /// Unwraps a data key sealed by [`wrap_data_key`]; the result decrypts the secret version.
@@ -233,7 +246,9 @@ pub fn unwrap_data_key(
     kek_generation: u32,
 ) -> Result<SymmetricKey, CryptoError> {
     let bytes = open(kek, &data_key_aad(slot, version, kek_generation), wrapped)?;
-    SymmetricKey::from_slice(&bytes).ok_or(CryptoError::Malformed("wrapped data key has the wrong length"))
+    SymmetricKey::from_slice(&bytes).ok_or(CryptoError::Malformed(
+        "wrapped data key has the wrong length",
+    ))
 }
 
 /// The AAD of a secret ciphertext: format, purpose, workspace, connector, user slot, version.
@@ -291,10 +306,22 @@ mod tests {
 
     #[test]
     fn contexts_are_unambiguous() {
-        assert_ne!(secret_aad(&slot("ab", Some("c")), 1), secret_aad(&slot("a", Some("bc")), 1));
-        assert_ne!(secret_aad(&slot("a", None), 1), secret_aad(&slot("a", Some("")), 1));
-        assert_ne!(secret_aad(&slot("a", None), 1), secret_aad(&slot("a", None), 2));
-        assert_ne!(secret_aad(&slot("a", None), 1)[..], data_key_aad(&slot("a", None), 1, 0)[..]);
+        assert_ne!(
+            secret_aad(&slot("ab", Some("c")), 1),
+            secret_aad(&slot("a", Some("bc")), 1)
+        );
+        assert_ne!(
+            secret_aad(&slot("a", None), 1),
+            secret_aad(&slot("a", Some("")), 1)
+        );
+        assert_ne!(
+            secret_aad(&slot("a", None), 1),
+            secret_aad(&slot("a", None), 2)
+        );
+        assert_ne!(
+            secret_aad(&slot("a", None), 1)[..],
+            data_key_aad(&slot("a", None), 1, 0)[..]
+        );
     }
 
     #[test]

@@ -111,7 +111,11 @@ pub struct EnvelopeVault {
 
 impl EnvelopeVault {
     /// A vault over any store, with default options.
-    pub fn new(store: Arc<dyn CredentialStore>, keys: Arc<dyn KeyProvider>, audit: Arc<dyn AuditSink>) -> Self {
+    pub fn new(
+        store: Arc<dyn CredentialStore>,
+        keys: Arc<dyn KeyProvider>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
         let options = VaultOptions::default();
         Self {
             store,
@@ -133,7 +137,11 @@ impl EnvelopeVault {
     }
 
     /// The scale-out backend: a `postgres://` URL.
-    pub async fn open_postgres(url: &str, keys: Arc<dyn KeyProvider>, audit: Arc<dyn AuditSink>) -> Result<Self, VaultError> {
+    pub async fn open_postgres(
+        url: &str,
+        keys: Arc<dyn KeyProvider>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Self, VaultError> {
         let store = PgStore::connect(url).await?;
         Ok(Self::new(Arc::new(store), keys, audit))
     }
@@ -185,7 +193,12 @@ impl EnvelopeVault {
         self.rotate_kek(workspace, &root, current).await
     }
 
-    async fn rotate_kek(&self, workspace: &WorkspaceId, root: &RootKey, from: u32) -> Result<u32, VaultError> {
+    async fn rotate_kek(
+        &self,
+        workspace: &WorkspaceId,
+        root: &RootKey,
+        from: u32,
+    ) -> Result<u32, VaultError> {
         let current = self.store.advance_generation(workspace, from).await?;
         let rewrapped = self.rewrap_stale(workspace, root, current).await?;
         self.audit
@@ -203,24 +216,45 @@ impl EnvelopeVault {
     }
 
     /// Rewraps data keys still under an older generation; returns how many moved.
-    async fn rewrap_stale(&self, workspace: &WorkspaceId, root: &RootKey, current: u32) -> Result<usize, VaultError> {
+    async fn rewrap_stale(
+        &self,
+        workspace: &WorkspaceId,
+        root: &RootKey,
+        current: u32,
+    ) -> Result<usize, VaultError> {
         let rows = self.store.stale_wraps(workspace, current).await?;
         if rows.is_empty() {
             return Ok(0);
         }
-        let usage = self.store.reserve_wraps(workspace, rows.len() as u64).await?;
+        let usage = self
+            .store
+            .reserve_wraps(workspace, rows.len() as u64)
+            .await?;
         let kek = derive_kek(root, workspace, usage.generation);
         let mut moved = 0;
         for row in rows {
             let old = derive_kek(root, workspace, row.kek_generation);
-            let data_key = envelope::unwrap_data_key(&old, &row.wrapped_key, &row.slot, row.version, row.kek_generation)
-                .map_err(|e| crypto(&row.slot, &e))?;
-            let wrapped = envelope::wrap_key(&kek, &data_key, &row.slot, row.version, usage.generation)
-                .map_err(|e| crypto(&row.slot, &e))?;
+            let data_key = envelope::unwrap_data_key(
+                &old,
+                &row.wrapped_key,
+                &row.slot,
+                row.version,
+                row.kek_generation,
+            )
+            .map_err(|e| crypto(&row.slot, &e))?;
+            let wrapped =
+                envelope::wrap_key(&kek, &data_key, &row.slot, row.version, usage.generation)
+                    .map_err(|e| crypto(&row.slot, &e))?;
             // `false`: the row changed meanwhile (rotated, deleted); its new wrap is current.
             if self
                 .store
-                .rewrap(&row.slot, row.version, row.kek_generation, usage.generation, &wrapped)
+                .rewrap(
+                    &row.slot,
+                    row.version,
+                    row.kek_generation,
+                    usage.generation,
+                    &wrapped,
+                )
                 .await?
             {
                 moved += 1;
@@ -230,7 +264,11 @@ impl EnvelopeVault {
     }
 
     /// Reserves one KEK encryption, rotating first when the current KEK has done its share.
-    async fn reserve_wrap(&self, workspace: &WorkspaceId, root: &RootKey) -> Result<u32, VaultError> {
+    async fn reserve_wrap(
+        &self,
+        workspace: &WorkspaceId,
+        root: &RootKey,
+    ) -> Result<u32, VaultError> {
         let limit = self.options.rotate_kek_after;
         let usage = self.store.reserve_wraps(workspace, 1).await?;
         if usage.wraps <= limit {
@@ -269,9 +307,9 @@ impl EnvelopeVault {
             let previous = current.as_ref().map(|c| c.version);
             let version = match previous {
                 None => 1,
-                Some(v) => v
-                    .checked_add(1)
-                    .ok_or_else(|| VaultError::Config(format!("credential {slot} has run out of versions")))?,
+                Some(v) => v.checked_add(1).ok_or_else(|| {
+                    VaultError::Config(format!("credential {slot} has run out of versions"))
+                })?,
             };
             let generation = self.reserve_wrap(&slot.workspace, &root).await?;
             let kek = derive_kek(&root, &slot.workspace, generation);
@@ -309,8 +347,14 @@ impl EnvelopeVault {
         let workspace = &row.slot.workspace;
         let root = self.keys.root_key(workspace).await?;
         let kek = derive_kek(&root, workspace, row.kek_generation);
-        let key = envelope::unwrap_data_key(&kek, &row.wrapped_key, &row.slot, row.version, row.kek_generation)
-            .map_err(|e| crypto(&row.slot, &e))?;
+        let key = envelope::unwrap_data_key(
+            &kek,
+            &row.wrapped_key,
+            &row.slot,
+            row.version,
+            row.kek_generation,
+        )
+        .map_err(|e| crypto(&row.slot, &e))?;
         self.cache.insert(cache_key, key.clone(), Instant::now());
         Ok(key)
     }
@@ -324,7 +368,8 @@ fn seal_record(
     secret: &Secret,
 ) -> Result<StoredCredential, VaultError> {
     let data_key = DataKey::generate();
-    let wrapped_key = envelope::wrap_data_key(kek, &data_key, slot, version, generation).map_err(|e| crypto(slot, &e))?;
+    let wrapped_key = envelope::wrap_data_key(kek, &data_key, slot, version, generation)
+        .map_err(|e| crypto(slot, &e))?;
     let sealed = data_key
         .seal_secret(slot, version, secret.expose())
         .map_err(|e| crypto(slot, &e))?;
@@ -349,7 +394,11 @@ fn crypto(slot: &CredentialSlot, error: &CryptoError) -> VaultError {
 
 /// Refuses slots that could be confused with one another or abuse storage.
 pub(crate) fn validate_slot(slot: &CredentialSlot) -> Result<(), VaultError> {
-    let bad = |what: &str| Err(VaultError::Config(format!("invalid credential slot: {what}")));
+    let bad = |what: &str| {
+        Err(VaultError::Config(format!(
+            "invalid credential slot: {what}"
+        )))
+    };
     if slot.workspace.as_str().is_empty() || slot.workspace.as_str().len() > MAX_NAME_LEN {
         return bad("workspace id must be 1 to 256 bytes");
     }
@@ -361,7 +410,11 @@ pub(crate) fn validate_slot(slot: &CredentialSlot) -> Result<(), VaultError> {
             return bad("user id must be 1 to 256 bytes");
         }
     }
-    let names = [slot.workspace.as_str(), slot.connector.as_str(), slot.user.as_deref().unwrap_or("")];
+    let names = [
+        slot.workspace.as_str(),
+        slot.connector.as_str(),
+        slot.user.as_deref().unwrap_or(""),
+    ];
     if names.iter().any(|n| n.chars().any(char::is_control)) {
         return bad("names cannot contain control characters");
     }
@@ -370,8 +423,13 @@ pub(crate) fn validate_slot(slot: &CredentialSlot) -> Result<(), VaultError> {
 
 #[async_trait]
 impl Vault for EnvelopeVault {
-    async fn put(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError> {
-        self.write_version(slot, secret, false, "credential.put").await
+    async fn put(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
+        self.write_version(slot, secret, false, "credential.put")
+            .await
     }
 
     async fn resolve(&self, slot: &CredentialSlot) -> Result<Credential, VaultError> {
@@ -385,20 +443,33 @@ impl Vault for EnvelopeVault {
             return Err(VaultError::Revoked(slot.clone()));
         }
         let data_key = self.data_key(&row).await?;
-        let mut plaintext = envelope::open(&data_key, &envelope::secret_aad(slot, row.version), &row.secret)
-            .map_err(|e| crypto(slot, &e))?;
+        let mut plaintext = envelope::open(
+            &data_key,
+            &envelope::secret_aad(slot, row.version),
+            &row.secret,
+        )
+        .map_err(|e| crypto(slot, &e))?;
         // Move the bytes out of the zeroizing buffer without copying them.
         let secret = Secret::new(std::mem::take(&mut *plaintext));
         Ok(Credential::new(slot.clone(), row.version, secret))
     }
 
-    async fn rotate(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError> {
-        self.write_version(slot, secret, true, "credential.rotate").await
+    async fn rotate(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
+        self.write_version(slot, secret, true, "credential.rotate")
+            .await
     }
 
     async fn revoke(&self, slot: &CredentialSlot) -> Result<(), VaultError> {
         validate_slot(slot)?;
-        if !self.store.set_state(slot, CredentialState::Revoked, Utc::now().trunc_subsecs(6)).await? {
+        if !self
+            .store
+            .set_state(slot, CredentialState::Revoked, Utc::now().trunc_subsecs(6))
+            .await?
+        {
             return Err(VaultError::NotFound(slot.clone()));
         }
         self.cache.evict_slot(slot);
@@ -463,8 +534,18 @@ mod tests {
 
     #[test]
     fn rotation_threshold_is_clamped_to_the_nist_limit() {
-        assert_eq!(VaultOptions::default().with_rotate_kek_after(u64::MAX).rotate_kek_after, 1 << 32);
-        assert_eq!(VaultOptions::default().with_rotate_kek_after(0).rotate_kek_after, 1);
+        assert_eq!(
+            VaultOptions::default()
+                .with_rotate_kek_after(u64::MAX)
+                .rotate_kek_after,
+            1 << 32
+        );
+        assert_eq!(
+            VaultOptions::default()
+                .with_rotate_kek_after(0)
+                .rotate_kek_after,
+            1
+        );
         assert!(VaultOptions::default().rotate_kek_after < NIST_RANDOM_NONCE_LIMIT);
     }
 }

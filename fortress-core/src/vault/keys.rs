@@ -74,22 +74,31 @@ impl RootKey {
         decoded
             .and_then(|bytes| SymmetricKey::from_slice(&bytes))
             .map(Self)
-            .ok_or_else(|| VaultError::Config("a key must be 32 bytes written as 64 hex digits or base64".into()))
+            .ok_or_else(|| {
+                VaultError::Config(
+                    "a key must be 32 bytes written as 64 hex digits or base64".into(),
+                )
+            })
     }
 
     /// Reads a key file (see [`RootKey::parse`] for the format).
     pub fn from_file(path: &Path) -> Result<Self, VaultError> {
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            VaultError::Config(format!("cannot read key file {}: {}", path.display(), e.kind()))
+            VaultError::Config(format!(
+                "cannot read key file {}: {}",
+                path.display(),
+                e.kind()
+            ))
         })?);
         Self::parse(&text)
     }
 
     /// Reads the key from an environment variable.
     pub fn from_env(var: &str) -> Result<Self, VaultError> {
-        let text = Zeroizing::new(
-            std::env::var(var).map_err(|_| VaultError::Config(format!("environment variable {var} is not set")))?,
-        );
+        let text =
+            Zeroizing::new(std::env::var(var).map_err(|_| {
+                VaultError::Config(format!("environment variable {var} is not set"))
+            })?);
         Self::parse(&text)
     }
 
@@ -217,7 +226,11 @@ impl KeyProvider for ManagedKeys {
     async fn root_key(&self, workspace: &WorkspaceId) -> Result<RootKey, VaultError> {
         let mut info = b"fortress-vault/v1 managed workspace ".to_vec();
         info.extend_from_slice(workspace.as_str().as_bytes());
-        Ok(RootKey(hkdf_sha256(b"fortress-vault/v1 managed salt", self.master.key().bytes(), &info)))
+        Ok(RootKey(hkdf_sha256(
+            b"fortress-vault/v1 managed salt",
+            self.master.key().bytes(),
+            &info,
+        )))
     }
 
     fn source(&self, _workspace: &WorkspaceId) -> &'static str {
@@ -245,7 +258,9 @@ impl KeyFileProvider {
         let id = workspace.as_str();
         let safe = !id.is_empty()
             && !id.starts_with('.')
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if !safe {
             return Err(VaultError::Config(format!(
                 "workspace id {id:?} cannot name a key file (use letters, digits, '-', '_', '.')"
@@ -257,7 +272,13 @@ impl KeyFileProvider {
     /// Writes a key file for a workspace (owner-only permissions on Unix).
     pub fn install(&self, workspace: &WorkspaceId, key: &RootKey) -> Result<PathBuf, VaultError> {
         let path = self.path_of(workspace)?;
-        let io = |e: std::io::Error| VaultError::Config(format!("cannot write key file {}: {}", path.display(), e.kind()));
+        let io = |e: std::io::Error| {
+            VaultError::Config(format!(
+                "cannot write key file {}: {}",
+                path.display(),
+                e.kind()
+            ))
+        };
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -276,7 +297,9 @@ impl KeyProvider for KeyFileProvider {
         let path = self.path_of(workspace)?;
         match tokio::fs::read_to_string(&path).await {
             Ok(text) => RootKey::parse(&Zeroizing::new(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(VaultError::KeyUnavailable(workspace.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(VaultError::KeyUnavailable(workspace.clone()))
+            }
             Err(e) => Err(VaultError::Backend(Box::new(e))),
         }
     }
@@ -292,12 +315,17 @@ impl KeyProvider for KeyFileProvider {
         // (best effort: copy-on-write filesystems and SSD remapping may still keep them).
         let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
         let overwrite = async {
-            let mut file = tokio::fs::OpenOptions::new().write(true).open(&path).await?;
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .await?;
             tokio::io::AsyncWriteExt::write_all(&mut file, &zeros).await?;
             file.sync_all().await?;
             tokio::fs::remove_file(&path).await
         };
-        overwrite.await.map_err(|e| VaultError::Backend(Box::new(e)))?;
+        overwrite
+            .await
+            .map_err(|e| VaultError::Backend(Box::new(e)))?;
         Ok(true)
     }
 
@@ -324,7 +352,11 @@ impl KeyRouter {
 
     /// Routes `workspace` to `provider`.
     #[must_use]
-    pub fn with_workspace(mut self, workspace: WorkspaceId, provider: Arc<dyn KeyProvider>) -> Self {
+    pub fn with_workspace(
+        mut self,
+        workspace: WorkspaceId,
+        provider: Arc<dyn KeyProvider>,
+    ) -> Self {
         self.workspaces.insert(workspace, provider);
         self
     }
@@ -386,7 +418,10 @@ mod tests {
         let b1 = derive_kek(&root, &WorkspaceId::new("b"), 1);
         assert_ne!(a1.bytes(), a2.bytes());
         assert_ne!(a1.bytes(), b1.bytes());
-        assert_eq!(a1.bytes(), derive_kek(&root, &WorkspaceId::new("a"), 1).bytes());
+        assert_eq!(
+            a1.bytes(),
+            derive_kek(&root, &WorkspaceId::new("a"), 1).bytes()
+        );
     }
 
     #[tokio::test]
@@ -396,10 +431,16 @@ mod tests {
         assert!(provider.path_of(&WorkspaceId::new("../etc")).is_err());
         assert!(provider.path_of(&WorkspaceId::new("a/b")).is_err());
         let ws = WorkspaceId::new("bank-1");
-        assert!(matches!(provider.root_key(&ws).await, Err(VaultError::KeyUnavailable(_))));
+        assert!(matches!(
+            provider.root_key(&ws).await,
+            Err(VaultError::KeyUnavailable(_))
+        ));
         let key = RootKey::generate();
         let path = provider.install(&ws, &key).unwrap();
-        assert_eq!(provider.root_key(&ws).await.unwrap().fingerprint(), key.fingerprint());
+        assert_eq!(
+            provider.root_key(&ws).await.unwrap().fingerprint(),
+            key.fingerprint()
+        );
         assert!(provider.destroy(&ws).await.unwrap());
         assert!(!path.exists());
         assert!(!provider.destroy(&ws).await.unwrap());

@@ -51,8 +51,13 @@ impl LifecycleAudit {
             format!("credential:{slot}"),
         );
         event.connector = Some(slot.connector.clone());
-        event.detail.extend(detail.into_iter().map(|(k, v)| (k.to_owned(), v)));
-        self.sink.record(event).await.map_err(|e| VaultError::Backend(Box::new(e)))
+        event
+            .detail
+            .extend(detail.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        self.sink
+            .record(event)
+            .await
+            .map_err(|e| VaultError::Backend(Box::new(e)))
     }
 
     /// Records a change to a whole workspace (termination, key rotation).
@@ -69,7 +74,12 @@ impl LifecycleAudit {
             action,
             format!("workspace:{workspace}"),
         );
-        event.detail.extend(detail.into_iter().map(|(k, v)| (k.to_owned(), v)));
-        self.sink.record(event).await.map_err(|e| VaultError::Backend(Box::new(e)))
+        event
+            .detail
+            .extend(detail.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        self.sink
+            .record(event)
+            .await
+            .map_err(|e| VaultError::Backend(Box::new(e)))
     }
 }

@@ -42,13 +42,21 @@ impl std::fmt::Debug for TieredVault {
 
 #[async_trait]
 impl Vault for TieredVault {
-    async fn put(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError> {
+    async fn put(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
         self.route(&slot.workspace).put(slot, secret).await
     }
     async fn resolve(&self, slot: &CredentialSlot) -> Result<Credential, VaultError> {
         self.route(&slot.workspace).resolve(slot).await
     }
-    async fn rotate(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError> {
+    async fn rotate(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
         self.route(&slot.workspace).rotate(slot, secret).await
     }
     async fn revoke(&self, slot: &CredentialSlot) -> Result<(), VaultError> {

@@ -108,8 +108,14 @@ impl std::fmt::Debug for MtlsFetcher {
 impl MtlsFetcher {
     /// A fetcher for `base_url` (`https://host[:port][/prefix]`) that presents the client
     /// certificate chain and key (PEM) and trusts only the CA(s) in `ca_pem`.
-    pub fn new(base_url: &str, client_cert_pem: &[u8], client_key_pem: &[u8], ca_pem: &[u8]) -> Result<Self, VaultError> {
-        let uri = Uri::from_str(base_url).map_err(|_| config("credential endpoint is not a valid URL"))?;
+    pub fn new(
+        base_url: &str,
+        client_cert_pem: &[u8],
+        client_key_pem: &[u8],
+        ca_pem: &[u8],
+    ) -> Result<Self, VaultError> {
+        let uri = Uri::from_str(base_url)
+            .map_err(|_| config("credential endpoint is not a valid URL"))?;
         if uri.scheme_str() != Some("https") {
             return Err(config("credential endpoint must be an https:// URL"));
         }
@@ -121,12 +127,14 @@ impl MtlsFetcher {
             .to_owned();
         let port = uri.port_u16().unwrap_or(443);
         let base_path = uri.path().trim_end_matches('/').to_owned();
-        let server_name =
-            ServerName::try_from(host.clone()).map_err(|_| config("credential endpoint host is not a valid server name"))?;
+        let server_name = ServerName::try_from(host.clone())
+            .map_err(|_| config("credential endpoint host is not a valid server name"))?;
 
         let mut roots = RootCertStore::empty();
         for cert in read_certs(ca_pem, "pinned CA")? {
-            roots.add(cert).map_err(|_| config("pinned CA certificate is not usable as a trust anchor"))?;
+            roots
+                .add(cert)
+                .map_err(|_| config("pinned CA certificate is not usable as a trust anchor"))?;
         }
         let chain = read_certs(client_cert_pem, "client certificate")?;
         let key = rustls_pemfile::private_key(&mut &client_key_pem[..])
@@ -145,13 +153,23 @@ impl MtlsFetcher {
     }
 
     /// As [`MtlsFetcher::new`], reading the PEM files.
-    pub fn from_files(base_url: &str, client_cert: &Path, client_key: &Path, ca: &Path) -> Result<Self, VaultError> {
+    pub fn from_files(
+        base_url: &str,
+        client_cert: &Path,
+        client_key: &Path,
+        ca: &Path,
+    ) -> Result<Self, VaultError> {
         let read = |path: &Path| {
-            std::fs::read(path)
-                .map(Zeroizing::new)
-                .map_err(|e| VaultError::Config(format!("cannot read {}: {}", path.display(), e.kind())))
+            std::fs::read(path).map(Zeroizing::new).map_err(|e| {
+                VaultError::Config(format!("cannot read {}: {}", path.display(), e.kind()))
+            })
         };
-        Self::new(base_url, &read(client_cert)?, &read(client_key)?, &read(ca)?)
+        Self::new(
+            base_url,
+            &read(client_cert)?,
+            &read(client_key)?,
+            &read(ca)?,
+        )
     }
 
     /// Gives up on an endpoint that does not answer within `timeout` (default 5 s).
@@ -196,9 +214,10 @@ impl MtlsFetcher {
             .connect(self.server_name.clone(), tcp)
             .await
             .map_err(FetchError::Tls)?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
-            .await
-            .map_err(FetchError::Http)?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+                .await
+                .map_err(FetchError::Http)?;
         let driver = tokio::spawn(connection);
         let authority = if self.port == 443 {
             self.host.clone()
@@ -214,7 +233,10 @@ impl MtlsFetcher {
             .body(Empty::new())
             .map_err(|_| FetchError::Status(StatusCode::BAD_REQUEST))?;
         let result = async {
-            let response = sender.send_request(request).await.map_err(FetchError::Http)?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(FetchError::Http)?;
             match response.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND => return Ok(Fetched::Missing),
@@ -240,7 +262,10 @@ impl MtlsFetcher {
                     secret.extend_from_slice(data);
                 }
             }
-            Ok(Fetched::Credential(Secret::from_text_bytes(secret), version))
+            Ok(Fetched::Credential(
+                Secret::from_text_bytes(secret),
+                version,
+            ))
         }
         .await;
         driver.abort();
@@ -292,7 +317,9 @@ fn read_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, Va
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| VaultError::Config(format!("{what} is not valid PEM")))?;
     if certs.is_empty() {
-        return Err(VaultError::Config(format!("{what} PEM holds no certificate")));
+        return Err(VaultError::Config(format!(
+            "{what} PEM holds no certificate"
+        )));
     }
     Ok(certs)
 }
@@ -348,21 +375,31 @@ impl ZeroTrustVault {
 
 #[async_trait]
 impl Vault for ZeroTrustVault {
-    async fn put(&self, slot: &CredentialSlot, _secret: Secret) -> Result<CredentialInfo, VaultError> {
+    async fn put(
+        &self,
+        slot: &CredentialSlot,
+        _secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
         self.refuse(&slot.workspace)
     }
 
     async fn resolve(&self, slot: &CredentialSlot) -> Result<Credential, VaultError> {
         validate_slot(slot)?;
-        let fetcher = self
-            .endpoints
-            .get(&slot.workspace)
-            .ok_or_else(|| VaultError::Config(format!("no credential endpoint for workspace {}", slot.workspace)))?;
+        let fetcher = self.endpoints.get(&slot.workspace).ok_or_else(|| {
+            VaultError::Config(format!(
+                "no credential endpoint for workspace {}",
+                slot.workspace
+            ))
+        })?;
         let (secret, version) = fetcher.fetch(slot).await?;
         Ok(Credential::new(slot.clone(), version, secret))
     }
 
-    async fn rotate(&self, slot: &CredentialSlot, _secret: Secret) -> Result<CredentialInfo, VaultError> {
+    async fn rotate(
+        &self,
+        slot: &CredentialSlot,
+        _secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
         self.refuse(&slot.workspace)
     }
 

@@ -30,7 +30,8 @@ pub struct Backend {
 }
 
 pub fn postgres_url() -> String {
-    std::env::var("FORTRESS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("FORTRESS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 impl Backend {
@@ -38,7 +39,9 @@ impl Backend {
         let dir = tempfile::tempdir().expect("temporary directory");
         match kind {
             Kind::Sqlite => {
-                let store = SqliteStore::open(&dir.path().join("data")).await.expect("open SQLite");
+                let store = SqliteStore::open(&dir.path().join("data"))
+                    .await
+                    .expect("open SQLite");
                 Self {
                     kind,
                     sqlite: Some(store),
@@ -49,7 +52,9 @@ impl Backend {
             }
             Kind::Postgres => {
                 let schema = format!("t_vault_{}", uuid::Uuid::new_v4().simple());
-                let admin = sqlx::PgPool::connect(&postgres_url()).await.expect("connect to PostgreSQL");
+                let admin = sqlx::PgPool::connect(&postgres_url())
+                    .await
+                    .expect("connect to PostgreSQL");
                 sqlx::query(&format!("CREATE SCHEMA {schema}"))
                     .execute(&admin)
                     .await
@@ -58,7 +63,9 @@ impl Backend {
                 let options = PgConnectOptions::from_str(&postgres_url())
                     .expect("PostgreSQL URL")
                     .options([("search_path", schema.as_str())]);
-                let store = PgStore::connect_with(options).await.expect("open PostgreSQL store");
+                let store = PgStore::connect_with(options)
+                    .await
+                    .expect("open PostgreSQL store");
                 Self {
                     kind,
                     sqlite: None,
@@ -85,10 +92,17 @@ impl Backend {
 
     /// A SOHO vault with a fresh master key, its audit sink, and default options.
     pub fn vault(&self) -> (EnvelopeVault, Arc<MemoryAuditSink>) {
-        self.vault_with(Arc::new(ManagedKeys::new(RootKey::generate())), VaultOptions::default())
+        self.vault_with(
+            Arc::new(ManagedKeys::new(RootKey::generate())),
+            VaultOptions::default(),
+        )
     }
 
-    pub fn vault_with(&self, keys: Arc<dyn KeyProvider>, options: VaultOptions) -> (EnvelopeVault, Arc<MemoryAuditSink>) {
+    pub fn vault_with(
+        &self,
+        keys: Arc<dyn KeyProvider>,
+        options: VaultOptions,
+    ) -> (EnvelopeVault, Arc<MemoryAuditSink>) {
         let audit = Arc::new(MemoryAuditSink::new());
         let vault = EnvelopeVault::new(self.store(), keys, audit.clone()).with_options(options);
         (vault, audit)
@@ -107,17 +121,22 @@ impl Backend {
             return bytes;
         }
         let pool = self.pg.as_ref().expect("a backend has a store").pool();
-        sqlx::raw_sql("CHECKPOINT").execute(pool).await.expect("checkpoint");
-        let (mut heap,): (Vec<u8>,) =
-            sqlx::query_as("SELECT pg_read_binary_file(pg_relation_filepath('fortress_vault_credentials'))")
-                .fetch_one(pool)
-                .await
-                .expect("read heap file");
-        let (rows,): (String,) =
-            sqlx::query_as("SELECT COALESCE(string_agg(t::text, E'\\n'), '') FROM fortress_vault_credentials t")
-                .fetch_one(pool)
-                .await
-                .expect("dump rows");
+        sqlx::raw_sql("CHECKPOINT")
+            .execute(pool)
+            .await
+            .expect("checkpoint");
+        let (mut heap,): (Vec<u8>,) = sqlx::query_as(
+            "SELECT pg_read_binary_file(pg_relation_filepath('fortress_vault_credentials'))",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("read heap file");
+        let (rows,): (String,) = sqlx::query_as(
+            "SELECT COALESCE(string_agg(t::text, E'\\n'), '') FROM fortress_vault_credentials t",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("dump rows");
         heap.extend_from_slice(rows.as_bytes());
         heap
     }

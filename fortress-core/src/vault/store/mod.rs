@@ -85,10 +85,19 @@ pub trait CredentialStore: Send + Sync + 'static {
 
     /// Writes `record` as the slot's current version if the stored version is still
     /// `previous` (`None`: the slot is empty). Returns `false` if another writer won.
-    async fn write(&self, record: &StoredCredential, previous: Option<u32>) -> Result<bool, VaultError>;
+    async fn write(
+        &self,
+        record: &StoredCredential,
+        previous: Option<u32>,
+    ) -> Result<bool, VaultError>;
 
     /// Sets the state of the slot; `false` when there is no such slot.
-    async fn set_state(&self, slot: &CredentialSlot, state: CredentialState, at: DateTime<Utc>) -> Result<bool, VaultError>;
+    async fn set_state(
+        &self,
+        slot: &CredentialSlot,
+        state: CredentialState,
+        at: DateTime<Utc>,
+    ) -> Result<bool, VaultError>;
 
     /// Replaces the wrapped data key of `slot`/`version`, if it is still wrapped under
     /// `from_generation`.
@@ -109,7 +118,11 @@ pub trait CredentialStore: Send + Sync + 'static {
     async fn list(&self, workspace: &WorkspaceId) -> Result<Vec<CredentialInfo>, VaultError>;
 
     /// Rows of the workspace whose data key is wrapped under a generation older than `current`.
-    async fn stale_wraps(&self, workspace: &WorkspaceId, current: u32) -> Result<Vec<StoredCredential>, VaultError>;
+    async fn stale_wraps(
+        &self,
+        workspace: &WorkspaceId,
+        current: u32,
+    ) -> Result<Vec<StoredCredential>, VaultError>;
 
     /// Overwrites and deletes every row of the workspace and its KEK counter; returns the
     /// number of credentials deleted.
@@ -117,11 +130,19 @@ pub trait CredentialStore: Send + Sync + 'static {
 
     /// Atomically counts `count` encryptions under the workspace's current KEK (creating
     /// generation 1 on first use) and returns the usage including them.
-    async fn reserve_wraps(&self, workspace: &WorkspaceId, count: u64) -> Result<KekUsage, VaultError>;
+    async fn reserve_wraps(
+        &self,
+        workspace: &WorkspaceId,
+        count: u64,
+    ) -> Result<KekUsage, VaultError>;
 
     /// Moves the workspace to generation `from + 1` with a zero counter, unless another
     /// writer already moved it; returns the current generation.
-    async fn advance_generation(&self, workspace: &WorkspaceId, from: u32) -> Result<u32, VaultError>;
+    async fn advance_generation(
+        &self,
+        workspace: &WorkspaceId,
+        from: u32,
+    ) -> Result<u32, VaultError>;
 
     /// The workspace's KEK usage, if it has used a KEK yet.
     async fn kek_usage(&self, workspace: &WorkspaceId) -> Result<Option<KekUsage>, VaultError>;
@@ -132,10 +153,19 @@ impl<S: CredentialStore + ?Sized> CredentialStore for std::sync::Arc<S> {
     async fn get(&self, slot: &CredentialSlot) -> Result<Option<StoredCredential>, VaultError> {
         (**self).get(slot).await
     }
-    async fn write(&self, record: &StoredCredential, previous: Option<u32>) -> Result<bool, VaultError> {
+    async fn write(
+        &self,
+        record: &StoredCredential,
+        previous: Option<u32>,
+    ) -> Result<bool, VaultError> {
         (**self).write(record, previous).await
     }
-    async fn set_state(&self, slot: &CredentialSlot, state: CredentialState, at: DateTime<Utc>) -> Result<bool, VaultError> {
+    async fn set_state(
+        &self,
+        slot: &CredentialSlot,
+        state: CredentialState,
+        at: DateTime<Utc>,
+    ) -> Result<bool, VaultError> {
         (**self).set_state(slot, state, at).await
     }
     async fn rewrap(
@@ -146,7 +176,9 @@ impl<S: CredentialStore + ?Sized> CredentialStore for std::sync::Arc<S> {
         to_generation: u32,
         wrapped_key: &Sealed,
     ) -> Result<bool, VaultError> {
-        (**self).rewrap(slot, version, from_generation, to_generation, wrapped_key).await
+        (**self)
+            .rewrap(slot, version, from_generation, to_generation, wrapped_key)
+            .await
     }
     async fn delete(&self, slot: &CredentialSlot) -> Result<bool, VaultError> {
         (**self).delete(slot).await
@@ -154,16 +186,28 @@ impl<S: CredentialStore + ?Sized> CredentialStore for std::sync::Arc<S> {
     async fn list(&self, workspace: &WorkspaceId) -> Result<Vec<CredentialInfo>, VaultError> {
         (**self).list(workspace).await
     }
-    async fn stale_wraps(&self, workspace: &WorkspaceId, current: u32) -> Result<Vec<StoredCredential>, VaultError> {
+    async fn stale_wraps(
+        &self,
+        workspace: &WorkspaceId,
+        current: u32,
+    ) -> Result<Vec<StoredCredential>, VaultError> {
         (**self).stale_wraps(workspace, current).await
     }
     async fn delete_workspace(&self, workspace: &WorkspaceId) -> Result<u64, VaultError> {
         (**self).delete_workspace(workspace).await
     }
-    async fn reserve_wraps(&self, workspace: &WorkspaceId, count: u64) -> Result<KekUsage, VaultError> {
+    async fn reserve_wraps(
+        &self,
+        workspace: &WorkspaceId,
+        count: u64,
+    ) -> Result<KekUsage, VaultError> {
         (**self).reserve_wraps(workspace, count).await
     }
-    async fn advance_generation(&self, workspace: &WorkspaceId, from: u32) -> Result<u32, VaultError> {
+    async fn advance_generation(
+        &self,
+        workspace: &WorkspaceId,
+        from: u32,
+    ) -> Result<u32, VaultError> {
         (**self).advance_generation(workspace, from).await
     }
     async fn kek_usage(&self, workspace: &WorkspaceId) -> Result<Option<KekUsage>, VaultError> {
@@ -172,11 +216,22 @@ impl<S: CredentialStore + ?Sized> CredentialStore for std::sync::Arc<S> {
 }
 
 /// The columns both backends store, in `SELECT` order.
-pub(crate) type Columns = (String, String, String, i64, String, DateTime<Utc>, i64, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+pub(crate) type Columns = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    DateTime<Utc>,
+    i64,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+);
 
 /// The column list matching [`Columns`].
-pub(crate) const COLUMNS: &str =
-    "workspace, connector, user_slot, version, state, updated_at, kek_generation, key_nonce, wrapped_key, nonce, ciphertext";
+pub(crate) const COLUMNS: &str = "workspace, connector, user_slot, version, state, updated_at, kek_generation, key_nonce, wrapped_key, nonce, ciphertext";
 
 /// The stored form of the optional user: the empty string means "workspace-wide"
 /// (empty user ids are refused by the vault, so the two cannot be confused).
@@ -192,8 +247,19 @@ pub(crate) fn state_column(state: CredentialState) -> &'static str {
 }
 
 pub(crate) fn from_columns(columns: Columns) -> Result<StoredCredential, VaultError> {
-    let (workspace, connector, user, version, state, updated_at, generation, key_nonce, wrapped_key, nonce, ciphertext) =
-        columns;
+    let (
+        workspace,
+        connector,
+        user,
+        version,
+        state,
+        updated_at,
+        generation,
+        key_nonce,
+        wrapped_key,
+        nonce,
+        ciphertext,
+    ) = columns;
     let state = match state.as_str() {
         "active" => CredentialState::Active,
         "revoked" => CredentialState::Revoked,
@@ -208,15 +274,19 @@ pub(crate) fn from_columns(columns: Columns) -> Result<StoredCredential, VaultEr
         version: u32::try_from(version).map_err(|_| corrupt("version out of range"))?,
         state,
         updated_at,
-        kek_generation: u32::try_from(generation).map_err(|_| corrupt("key generation out of range"))?,
-        wrapped_key: Sealed::from_parts(&key_nonce, wrapped_key).map_err(|_| corrupt("malformed wrapped key"))?,
-        secret: Sealed::from_parts(&nonce, ciphertext).map_err(|_| corrupt("malformed ciphertext"))?,
+        kek_generation: u32::try_from(generation)
+            .map_err(|_| corrupt("key generation out of range"))?,
+        wrapped_key: Sealed::from_parts(&key_nonce, wrapped_key)
+            .map_err(|_| corrupt("malformed wrapped key"))?,
+        secret: Sealed::from_parts(&nonce, ciphertext)
+            .map_err(|_| corrupt("malformed ciphertext"))?,
     })
 }
 
 pub(crate) fn usage_from(generation: i64, wraps: i64) -> Result<KekUsage, VaultError> {
     Ok(KekUsage {
-        generation: u32::try_from(generation).map_err(|_| corrupt("key generation out of range"))?,
+        generation: u32::try_from(generation)
+            .map_err(|_| corrupt("key generation out of range"))?,
         wraps: u64::try_from(wraps).map_err(|_| corrupt("negative key usage"))?,
     })
 }

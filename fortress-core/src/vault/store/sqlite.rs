@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::{
-    COLUMNS, Columns, CredentialStore, KekUsage, StoredCredential, backend, from_columns, state_column, to_i64,
-    usage_from, user_column,
+    COLUMNS, Columns, CredentialStore, KekUsage, StoredCredential, backend, from_columns,
+    state_column, to_i64, usage_from, user_column,
 };
 use crate::subject::WorkspaceId;
 use crate::vault::envelope::Sealed;
@@ -61,7 +63,11 @@ impl SqliteStore {
     /// Opens (creating if needed) `vault.sqlite3` in `data_dir`.
     pub async fn open(data_dir: &Path) -> Result<Self, VaultError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            VaultError::Config(format!("cannot create data directory {}: {}", data_dir.display(), e.kind()))
+            VaultError::Config(format!(
+                "cannot create data directory {}: {}",
+                data_dir.display(),
+                e.kind()
+            ))
         })?;
         let path = data_dir.join(SQLITE_FILE);
         let options = SqliteConnectOptions::new()
@@ -76,7 +82,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(backend)?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(backend)?;
         Ok(Self { pool, path })
     }
 
@@ -118,7 +127,11 @@ impl CredentialStore for SqliteStore {
         row.map(from_columns).transpose()
     }
 
-    async fn write(&self, record: &StoredCredential, previous: Option<u32>) -> Result<bool, VaultError> {
+    async fn write(
+        &self,
+        record: &StoredCredential,
+        previous: Option<u32>,
+    ) -> Result<bool, VaultError> {
         let slot = &record.slot;
         let query = match previous {
             None => sqlx::query(
@@ -151,7 +164,12 @@ impl CredentialStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn set_state(&self, slot: &CredentialSlot, state: CredentialState, at: DateTime<Utc>) -> Result<bool, VaultError> {
+    async fn set_state(
+        &self,
+        slot: &CredentialSlot,
+        state: CredentialState,
+        at: DateTime<Utc>,
+    ) -> Result<bool, VaultError> {
         let done = sqlx::query(
             "UPDATE fortress_vault_credentials SET state = ?4, updated_at = ?5 \
              WHERE workspace = ?1 AND connector = ?2 AND user_slot = ?3",
@@ -216,17 +234,27 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn list(&self, workspace: &WorkspaceId) -> Result<Vec<CredentialInfo>, VaultError> {
-        let sql = format!("SELECT {COLUMNS} FROM fortress_vault_credentials WHERE workspace = ?1 ORDER BY connector, user_slot");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM fortress_vault_credentials WHERE workspace = ?1 ORDER BY connector, user_slot"
+        );
         let rows: Vec<Columns> = sqlx::query_as(&sql)
             .bind(workspace.as_str())
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.into_iter().map(|r| from_columns(r).map(|c| c.info())).collect()
+        rows.into_iter()
+            .map(|r| from_columns(r).map(|c| c.info()))
+            .collect()
     }
 
-    async fn stale_wraps(&self, workspace: &WorkspaceId, current: u32) -> Result<Vec<StoredCredential>, VaultError> {
-        let sql = format!("SELECT {COLUMNS} FROM fortress_vault_credentials WHERE workspace = ?1 AND kek_generation < ?2");
+    async fn stale_wraps(
+        &self,
+        workspace: &WorkspaceId,
+        current: u32,
+    ) -> Result<Vec<StoredCredential>, VaultError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM fortress_vault_credentials WHERE workspace = ?1 AND kek_generation < ?2"
+        );
         let rows: Vec<Columns> = sqlx::query_as(&sql)
             .bind(workspace.as_str())
             .bind(i64::from(current))
@@ -258,7 +286,11 @@ impl CredentialStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn reserve_wraps(&self, workspace: &WorkspaceId, count: u64) -> Result<KekUsage, VaultError> {
+    async fn reserve_wraps(
+        &self,
+        workspace: &WorkspaceId,
+        count: u64,
+    ) -> Result<KekUsage, VaultError> {
         let (generation, wraps): (i64, i64) = sqlx::query_as(
             "INSERT INTO fortress_vault_keks (workspace, generation, wraps) VALUES (?1, 1, ?2) \
              ON CONFLICT (workspace) DO UPDATE SET wraps = fortress_vault_keks.wraps + excluded.wraps \
@@ -272,7 +304,11 @@ impl CredentialStore for SqliteStore {
         usage_from(generation, wraps)
     }
 
-    async fn advance_generation(&self, workspace: &WorkspaceId, from: u32) -> Result<u32, VaultError> {
+    async fn advance_generation(
+        &self,
+        workspace: &WorkspaceId,
+        from: u32,
+    ) -> Result<u32, VaultError> {
         sqlx::query("UPDATE fortress_vault_keks SET generation = generation + 1, wraps = 0 WHERE workspace = ?1 AND generation = ?2")
             .bind(workspace.as_str())
             .bind(i64::from(from))
@@ -280,17 +316,21 @@ impl CredentialStore for SqliteStore {
             .await
             .map_err(backend)?;
         let usage = self.kek_usage(workspace).await?;
-        usage
-            .map(|u| u.generation)
-            .ok_or_else(|| VaultError::Config(format!("workspace {workspace} has no key-encryption key yet")))
+        usage.map(|u| u.generation).ok_or_else(|| {
+            VaultError::Config(format!(
+                "workspace {workspace} has no key-encryption key yet"
+            ))
+        })
     }
 
     async fn kek_usage(&self, workspace: &WorkspaceId) -> Result<Option<KekUsage>, VaultError> {
-        let row: Option<(i64, i64)> = sqlx::query_as("SELECT generation, wraps FROM fortress_vault_keks WHERE workspace = ?1")
-            .bind(workspace.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT generation, wraps FROM fortress_vault_keks WHERE workspace = ?1",
+        )
+        .bind(workspace.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.map(|(g, w)| usage_from(g, w)).transpose()
     }
 }
