@@ -399,7 +399,11 @@ async fn concurrent_writers_get_distinct_versions(b: Arc<Backend>) {
         let vault = if i % 2 == 0 { one.clone() } else { two.clone() };
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            vault.put(&s, Secret::from(format!("value-{i}"))).await.unwrap().version
+            vault
+                .put(&s, Secret::from(format!("value-{i}")))
+                .await
+                .unwrap()
+                .version
         }));
     }
     let mut versions = Vec::new();
