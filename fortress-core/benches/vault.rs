@@ -6,7 +6,8 @@
 //! CARGO_TARGET_DIR=... cargo bench -p fortress-core --bench vault -- --warm-up-time 1 --measurement-time 3
 //! ```
 
-#![allow(missing_docs)] // criterion_group! generates an undocumented function
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,18 +25,22 @@ use sqlx::postgres::PgConnectOptions;
 
 const SECRET: &str = "sk-ant-api03-0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghij";
 
+/// One master key for every vault of a run, so the cached and cold vaults read the same row.
+fn keys() -> Arc<ManagedKeys> {
+    static MASTER: std::sync::OnceLock<RootKey> = std::sync::OnceLock::new();
+    Arc::new(ManagedKeys::new(
+        MASTER.get_or_init(RootKey::generate).clone(),
+    ))
+}
+
 fn vault_over(store: Arc<dyn CredentialStore>, cache: bool) -> EnvelopeVault {
     let ttl = if cache {
         Duration::from_secs(300)
     } else {
         Duration::ZERO
     };
-    EnvelopeVault::new(
-        store,
-        Arc::new(ManagedKeys::new(RootKey::generate())),
-        Arc::new(MemoryAuditSink::new()),
-    )
-    .with_options(VaultOptions::default().with_data_key_cache_ttl(ttl))
+    EnvelopeVault::new(store, keys(), Arc::new(MemoryAuditSink::new()))
+        .with_options(VaultOptions::default().with_data_key_cache_ttl(ttl))
 }
 
 fn slot() -> CredentialSlot {

@@ -387,7 +387,39 @@ async fn bad_input_is_refused_clearly(b: Arc<Backend>) {
     assert!(matches!(err, VaultError::Config(_)), "{err}");
 }
 
+async fn concurrent_writers_get_distinct_versions(b: Arc<Backend>) {
+    // Two vault instances (think two replicas) over the same store, racing on one slot.
+    let keys = Arc::new(ManagedKeys::new(RootKey::generate()));
+    let (one, _) = b.vault_with(keys.clone(), VaultOptions::default());
+    let (two, _) = b.vault_with(keys, VaultOptions::default());
+    let (one, two) = (Arc::new(one), Arc::new(two));
+    let s = slot("acme", "zendesk");
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let vault = if i % 2 == 0 { one.clone() } else { two.clone() };
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            vault
+                .put(&s, Secret::from(format!("value-{i}")))
+                .await
+                .unwrap()
+                .version
+        }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+    let last = one.resolve(&s).await.unwrap();
+    assert_eq!(last.version(), 4);
+    assert!(last.secret().expose_str().unwrap().starts_with("value-"));
+    assert_eq!(two.resolve(&s).await.unwrap().secret(), last.secret());
+}
+
 on_both_backends!(
+    concurrent_writers_get_distinct_versions,
     round_trip,
     tampered_ciphertext_is_refused,
     swapped_context_is_refused,

@@ -50,7 +50,7 @@ const MAX_NAME_LEN: usize = 256;
 /// The largest secret the vault stores (credentials are tokens, keys, small JSON documents).
 const MAX_SECRET_LEN: usize = 64 * 1024;
 /// Conditional writes retried when another writer updates the same slot concurrently.
-const WRITE_ATTEMPTS: usize = 3;
+const WRITE_ATTEMPTS: usize = 8;
 
 /// Tuning of an [`EnvelopeVault`].
 #[derive(Clone, Debug)]

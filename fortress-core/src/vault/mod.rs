@@ -6,6 +6,12 @@
 //! request: it lives only while the upstream request is built, is zeroized on drop, and
 //! records how long it lived in the `fortress_credential_lifespan_seconds` histogram.
 //!
+//! Implementations: [`EnvelopeVault`] (the default for the SOHO and Bank tiers: AES-256-GCM
+//! envelope encryption over SQLite or PostgreSQL, see [`envelope`], [`keys`], [`store`]),
+//! [`ZeroTrustVault`] (fetched per request over mutual TLS, never stored), [`TieredVault`]
+//! (routes each workspace to its tier), and [`MemoryVault`] for tests. The [`cli`] module
+//! holds the `vault` command of the reference binaries. See `docs/security.md`.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use fortress_core::secret::Secret;
