@@ -78,12 +78,8 @@ mod tests {
             Action::CallTool,
             Resource::tool("c", "t"),
         );
-        sink.record(AuditEvent::for_call(&call, Outcome::Success))
-            .await
-            .unwrap();
-        sink.record(AuditEvent::for_call(&call, Outcome::Denied))
-            .await
-            .unwrap();
+        sink.record(AuditEvent::for_call(&call, Outcome::Success)).await.unwrap();
+        sink.record(AuditEvent::for_call(&call, Outcome::Denied)).await.unwrap();
         let text = std::fs::read_to_string(sink.path()).unwrap();
         let events: Vec<AuditEvent> = text
             .lines()

@@ -22,10 +22,7 @@ impl MemoryAuditSink {
 
     /// A copy of every event recorded so far.
     pub fn events(&self) -> Vec<AuditEvent> {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Waits until at least `n` events have been recorded, and returns them.

@@ -23,9 +23,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{CallNotes, ResponseFuture, take_ready};
-use crate::audit::{
-    AuditError, AuditEvent, AuditSink, DecisionRecord, EventKind, Outcome, SubjectRef,
-};
+use crate::audit::{AuditError, AuditEvent, AuditSink, DecisionRecord, EventKind, Outcome, SubjectRef};
 use crate::body::{self, Body, BoxError};
 use crate::call::{Call, call_of};
 use crate::denial::DenialKind;
@@ -96,10 +94,9 @@ impl Pending {
         event.denial = notes.denial.map(|d| d.as_str().to_owned());
         event.redactions = notes.redactions.counts().clone();
         if let Some((slot, version)) = &notes.credential {
-            event.detail.insert(
-                "credential".into(),
-                serde_json::json!({ "slot": slot.to_string(), "version": version }),
-            );
+            event
+                .detail
+                .insert("credential".into(), serde_json::json!({ "slot": slot.to_string(), "version": version }));
         }
         for (key, value) in &notes.detail {
             event.detail.insert(key.clone(), value.clone());
@@ -110,9 +107,7 @@ impl Pending {
             (None, Ended::ClientClosed) => Outcome::ClientClosed,
             (None, Ended::Failed) => Outcome::UpstreamError,
             (None, Ended::Complete) if notes.failed.is_some() => Outcome::UpstreamError,
-            (None, Ended::Complete) if event.status.is_some_and(|s| s >= 500) => {
-                Outcome::UpstreamError
-            }
+            (None, Ended::Complete) if event.status.is_some_and(|s| s >= 500) => Outcome::UpstreamError,
             (None, Ended::Complete) => Outcome::Success,
         };
         if let Some(reason) = &notes.failed {
@@ -303,9 +298,7 @@ impl Drop for AuditBody {
         let State::Streaming(pending) = &mut self.state else {
             return;
         };
-        let Some(pending) = pending.take() else {
-            return;
-        };
+        let Some(pending) = pending.take() else { return };
         let (sink, event) = pending.finish(Ended::ClientClosed);
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
@@ -322,3 +315,4 @@ impl Drop for AuditBody {
         }
     }
 }
+
