@@ -295,8 +295,8 @@ impl CompiledSet {
 
     /// Decides, for a listing, each candidate resource in one pass: the principal and
     /// context are built once; a candidate whose selected policies hold no `permit` is denied
-    /// without evaluation; candidates selecting the same condition-free policies share one
-    /// evaluation.
+    /// without evaluation; a candidate whose selected policies are all condition-free is
+    /// decided by principal scope without Cedar.
     pub fn decide_each(
         &self,
         template: &Call,
