@@ -62,12 +62,24 @@ fn allowed_call() -> Call {
     Call::new(subject, Action::CallTool, Resource::tool("c0", "t0")).with_attributes(attributes)
 }
 
+/// The same subject listing the same tool: only condition-free policies apply, so the index
+/// decides by principal scope without a Cedar evaluation.
+fn scope_only_call() -> Call {
+    let mut call = allowed_call();
+    call.action = Action::ListTools;
+    call
+}
+
 fn percentiles() {
-    let call = allowed_call();
     println!("policy decision latency percentiles (20,000 decisions each)");
     for &n in &SIZES {
         let set = policy_set(n);
-        for (label, indexed) in [("indexed", true), ("unindexed", false)] {
+        for (label, indexed, call) in [
+            ("indexed", true, allowed_call()),
+            ("unindexed", false, allowed_call()),
+            ("indexed scope-only", true, scope_only_call()),
+            ("unindexed scope-only", false, scope_only_call()),
+        ] {
             let decide = |c: &Call| {
                 if indexed {
                     set.decide(c)
@@ -89,7 +101,7 @@ fn percentiles() {
             samples.sort_unstable();
             let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
             println!(
-                "  {n:>5} policies {label:>9}: p50 {:>8.2?}  p99 {:>8.2?}  p99.9 {:>8.2?}",
+                "  {n:>5} policies {label:>20}: p50 {:>8.2?}  p99 {:>8.2?}  p99.9 {:>8.2?}",
                 at(0.50),
                 at(0.99),
                 at(0.999)
@@ -108,6 +120,10 @@ fn decisions(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("unindexed", n), &n, |b, _| {
             b.iter(|| set.decide_unindexed(black_box(&call)))
+        });
+        let listing = scope_only_call();
+        group.bench_with_input(BenchmarkId::new("indexed_scope_only", n), &n, |b, _| {
+            b.iter(|| set.decide(black_box(&listing)))
         });
     }
     group.finish();

@@ -162,6 +162,45 @@ async fn invalid_sets_are_rejected_with_line_and_column_and_the_old_set_stays() 
 }
 
 #[tokio::test]
+async fn admin_reloads_are_audited() -> anyhow::Result<()> {
+    use fortress_core::audit::{EventKind, MemoryAuditSink, Outcome};
+    use fortress_core::policy::ReloadError;
+
+    let engine = CedarEngine::new(&set("a", true))?;
+    let audit = MemoryAuditSink::new();
+    let admin = Subject::user("ops", WorkspaceId::new("acme"));
+    let before = engine.version();
+    let version = engine
+        .reload_audited(&set("b", false), &admin, &audit)
+        .await?;
+    let bad = PolicyDocuments::new().with_policies("x.cedar", "permit (");
+    let rejected = engine.reload_audited(&bad, &admin, &audit).await;
+    assert!(matches!(
+        rejected,
+        Err(ReloadError::Policy(PolicyError::Invalid { .. }))
+    ));
+    assert_eq!(engine.version(), version);
+
+    let events = audit.events();
+    assert_eq!(events.len(), 2);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.kind == EventKind::Admin && e.action == "policy.update")
+    );
+    assert_eq!(events[0].detail["previous_version"], before.as_str());
+    assert_eq!(events[0].detail["version"], version.as_str());
+    assert_eq!(events[1].outcome, Outcome::Denied);
+    assert!(
+        events[1].detail["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("x.cedar")
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn evaluation_errors_deny() -> anyhow::Result<()> {
     // `context.max_tokens` without `has` passes no validation, so compile without it: the
     // erroring forbid must deny even though a permit is satisfied.

@@ -26,7 +26,8 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
-    Authorizer, Entities, Policy, PolicyId, PolicySet, Request, Response, ValidationMode, Validator,
+    Authorizer, Entities, Policy, PolicyId, PolicySet, PrincipalConstraint, Request, Response,
+    ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use serde::Serialize;
@@ -66,6 +67,8 @@ struct Entry {
     effect: Effect,
     /// Whether the policy has `when`/`unless` conditions (beyond its scope).
     conditional: bool,
+    /// The principal scope, checked natively for condition-free selections.
+    principal: PrincipalConstraint,
 }
 
 /// A parsed, validated, indexed policy set with its limits.
@@ -172,6 +175,7 @@ impl CompiledSet {
                         cedar_policy::Effect::Forbid => Effect::Deny,
                     },
                     conditional: policy.has_non_scope_constraint(),
+                    principal: policy.principal_constraint(),
                     id,
                 });
             }
@@ -291,8 +295,8 @@ impl CompiledSet {
 
     /// Decides, for a listing, each candidate resource in one pass: the principal and
     /// context are built once; a candidate whose selected policies hold no `permit` is denied
-    /// without evaluation; candidates selecting the same condition-free policies share one
-    /// evaluation.
+    /// without evaluation; a candidate whose selected policies are all condition-free is
+    /// decided by principal scope without Cedar.
     pub fn decide_each(
         &self,
         template: &Call,
@@ -302,7 +306,6 @@ impl CompiledSet {
         let action_name = template.action.as_str();
         let action = self.action_info(action_name)?;
         let context = translate::context(template, &self.schema, action)?;
-        let mut shared: HashMap<Vec<u32>, Decision> = HashMap::new();
         let mut out = Vec::with_capacity(candidates.len());
         for candidate in candidates {
             let resource = translate::resource(candidate, &principal.workspace);
@@ -321,21 +324,16 @@ impl CompiledSet {
                 );
                 continue;
             }
-            let condition_free = selected
+            if selected
                 .iter()
-                .all(|&p| !self.entries[p as usize].conditional);
-            if condition_free {
-                if let Some(decision) = shared.get(&selected) {
-                    out.push(decision.clone());
-                    continue;
-                }
+                .all(|&p| !self.entries[p as usize].conditional)
+            {
+                out.push(self.decide_scopes(&principal, &selected));
+                continue;
             }
             let set = self.set_for(&selected);
             let response = self.authorize(&principal, action, &resource, context.clone(), &set)?;
             let decision = self.decision_of(&response);
-            if condition_free {
-                shared.insert(selected, decision.clone());
-            }
             out.push(decision);
         }
         Ok(out)
@@ -399,7 +397,6 @@ impl CompiledSet {
         if !action.applies_to(principal.uid.type_name(), resource.ty) {
             return Ok((self.not_applicable(action_name, resource.ty.basename()), 0));
         }
-        let context = translate::context(call, &self.schema, action)?;
         let (set, evaluated) = if indexed {
             let selected = self.index.candidates(action_name, resource);
             if selected.is_empty() {
@@ -409,10 +406,20 @@ impl CompiledSet {
                 return Ok((d, 0));
             }
             let n = selected.len();
+            if selected
+                .iter()
+                .all(|&p| !self.entries[p as usize].conditional)
+            {
+                // Scopes only: the index already checked action and resource exactly, so
+                // the principal scope decides; no context, entities or Cedar evaluation.
+                translate::check_attributes(call)?;
+                return Ok((self.decide_scopes(principal, &selected), n));
+            }
             (self.set_for(&selected), n)
         } else {
             (Arc::clone(&self.full), self.entries.len())
         };
+        let context = translate::context(call, &self.schema, action)?;
         let response = self.authorize(principal, action, resource, context, &set)?;
         Ok((self.decision_of(&response), evaluated))
     }
@@ -491,9 +498,42 @@ impl CompiledSet {
             }
             return d;
         }
-        let mut ids: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+        let ids: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+        self.decided(response.decision() == cedar_policy::Decision::Allow, ids)
+    }
+
+    /// Decides condition-free `selected` policies by their principal scope, as Cedar
+    /// would: any satisfied forbid denies, else any satisfied permit allows.
+    fn decide_scopes(&self, principal: &PrincipalPart, selected: &[u32]) -> Decision {
+        let within = |uid: &cedar_policy::EntityUid| {
+            *uid == principal.uid || principal.ancestors.contains(uid)
+        };
+        let satisfied = selected
+            .iter()
+            .map(|&p| &self.entries[p as usize])
+            .filter(|e| match &e.principal {
+                PrincipalConstraint::Any => true,
+                PrincipalConstraint::Eq(uid) => *uid == principal.uid,
+                PrincipalConstraint::In(uid) => within(uid),
+                PrincipalConstraint::Is(ty) => ty == principal.uid.type_name(),
+                PrincipalConstraint::IsIn(ty, uid) => {
+                    ty == principal.uid.type_name() && within(uid)
+                }
+            });
+        let (forbids, permits): (Vec<&Entry>, Vec<&Entry>) =
+            satisfied.partition(|e| e.effect == Effect::Deny);
+        if forbids.is_empty() {
+            self.decided(
+                !permits.is_empty(),
+                permits.iter().map(|e| e.id.clone()).collect(),
+            )
+        } else {
+            self.decided(false, forbids.iter().map(|e| e.id.clone()).collect())
+        }
+    }
+
+    fn decided(&self, allowed: bool, mut ids: Vec<String>) -> Decision {
         ids.sort();
-        let allowed = response.decision() == cedar_policy::Decision::Allow;
         let mut d = if allowed {
             Decision::allow(&self.version)
         } else {

@@ -33,10 +33,24 @@ use tokio::sync::watch;
 use super::compiled::{CompileOptions, CompiledSet, Explanation};
 use super::documents::PolicyDocuments;
 use super::{PolicyEngine, PolicyError};
+use crate::audit::{AuditError, AuditEvent, AuditSink, EventKind, Outcome, SubjectRef};
 use crate::call::{Call, Resource};
 use crate::decision::Decision;
 use crate::guard::limits::LimitsConfig;
 use crate::guard::rate_limit::LimitsSource;
+use crate::subject::Subject;
+
+/// Why an audited reload failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The set was rejected; the previous set stays live.
+    #[error(transparent)]
+    Policy(PolicyError),
+    /// The change could not be audited.
+    #[error("policy change could not be audited")]
+    Audit(#[source] AuditError),
+}
 
 /// The default policy engine: Cedar, default deny, forbid wins, schema-validated, indexed.
 #[derive(Debug)]
@@ -82,6 +96,48 @@ impl CedarEngine {
     pub fn reload(&self, docs: &PolicyDocuments) -> Result<String, PolicyError> {
         let set = CompiledSet::compile_with(docs, self.options)?;
         Ok(self.install(Arc::new(set)))
+    }
+
+    /// [`reload`](Self::reload) for the admin API: the change (old and new version) is
+    /// recorded as an admin audit event by `actor`; a rejected set is recorded as a denied
+    /// change. An audit failure is returned after the swap (the new set stays live, since
+    /// it was valid and asked for).
+    pub async fn reload_audited(
+        &self,
+        docs: &PolicyDocuments,
+        actor: &Subject,
+        audit: &dyn AuditSink,
+    ) -> Result<String, ReloadError> {
+        let before = PolicyEngine::version(self);
+        let result = self.reload(docs);
+        let mut event = AuditEvent::activity(
+            EventKind::Admin,
+            actor.workspace.clone(),
+            SubjectRef {
+                id: actor.id.clone(),
+                kind: actor.kind,
+            },
+            "policy.update",
+            format!("policy_set:{}", docs.version()),
+        );
+        event
+            .detail
+            .insert("previous_version".into(), before.into());
+        match &result {
+            Ok(version) => {
+                event
+                    .detail
+                    .insert("version".into(), version.clone().into());
+            }
+            Err(error) => {
+                event.outcome = Outcome::Denied;
+                event
+                    .detail
+                    .insert("error".into(), error.to_string().into());
+            }
+        }
+        audit.record(event).await.map_err(ReloadError::Audit)?;
+        result.map_err(ReloadError::Policy)
     }
 
     /// Makes an already compiled set live (for example one checked in shadow mode first).

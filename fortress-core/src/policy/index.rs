@@ -4,8 +4,8 @@
 //! Scope constraints never error and are conjoined with the conditions, so a policy whose
 //! scope does not hold can neither be satisfied nor fail; leaving it out gives the same
 //! decision, the same determining policies and the same errors. The index is exact, not a
-//! superset, which also lets listings reuse one evaluation for resources that select the
-//! same condition-free policies.
+//! superset, which also lets a selection of condition-free policies be decided by principal
+//! scope alone.
 
 use std::collections::HashMap;
 

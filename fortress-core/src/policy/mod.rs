@@ -41,7 +41,7 @@ use crate::decision::Decision;
 pub use allow_list::{AllowListPolicy, AllowRule};
 pub use compiled::{CompileOptions, CompiledSet, Explanation};
 pub use documents::PolicyDocuments;
-pub use engine::CedarEngine;
+pub use engine::{CedarEngine, ReloadError};
 
 /// Why a policy could not be evaluated or loaded. Every evaluation error denies.
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,8 @@ use crate::subject::SubjectKind;
 pub(crate) struct PrincipalPart {
     pub(crate) uid: EntityUid,
     pub(crate) workspace: EntityUid,
+    /// Every entity the principal is `in` (its groups and workspace).
+    pub(crate) ancestors: Vec<EntityUid>,
     pub(crate) entities: Vec<Entity>,
 }
 
@@ -56,6 +58,7 @@ pub(crate) fn principal(call: &Call) -> Result<PrincipalPart, PolicyError> {
         "workspace".to_owned(),
         RestrictedExpression::new_entity_uid(workspace.clone()),
     )]);
+    let ancestors = parents.iter().cloned().collect();
     let principal = Entity::new(uid.clone(), attrs, parents)
         .map_err(|e| PolicyError::Request(format!("principal: {e}")))?;
     entities.push(principal);
@@ -63,6 +66,7 @@ pub(crate) fn principal(call: &Call) -> Result<PrincipalPart, PolicyError> {
     Ok(PrincipalPart {
         uid,
         workspace,
+        ancestors,
         entities,
     })
 }
@@ -113,6 +117,17 @@ pub(crate) fn resource(resource: &Resource, workspace: &EntityUid) -> ResourcePa
         ty,
         ancestors,
         entities,
+    }
+}
+
+/// Fails as building the context would, without building it (for decisions that need no
+/// context).
+pub(crate) fn check_attributes(call: &Call) -> Result<(), PolicyError> {
+    match call.attributes.max_tokens {
+        Some(n) if i64::try_from(n).is_err() => {
+            Err(PolicyError::Request("max_tokens is out of range".into()))
+        }
+        _ => Ok(()),
     }
 }
 
