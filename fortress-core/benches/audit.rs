@@ -1,7 +1,8 @@
 //! Audit throughput and latency: durable events per second through the group-committing
 //! sink on SQLite (with p50/p99 append latency), against two baselines measured in the
 //! same run — one SQLite transaction per event (plain insert, same durability), and the
-//! JSON Lines sink (one fsync per event).
+//! JSON Lines sink (one fsync per event). A fourth figure times the store alone (one
+//! pre-encoded batch of 256 per transaction) to separate storage from queueing costs.
 //!
 //! Run: `cargo bench -p fortress-core --bench audit -- --warm-up-time 1 --measurement-time 3`
 
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_main};
 use fortress_core::audit::keys::Ed25519KeyProvider;
 use fortress_core::audit::row::EncodedEvent;
-use fortress_core::audit::store::SqliteAuditStore;
+use fortress_core::audit::store::{AuditStore, SqliteAuditStore};
 use fortress_core::audit::{
     AuditEvent, AuditSink, DurableAuditSink, EventKind, JsonLinesAuditSink, SinkConfig, SubjectRef,
 };
@@ -203,6 +204,27 @@ fn audit(c: &mut Criterion) {
                 t.1 += BASELINE_EVENTS;
             }
             total
+        })
+    });
+    // The store alone: one pre-encoded batch of 256 per transaction, no queue, no tasks.
+    let direct = rt.block_on(async {
+        SqliteAuditStore::open_in(&dir.path().join("direct"))
+            .await
+            .expect("store")
+            .with_signer(Arc::new(Ed25519KeyProvider::generate()))
+    });
+    let batch: Vec<EncodedEvent> = (0..CONCURRENCY)
+        .map(|i| EncodedEvent::new(&event(i)).expect("encode"))
+        .collect();
+    group.throughput(Throughput::Elements(CONCURRENCY as u64));
+    group.bench_function("sqlite_store_append_batch_256", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                rt.block_on(direct.append(batch.clone(), false))
+                    .expect("append");
+            }
+            start.elapsed()
         })
     });
     group.finish();

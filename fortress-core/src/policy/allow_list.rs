@@ -155,10 +155,7 @@ mod tests {
         let got = p
             .decide_each(
                 &template,
-                &[
-                    Resource::tool("gh", "read_file"),
-                    Resource::tool("gh", "push"),
-                ],
+                &[Resource::tool("gh", "read_file"), Resource::tool("gh", "push")],
             )
             .await
             .unwrap();
