@@ -536,7 +536,7 @@ mod tests {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
-                    b"{}[]\":,0123 abcjsonrpcidmethod\\"[(seed % 32) as usize]
+                    b"{}[]\":,0123 abcjsonrpcidmethod\\"[(seed % 31) as usize]
                 })
                 .collect();
             let _ = parse(&bytes);

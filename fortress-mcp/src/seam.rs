@@ -379,3 +379,22 @@ pub fn line(message: &Message) -> Bytes {
     text.push('\n');
     Bytes::from(text)
 }
+
+/// Assembles the seam: describe, then the governance stack when one is given, then the
+/// virtual server.
+pub fn seam_service(
+    server: Arc<crate::virtual_server::VirtualServer>,
+    governance: Option<&fortress_core::stack::GovernanceStack>,
+) -> SeamService {
+    let describe = DescribeLayer::anonymous(server.clone());
+    let inner = crate::virtual_server::VirtualService::new(server);
+    match governance {
+        Some(stack) => SeamService::new(
+            tower::ServiceBuilder::new()
+                .layer(describe)
+                .layer(stack.layer(fortress_core::layer::credential::ExtensionInjector))
+                .service(inner),
+        ),
+        None => SeamService::new(describe.layer(inner)),
+    }
+}
