@@ -168,10 +168,29 @@ fn client(mode: &str, scenario: &str, target: &[&str], skip_sampling: bool) -> V
 }
 
 fn assert_same(through: &Value, direct: &Value) {
-    for key in direct.as_object().expect("object").keys() {
-        assert_eq!(through.get(key), direct.get(key), "`{key}` differs through Fortress");
+    fn first_difference(path: String, a: &Value, b: &Value) -> Option<String> {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                keys.into_iter().find_map(|k| {
+                    first_difference(format!("{path}.{k}"), x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null))
+                })
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (p, q))| first_difference(format!("{path}[{i}]"), p, q)),
+            _ if a == b => None,
+            _ => {
+                let show = |v: &Value| v.to_string().chars().take(600).collect::<String>();
+                Some(format!("{path}: through Fortress {} / directly {}", show(a), show(b)))
+            }
+        }
     }
-    assert_eq!(through, direct);
+    if let Some(difference) = first_difference(String::new(), through, direct) {
+        panic!("results differ through Fortress at {difference}");
+    }
 }
 
 fn assert_scenario_ran(out: &Value, sampled: bool) {

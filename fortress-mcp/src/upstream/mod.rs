@@ -243,7 +243,11 @@ pub fn fortress_client_info() -> Value {
 
 /// The capabilities Fortress declares to legacy upstreams: it relays every client feature.
 pub(crate) fn relayed_client_capabilities() -> Value {
-    serde_json::json!({ "sampling": {}, "elicitation": {}, "roots": { "listChanged": true } })
+    serde_json::json!({
+        "sampling": {},
+        "elicitation": { "form": {}, "url": {} },
+        "roots": { "listChanged": true }
+    })
 }
 
 /// How many `input_required` rounds Fortress drives for a client that cannot.

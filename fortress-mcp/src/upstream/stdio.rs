@@ -75,7 +75,7 @@ impl StdioConfig {
             env: Vec::new(),
             cwd: None,
             request_timeout: Duration::from_secs(60),
-            probe_timeout: Duration::from_secs(3),
+            probe_timeout: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             max_line_bytes: 16 * 1024 * 1024,
