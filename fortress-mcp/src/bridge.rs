@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::jsonrpc::{ErrorObject, Message, Response, UPSTREAM_ERROR, parse_message};
 use crate::sse::SseDecoder;
-use crate::upstream::http::{METHOD_HEADER, NAME_HEADER, SESSION_HEADER, VERSION_HEADER, header_safe};
+use crate::upstream::http::{
+    METHOD_HEADER, NAME_HEADER, SESSION_HEADER, VERSION_HEADER, header_safe,
+};
 use crate::version::META_PROTOCOL_VERSION;
 
 /// The bridge failed to start or its input broke.
@@ -47,7 +49,9 @@ type Http = Client<HttpConnector, Full<Bytes>>;
 pub async fn run(url: &str) -> Result<(), BridgeError> {
     let uri: Uri = url.parse().map_err(|e| BridgeError::Url(format!("{e}")))?;
     if uri.scheme_str() != Some("http") {
-        return Err(BridgeError::Url("only http:// endpoints are supported".into()));
+        return Err(BridgeError::Url(
+            "only http:// endpoints are supported".into(),
+        ));
     }
     let client: Http = Client::builder(TokioExecutor::new()).build_http();
     let state = Arc::new(Mutex::new(State::default()));
@@ -80,14 +84,20 @@ pub async fn run(url: &str) -> Result<(), BridgeError> {
         let message = match parse_message(line.as_bytes()) {
             Ok(m) => m,
             Err(e) => {
-                let _ = out.send(to_line(&Message::Response(Response::error(None, e)))).await;
+                let _ = out
+                    .send(to_line(&Message::Response(Response::error(None, e))))
+                    .await;
                 continue;
             }
         };
         let (client, uri, state, out) = (client.clone(), uri.clone(), state.clone(), out.clone());
         tokio::spawn(async move { forward(client, uri, state, out, message, line).await });
     }
-    let session = state.lock().unwrap_or_else(|e| e.into_inner()).session.clone();
+    let session = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .session
+        .clone();
     if let Some(session) = session {
         if let Ok(request) = http::Request::builder()
             .method(Method::DELETE)
@@ -109,7 +119,14 @@ fn to_line(message: &Message) -> Bytes {
     Bytes::from(text)
 }
 
-async fn forward(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Sender<Bytes>, message: Message, raw: String) {
+async fn forward(
+    client: Http,
+    uri: Uri,
+    state: Arc<Mutex<State>>,
+    out: mpsc::Sender<Bytes>,
+    message: Message,
+    raw: String,
+) {
     let mut builder = http::Request::builder()
         .method(Method::POST)
         .uri(uri.clone())
@@ -128,7 +145,9 @@ async fn forward(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Se
             .and_then(|m| m.get(META_PROTOCOL_VERSION))
             .and_then(Value::as_str);
         if let Some(v) = modern {
-            builder = builder.header(VERSION_HEADER, v).header(METHOD_HEADER, &request.method);
+            builder = builder
+                .header(VERSION_HEADER, v)
+                .header(METHOD_HEADER, &request.method);
             let name = match request.method.as_str() {
                 "tools/call" | "prompts/get" => request.str_param("name"),
                 "resources/read" => request.str_param("uri"),
@@ -145,18 +164,29 @@ async fn forward(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Se
     }
     let id = message.id().cloned();
     let fail = |e: ErrorObject| to_line(&Message::Response(Response::error(id.clone(), e)));
-    let Ok(request) = builder.body(Full::new(Bytes::from(raw))) else { return };
+    let Ok(request) = builder.body(Full::new(Bytes::from(raw))) else {
+        return;
+    };
     let response = match client.request(request).await {
         Ok(r) => r,
         Err(e) => {
             if matches!(message, Message::Request(_)) {
-                let _ = out.send(fail(ErrorObject::new(UPSTREAM_ERROR, format!("endpoint unreachable: {e}")))).await;
+                let _ = out
+                    .send(fail(ErrorObject::new(
+                        UPSTREAM_ERROR,
+                        format!("endpoint unreachable: {e}"),
+                    )))
+                    .await;
             }
             return;
         }
     };
     let is_initialize = matches!(&message, Message::Request(r) if r.method == "initialize");
-    if let Some(session) = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(session) = response
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         state.lock().unwrap_or_else(|e| e.into_inner()).session = Some(session.to_owned());
     }
     let status = response.status();
@@ -169,8 +199,12 @@ async fn forward(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Se
     if streaming {
         let mut decoder = SseDecoder::new(16 * 1024 * 1024);
         while let Some(Ok(frame)) = body.frame().await {
-            let Ok(data) = frame.into_data() else { continue };
-            let Ok(events) = decoder.push(&data) else { break };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let Ok(events) = decoder.push(&data) else {
+                break;
+            };
             for event in events.into_iter().filter(|e| !e.data.is_empty()) {
                 let mut line = event.data.into_bytes();
                 line.push(b'\n');
@@ -179,13 +213,22 @@ async fn forward(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Se
         }
         return;
     }
-    let Ok(collected) = body.collect().await else { return };
+    let Ok(collected) = body.collect().await else {
+        return;
+    };
     let bytes = collected.to_bytes();
     match parse_message(&bytes) {
         Ok(answer) => {
             if is_initialize {
-                if let Message::Response(Response { outcome: Ok(result), .. }) = &answer {
-                    let v = result.get("protocolVersion").and_then(Value::as_str).map(str::to_owned);
+                if let Message::Response(Response {
+                    outcome: Ok(result),
+                    ..
+                }) = &answer
+                {
+                    let v = result
+                        .get("protocolVersion")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
                     state.lock().unwrap_or_else(|e| e.into_inner()).version = v;
                     open_stream(client.clone(), uri, state.clone(), out.clone());
                 }
@@ -194,7 +237,10 @@ async fn forward(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Se
         }
         Err(_) if matches!(message, Message::Request(_)) => {
             let _ = out
-                .send(fail(ErrorObject::new(UPSTREAM_ERROR, format!("endpoint answered HTTP {status}"))))
+                .send(fail(ErrorObject::new(
+                    UPSTREAM_ERROR,
+                    format!("endpoint answered HTTP {status}"),
+                )))
                 .await;
         }
         Err(_) => {}
@@ -217,16 +263,24 @@ fn open_stream(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Send
         if let Some(v) = version {
             builder = builder.header(VERSION_HEADER, v);
         }
-        let Ok(request) = builder.body(Full::new(Bytes::new())) else { return };
-        let Ok(response) = client.request(request).await else { return };
+        let Ok(request) = builder.body(Full::new(Bytes::new())) else {
+            return;
+        };
+        let Ok(response) = client.request(request).await else {
+            return;
+        };
         if !response.status().is_success() {
             return;
         }
         let mut body = response.into_body();
         let mut decoder = SseDecoder::new(16 * 1024 * 1024);
         while let Some(Ok(frame)) = body.frame().await {
-            let Ok(data) = frame.into_data() else { continue };
-            let Ok(events) = decoder.push(&data) else { return };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let Ok(events) = decoder.push(&data) else {
+                return;
+            };
             for event in events.into_iter().filter(|e| !e.data.is_empty()) {
                 let mut line = event.data.into_bytes();
                 line.push(b'\n');

@@ -321,7 +321,9 @@ impl Message {
     /// Reads one message from a JSON value.
     pub fn from_value(value: &Value) -> Result<Self, ErrorObject> {
         let Some(obj) = value.as_object() else {
-            return Err(ErrorObject::invalid_request("a message must be a JSON object"));
+            return Err(ErrorObject::invalid_request(
+                "a message must be a JSON object",
+            ));
         };
         match obj.get("jsonrpc") {
             Some(Value::String(v)) if v == "2.0" => {}
@@ -392,7 +394,16 @@ pub enum Incoming {
     Single(Message),
     /// A JSON array of messages; invalid elements are kept as their error, with the id when
     /// it could be read.
-    Batch(Vec<Result<Message, (Option<Id>, ErrorObject)>>),
+    Batch(Vec<Result<Message, Box<BatchError>>>),
+}
+
+/// An invalid element of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchError {
+    /// The element's id, when it could be read.
+    pub id: Option<Id>,
+    /// Why it is invalid.
+    pub error: ErrorObject,
 }
 
 /// Parses one body. Malformed JSON gives `-32700`; a value that is not a message, or an
@@ -408,9 +419,9 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ErrorObject> {
                 items
                     .iter()
                     .map(|item| {
-                        Message::from_value(item).map_err(|e| {
+                        Message::from_value(item).map_err(|error| {
                             let id = item.get("id").and_then(Id::from_value);
-                            (id, e)
+                            Box::new(BatchError { id, error })
                         })
                     })
                     .collect(),
@@ -457,7 +468,11 @@ mod tests {
     #[test]
     fn malformed_json_is_a_parse_error() {
         for text in ["", "{", "nul", "{\"jsonrpc\":\"2.0\",}"] {
-            assert_eq!(parse(text.as_bytes()).unwrap_err().code, PARSE_ERROR, "{text}");
+            assert_eq!(
+                parse(text.as_bytes()).unwrap_err().code,
+                PARSE_ERROR,
+                "{text}"
+            );
         }
     }
 
@@ -496,16 +511,22 @@ mod tests {
             panic!("expected a batch");
         };
         assert!(items[0].is_ok());
-        let (id, error) = items[1].clone().unwrap_err();
-        assert_eq!(id, Some(Id::Number(2)));
-        assert_eq!(error.code, INVALID_REQUEST);
+        let invalid = items[1].clone().unwrap_err();
+        assert_eq!(invalid.id, Some(Id::Number(2)));
+        assert_eq!(invalid.error.code, INVALID_REQUEST);
         assert!(parse_message(br#"[{"jsonrpc":"2.0","method":"x"}]"#).is_err());
     }
 
     #[test]
     fn error_responses_without_id_are_accepted() {
         let m = single(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}"#);
-        assert!(matches!(m, Message::Response(Response { id: None, outcome: Err(_) })));
+        assert!(matches!(
+            m,
+            Message::Response(Response {
+                id: None,
+                outcome: Err(_)
+            })
+        ));
     }
 
     #[test]

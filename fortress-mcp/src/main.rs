@@ -7,7 +7,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "fortress-mcp", version, about = "MCP Fortress: a governed, dual-era MCP gateway")]
+#[command(
+    name = "fortress-mcp",
+    version,
+    about = "MCP Fortress: a governed, dual-era MCP gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(%addr, path = %config.server.path, "fortress-mcp listening");
             // Tests and scripts read the bound address from this line.
             println!("listening on http://{addr}{}", config.server.path);
-            let endpoint = fortress_mcp::server::McpServer::new(config.server_config(), server, seam);
+            let endpoint =
+                fortress_mcp::server::McpServer::new(config.server_config(), server, seam);
             endpoint.serve(listener, shutdown_signal()).await?;
         }
         Command::Connect { url } => fortress_mcp::bridge::run(&url).await?,

@@ -137,7 +137,9 @@ pub fn describe(subject: Subject, message: &McpMessage, target: Option<&Target>)
         "resources/read" => (Action::ReadResource, on_target(ResourceKind::Resource)),
         "prompts/get" => {
             if let Some(args) = request.param("arguments") {
-                attributes.extra.insert("prompt_arguments".into(), args.clone());
+                attributes
+                    .extra
+                    .insert("prompt_arguments".into(), args.clone());
             }
             (Action::GetPrompt, on_target(ResourceKind::Prompt))
         }
@@ -191,7 +193,10 @@ impl DescribeLayer {
 
     /// A layer with the anonymous local subject `anonymous` in workspace `local`.
     pub fn anonymous(resolve: Arc<dyn Resolve>) -> Self {
-        Self::new(resolve, Subject::user("anonymous", WorkspaceId::new("local")))
+        Self::new(
+            resolve,
+            Subject::user("anonymous", WorkspaceId::new("local")),
+        )
     }
 }
 

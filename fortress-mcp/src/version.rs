@@ -82,7 +82,11 @@ pub struct ClientContext {
 
 impl ClientContext {
     /// A legacy client, as its `initialize` request described it.
-    pub fn legacy(version: &str, capabilities: Map<String, Value>, client_info: Option<Value>) -> Self {
+    pub fn legacy(
+        version: &str,
+        capabilities: Map<String, Value>,
+        client_info: Option<Value>,
+    ) -> Self {
         Self {
             era: Era::Legacy,
             protocol_version: version.to_owned(),

@@ -101,7 +101,10 @@ pub struct VirtualServer {
 impl VirtualServer {
     /// Aggregates `upstreams` named as `naming` says. Call within a tokio runtime so the
     /// upstreams' notifications are relayed.
-    pub fn new(upstreams: Vec<Arc<dyn Upstream>>, naming: Naming) -> Result<Self, VirtualServerError> {
+    pub fn new(
+        upstreams: Vec<Arc<dyn Upstream>>,
+        naming: Naming,
+    ) -> Result<Self, VirtualServerError> {
         if upstreams.is_empty() {
             return Err(VirtualServerError::NoUpstreams);
         }
@@ -135,7 +138,10 @@ impl VirtualServer {
         for upstream in &self.upstreams {
             let mut rx = upstream.subscribe();
             let tx = self.notifications.clone();
-            let prefix = self.naming.prefix.then(|| format!("{}{}", upstream.name(), self.naming.separator));
+            let prefix = self
+                .naming
+                .prefix
+                .then(|| format!("{}{}", upstream.name(), self.naming.separator));
             handle.spawn(async move {
                 loop {
                     match rx.recv().await {
@@ -172,7 +178,12 @@ impl VirtualServer {
 
     fn virtual_name(&self, upstream: usize, name: &str) -> String {
         if self.naming.prefix {
-            format!("{}{}{}", self.upstreams[upstream].name(), self.naming.separator, name)
+            format!(
+                "{}{}{}",
+                self.upstreams[upstream].name(),
+                self.naming.separator,
+                name
+            )
         } else {
             name.to_owned()
         }
@@ -188,7 +199,9 @@ impl VirtualServer {
             });
         }
         let unknown = || ErrorObject::invalid_params(format!("unknown {}: {name}", kind.as_str()));
-        let (prefix, rest) = name.split_once(self.naming.separator.as_str()).ok_or_else(unknown)?;
+        let (prefix, rest) = name
+            .split_once(self.naming.separator.as_str())
+            .ok_or_else(unknown)?;
         let upstream = self
             .upstreams
             .iter()
@@ -211,7 +224,9 @@ impl VirtualServer {
         let mut capabilities = Map::new();
         let mut instructions = Vec::new();
         for upstream in &self.upstreams {
-            let Ok(d) = upstream.describe().await else { continue };
+            let Ok(d) = upstream.describe().await else {
+                continue;
+            };
             for (key, value) in d.capabilities {
                 let entry = capabilities.entry(key).or_insert_with(|| json!({}));
                 if let (Some(into), Some(from)) = (entry.as_object_mut(), value.as_object()) {
@@ -230,24 +245,39 @@ impl VirtualServer {
             era: crate::version::Era::Modern,
             protocol_version: crate::version::LATEST_MODERN.into(),
             capabilities,
-            server_info: Some(json!({ "name": "fortress-mcp", "version": env!("CARGO_PKG_VERSION") })),
+            server_info: Some(
+                json!({ "name": "fortress-mcp", "version": env!("CARGO_PKG_VERSION") }),
+            ),
             instructions: (!instructions.is_empty()).then(|| instructions.join("\n")),
         })
     }
 
     /// Serves one request.
-    pub async fn dispatch(&self, request: &Request, ctx: CallContext) -> Result<Value, ErrorObject> {
+    pub async fn dispatch(
+        &self,
+        request: &Request,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
         if let Some(kind) = list_kind(&request.method) {
             return self.list(kind, request, ctx).await;
         }
         match request.method.as_str() {
-            "tools/call" | "prompts/get" | "resources/read" | "resources/subscribe"
-            | "resources/unsubscribe" | "completion/complete" => self.route(request, ctx).await,
+            "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete" => self.route(request, ctx).await,
             other => Err(ErrorObject::method_not_found(other)),
         }
     }
 
-    async fn list(&self, kind: ListKind, request: &Request, ctx: CallContext) -> Result<Value, ErrorObject> {
+    async fn list(
+        &self,
+        kind: ListKind,
+        request: &Request,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
         let cursor = match request.param("cursor") {
             None | Some(Value::Null) => None,
             Some(Value::String(c)) => Some(c.clone()),
@@ -329,13 +359,16 @@ impl VirtualServer {
             .iter()
             .position(|u| u.name() == name)
             .ok_or_else(invalid)?;
-        Ok((index, doc.get("c").and_then(Value::as_str).map(str::to_owned)))
+        Ok((
+            index,
+            doc.get("c").and_then(Value::as_str).map(str::to_owned),
+        ))
     }
 
     async fn route(&self, request: &Request, ctx: CallContext) -> Result<Value, ErrorObject> {
-        let target = self
-            .target(request)?
-            .ok_or_else(|| ErrorObject::invalid_params("the request names no tool, prompt or resource"))?;
+        let target = self.target(request)?.ok_or_else(|| {
+            ErrorObject::invalid_params("the request names no tool, prompt or resource")
+        })?;
         let mut params = request.params.clone().unwrap_or_default();
         rename_target(&mut params, &request.method, &target.id);
         let upstream = &self.upstreams[target.upstream];
@@ -364,7 +397,11 @@ fn rename_target(params: &mut Map<String, Value>, method: &str, id: &str) {
         }
         "completion/complete" => {
             if let Some(Value::Object(reference)) = params.get_mut("ref") {
-                let field = if reference.contains_key("uri") { "uri" } else { "name" };
+                let field = if reference.contains_key("uri") {
+                    "uri"
+                } else {
+                    "name"
+                };
                 reference.insert(field.into(), Value::from(id));
             }
         }
@@ -455,22 +492,23 @@ impl Service<http::Request<McpMessage>> for VirtualService {
         });
         // Dropping the body (the client went away) cancels the upstream request.
         let guard = cancel.drop_guard();
-        let stream = futures_util::stream::unfold(
-            (rx, Some(guard)),
-            |(mut rx, guard)| async move {
+        let stream =
+            futures_util::stream::unfold((rx, Some(guard)), |(mut rx, guard)| async move {
                 guard.as_ref()?;
                 let message = rx.recv().await?;
                 let last = matches!(message, Message::Response(_));
-                let frame = Ok::<_, fortress_core::body::BoxError>(Frame::data(crate::seam::line(&message)));
+                let frame = Ok::<_, fortress_core::body::BoxError>(Frame::data(crate::seam::line(
+                    &message,
+                )));
                 let guard = if last {
                     guard.map(|g| g.disarm()).map(|_| None).unwrap_or(None)
                 } else {
                     guard
                 };
                 Some((frame, (rx, guard)))
-            },
-        );
-        let mut response = http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
+            });
+        let mut response =
+            http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static(SEAM_CONTENT_TYPE),

@@ -33,7 +33,12 @@ async fn malformed_json_is_32700_and_invalid_request_is_32600() {
     let reply = send(http::Method::POST, &s.url, &[], "{not json").await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], -32700);
-    let reply = post(&s.url, &[], json!({"jsonrpc": "1.0", "id": 1, "method": "ping"})).await;
+    let reply = post(
+        &s.url,
+        &[],
+        json!({"jsonrpc": "1.0", "id": 1, "method": "ping"}),
+    )
+    .await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], -32600);
 }
@@ -52,7 +57,10 @@ async fn unknown_method_is_32601_in_both_eras() {
     assert_eq!(reply.json()["id"], 2);
     let reply = post(
         &s.url,
-        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "nope/nothing")],
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "nope/nothing"),
+        ],
         modern("nope/nothing", 3, json!({})),
     )
     .await;
@@ -67,7 +75,10 @@ async fn unsupported_protocol_version_lists_supported_versions() {
     body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("1900-01-01");
     let reply = post(
         &s.url,
-        &[("mcp-protocol-version", "1900-01-01"), ("mcp-method", "tools/list")],
+        &[
+            ("mcp-protocol-version", "1900-01-01"),
+            ("mcp-method", "tools/list"),
+        ],
         body,
     )
     .await;
@@ -90,20 +101,40 @@ async fn modern_headers_must_match_the_body() {
     let body = modern("tools/call", 5, json!({"name": "x", "arguments": {}}));
     let reply = post(
         &s.url,
-        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "y")],
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "y"),
+        ],
         body.clone(),
     )
     .await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], -32020);
-    let reply = post(&s.url, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")], body).await;
+    let reply = post(
+        &s.url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+        ],
+        body,
+    )
+    .await;
     assert_eq!(reply.json()["error"]["code"], -32020, "missing Mcp-Name");
     let mut no_caps = modern("tools/list", 6, json!({}));
     no_caps["params"]["_meta"]
         .as_object_mut()
         .unwrap()
         .remove("io.modelcontextprotocol/clientCapabilities");
-    let reply = post(&s.url, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")], no_caps).await;
+    let reply = post(
+        &s.url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ],
+        no_caps,
+    )
+    .await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], -32602);
 }
@@ -119,7 +150,13 @@ async fn unknown_session_is_404_and_delete_ends_a_session() {
     .await;
     assert_eq!(reply.status, 404);
     let session = initialize(&s.url).await;
-    let reply = send(http::Method::DELETE, &s.url, &[("mcp-session-id", &session)], "").await;
+    let reply = send(
+        http::Method::DELETE,
+        &s.url,
+        &[("mcp-session-id", &session)],
+        "",
+    )
+    .await;
     assert_eq!(reply.status, 200);
     let reply = post(
         &s.url,
@@ -166,11 +203,17 @@ async fn legacy_and_modern_clients_see_the_same_tools_transparently() {
     .json();
     assert_eq!(legacy["id"], 7);
     assert_eq!(legacy["result"]["tools"][0]["name"], "tool0");
-    assert_eq!(legacy["result"]["nextCursor"], "p2", "upstream cursor passes through");
+    assert_eq!(
+        legacy["result"]["nextCursor"], "p2",
+        "upstream cursor passes through"
+    );
     assert!(legacy["result"].get("resultType").is_none());
     let modern_reply = post(
         &s.url,
-        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")],
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ],
         modern("tools/list", 8, json!({"cursor": "p2"})),
     )
     .await
@@ -186,13 +229,21 @@ async fn server_discover_answers_modern_clients() {
     let (s, _) = transparent().await;
     let reply = post(
         &s.url,
-        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "server/discover")],
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "server/discover"),
+        ],
         modern("server/discover", 1, json!({})),
     )
     .await
     .json();
     let result = &reply["result"];
-    assert!(result["supportedVersions"].as_array().unwrap().contains(&json!("2026-07-28")));
+    assert!(
+        result["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
     assert!(result["capabilities"]["tools"].is_object());
     assert_eq!(result["resultType"], "complete");
 }
@@ -235,7 +286,10 @@ async fn namespaced_aggregation_routes_calls_and_walks_every_page() {
             break;
         }
     }
-    assert_eq!(names, ["alpha.tool0", "alpha.tool1", "alpha.tool2", "beta.tool0"]);
+    assert_eq!(
+        names,
+        ["alpha.tool0", "alpha.tool1", "alpha.tool2", "beta.tool0"]
+    );
     let reply = post(
         &s.url,
         &[("mcp-session-id", &session)],
@@ -244,7 +298,10 @@ async fn namespaced_aggregation_routes_calls_and_walks_every_page() {
     .await
     .json();
     assert_eq!(reply["id"], "c");
-    assert_eq!(reply["result"]["content"][0]["text"], "beta:tool0:{\"q\":1}");
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        "beta:tool0:{\"q\":1}"
+    );
     let reply = post(
         &s.url,
         &[("mcp-session-id", &session)],
@@ -339,7 +396,13 @@ async fn a_denying_policy_through_the_real_stack_yields_a_json_rpc_error() {
         ],
     );
     let upstream = FakeUpstream::new("fake", 2, 5);
-    let s = common::serve(one(upstream.clone()), Naming::default(), ServerConfig::default(), Some(&stack)).await;
+    let s = common::serve(
+        one(upstream.clone()),
+        Naming::default(),
+        ServerConfig::default(),
+        Some(&stack),
+    )
+    .await;
     let session = initialize(&s.url).await;
     let denied = post(
         &s.url,
@@ -349,11 +412,18 @@ async fn a_denying_policy_through_the_real_stack_yields_a_json_rpc_error() {
     .await;
     assert_eq!(denied.status, 200);
     let denied = denied.json();
-    assert_eq!(denied["id"], 21, "the denial carries the client's request id");
+    assert_eq!(
+        denied["id"], 21,
+        "the denial carries the client's request id"
+    );
     assert_eq!(denied["error"]["code"], fortress_mcp::seam::FORBIDDEN);
     assert_eq!(denied["error"]["message"], "denied by policy");
     assert_eq!(denied["error"]["data"]["denial"], "forbidden");
-    assert_eq!(upstream.calls.load(std::sync::atomic::Ordering::SeqCst), 0, "never reached the upstream");
+    assert_eq!(
+        upstream.calls.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "never reached the upstream"
+    );
     let allowed = post(
         &s.url,
         &[("mcp-session-id", &session)],
@@ -361,14 +431,23 @@ async fn a_denying_policy_through_the_real_stack_yields_a_json_rpc_error() {
     )
     .await
     .json();
-    assert_eq!(allowed["result"]["content"][0]["text"], "fake:allowed:{\"x\":1}");
+    assert_eq!(
+        allowed["result"]["content"][0]["text"],
+        "fake:allowed:{\"x\":1}"
+    );
     let events = audit.wait_for(2).await;
     let outcomes: Vec<String> = events.iter().map(|e| format!("{:?}", e.outcome)).collect();
-    assert!(outcomes.iter().any(|o| o.contains("Denied")), "{outcomes:?}");
+    assert!(
+        outcomes.iter().any(|o| o.contains("Denied")),
+        "{outcomes:?}"
+    );
     let described = events
         .iter()
         .find(|e| format!("{:?}", e.outcome).contains("Denied"))
         .map(|e| format!("{e:?}"))
         .unwrap_or_default();
-    assert!(described.contains("secret") && described.contains("fake"), "{described}");
+    assert!(
+        described.contains("secret") && described.contains("fake"),
+        "{described}"
+    );
 }

@@ -38,9 +38,18 @@ fn deps() -> &'static (PathBuf, PathBuf) {
             String::from_utf8_lossy(&output.stderr)
         );
         let python = root().join(".venv/bin/python");
-        let everything = root().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-        assert!(python.exists(), "{} is missing after setup", python.display());
-        assert!(everything.exists(), "{} is missing after setup", everything.display());
+        let everything =
+            root().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        assert!(
+            python.exists(),
+            "{} is missing after setup",
+            python.display()
+        );
+        assert!(
+            everything.exists(),
+            "{} is missing after setup",
+            everything.display()
+        );
         (python, everything)
     })
 }
@@ -100,7 +109,10 @@ fn everything_http() -> (Proc, String) {
     let (_, everything) = deps();
     let port = free_port();
     let mut command = Command::new("node");
-    command.arg(everything).arg("streamableHttp").env("PORT", port.to_string());
+    command
+        .arg(everything)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string());
     let (proc, _) = spawn_until(command, "listening on port", false);
     (proc, format!("http://127.0.0.1:{port}/mcp"))
 }
@@ -109,7 +121,10 @@ fn modern_http() -> (Proc, String) {
     let (python, _) = deps();
     let port = free_port();
     let mut command = Command::new(python);
-    command.arg(interop_dir().join("modern_server.py")).arg("http").arg(port.to_string());
+    command
+        .arg(interop_dir().join("modern_server.py"))
+        .arg("http")
+        .arg(port.to_string());
     let (proc, _) = spawn_until(command, "Uvicorn running", false);
     (proc, format!("http://127.0.0.1:{port}/mcp"))
 }
@@ -131,7 +146,10 @@ fn fortress(upstream: &str) -> (Proc, String, tempfile::TempDir) {
 
 fn stdio_everything_upstream() -> String {
     let (_, everything) = deps();
-    format!("command = \"node\"\nargs = [{:?}, \"stdio\"]", everything.display().to_string())
+    format!(
+        "command = \"node\"\nargs = [{:?}, \"stdio\"]",
+        everything.display().to_string()
+    )
 }
 
 fn stdio_modern_upstream() -> String {
@@ -163,7 +181,10 @@ fn client(mode: &str, scenario: &str, target: &[&str], skip_sampling: bool) -> V
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("client output is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout))
+        panic!(
+            "client output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
     })
 }
 
@@ -173,7 +194,11 @@ fn assert_same(through: &Value, direct: &Value) {
             (Value::Object(x), Value::Object(y)) => {
                 let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
                 keys.into_iter().find_map(|k| {
-                    first_difference(format!("{path}.{k}"), x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null))
+                    first_difference(
+                        format!("{path}.{k}"),
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                    )
                 })
             }
             (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
@@ -184,7 +209,11 @@ fn assert_same(through: &Value, direct: &Value) {
             _ if a == b => None,
             _ => {
                 let show = |v: &Value| v.to_string().chars().take(600).collect::<String>();
-                Some(format!("{path}: through Fortress {} / directly {}", show(a), show(b)))
+                Some(format!(
+                    "{path}: through Fortress {} / directly {}",
+                    show(a),
+                    show(b)
+                ))
             }
         }
     }
@@ -195,21 +224,47 @@ fn assert_same(through: &Value, direct: &Value) {
 
 fn assert_scenario_ran(out: &Value, sampled: bool) {
     assert!(!out["tools"].as_array().expect("tools").is_empty());
-    assert!(out["echo"]["content"][0]["text"].as_str().unwrap_or("").contains("hello fortress"));
-    assert!(out["progress"].as_array().expect("progress").len() >= 2, "progress relayed: {}", out["progress"]);
+    assert!(
+        out["echo"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hello fortress")
+    );
+    assert!(
+        out["progress"].as_array().expect("progress").len() >= 2,
+        "progress relayed: {}",
+        out["progress"]
+    );
     if sampled {
         let text = out["sampling"]["content"][0]["text"].as_str().unwrap_or("");
-        assert!(text.contains("Paris"), "sampling relayed to the client: {text}");
+        assert!(
+            text.contains("Paris"),
+            "sampling relayed to the client: {text}"
+        );
     }
     assert!(!out["resources"].as_array().expect("resources").is_empty());
-    assert!(out["read"]["contents"].as_array().is_some_and(|c| !c.is_empty()));
-    assert!(!out["prompt"]["messages"].as_array().expect("messages").is_empty());
+    assert!(
+        out["read"]["contents"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert!(
+        !out["prompt"]["messages"]
+            .as_array()
+            .expect("messages")
+            .is_empty()
+    );
 }
 
 fn everything_stdio_direct(mode: &str, skip_sampling: bool) -> Value {
     let (_, everything) = deps();
     let everything = everything.display().to_string();
-    client(mode, "everything", &["--stdio", "node", &everything, "stdio"], skip_sampling)
+    client(
+        mode,
+        "everything",
+        &["--stdio", "node", &everything, "stdio"],
+        skip_sampling,
+    )
 }
 
 #[test]

@@ -16,12 +16,13 @@ use tower::ServiceExt;
 use super::ServerConfig;
 use super::session::{Session, SessionRequester, Sessions};
 use crate::jsonrpc::{
-    ErrorObject, INVALID_PARAMS, Id, Incoming, Message, Notification, Request,
-    Response, parse,
+    ErrorObject, INVALID_PARAMS, Id, Incoming, Message, Notification, Request, Response, parse,
 };
 use crate::seam::{ClientAddr, McpMessage, MessageReader, SeamService};
 use crate::upstream::ClientRequester;
-use crate::upstream::http::{METHOD_HEADER, NAME_HEADER, SESSION_HEADER, VERSION_HEADER, header_decode};
+use crate::upstream::http::{
+    METHOD_HEADER, NAME_HEADER, SESSION_HEADER, VERSION_HEADER, header_decode,
+};
 use crate::version::{
     ClientContext, Era, LATEST_LEGACY, LEGACY_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO,
     META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, SUPPORTED_VERSIONS, era_of,
@@ -85,7 +86,10 @@ fn json_response(status: StatusCode, value: &Value) -> http::Response<Body> {
 }
 
 fn error(status: StatusCode, id: Option<Id>, error: ErrorObject) -> http::Response<Body> {
-    json_response(status, &Message::Response(Response::error(id, error)).to_value())
+    json_response(
+        status,
+        &Message::Response(Response::error(id, error)).to_value(),
+    )
 }
 
 fn plain(status: StatusCode) -> http::Response<Body> {
@@ -100,13 +104,22 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn sse_headers(response: &mut http::Response<Body>) {
     let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
 fn sse_frame(message: &Message) -> Frame<Bytes> {
-    Frame::data(crate::sse::encode(Some("message"), &message.to_value().to_string()))
+    Frame::data(crate::sse::encode(
+        Some("message"),
+        &message.to_value().to_string(),
+    ))
 }
 
 /// Shapes a result for the client's era: modern results carry `resultType` and, for
@@ -118,11 +131,17 @@ fn render_result(era: Era, method: &str, mut result: Value) -> Value {
     };
     let cacheable = matches!(
         method,
-        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read" | "server/discover"
+        "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "server/discover"
     );
     match era {
         Era::Modern => {
-            obj.entry("resultType").or_insert_with(|| Value::from("complete"));
+            obj.entry("resultType")
+                .or_insert_with(|| Value::from("complete"));
             let input_required = obj.get("resultType") == Some(&Value::from("input_required"));
             if cacheable && !input_required {
                 obj.entry("ttlMs").or_insert_with(|| Value::from(0));
@@ -130,7 +149,10 @@ fn render_result(era: Era, method: &str, mut result: Value) -> Value {
             }
             let meta = obj.entry("_meta").or_insert_with(|| json!({}));
             if let Some(meta) = meta.as_object_mut() {
-                meta.insert(META_SERVER_INFO.into(), crate::upstream::fortress_client_info());
+                meta.insert(
+                    META_SERVER_INFO.into(),
+                    crate::upstream::fortress_client_info(),
+                );
             }
         }
         Era::Legacy => {
@@ -184,16 +206,18 @@ impl Handler {
         };
         let Some(host) = host else { return false };
         let port_ok = match rest.rsplit_once(':') {
-            Some((h, port)) if !h.is_empty() && !port.contains(']') => {
-                port.parse::<u16>().is_ok()
-            }
+            Some((h, port)) if !h.is_empty() && !port.contains(']') => port.parse::<u16>().is_ok(),
             _ => !rest.contains('/'),
         };
         port_ok && ["localhost", "127.0.0.1", "[::1]"].contains(&host.as_str())
     }
 
     /// Serves one HTTP request.
-    pub async fn handle<B>(&self, request: http::Request<B>, peer: Option<SocketAddr>) -> http::Response<Body>
+    pub async fn handle<B>(
+        &self,
+        request: http::Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> http::Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<fortress_core::body::BoxError>,
@@ -217,15 +241,19 @@ impl Handler {
             Method::DELETE => self.delete(request.headers()),
             _ => {
                 let mut response = plain(StatusCode::METHOD_NOT_ALLOWED);
-                response
-                    .headers_mut()
-                    .insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+                response.headers_mut().insert(
+                    http::header::ALLOW,
+                    HeaderValue::from_static("GET, POST, DELETE"),
+                );
                 response
             }
         }
     }
 
-    async fn read_body<B>(&self, request: http::Request<B>) -> Result<(http::request::Parts, Bytes), http::Response<Body>>
+    async fn read_body<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> Result<(http::request::Parts, Bytes), http::Response<Body>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<fortress_core::body::BoxError>,
@@ -240,7 +268,8 @@ impl Handler {
                 )),
             )
         };
-        let declared = header(request.headers(), "content-length").and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            header(request.headers(), "content-length").and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.config.max_body_bytes as u64) {
             return Err(too_large());
         }
@@ -254,7 +283,11 @@ impl Handler {
         }
     }
 
-    async fn post<B>(&self, request: http::Request<B>, peer: Option<SocketAddr>) -> http::Response<Body>
+    async fn post<B>(
+        &self,
+        request: http::Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> http::Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<fortress_core::body::BoxError>,
@@ -304,7 +337,12 @@ impl Handler {
                         .params
                         .as_ref()
                         .and_then(|p| p.get("requestId"))
-                        .and_then(|v| crate::jsonrpc::Message::from_value(&json!({"jsonrpc":"2.0","id":v,"result":{}})).ok())
+                        .and_then(|v| {
+                            crate::jsonrpc::Message::from_value(
+                                &json!({"jsonrpc":"2.0","id":v,"result":{}}),
+                            )
+                            .ok()
+                        })
                         .and_then(|m| m.id().cloned())
                     {
                         session.cancel(&id);
@@ -341,25 +379,40 @@ impl Handler {
 
     /// Validates a stateless request's metadata and headers (spec 2026-07-28, Streamable
     /// HTTP › Server Validation; Basic › `_meta`).
-    fn modern_context(&self, headers: &HeaderMap, request: &Request) -> Result<ClientContext, Box<http::Response<Body>>> {
+    fn modern_context(
+        &self,
+        headers: &HeaderMap,
+        request: &Request,
+    ) -> Result<ClientContext, Box<http::Response<Body>>> {
         let id = Some(request.id.clone());
         let bad = |e: ErrorObject| Box::new(error(StatusCode::BAD_REQUEST, id.clone(), e));
         let meta = request.meta();
-        let meta_version = meta.and_then(|m| m.get(META_PROTOCOL_VERSION)).and_then(Value::as_str);
+        let meta_version = meta
+            .and_then(|m| m.get(META_PROTOCOL_VERSION))
+            .and_then(Value::as_str);
         let header_version = header(headers, VERSION_HEADER);
         let Some(meta_version) = meta_version else {
             return Err(match header_version {
-                Some(v) if era_of(v).is_none() => bad(ErrorObject::unsupported_version(v, SUPPORTED_VERSIONS)),
+                Some(v) if era_of(v).is_none() => {
+                    bad(ErrorObject::unsupported_version(v, SUPPORTED_VERSIONS))
+                }
                 _ => bad(ErrorObject::invalid_request(
                     "no Mcp-Session-Id: send initialize first, or carry the protocol version in _meta",
                 )),
             });
         };
         if era_of(meta_version) != Some(Era::Modern) {
-            return Err(bad(ErrorObject::unsupported_version(meta_version, SUPPORTED_VERSIONS)));
+            return Err(bad(ErrorObject::unsupported_version(
+                meta_version,
+                SUPPORTED_VERSIONS,
+            )));
         }
         match header_version {
-            None => return Err(bad(ErrorObject::header_mismatch("MCP-Protocol-Version header is missing"))),
+            None => {
+                return Err(bad(ErrorObject::header_mismatch(
+                    "MCP-Protocol-Version header is missing",
+                )));
+            }
             Some(v) if v != meta_version => {
                 return Err(bad(ErrorObject::header_mismatch(format!(
                     "MCP-Protocol-Version header value '{v}' does not match body value '{meta_version}'"
@@ -368,7 +421,11 @@ impl Handler {
             Some(_) => {}
         }
         match header(headers, METHOD_HEADER) {
-            None => return Err(bad(ErrorObject::header_mismatch("Mcp-Method header is missing"))),
+            None => {
+                return Err(bad(ErrorObject::header_mismatch(
+                    "Mcp-Method header is missing",
+                )));
+            }
             Some(m) if m != request.method => {
                 return Err(bad(ErrorObject::header_mismatch(format!(
                     "Mcp-Method header value '{m}' does not match body value '{}'",
@@ -385,8 +442,16 @@ impl Handler {
         if let Some(field) = name_field {
             let body_value = request.str_param(field).unwrap_or("");
             match header(headers, NAME_HEADER).map(header_decode) {
-                None => return Err(bad(ErrorObject::header_mismatch("Mcp-Name header is missing"))),
-                Some(None) => return Err(bad(ErrorObject::header_mismatch("Mcp-Name header is malformed"))),
+                None => {
+                    return Err(bad(ErrorObject::header_mismatch(
+                        "Mcp-Name header is missing",
+                    )));
+                }
+                Some(None) => {
+                    return Err(bad(ErrorObject::header_mismatch(
+                        "Mcp-Name header is malformed",
+                    )));
+                }
                 Some(Some(v)) if v != body_value => {
                     return Err(bad(ErrorObject::header_mismatch(format!(
                         "Mcp-Name header value '{v}' does not match body value '{body_value}'"
@@ -436,15 +501,21 @@ impl Handler {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let client = ClientContext::legacy(version, capabilities, request.param("clientInfo").cloned());
+        let client =
+            ClientContext::legacy(version, capabilities, request.param("clientInfo").cloned());
         let session = Arc::new(Session::new(client, self.config.client_answer_timeout));
         self.sessions.insert(session.clone());
         let mut result = Map::new();
         result.insert("protocolVersion".into(), Value::from(version));
-        result.insert("capabilities".into(), Value::Object(served_capabilities(&description.capabilities)));
+        result.insert(
+            "capabilities".into(),
+            Value::Object(served_capabilities(&description.capabilities)),
+        );
         result.insert(
             "serverInfo".into(),
-            description.server_info.unwrap_or_else(crate::upstream::fortress_client_info),
+            description
+                .server_info
+                .unwrap_or_else(crate::upstream::fortress_client_info),
         );
         if let Some(instructions) = description.instructions {
             result.insert("instructions".into(), Value::from(instructions));
@@ -459,14 +530,27 @@ impl Handler {
         response
     }
 
-    async fn serve(&self, request: Request, scope: Scope, peer: Option<SocketAddr>) -> http::Response<Body> {
+    async fn serve(
+        &self,
+        request: Request,
+        scope: Scope,
+        peer: Option<SocketAddr>,
+    ) -> http::Response<Body> {
         let era = scope.era();
         let id = request.id.clone();
         let not_found = |method: &str| {
             // Modern servers answer unknown methods with 404 and -32601 (spec 2026-07-28,
             // Streamable HTTP › Protocol Version Header); legacy ones with 200.
-            let status = if era == Era::Modern { StatusCode::NOT_FOUND } else { StatusCode::OK };
-            error(status, Some(id.clone()), ErrorObject::method_not_found(method))
+            let status = if era == Era::Modern {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            error(
+                status,
+                Some(id.clone()),
+                ErrorObject::method_not_found(method),
+            )
         };
         match request.method.as_str() {
             "ping" => self.result(era, &request, json!({})),
@@ -500,7 +584,12 @@ impl Handler {
 
     /// Relays a request through the seam; answers JSON when the first message is the final
     /// response, SSE otherwise.
-    async fn relay(&self, request: Request, scope: Scope, peer: Option<SocketAddr>) -> http::Response<Body> {
+    async fn relay(
+        &self,
+        request: Request,
+        scope: Scope,
+        peer: Option<SocketAddr>,
+    ) -> http::Response<Body> {
         let era = scope.era();
         let id = request.id.clone();
         let method = request.method.clone();
@@ -539,12 +628,21 @@ impl Handler {
             }
         };
         match reader.next().await {
-            Some(Ok(first @ Message::Response(_))) => json_response(StatusCode::OK, &finish(first).to_value()),
+            Some(Ok(first @ Message::Response(_))) => {
+                json_response(StatusCode::OK, &finish(first).to_value())
+            }
             None => json_response(
                 StatusCode::OK,
-                &finish(Message::Response(Response::error(None, ErrorObject::internal("no answer")))).to_value(),
+                &finish(Message::Response(Response::error(
+                    None,
+                    ErrorObject::internal("no answer"),
+                )))
+                .to_value(),
             ),
-            Some(Err(e)) => json_response(StatusCode::OK, &finish(Message::Response(Response::error(None, e))).to_value()),
+            Some(Err(e)) => json_response(
+                StatusCode::OK,
+                &finish(Message::Response(Response::error(None, e))).to_value(),
+            ),
             Some(Ok(first)) => {
                 let stream = futures_util::stream::unfold(
                     (Some(first), reader, finish, guard, false),
@@ -562,10 +660,14 @@ impl Handler {
                         };
                         let last = matches!(message, Message::Response(_));
                         let frame = sse_frame(&finish(message));
-                        Some((Ok::<_, Infallible>(frame), (None, reader, finish, guard, last)))
+                        Some((
+                            Ok::<_, Infallible>(frame),
+                            (None, reader, finish, guard, last),
+                        ))
                     },
                 );
-                let mut response = http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
+                let mut response =
+                    http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
                 sse_headers(&mut response);
                 response
             }
@@ -587,7 +689,10 @@ impl Handler {
         for (key, method) in [
             ("toolsListChanged", "notifications/tools/list_changed"),
             ("promptsListChanged", "notifications/prompts/list_changed"),
-            ("resourcesListChanged", "notifications/resources/list_changed"),
+            (
+                "resourcesListChanged",
+                "notifications/resources/list_changed",
+            ),
         ] {
             if wanted(key) {
                 honoured.insert(key.into(), Value::Bool(true));
@@ -600,7 +705,10 @@ impl Handler {
         let mut ack = Map::new();
         ack.insert("notifications".into(), Value::Object(honoured));
         ack.insert("_meta".into(), Value::Object(meta.clone()));
-        let ack = Message::Notification(Notification::new("notifications/subscriptions/acknowledged", Some(ack)));
+        let ack = Message::Notification(Notification::new(
+            "notifications/subscriptions/acknowledged",
+            Some(ack),
+        ));
         let rx = self.server.subscribe();
         let shutdown = self.shutdown.clone();
         let keep_alive = self.config.keep_alive;
@@ -641,7 +749,8 @@ impl Handler {
                 }
             },
         );
-        let mut response = http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
+        let mut response =
+            http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
         sse_headers(&mut response);
         response
     }
@@ -652,7 +761,11 @@ impl Handler {
             return plain(StatusCode::METHOD_NOT_ALLOWED);
         };
         let Some(session) = self.sessions.get(id) else {
-            return error(StatusCode::NOT_FOUND, None, ErrorObject::invalid_request("unknown or expired session"));
+            return error(
+                StatusCode::NOT_FOUND,
+                None,
+                ErrorObject::invalid_request("unknown or expired session"),
+            );
         };
         let rx = self.server.subscribe();
         let shutdown = self.shutdown.clone();
@@ -676,17 +789,26 @@ impl Handler {
                 }
             }
         });
-        let mut response = http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
+        let mut response =
+            http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
         sse_headers(&mut response);
         response
     }
 
     fn delete(&self, headers: &HeaderMap) -> http::Response<Body> {
         match header(headers, SESSION_HEADER) {
-            None => error(StatusCode::BAD_REQUEST, None, ErrorObject::invalid_request("Mcp-Session-Id is required")),
+            None => error(
+                StatusCode::BAD_REQUEST,
+                None,
+                ErrorObject::invalid_request("Mcp-Session-Id is required"),
+            ),
             Some(id) => match self.sessions.remove(id) {
                 Some(_) => plain(StatusCode::OK),
-                None => error(StatusCode::NOT_FOUND, None, ErrorObject::invalid_request("unknown or expired session")),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    ErrorObject::invalid_request("unknown or expired session"),
+                ),
             },
         }
     }

@@ -50,7 +50,10 @@ impl Session {
 
     /// Delivers the client's answer to a server-to-client request; `false` if nobody waits.
     pub(crate) fn answer(&self, response: Response) -> bool {
-        let waiter = response.id.as_ref().and_then(|id| self.pending().remove(id));
+        let waiter = response
+            .id
+            .as_ref()
+            .and_then(|id| self.pending().remove(id));
         match waiter {
             Some(tx) => tx.send(response).is_ok(),
             None => false,

@@ -92,7 +92,8 @@ impl Drop for HttpUpstream {
     }
 }
 
-/// What one POST brought back.
+/// What one POST brought back (short-lived: one per exchange, so its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Answer {
     /// The final response.
     Response(Response, HeaderMap, StatusCode),
@@ -152,12 +153,11 @@ impl HttpUpstream {
         }
         let request = builder
             .body(Full::new(message.to_bytes()))
-            .map_err(|e| ErrorObject::internal(e))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| ErrorObject::new(UPSTREAM_ERROR, format!("upstream unreachable: {e}")))?;
+            .map_err(ErrorObject::internal)?;
+        let response =
+            self.client.request(request).await.map_err(|e| {
+                ErrorObject::new(UPSTREAM_ERROR, format!("upstream unreachable: {e}"))
+            })?;
         let status = response.status();
         let head = response.headers().clone();
         let content_type = head
@@ -172,7 +172,9 @@ impl HttpUpstream {
                 let frame = frame.map_err(|e| {
                     ErrorObject::new(UPSTREAM_ERROR, format!("upstream stream broke: {e}"))
                 })?;
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 let events = decoder
                     .push(&data)
                     .map_err(|e| ErrorObject::new(UPSTREAM_ERROR, e.to_string()))?;
@@ -293,7 +295,11 @@ impl HttpUpstream {
         let fortress = fortress_context();
         let mut params = Map::new();
         super::modern_meta(&mut params, LATEST_MODERN, &fortress);
-        let probe = Message::Request(Request::new(self.next_id(), "server/discover", Some(params)));
+        let probe = Message::Request(Request::new(
+            self.next_id(),
+            "server/discover",
+            Some(params),
+        ));
         let headers = [
             (VERSION_HEADER, LATEST_MODERN.to_owned()),
             (METHOD_HEADER, "server/discover".to_owned()),
@@ -305,20 +311,32 @@ impl HttpUpstream {
         .await
         .map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "upstream did not answer the probe"))??;
         match answer {
-            Answer::Response(Response { outcome: Ok(result), .. }, _, status)
-                if status.is_success() =>
-            {
-                match ServerDescription::from_discover(&result) {
-                    Ok(description) => Ok(Some(Session {
-                        description,
-                        id: None,
-                    })),
-                    Err(_) => Ok(None),
-                }
-            }
-            Answer::Response(Response { outcome: Err(e), .. }, _, _)
-                if [UNSUPPORTED_PROTOCOL_VERSION, MISSING_REQUIRED_CLIENT_CAPABILITY, HEADER_MISMATCH]
-                    .contains(&e.code) =>
+            Answer::Response(
+                Response {
+                    outcome: Ok(result),
+                    ..
+                },
+                _,
+                status,
+            ) if status.is_success() => match ServerDescription::from_discover(&result) {
+                Ok(description) => Ok(Some(Session {
+                    description,
+                    id: None,
+                })),
+                Err(_) => Ok(None),
+            },
+            Answer::Response(
+                Response {
+                    outcome: Err(e), ..
+                },
+                _,
+                _,
+            ) if [
+                UNSUPPORTED_PROTOCOL_VERSION,
+                MISSING_REQUIRED_CLIENT_CAPABILITY,
+                HEADER_MISMATCH,
+            ]
+            .contains(&e.code) =>
             {
                 Err(ErrorObject::new(
                     UPSTREAM_ERROR,
@@ -347,10 +365,26 @@ impl HttpUpstream {
         .await
         .map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "upstream did not answer initialize"))??;
         let (result, head) = match answer {
-            Answer::Response(Response { outcome: Ok(result), .. }, head, _) => (result, head),
-            Answer::Response(Response { outcome: Err(e), .. }, _, _) => return Err(e),
+            Answer::Response(
+                Response {
+                    outcome: Ok(result),
+                    ..
+                },
+                head,
+                _,
+            ) => (result, head),
+            Answer::Response(
+                Response {
+                    outcome: Err(e), ..
+                },
+                _,
+                _,
+            ) => return Err(e),
             Answer::Accepted | Answer::Status(_) => {
-                return Err(ErrorObject::new(UPSTREAM_ERROR, "upstream refused initialize"));
+                return Err(ErrorObject::new(
+                    UPSTREAM_ERROR,
+                    "upstream refused initialize",
+                ));
             }
         };
         let description = ServerDescription::from_initialize(&result)?;
@@ -359,9 +393,15 @@ impl HttpUpstream {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let session = Session { description, id };
-        let initialized = Message::Notification(Notification::new("notifications/initialized", None));
-        self.post(&initialized, &session_headers(&session), None, Some(&session))
-            .await?;
+        let initialized =
+            Message::Notification(Notification::new("notifications/initialized", None));
+        self.post(
+            &initialized,
+            &session_headers(&session),
+            None,
+            Some(&session),
+        )
+        .await?;
         self.open_listen_stream(&session);
         Ok(session)
     }
@@ -384,15 +424,21 @@ impl HttpUpstream {
         let limit = self.config.max_message_bytes;
         tokio::spawn(async move {
             let run = async {
-                let Ok(response) = client.request(request).await else { return };
+                let Ok(response) = client.request(request).await else {
+                    return;
+                };
                 if !response.status().is_success() {
                     return;
                 }
                 let mut body = response.into_body();
                 let mut decoder = SseDecoder::new(limit);
                 while let Some(Ok(frame)) = body.frame().await {
-                    let Ok(data) = frame.into_data() else { continue };
-                    let Ok(events) = decoder.push(&data) else { return };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let Ok(events) = decoder.push(&data) else {
+                        return;
+                    };
                     for event in events {
                         if let Ok(Message::Notification(n)) = parse_message(event.data.as_bytes()) {
                             let _ = broadcast.send(n);
@@ -445,7 +491,9 @@ impl HttpUpstream {
         params.insert("requestId".into(), id.to_value());
         params.insert("reason".into(), Value::from("cancelled by Fortress"));
         let n = Message::Notification(Notification::new("notifications/cancelled", Some(params)));
-        let _ = self.post(&n, &session_headers(session), None, Some(session)).await;
+        let _ = self
+            .post(&n, &session_headers(session), None, Some(session))
+            .await;
     }
 
     async fn modern_call(
@@ -503,11 +551,12 @@ fn session_headers(session: &Session) -> Vec<(&'static str, String)> {
 /// A header value for `Mcp-Name`: plain when safe, else the Base64 sentinel form
 /// (spec 2026-07-28, Streamable HTTP › Value Encoding).
 pub fn header_safe(value: &str) -> String {
+    let sentinel = value.starts_with("=?base64?") && value.ends_with("?=");
     let plain = !value.is_empty()
         && value.bytes().all(|b| (0x20..=0x7e).contains(&b))
         && !value.starts_with(' ')
         && !value.ends_with(' ')
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+        && !sentinel;
     if plain && HeaderValue::from_str(value).is_ok() {
         value.to_owned()
     } else {
@@ -561,7 +610,11 @@ impl Upstream for HttpUpstream {
         let mut session = self.session().await?;
         match session.description.era {
             Era::Modern => {
-                super::modern_meta(&mut params, &session.description.protocol_version, &ctx.client);
+                super::modern_meta(
+                    &mut params,
+                    &session.description.protocol_version,
+                    &ctx.client,
+                );
                 super::with_input_rounds(&ctx, params, |p| {
                     let session = session.clone();
                     let ctx = ctx.clone();
@@ -572,7 +625,10 @@ impl Upstream for HttpUpstream {
             Era::Legacy => {
                 super::strip_modern_meta(&mut params);
                 for attempt in 0..2 {
-                    match self.legacy_call(&session, method, params.clone(), &ctx).await {
+                    match self
+                        .legacy_call(&session, method, params.clone(), &ctx)
+                        .await
+                    {
                         Ok(outcome) => return outcome,
                         Err(StatusCode::NOT_FOUND) if attempt == 0 && session.id.is_some() => {
                             tracing::info!(upstream = %self.name, "upstream session expired; re-initializing");
@@ -587,7 +643,10 @@ impl Upstream for HttpUpstream {
                         }
                     }
                 }
-                Err(ErrorObject::new(UPSTREAM_ERROR, "upstream session could not be re-established"))
+                Err(ErrorObject::new(
+                    UPSTREAM_ERROR,
+                    "upstream session could not be re-established",
+                ))
             }
         }
     }
@@ -608,9 +667,15 @@ mod tests {
     #[test]
     fn names_outside_the_safe_set_use_the_base64_sentinel() {
         assert_eq!(header_safe("get_weather"), "get_weather");
-        assert_eq!(header_safe("Hello, 世界"), "=?base64?SGVsbG8sIOS4lueVjA==?=");
+        assert_eq!(
+            header_safe("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
         assert_eq!(header_safe(" padded "), "=?base64?IHBhZGRlZCA=?=");
-        assert_eq!(header_decode("=?base64?SGVsbG8sIOS4lueVjA==?=").unwrap(), "Hello, 世界");
+        assert_eq!(
+            header_decode("=?base64?SGVsbG8sIOS4lueVjA==?=").unwrap(),
+            "Hello, 世界"
+        );
         assert_eq!(header_decode("plain").unwrap(), "plain");
     }
 }

@@ -127,7 +127,9 @@ impl ServerDescription {
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
-            .ok_or_else(|| ErrorObject::new(UPSTREAM_ERROR, "initialize result has no protocolVersion"))?;
+            .ok_or_else(|| {
+                ErrorObject::new(UPSTREAM_ERROR, "initialize result has no protocolVersion")
+            })?;
         if crate::version::era_of(version) != Some(Era::Legacy) {
             return Err(ErrorObject::new(
                 UPSTREAM_ERROR,
@@ -175,7 +177,10 @@ impl ServerDescription {
 }
 
 fn object(value: Option<&Value>) -> Map<String, Value> {
-    value.and_then(Value::as_object).cloned().unwrap_or_default()
+    value
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// An upstream MCP server.
@@ -217,7 +222,10 @@ pub(crate) fn modern_meta(params: &mut Map<String, Value>, version: &str, client
             crate::version::META_CLIENT_CAPABILITIES.into(),
             Value::Object(client.capabilities.clone()),
         );
-        let info = client.client_info.clone().unwrap_or_else(fortress_client_info);
+        let info = client
+            .client_info
+            .clone()
+            .unwrap_or_else(fortress_client_info);
         meta.insert(crate::version::META_CLIENT_INFO.into(), info);
     }
 }
@@ -280,7 +288,9 @@ where
                 let method = request
                     .get("method")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| ErrorObject::new(UPSTREAM_ERROR, "input request without method"))?;
+                    .ok_or_else(|| {
+                        ErrorObject::new(UPSTREAM_ERROR, "input request without method")
+                    })?;
                 let request_params = request.get("params").and_then(Value::as_object).cloned();
                 let answer = ctx.ask(method, request_params).await?;
                 responses.insert(key.clone(), answer);

@@ -338,9 +338,12 @@ async fn start(shared: &Arc<Shared>) -> Result<(Arc<Conn>, Child), ErrorObject> 
     if let Some(cwd) = &config.cwd {
         command.current_dir(cwd);
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| ErrorObject::new(UPSTREAM_ERROR, format!("cannot start {}: {e}", config.command)))?;
+    let mut child = command.spawn().map_err(|e| {
+        ErrorObject::new(
+            UPSTREAM_ERROR,
+            format!("cannot start {}: {e}", config.command),
+        )
+    })?;
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -373,7 +376,10 @@ async fn start(shared: &Arc<Shared>) -> Result<(Arc<Conn>, Child), ErrorObject> 
     tokio::spawn(read_loop(
         conn.clone(),
         shared.clone(),
-        FramedRead::new(stdout, LinesCodec::new_with_max_length(config.max_line_bytes)),
+        FramedRead::new(
+            stdout,
+            LinesCodec::new_with_max_length(config.max_line_bytes),
+        ),
     ));
     let description = handshake(&conn, shared).await?;
     *conn.description.lock().unwrap_or_else(|e| e.into_inner()) = Some(description);
@@ -397,7 +403,12 @@ async fn handshake(conn: &Arc<Conn>, shared: &Shared) -> Result<ServerDescriptio
         let mut params = Map::new();
         super::modern_meta(&mut params, LATEST_MODERN, &fortress);
         match conn
-            .call("server/discover", Some(params), shared.config.probe_timeout, &never)
+            .call(
+                "server/discover",
+                Some(params),
+                shared.config.probe_timeout,
+                &never,
+            )
             .await
         {
             Ok(result) => {
@@ -453,7 +464,10 @@ async fn read_loop(
         }
         match parse_message(line.as_bytes()) {
             Ok(Message::Response(response)) => {
-                let waiter = response.id.as_ref().and_then(|id| conn.lock_pending().remove(id));
+                let waiter = response
+                    .id
+                    .as_ref()
+                    .and_then(|id| conn.lock_pending().remove(id));
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(response);
                 }

@@ -148,7 +148,8 @@ pub async fn serve(
     let endpoint = McpServer::new(config, server, seam);
     let stop = CancellationToken::new();
     let signal = stop.clone();
-    let task = tokio::spawn(async move { endpoint.serve(listener, signal.cancelled_owned()).await });
+    let task =
+        tokio::spawn(async move { endpoint.serve(listener, signal.cancelled_owned()).await });
     Running {
         url: format!("http://{addr}{path}"),
         stop,
@@ -177,13 +178,19 @@ impl Reply {
                     .lines()
                     .filter_map(|l| l.strip_prefix("data: "))
                     .collect();
-                (!data.is_empty()).then(|| serde_json::from_str(&data.join("\n")).expect("SSE data is JSON"))
+                (!data.is_empty())
+                    .then(|| serde_json::from_str(&data.join("\n")).expect("SSE data is JSON"))
             })
             .collect()
     }
 }
 
-pub async fn send(method: http::Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+pub async fn send(
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut builder = http::Request::builder()
         .method(method)
@@ -199,7 +206,12 @@ pub async fn send(method: http::Method, url: &str, headers: &[(&str, &str)], bod
         .expect("exchange");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     Reply {
         status,
         headers,
