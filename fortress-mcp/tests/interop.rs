@@ -339,3 +339,16 @@ fn modern_client_through_fortress_to_modern_stdio_upstream() {
     assert_scenario_ran(&through, true);
     assert_same(&through, &direct);
 }
+
+#[test]
+fn stdio_only_clients_reach_fortress_through_the_connect_bridge() {
+    let (_u, upstream) = modern_http();
+    let direct = client("2026-07-28", "modern", &[&upstream], false);
+    let (_f, url, _d) = fortress(&format!("url = {upstream:?}"));
+    let bridge = env!("CARGO_BIN_EXE_fortress-mcp");
+    for mode in ["legacy", "2026-07-28"] {
+        let through = client(mode, "modern", &["--stdio", bridge, "connect", &url], false);
+        assert_scenario_ran(&through, true);
+        assert_same(&through, &direct);
+    }
+}
