@@ -352,3 +352,13 @@ fn stdio_only_clients_reach_fortress_through_the_connect_bridge() {
         assert_same(&through, &direct);
     }
 }
+
+#[test]
+fn http_sse_clients_of_2024_11_05_are_served() {
+    let direct = everything_stdio_direct("legacy", false);
+    let (_f, url, _d) = fortress(&stdio_everything_upstream());
+    let sse = url.replace("/mcp", "/sse");
+    let through = client("legacy", "everything", &["--sse", &sse], false);
+    assert_scenario_ran(&through, true);
+    assert_same(&through, &direct);
+}

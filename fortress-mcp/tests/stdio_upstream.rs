@@ -14,7 +14,8 @@ use fortress_mcp::virtual_server::Naming;
 use serde_json::{Value, json};
 
 fn crashy() -> Arc<StdioUpstream> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/crashy_server.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/crashy_server.py");
     let mut config = StdioConfig::new("python3", [script.display().to_string()]);
     config.request_timeout = Duration::from_secs(3);
     config.probe_timeout = Duration::from_secs(5);
@@ -39,19 +40,36 @@ async fn a_crashing_upstream_answers_with_an_error_and_is_restarted() {
         prefix: false,
         ..Naming::default()
     };
-    let s = common::serve(vec![upstream.clone() as Arc<dyn Upstream>], naming, ServerConfig::default(), None).await;
+    let s = common::serve(
+        vec![upstream.clone() as Arc<dyn Upstream>],
+        naming,
+        ServerConfig::default(),
+        None,
+    )
+    .await;
     let session = initialize(&s.url).await;
     let first = call(&s.url, &session, 1, "pid").await;
-    let first_pid = first["result"]["content"][0]["text"].as_str().expect("a pid").to_owned();
+    let first_pid = first["result"]["content"][0]["text"]
+        .as_str()
+        .expect("a pid")
+        .to_owned();
 
     let crashed = call(&s.url, &session, 2, "crash").await;
     assert_eq!(crashed["id"], 2);
     assert_eq!(crashed["error"]["code"], -32001, "{crashed}");
-    assert!(crashed["error"]["message"].as_str().unwrap().contains("exited"), "{crashed}");
+    assert!(
+        crashed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited"),
+        "{crashed}"
+    );
 
     // The next request waits for the restarted process.
     let again = call(&s.url, &session, 3, "pid").await;
-    let second_pid = again["result"]["content"][0]["text"].as_str().expect("a pid after restart");
+    let second_pid = again["result"]["content"][0]["text"]
+        .as_str()
+        .expect("a pid after restart");
     assert_ne!(second_pid, first_pid, "a new process answers");
     assert!(upstream.starts() >= 2);
 }
@@ -59,10 +77,22 @@ async fn a_crashing_upstream_answers_with_an_error_and_is_restarted() {
 #[tokio::test]
 async fn a_hanging_upstream_times_out_with_an_error() {
     let upstream = crashy();
-    let s = common::serve(vec![upstream as Arc<dyn Upstream>], Naming::default(), ServerConfig::default(), None).await;
+    let s = common::serve(
+        vec![upstream as Arc<dyn Upstream>],
+        Naming::default(),
+        ServerConfig::default(),
+        None,
+    )
+    .await;
     let session = initialize(&s.url).await;
     let reply = call(&s.url, &session, 1, "crashy__hang").await;
     assert_eq!(reply["id"], 1);
     assert_eq!(reply["error"]["code"], -32001);
-    assert!(reply["error"]["message"].as_str().unwrap().contains("did not answer"), "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"),
+        "{reply}"
+    );
 }

@@ -50,6 +50,7 @@ pub struct Handler {
     server: Arc<VirtualServer>,
     seam: SeamService,
     sessions: Arc<Sessions>,
+    pub(super) legacy_channels: Arc<super::legacy_sse::Channels>,
     shutdown: CancellationToken,
 }
 
@@ -85,14 +86,18 @@ fn json_response(status: StatusCode, value: &Value) -> http::Response<Body> {
     response
 }
 
-fn error(status: StatusCode, id: Option<Id>, error: ErrorObject) -> http::Response<Body> {
+pub(super) fn error(
+    status: StatusCode,
+    id: Option<Id>,
+    error: ErrorObject,
+) -> http::Response<Body> {
     json_response(
         status,
         &Message::Response(Response::error(id, error)).to_value(),
     )
 }
 
-fn plain(status: StatusCode) -> http::Response<Body> {
+pub(super) fn plain(status: StatusCode) -> http::Response<Body> {
     let mut response = http::Response::new(body::empty());
     *response.status_mut() = status;
     response
@@ -102,7 +107,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn sse_headers(response: &mut http::Response<Body>) {
+pub(super) fn sse_headers(response: &mut http::Response<Body>) {
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -178,8 +183,25 @@ impl Handler {
             server,
             seam,
             sessions: Arc::new(Sessions::default()),
+            legacy_channels: Arc::default(),
             shutdown,
         }
+    }
+
+    pub(super) fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub(super) fn keep_alive(&self) -> std::time::Duration {
+        self.config.keep_alive
+    }
+
+    pub(super) fn messages_path(&self) -> &str {
+        &self.config.legacy_messages_path
+    }
+
+    pub(super) fn notifications(&self) -> tokio::sync::broadcast::Receiver<Notification> {
+        self.server.subscribe()
     }
 
     pub(super) fn close_sessions(&self) {
@@ -233,6 +255,18 @@ impl Handler {
             }
         }
         if request.uri().path() != self.config.path {
+            let path = request.uri().path();
+            if self.config.legacy_sse_path.as_deref() == Some(path)
+                && request.method() == Method::GET
+            {
+                return self.open_legacy_sse();
+            }
+            if self.config.legacy_sse_path.is_some()
+                && path == self.config.legacy_messages_path
+                && request.method() == Method::POST
+            {
+                return self.legacy_sse_post(request, peer).await;
+            }
             return plain(StatusCode::NOT_FOUND);
         }
         match *request.method() {
@@ -250,7 +284,7 @@ impl Handler {
         }
     }
 
-    async fn read_body<B>(
+    pub(super) async fn read_body<B>(
         &self,
         request: http::Request<B>,
     ) -> Result<(http::request::Parts, Bytes), http::Response<Body>>
@@ -283,7 +317,7 @@ impl Handler {
         }
     }
 
-    async fn post<B>(
+    pub(super) async fn post<B>(
         &self,
         request: http::Request<B>,
         peer: Option<SocketAddr>,

@@ -13,10 +13,13 @@
 //!
 //! Either way a relayed request goes through the [`SeamService`], and its answer is a single
 //! JSON object when the upstream had nothing to say before the result, an SSE stream
-//! otherwise. Hygiene: `Origin` validation (403), body limit (413), header and body read
+//! otherwise. The deprecated 2024-11-05 HTTP+SSE transport is served too (`GET /sse`, then
+//! `POST /messages?sessionId=…`), as an adapter over the same handling (spec 2024-11-05,
+//! Basic › Transports › HTTP with SSE). Hygiene: `Origin` validation (403), body limit (413), header and body read
 //! timeouts, graceful shutdown.
 
 mod handler;
+mod legacy_sse;
 mod session;
 
 use std::future::Future;
@@ -40,6 +43,10 @@ pub use handler::Handler;
 pub struct ServerConfig {
     /// The MCP endpoint path.
     pub path: String,
+    /// The deprecated 2024-11-05 HTTP+SSE transport: the SSE endpoint path (`None` disables it).
+    pub legacy_sse_path: Option<String>,
+    /// The deprecated 2024-11-05 HTTP+SSE transport: the path clients POST messages to.
+    pub legacy_messages_path: String,
     /// Origins allowed besides loopback ones (`http://localhost:*`, `127.0.0.1`, `[::1]`).
     pub allowed_origins: Vec<String>,
     /// Whether loopback origins are allowed.
@@ -64,6 +71,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             path: "/mcp".into(),
+            legacy_sse_path: Some("/sse".into()),
+            legacy_messages_path: "/messages".into(),
             allowed_origins: Vec::new(),
             allow_loopback_origins: true,
             max_body_bytes: 4 * 1024 * 1024,

@@ -14,6 +14,7 @@ import sys
 import anyio
 import mcp_types as types
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 
 SCENARIOS = {
@@ -80,6 +81,9 @@ async def all_pages(fetch, key):
 async def run(args):
     if args.stdio:
         target = StdioServerParameters(command=args.target, args=args.rest)
+    elif args.sse:
+        # The deprecated 2024-11-05 HTTP+SSE transport.
+        target = sse_client(args.target)
     else:
         target = args.target
     scenario = SCENARIOS[args.scenario]
@@ -128,6 +132,7 @@ def main():
     parser.add_argument("--mode", required=True)
     parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     parser.add_argument("--stdio", action="store_true")
+    parser.add_argument("--sse", action="store_true")
     parser.add_argument("--skip-sampling", action="store_true")
     parser.add_argument("target")
     parser.add_argument("rest", nargs=argparse.REMAINDER)
