@@ -442,15 +442,240 @@ impl Resolve for VirtualServer {
 
 /// The virtual server as the innermost seam service: it runs the request and streams its
 /// messages (notifications, server requests, then the final response) as the body.
+///
+/// For modern clients, which cannot be sent server-to-client requests, a question an
+/// upstream asks mid-call (a legacy upstream's sampling, elicitation or roots request) ends
+/// the client's request with an `input_required` result whose `requestState` names the
+/// *parked* upstream call; the client's retry with `inputResponses` answers the upstream and
+/// resumes the same call (spec 2026-07-28, Basic › Patterns › Multi Round-Trip Requests).
 #[derive(Clone)]
 pub struct VirtualService {
     server: Arc<VirtualServer>,
+    parked: Arc<Parking>,
 }
 
 impl VirtualService {
     /// Serves `server`.
     pub fn new(server: Arc<VirtualServer>) -> Self {
-        Self { server }
+        Self {
+            server,
+            parked: Arc::default(),
+        }
+    }
+}
+
+/// How long a parked call waits for the client's retry.
+const PARK_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Prefix of the `requestState` tokens of parked calls.
+const PARK_PREFIX: &str = "fortress-park-";
+/// The key of the one input request of a parked call.
+const INPUT_KEY: &str = "fortress";
+
+/// A question an upstream asks a client that must be asked through `input_required`.
+struct Ask {
+    method: String,
+    params: Option<Map<String, Value>>,
+    answer: tokio::sync::oneshot::Sender<Result<Value, ErrorObject>>,
+}
+
+/// An upstream call in progress, independent of the client request currently watching it.
+struct Running {
+    events: mpsc::Receiver<Message>,
+    asks: mpsc::Receiver<Ask>,
+    done: tokio::sync::oneshot::Receiver<Result<Value, ErrorObject>>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A call nobody watches any more (expired or abandoned) stops upstream.
+        self.cancel.cancel();
+    }
+}
+
+struct Parked {
+    method: String,
+    target: Option<String>,
+    answer: tokio::sync::oneshot::Sender<Result<Value, ErrorObject>>,
+    run: Running,
+    expires: std::time::Instant,
+}
+
+#[derive(Default)]
+struct Parking {
+    map: std::sync::Mutex<std::collections::HashMap<String, Parked>>,
+}
+
+impl Parking {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Parked>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn park(&self, parked: Parked) -> String {
+        let token = format!("{PARK_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let mut map = self.lock();
+        let now = std::time::Instant::now();
+        map.retain(|_, p| p.expires > now);
+        map.insert(token.clone(), parked);
+        token
+    }
+
+    fn take(&self, token: &str) -> Option<Parked> {
+        self.lock().remove(token)
+    }
+}
+
+/// Asks by parking the call: used for modern clients.
+struct ParkingRequester {
+    asks: mpsc::Sender<Ask>,
+}
+
+#[async_trait::async_trait]
+impl crate::upstream::ClientRequester for ParkingRequester {
+    async fn request(
+        &self,
+        method: &str,
+        params: Option<Map<String, Value>>,
+        _via: &mpsc::Sender<Message>,
+    ) -> Result<Value, ErrorObject> {
+        let (answer, rx) = tokio::sync::oneshot::channel();
+        let ask = Ask {
+            method: method.to_owned(),
+            params,
+            answer,
+        };
+        self.asks
+            .send(ask)
+            .await
+            .map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "the client went away"))?;
+        rx.await
+            .map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "the client did not retry in time"))?
+    }
+}
+
+fn target_name(request: &Request) -> Option<String> {
+    request
+        .str_param("name")
+        .or_else(|| request.str_param("uri"))
+        .map(str::to_owned)
+}
+
+/// Watches a running call on behalf of one client request: relays its events, and ends with
+/// its outcome, or with an `input_required` result when it asks a question.
+async fn watch(
+    mut run: Running,
+    out: mpsc::Sender<Message>,
+    request: Request,
+    parking: Arc<Parking>,
+) {
+    let id = request.id.clone();
+    loop {
+        tokio::select! {
+            event = run.events.recv() => {
+                if let Some(event) = event {
+                    if out.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            ask = run.asks.recv() => {
+                let Some(ask) = ask else { continue };
+                let mut requests = Map::new();
+                requests.insert(INPUT_KEY.into(), json!({ "method": ask.method, "params": ask.params }));
+                let token = parking.park(Parked {
+                    method: request.method.clone(),
+                    target: target_name(&request),
+                    answer: ask.answer,
+                    run,
+                    expires: std::time::Instant::now() + PARK_TTL,
+                });
+                let result = json!({
+                    "resultType": "input_required",
+                    "inputRequests": Value::Object(requests),
+                    "requestState": token,
+                });
+                let _ = out.send(Message::Response(Response { id: Some(id), outcome: Ok(result) })).await;
+                return;
+            }
+            outcome = &mut run.done => {
+                let outcome = outcome
+                    .unwrap_or_else(|_| Err(ErrorObject::internal("the call ended without an answer")))
+                    .map_err(|mut e| {
+                        if e.code == UPSTREAM_ERROR && !e.message.starts_with("upstream error") {
+                            e.message = format!("upstream error: {}", e.message);
+                        }
+                        e
+                    });
+                // Events sent just before the outcome still belong before it.
+                while let Ok(event) = run.events.try_recv() {
+                    let _ = out.send(event).await;
+                }
+                let _ = out.send(Message::Response(Response { id: Some(id), outcome })).await;
+                return;
+            }
+        }
+    }
+}
+
+impl VirtualService {
+    /// A retry that answers a parked call, if this request is one.
+    fn resume(&self, message: &McpMessage) -> Option<Result<Running, ErrorObject>> {
+        let token = message.request.str_param("requestState")?;
+        if !token.starts_with(PARK_PREFIX) {
+            return None;
+        }
+        let Some(parked) = self.parked.take(token) else {
+            return Some(Err(ErrorObject::invalid_params(
+                "unknown or expired requestState",
+            )));
+        };
+        if parked.method != message.request.method || parked.target != target_name(&message.request)
+        {
+            return Some(Err(ErrorObject::invalid_params(
+                "requestState belongs to another request",
+            )));
+        }
+        let answer = message
+            .request
+            .param("inputResponses")
+            .and_then(|r| r.get(INPUT_KEY))
+            .cloned()
+            .ok_or_else(|| ErrorObject::invalid_params("inputResponses lacks the requested input"));
+        let _ = parked.answer.send(answer);
+        Some(Ok(parked.run))
+    }
+
+    fn start(&self, message: &McpMessage) -> Running {
+        let (events_tx, events) = mpsc::channel::<Message>(64);
+        let (asks_tx, asks) = mpsc::channel::<Ask>(4);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let requester = match (&message.requester, message.client.era) {
+            (Some(r), _) => Some(r.clone()),
+            (None, crate::version::Era::Modern) => {
+                Some(Arc::new(ParkingRequester { asks: asks_tx })
+                    as Arc<dyn crate::upstream::ClientRequester>)
+            }
+            (None, crate::version::Era::Legacy) => None,
+        };
+        let ctx = CallContext {
+            client: message.client.clone(),
+            events: events_tx,
+            requester,
+            cancel: cancel.clone(),
+        };
+        let server = self.server.clone();
+        let request = message.request.clone();
+        tokio::spawn(async move {
+            let outcome = server.dispatch(&request, ctx).await;
+            let _ = done_tx.send(outcome);
+        });
+        Running {
+            events,
+            asks,
+            done,
+            cancel,
+        }
     }
 }
 
@@ -465,32 +690,26 @@ impl Service<http::Request<McpMessage>> for VirtualService {
 
     fn call(&mut self, request: http::Request<McpMessage>) -> Self::Future {
         let message = request.into_body();
-        let (tx, rx) = mpsc::channel::<Message>(64);
-        let cancel = message.cancel.child_token();
-        let ctx = CallContext {
-            client: message.client.clone(),
-            events: tx.clone(),
-            requester: message.requester.clone(),
-            cancel: cancel.clone(),
+        let (out, rx) = mpsc::channel::<Message>(64);
+        let run = match self.resume(&message) {
+            Some(Ok(run)) => run,
+            Some(Err(error)) => {
+                return std::future::ready(Ok(crate::seam::error_response(error)));
+            }
+            None => self.start(&message),
         };
-        let server = self.server.clone();
-        let id = message.request.id.clone();
+        // The client's own cancellation (or its going away) cancels the upstream call.
+        let cancel = run.cancel.clone();
+        let client_cancel = message.cancel.clone();
+        let linked = cancel.clone();
         tokio::spawn(async move {
-            let outcome = server.dispatch(&message.request, ctx).await;
-            let outcome = outcome.map_err(|mut e| {
-                if e.code == UPSTREAM_ERROR {
-                    e.message = format!("upstream error: {}", e.message);
-                }
-                e
-            });
-            let _ = tx
-                .send(Message::Response(Response {
-                    id: Some(id),
-                    outcome,
-                }))
-                .await;
+            tokio::select! {
+                () = client_cancel.cancelled() => linked.cancel(),
+                () = linked.cancelled() => {}
+            }
         });
-        // Dropping the body (the client went away) cancels the upstream request.
+        tokio::spawn(watch(run, out, message.request, self.parked.clone()));
+        // Dropping the body before the final message (the client went away) cancels the call.
         let guard = cancel.drop_guard();
         let stream =
             futures_util::stream::unfold((rx, Some(guard)), |(mut rx, guard)| async move {
@@ -500,10 +719,12 @@ impl Service<http::Request<McpMessage>> for VirtualService {
                 let frame = Ok::<_, fortress_core::body::BoxError>(Frame::data(crate::seam::line(
                     &message,
                 )));
-                let guard = if last {
-                    guard.map(|g| g.disarm()).map(|_| None).unwrap_or(None)
-                } else {
-                    guard
+                let guard = match (last, guard) {
+                    (true, Some(guard)) => {
+                        guard.disarm();
+                        None
+                    }
+                    (_, guard) => guard,
                 };
                 Some((frame, (rx, guard)))
             });

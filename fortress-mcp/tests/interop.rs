@@ -279,12 +279,12 @@ fn legacy_client_through_fortress_to_legacy_stdio_upstream() {
 #[test]
 fn modern_client_through_fortress_to_legacy_stdio_upstream() {
     // A modern client cannot reach a legacy server directly; it must see through Fortress what
-    // a legacy client sees directly. (Server-to-client requests from a legacy upstream are not
-    // yet bridged into `input_required` for modern clients, so sampling is skipped here.)
-    let direct = everything_stdio_direct("legacy", true);
+    // a legacy client sees directly. The upstream's sampling request reaches the modern client
+    // as an `input_required` result, and its retry resumes the parked upstream call.
+    let direct = everything_stdio_direct("legacy", false);
     let (_f, url, _d) = fortress(&stdio_everything_upstream());
-    let through = client("2026-07-28", "everything", &[&url], true);
-    assert_scenario_ran(&through, false);
+    let through = client("2026-07-28", "everything", &[&url], false);
+    assert_scenario_ran(&through, true);
     assert_same(&through, &direct);
 }
 
@@ -301,10 +301,10 @@ fn legacy_client_through_fortress_to_legacy_http_upstream() {
 #[test]
 fn modern_client_through_fortress_to_legacy_http_upstream() {
     let (_u, upstream) = everything_http();
-    let direct = client("legacy", "everything", &[&upstream], true);
+    let direct = client("legacy", "everything", &[&upstream], false);
     let (_f, url, _d) = fortress(&format!("url = {upstream:?}"));
-    let through = client("2026-07-28", "everything", &[&url], true);
-    assert_scenario_ran(&through, false);
+    let through = client("2026-07-28", "everything", &[&url], false);
+    assert_scenario_ran(&through, true);
     assert_same(&through, &direct);
 }
 

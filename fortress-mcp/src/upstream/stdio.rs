@@ -428,14 +428,35 @@ async fn handshake(conn: &Arc<Conn>, shared: &Shared) -> Result<ServerDescriptio
         "capabilities": super::relayed_client_capabilities(),
         "clientInfo": super::fortress_client_info(),
     });
-    let result = conn
+    let result = match conn
         .call(
             "initialize",
             params.as_object().cloned(),
             shared.config.request_timeout,
             &never,
         )
-        .await?;
+        .await
+    {
+        Ok(result) => result,
+        // A recognized modern error: the probe was only slow (a busy machine, a slow start).
+        // Ask again, patiently, rather than treating a modern server as broken.
+        Err(error) if error.code == UNSUPPORTED_PROTOCOL_VERSION => {
+            let mut params = Map::new();
+            super::modern_meta(&mut params, LATEST_MODERN, &fortress);
+            let result = conn
+                .call(
+                    "server/discover",
+                    Some(params),
+                    shared.config.request_timeout,
+                    &never,
+                )
+                .await?;
+            let description = ServerDescription::from_discover(&result)?;
+            *shared.era.lock().unwrap_or_else(|e| e.into_inner()) = Some(Era::Modern);
+            return Ok(description);
+        }
+        Err(error) => return Err(error),
+    };
     let description = ServerDescription::from_initialize(&result)?;
     conn.send(&Message::Notification(Notification::new(
         "notifications/initialized",
