@@ -15,6 +15,7 @@
 pub mod http;
 pub mod stdio;
 
+mod peer;
 mod progress;
 
 use std::sync::Arc;

@@ -15,29 +15,26 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::{CallContext, ProgressRoutes, ServerDescription, Upstream};
-use crate::jsonrpc::{
-    ErrorObject, Id, Message, Notification, Request, Response, UNSUPPORTED_PROTOCOL_VERSION,
-    UPSTREAM_ERROR, parse_message,
-};
-use crate::version::{ClientContext, Era, LATEST_LEGACY, LATEST_MODERN};
+use super::peer::{self, Peer};
+use super::{CallContext, ServerDescription, Upstream};
+use crate::jsonrpc::{ErrorObject, Notification, UPSTREAM_ERROR};
+use crate::version::Era;
 
 /// How to run a stdio upstream.
 #[derive(Clone, Debug)]
@@ -83,89 +80,10 @@ impl StdioConfig {
     }
 }
 
-/// One running child process and its JSON-RPC state.
-struct Conn {
-    writer: mpsc::Sender<Bytes>,
-    next_id: AtomicI64,
-    pending: Mutex<HashMap<Id, oneshot::Sender<Response>>>,
-    inflight: Mutex<Vec<(Id, CallContext)>>,
-    progress: ProgressRoutes,
-    description: Mutex<Option<ServerDescription>>,
-    closed: CancellationToken,
-}
-
-impl Conn {
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<Id, oneshot::Sender<Response>>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock_inflight(&self) -> std::sync::MutexGuard<'_, Vec<(Id, CallContext)>> {
-        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    async fn send(&self, message: &Message) -> Result<(), ErrorObject> {
-        let mut line = message.to_value().to_string().into_bytes();
-        line.push(b'\n');
-        self.writer
-            .send(Bytes::from(line))
-            .await
-            .map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "upstream is not running"))
-    }
-
-    /// Sends a request and waits for its response, the deadline, cancellation or the end
-    /// of the process.
-    async fn call(
-        &self,
-        method: &str,
-        params: Option<Map<String, Value>>,
-        timeout: Duration,
-        cancel: &CancellationToken,
-    ) -> Result<Value, ErrorObject> {
-        let id = Id::Number(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = oneshot::channel();
-        self.lock_pending().insert(id.clone(), tx);
-        let request = Message::Request(Request::new(id.clone(), method, params));
-        if let Err(e) = self.send(&request).await {
-            self.lock_pending().remove(&id);
-            return Err(e);
-        }
-        let outcome = tokio::select! {
-            response = rx => match response {
-                Ok(response) => return response.outcome,
-                Err(_) => Err(ErrorObject::new(UPSTREAM_ERROR, "upstream exited before answering")),
-            },
-            () = self.closed.cancelled() => Err(ErrorObject::new(UPSTREAM_ERROR, "upstream exited before answering")),
-            () = cancel.cancelled() => Err(ErrorObject::new(UPSTREAM_ERROR, "request cancelled")),
-            () = tokio::time::sleep(timeout) => Err(ErrorObject::new(UPSTREAM_ERROR, format!("upstream did not answer {method} within {timeout:?}"))),
-        };
-        self.lock_pending().remove(&id);
-        if !self.closed.is_cancelled() {
-            // Tell the upstream to stop working on it (spec: Utilities › Cancellation).
-            let mut params = Map::new();
-            params.insert("requestId".into(), id.to_value());
-            params.insert("reason".into(), Value::from("cancelled by Fortress"));
-            let _ = self
-                .send(&Message::Notification(Notification::new(
-                    "notifications/cancelled",
-                    Some(params),
-                )))
-                .await;
-        }
-        outcome
-    }
-
-    fn close(&self) {
-        self.closed.cancel();
-        for (_, tx) in self.lock_pending().drain() {
-            drop(tx);
-        }
-    }
-}
-
 struct Shared {
     name: String,
     config: StdioConfig,
-    conn: watch::Sender<Option<Arc<Conn>>>,
+    conn: watch::Sender<Option<Arc<Peer>>>,
     broadcast: broadcast::Sender<Notification>,
     shutdown: CancellationToken,
     era: Mutex<Option<Era>>,
@@ -205,7 +123,7 @@ impl StdioUpstream {
         self.shared.starts.load(Ordering::Relaxed)
     }
 
-    async fn conn(&self, timeout: Duration) -> Result<Arc<Conn>, ErrorObject> {
+    async fn conn(&self, timeout: Duration) -> Result<Arc<Peer>, ErrorObject> {
         let mut rx = self.shared.conn.subscribe();
         let ready = tokio::time::timeout(timeout, rx.wait_for(|c| c.is_some())).await;
         match ready {
@@ -234,44 +152,13 @@ impl Upstream for StdioUpstream {
     ) -> Result<Value, ErrorObject> {
         let timeout = self.shared.config.request_timeout;
         let conn = self.conn(timeout).await?;
-        let description = conn
-            .description
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| ErrorObject::new(UPSTREAM_ERROR, "upstream is not initialized"))?;
-        let mut params = params.unwrap_or_default();
-        let _progress = conn.progress.map(&mut params, &ctx.events);
-        let marker = Id::Number(-conn.next_id.fetch_add(1, Ordering::Relaxed));
-        conn.lock_inflight().push((marker.clone(), ctx.clone()));
-        let outcome = match description.era {
-            Era::Legacy => {
-                super::strip_modern_meta(&mut params);
-                conn.call(method, Some(params), timeout, &ctx.cancel).await
-            }
-            Era::Modern => {
-                super::modern_meta(&mut params, &description.protocol_version, &ctx.client);
-                let conn = conn.clone();
-                super::with_input_rounds(&ctx, params, |p| {
-                    let conn = conn.clone();
-                    let cancel = ctx.cancel.clone();
-                    async move { conn.call(method, Some(p), timeout, &cancel).await }
-                })
-                .await
-            }
-        };
-        conn.lock_inflight().retain(|(id, _)| *id != marker);
-        outcome
+        peer::request(&conn, method, params, ctx, timeout).await
     }
 
     async fn describe(&self) -> Result<ServerDescription, ErrorObject> {
         let conn = self.conn(self.shared.config.request_timeout).await?;
-        let description = conn
-            .description
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        description.ok_or_else(|| ErrorObject::new(UPSTREAM_ERROR, "upstream is not initialized"))
+        peer::description(&conn)
+            .ok_or_else(|| ErrorObject::new(UPSTREAM_ERROR, "upstream is not initialized"))
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Notification> {
@@ -325,7 +212,7 @@ async fn supervise(shared: Arc<Shared>) {
 }
 
 /// Spawns the child, wires its pipes and performs the handshake.
-async fn start(shared: &Arc<Shared>) -> Result<(Arc<Conn>, Child), ErrorObject> {
+async fn start(shared: &Arc<Shared>) -> Result<(Arc<Peer>, Child), ErrorObject> {
     let config = &shared.config;
     let mut command = Command::new(&config.command);
     command
@@ -350,15 +237,7 @@ async fn start(shared: &Arc<Shared>) -> Result<(Arc<Conn>, Child), ErrorObject> 
         return Err(ErrorObject::new(UPSTREAM_ERROR, "child pipes unavailable"));
     };
     let (writer, mut outgoing) = mpsc::channel::<Bytes>(256);
-    let conn = Arc::new(Conn {
-        writer,
-        next_id: AtomicI64::new(1),
-        pending: Mutex::new(HashMap::new()),
-        inflight: Mutex::new(Vec::new()),
-        progress: ProgressRoutes::default(),
-        description: Mutex::new(None),
-        closed: CancellationToken::new(),
-    });
+    let conn = Arc::new(Peer::new(&shared.name, writer, shared.broadcast.clone()));
     tokio::spawn(async move {
         while let Some(line) = outgoing.recv().await {
             if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
@@ -381,176 +260,30 @@ async fn start(shared: &Arc<Shared>) -> Result<(Arc<Conn>, Child), ErrorObject> 
             LinesCodec::new_with_max_length(config.max_line_bytes),
         ),
     ));
-    let description = handshake(&conn, shared).await?;
-    *conn.description.lock().unwrap_or_else(|e| e.into_inner()) = Some(description);
+    let description = peer::handshake(
+        &conn,
+        &shared.era,
+        shared.config.probe_timeout,
+        shared.config.request_timeout,
+    )
+    .await?;
+    peer::set_description(&conn, description);
     Ok((conn, child))
 }
 
-/// Detects the era (cached after the first success) and, for legacy servers, initializes.
-async fn handshake(conn: &Arc<Conn>, shared: &Shared) -> Result<ServerDescription, ErrorObject> {
-    let cached = *shared.era.lock().unwrap_or_else(|e| e.into_inner());
-    let never = CancellationToken::new();
-    let fortress = ClientContext {
-        era: Era::Modern,
-        protocol_version: LATEST_MODERN.into(),
-        capabilities: super::relayed_client_capabilities()
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-        client_info: Some(super::fortress_client_info()),
-    };
-    if cached != Some(Era::Legacy) {
-        let mut params = Map::new();
-        super::modern_meta(&mut params, LATEST_MODERN, &fortress);
-        match conn
-            .call(
-                "server/discover",
-                Some(params),
-                shared.config.probe_timeout,
-                &never,
-            )
-            .await
-        {
-            Ok(result) => {
-                if let Ok(description) = ServerDescription::from_discover(&result) {
-                    *shared.era.lock().unwrap_or_else(|e| e.into_inner()) = Some(Era::Modern);
-                    return Ok(description);
-                }
-            }
-            Err(error) if error.code == UNSUPPORTED_PROTOCOL_VERSION => {
-                tracing::info!(upstream = %shared.name, "modern upstream shares no modern version; trying initialize");
-            }
-            Err(_) => {}
-        }
-    }
-    let params = json!({
-        "protocolVersion": LATEST_LEGACY,
-        "capabilities": super::relayed_client_capabilities(),
-        "clientInfo": super::fortress_client_info(),
-    });
-    let result = match conn
-        .call(
-            "initialize",
-            params.as_object().cloned(),
-            shared.config.request_timeout,
-            &never,
-        )
-        .await
-    {
-        Ok(result) => result,
-        // A recognized modern error: the probe was only slow (a busy machine, a slow start).
-        // Ask again, patiently, rather than treating a modern server as broken.
-        Err(error) if error.code == UNSUPPORTED_PROTOCOL_VERSION => {
-            let mut params = Map::new();
-            super::modern_meta(&mut params, LATEST_MODERN, &fortress);
-            let result = conn
-                .call(
-                    "server/discover",
-                    Some(params),
-                    shared.config.request_timeout,
-                    &never,
-                )
-                .await?;
-            let description = ServerDescription::from_discover(&result)?;
-            *shared.era.lock().unwrap_or_else(|e| e.into_inner()) = Some(Era::Modern);
-            return Ok(description);
-        }
-        Err(error) => return Err(error),
-    };
-    let description = ServerDescription::from_initialize(&result)?;
-    conn.send(&Message::Notification(Notification::new(
-        "notifications/initialized",
-        None,
-    )))
-    .await?;
-    *shared.era.lock().unwrap_or_else(|e| e.into_inner()) = Some(Era::Legacy);
-    Ok(description)
-}
-
 async fn read_loop(
-    conn: Arc<Conn>,
+    conn: Arc<Peer>,
     shared: Arc<Shared>,
     mut lines: FramedRead<tokio::process::ChildStdout, LinesCodec>,
 ) {
     while let Some(line) = lines.next().await {
-        let line = match line {
-            Ok(line) => line,
+        match line {
+            Ok(line) => peer::dispatch(&conn, &line).await,
             Err(error) => {
                 tracing::warn!(upstream = %shared.name, %error, "unreadable upstream output; restarting it");
                 break;
             }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_message(line.as_bytes()) {
-            Ok(Message::Response(response)) => {
-                let waiter = response
-                    .id
-                    .as_ref()
-                    .and_then(|id| conn.lock_pending().remove(id));
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(response);
-                }
-            }
-            Ok(Message::Notification(n)) => on_notification(&conn, &shared, n).await,
-            Ok(Message::Request(request)) => {
-                let conn = conn.clone();
-                tokio::spawn(async move { on_request(conn, request).await });
-            }
-            Err(error) => {
-                tracing::warn!(upstream = %shared.name, %error, "upstream wrote a line that is not JSON-RPC");
-            }
         }
     }
     conn.close();
-}
-
-async fn on_notification(conn: &Conn, shared: &Shared, n: Notification) {
-    if n.method == "notifications/progress" {
-        if let Err(n) = conn.progress.route(n) {
-            tracing::debug!(upstream = %shared.name, "progress for no request: {:?}", n.params);
-        }
-        return;
-    }
-    if n.method == "notifications/message" {
-        // stdio cannot say which request a log line belongs to: with one request in flight
-        // it is that one's.
-        let only = {
-            let inflight = conn.lock_inflight();
-            (inflight.len() == 1).then(|| inflight[0].1.clone())
-        };
-        if let Some(ctx) = only {
-            ctx.notify(n.clone()).await;
-        }
-    }
-    let _ = shared.broadcast.send(n);
-}
-
-/// A request from the upstream: answered by Fortress (`ping`) or relayed to the client of
-/// the request it most likely belongs to (stdio carries no association: the newest request
-/// in flight whose client can be asked).
-async fn on_request(conn: Arc<Conn>, request: Request) {
-    let outcome = if request.method == "ping" {
-        Ok(json!({}))
-    } else {
-        let ctx = {
-            let inflight = conn.lock_inflight();
-            inflight
-                .iter()
-                .rev()
-                .find(|(_, c)| c.requester.is_some())
-                .or_else(|| inflight.last())
-                .map(|(_, c)| c.clone())
-        };
-        match ctx {
-            Some(ctx) => ctx.ask(&request.method, request.params.clone()).await,
-            None => Err(ErrorObject::method_not_found(&request.method)),
-        }
-    };
-    let response = Response {
-        id: Some(request.id),
-        outcome,
-    };
-    let _ = conn.send(&Message::Response(response)).await;
 }
