@@ -117,6 +117,18 @@ fn everything_http() -> (Proc, String) {
     (proc, format!("http://127.0.0.1:{port}/mcp"))
 }
 
+fn everything_sse() -> (Proc, String) {
+    let (_, everything) = deps();
+    let port = free_port();
+    let mut command = Command::new("node");
+    command
+        .arg(everything)
+        .arg("sse")
+        .env("PORT", port.to_string());
+    let (proc, _) = spawn_until(command, "running on port", false);
+    (proc, format!("http://127.0.0.1:{port}/sse"))
+}
+
 fn modern_http() -> (Proc, String) {
     let (python, _) = deps();
     let port = free_port();
@@ -361,4 +373,16 @@ fn http_sse_clients_of_2024_11_05_are_served() {
     let through = client("legacy", "everything", &["--sse", &sse], false);
     assert_scenario_ran(&through, true);
     assert_same(&through, &direct);
+}
+
+#[test]
+fn clients_of_both_eras_reach_a_2024_11_05_http_sse_upstream() {
+    let (_u, upstream) = everything_sse();
+    let direct = client("legacy", "everything", &["--sse", &upstream], false);
+    let (_f, url, _d) = fortress(&format!("url = {upstream:?}"));
+    for mode in ["legacy", "2026-07-28"] {
+        let through = client(mode, "everything", &[&url], false);
+        assert_scenario_ran(&through, true);
+        assert_same(&through, &direct);
+    }
 }

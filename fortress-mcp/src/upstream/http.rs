@@ -70,6 +70,8 @@ impl HttpConfig {
 struct Session {
     description: ServerDescription,
     id: Option<String>,
+    /// The upstream turned out to speak the 2024-11-05 HTTP+SSE transport.
+    via_sse: bool,
 }
 
 /// A Streamable HTTP upstream.
@@ -80,6 +82,7 @@ pub struct HttpUpstream {
     client: Client<HttpConnector, Full<Bytes>>,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     era: Mutex<Option<Era>>,
+    sse: Mutex<Option<Arc<super::peer::Peer>>>,
     next_id: AtomicI64,
     progress: ProgressRoutes,
     broadcast: broadcast::Sender<Notification>,
@@ -123,6 +126,7 @@ impl HttpUpstream {
             client: Client::builder(TokioExecutor::new()).build_http(),
             session: tokio::sync::Mutex::new(None),
             era: Mutex::new(None),
+            sse: Mutex::new(None),
             next_id: AtomicI64::new(1),
             progress: ProgressRoutes::default(),
             broadcast: broadcast::channel(256).0,
@@ -322,6 +326,7 @@ impl HttpUpstream {
                 Ok(description) => Ok(Some(Session {
                     description,
                     id: None,
+                    via_sse: false,
                 })),
                 Err(_) => Ok(None),
             },
@@ -380,6 +385,16 @@ impl HttpUpstream {
                 _,
                 _,
             ) => return Err(e),
+            Answer::Status(status)
+                if [
+                    StatusCode::BAD_REQUEST,
+                    StatusCode::NOT_FOUND,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                ]
+                .contains(&status) =>
+            {
+                return self.connect_sse().await;
+            }
             Answer::Accepted | Answer::Status(_) => {
                 return Err(ErrorObject::new(
                     UPSTREAM_ERROR,
@@ -392,7 +407,11 @@ impl HttpUpstream {
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let session = Session { description, id };
+        let session = Session {
+            description,
+            id,
+            via_sse: false,
+        };
         let initialized =
             Message::Notification(Notification::new("notifications/initialized", None));
         self.post(
@@ -404,6 +423,27 @@ impl HttpUpstream {
         .await?;
         self.open_listen_stream(&session);
         Ok(session)
+    }
+
+    /// Falls back to the 2024-11-05 HTTP+SSE transport.
+    async fn connect_sse(&self) -> Result<Session, ErrorObject> {
+        let peer = super::legacy_sse::connect(
+            self.client.clone(),
+            self.uri.clone(),
+            &self.name,
+            self.broadcast.clone(),
+            self.config.request_timeout,
+            self.config.max_message_bytes,
+        )
+        .await?;
+        let description = super::peer::description(&peer)
+            .ok_or_else(|| ErrorObject::new(UPSTREAM_ERROR, "upstream is not initialized"))?;
+        *self.sse.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer);
+        Ok(Session {
+            description,
+            id: None,
+            via_sse: true,
+        })
     }
 
     /// The legacy GET stream: server notifications not tied to a request.
@@ -605,9 +645,29 @@ impl Upstream for HttpUpstream {
         params: Option<Map<String, Value>>,
         ctx: CallContext,
     ) -> Result<Value, ErrorObject> {
+        let mut session = self.session().await?;
+        if session.via_sse {
+            let peer = self.sse.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let peer = match peer {
+                Some(peer) if !peer.closed.is_cancelled() => peer,
+                _ => {
+                    // The stream ended: reconnect on this request.
+                    self.forget(&session).await;
+                    self.session().await?;
+                    self.sse
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                        .ok_or_else(|| {
+                            ErrorObject::new(UPSTREAM_ERROR, "upstream stream unavailable")
+                        })?
+                }
+            };
+            let timeout = self.config.request_timeout;
+            return super::peer::request(&peer, method, params, ctx, timeout).await;
+        }
         let mut params = params.unwrap_or_default();
         let _progress = self.progress.map(&mut params, &ctx.events);
-        let mut session = self.session().await?;
         match session.description.era {
             Era::Modern => {
                 super::modern_meta(

@@ -15,6 +15,7 @@
 pub mod http;
 pub mod stdio;
 
+mod legacy_sse;
 mod peer;
 mod progress;
 

@@ -34,7 +34,11 @@ pub(crate) struct Peer {
 
 impl Peer {
     /// A peer writing its outgoing lines to `writer`.
-    pub(crate) fn new(name: &str, writer: mpsc::Sender<Bytes>, broadcast: broadcast::Sender<Notification>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        writer: mpsc::Sender<Bytes>,
+        broadcast: broadcast::Sender<Notification>,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             broadcast,
@@ -137,12 +141,7 @@ pub(crate) async fn handshake(
         let mut params = Map::new();
         super::modern_meta(&mut params, LATEST_MODERN, &fortress);
         match conn
-            .call(
-                "server/discover",
-                Some(params),
-                probe_timeout,
-                &never,
-            )
+            .call("server/discover", Some(params), probe_timeout, &never)
             .await
         {
             Ok(result) => {
@@ -178,12 +177,7 @@ pub(crate) async fn handshake(
             let mut params = Map::new();
             super::modern_meta(&mut params, LATEST_MODERN, &fortress);
             let result = conn
-                .call(
-                    "server/discover",
-                    Some(params),
-                    request_timeout,
-                    &never,
-                )
+                .call("server/discover", Some(params), request_timeout, &never)
                 .await?;
             let description = ServerDescription::from_discover(&result)?;
             *era.lock().unwrap_or_else(|e| e.into_inner()) = Some(Era::Modern);
@@ -257,7 +251,10 @@ pub(crate) async fn dispatch(conn: &Arc<Peer>, text: &str) {
     }
     match parse_message(text.as_bytes()) {
         Ok(Message::Response(response)) => {
-            let waiter = response.id.as_ref().and_then(|id| conn.lock_pending().remove(id));
+            let waiter = response
+                .id
+                .as_ref()
+                .and_then(|id| conn.lock_pending().remove(id));
             if let Some(waiter) = waiter {
                 let _ = waiter.send(response);
             }
@@ -313,7 +310,10 @@ pub(crate) async fn request(
 
 /// The description the handshake recorded.
 pub(crate) fn description(conn: &Peer) -> Option<ServerDescription> {
-    conn.description.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    conn.description
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }
 
 /// Records the handshake's description.
