@@ -168,8 +168,7 @@ pub fn describe(subject: Subject, message: &McpMessage, target: Option<&Target>)
     Call::new(subject, action, resource).with_attributes(attributes)
 }
 
-/// Who calls when no authentication layer said otherwise (part 1 has none): an extension of
-/// this type, or the layer's default subject.
+/// The client's address, as a request extension (it becomes the call's `client_ip`).
 #[derive(Clone, Debug)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
@@ -401,5 +400,99 @@ pub fn seam_service(
                 .service(inner),
         ),
         None => SeamService::new(describe.layer(inner)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonrpc::Id;
+
+    fn message(method: &str, params: Value) -> McpMessage {
+        McpMessage {
+            request: Request::new(Id::Number(1), method, params.as_object().cloned()),
+            client: Arc::new(ClientContext::legacy("2025-11-25", Default::default(), None)),
+            requester: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn target(kind: ResourceKind, id: &str) -> Target {
+        Target {
+            upstream: 0,
+            connector: "zendesk".into(),
+            kind,
+            id: id.into(),
+        }
+    }
+
+    fn alice() -> Subject {
+        Subject::user("alice", WorkspaceId::new("acme"))
+    }
+
+    #[test]
+    fn tool_calls_are_described_with_connector_tool_and_arguments() {
+        let m = message("tools/call", json!({"name": "zendesk__search", "arguments": {"q": "refund"}}));
+        let call = describe(alice(), &m, Some(&target(ResourceKind::Tool, "search")));
+        assert_eq!(call.action, Action::CallTool);
+        assert_eq!(call.resource, Resource::tool("zendesk", "search"));
+        assert_eq!(call.attributes.tool_arguments, Some(json!({"q": "refund"})));
+        assert_eq!(call.attributes.extra["mcp.era"], "legacy");
+        assert_eq!(call.attributes.extra["mcp.method"], "tools/call");
+    }
+
+    #[test]
+    fn reads_prompts_and_lists_are_described() {
+        let read = describe(
+            alice(),
+            &message("resources/read", json!({"uri": "zendesk__ticket://1"})),
+            Some(&target(ResourceKind::Resource, "ticket://1")),
+        );
+        assert_eq!(read.action, Action::ReadResource);
+        assert_eq!(read.resource.to_string(), "resource:zendesk/ticket://1");
+        let prompt = describe(
+            alice(),
+            &message("prompts/get", json!({"name": "p", "arguments": {"a": "b"}})),
+            Some(&target(ResourceKind::Prompt, "p")),
+        );
+        assert_eq!(prompt.action, Action::GetPrompt);
+        assert_eq!(prompt.attributes.extra["prompt_arguments"], json!({"a": "b"}));
+        for (method, action) in [
+            ("tools/list", Action::ListTools),
+            ("resources/list", Action::ListResources),
+            ("resources/templates/list", Action::ListResources),
+            ("prompts/list", Action::ListPrompts),
+        ] {
+            let call = describe(alice(), &message(method, json!({})), None);
+            assert_eq!(call.action, action);
+            assert_eq!(call.resource, Resource::workspace("acme"));
+        }
+        let other = describe(alice(), &message("completion/complete", json!({})), None);
+        assert_eq!(other.action, Action::Custom("completion/complete".into()));
+    }
+
+    #[test]
+    fn denials_become_json_rpc_errors_without_leaking_reasons() {
+        let denial = Denial::new(DenialKind::RateLimited, "slow down")
+            .with_retry_after(std::time::Duration::from_secs(7));
+        let error = JsonRpcResponder::error_for(&denial);
+        assert_eq!(error.code, RATE_LIMITED);
+        assert_eq!(error.data.as_ref().unwrap()["retryAfterSeconds"], 7);
+        let response = JsonRpcResponder.respond(&Denial::new(DenialKind::KillSwitch, "stopped"));
+        assert_eq!(response.headers()["x-fortress-denial"], "kill_switch");
+    }
+
+    #[tokio::test]
+    async fn message_reader_reassembles_lines_split_across_frames() {
+        let text = "{\"jsonrpc\":\"2.0\",\"method\":\"a\"}\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n";
+        let (first, second) = text.split_at(17);
+        let frames = futures_util::stream::iter([
+            Ok::<_, fortress_core::body::BoxError>(http_body::Frame::data(Bytes::from(first))),
+            Ok(http_body::Frame::data(Bytes::from(second))),
+        ]);
+        let mut reader = MessageReader::new(body::boxed(http_body_util::StreamBody::new(frames)), 1024);
+        assert!(matches!(reader.next().await, Some(Ok(Message::Notification(_)))));
+        assert!(matches!(reader.next().await, Some(Ok(Message::Response(_)))));
+        assert!(reader.next().await.is_none());
     }
 }
