@@ -411,7 +411,11 @@ mod tests {
     fn message(method: &str, params: Value) -> McpMessage {
         McpMessage {
             request: Request::new(Id::Number(1), method, params.as_object().cloned()),
-            client: Arc::new(ClientContext::legacy("2025-11-25", Default::default(), None)),
+            client: Arc::new(ClientContext::legacy(
+                "2025-11-25",
+                Default::default(),
+                None,
+            )),
             requester: None,
             cancel: CancellationToken::new(),
         }
@@ -432,7 +436,10 @@ mod tests {
 
     #[test]
     fn tool_calls_are_described_with_connector_tool_and_arguments() {
-        let m = message("tools/call", json!({"name": "zendesk__search", "arguments": {"q": "refund"}}));
+        let m = message(
+            "tools/call",
+            json!({"name": "zendesk__search", "arguments": {"q": "refund"}}),
+        );
         let call = describe(alice(), &m, Some(&target(ResourceKind::Tool, "search")));
         assert_eq!(call.action, Action::CallTool);
         assert_eq!(call.resource, Resource::tool("zendesk", "search"));
@@ -456,7 +463,10 @@ mod tests {
             Some(&target(ResourceKind::Prompt, "p")),
         );
         assert_eq!(prompt.action, Action::GetPrompt);
-        assert_eq!(prompt.attributes.extra["prompt_arguments"], json!({"a": "b"}));
+        assert_eq!(
+            prompt.attributes.extra["prompt_arguments"],
+            json!({"a": "b"})
+        );
         for (method, action) in [
             ("tools/list", Action::ListTools),
             ("resources/list", Action::ListResources),
@@ -490,9 +500,16 @@ mod tests {
             Ok::<_, fortress_core::body::BoxError>(http_body::Frame::data(Bytes::from(first))),
             Ok(http_body::Frame::data(Bytes::from(second))),
         ]);
-        let mut reader = MessageReader::new(body::boxed(http_body_util::StreamBody::new(frames)), 1024);
-        assert!(matches!(reader.next().await, Some(Ok(Message::Notification(_)))));
-        assert!(matches!(reader.next().await, Some(Ok(Message::Response(_)))));
+        let mut reader =
+            MessageReader::new(body::boxed(http_body_util::StreamBody::new(frames)), 1024);
+        assert!(matches!(
+            reader.next().await,
+            Some(Ok(Message::Notification(_)))
+        ));
+        assert!(matches!(
+            reader.next().await,
+            Some(Ok(Message::Response(_)))
+        ));
         assert!(reader.next().await.is_none());
     }
 }

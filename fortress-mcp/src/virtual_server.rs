@@ -649,7 +649,8 @@ impl VirtualService {
         let (events_tx, events) = mpsc::channel::<Message>(64);
         let (asks_tx, asks) = mpsc::channel::<Ask>(4);
         let (done_tx, done) = tokio::sync::oneshot::channel();
-        let cancel = tokio_util::sync::CancellationToken::new();
+        // A child of the client's token: the client's cancellation reaches the call directly.
+        let cancel = message.cancel.child_token();
         let requester = match (&message.requester, message.client.era) {
             (Some(r), _) => Some(r.clone()),
             (None, crate::version::Era::Modern) => {
@@ -692,22 +693,25 @@ impl Service<http::Request<McpMessage>> for VirtualService {
         let message = request.into_body();
         let (out, rx) = mpsc::channel::<Message>(64);
         let run = match self.resume(&message) {
-            Some(Ok(run)) => run,
+            Some(Ok(run)) => {
+                // A resumed call was started by another client request: link this one's
+                // cancellation to it.
+                let client_cancel = message.cancel.clone();
+                let linked = run.cancel.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = client_cancel.cancelled() => linked.cancel(),
+                        () = linked.cancelled() => {}
+                    }
+                });
+                run
+            }
             Some(Err(error)) => {
                 return std::future::ready(Ok(crate::seam::error_response(error)));
             }
             None => self.start(&message),
         };
-        // The client's own cancellation (or its going away) cancels the upstream call.
         let cancel = run.cancel.clone();
-        let client_cancel = message.cancel.clone();
-        let linked = cancel.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = client_cancel.cancelled() => linked.cancel(),
-                () = linked.cancelled() => {}
-            }
-        });
         tokio::spawn(watch(run, out, message.request, self.parked.clone()));
         // Dropping the body before the final message (the client went away) cancels the call.
         let guard = cancel.drop_guard();

@@ -451,3 +451,34 @@ async fn a_denying_policy_through_the_real_stack_yields_a_json_rpc_error() {
         "{described}"
     );
 }
+
+#[tokio::test]
+async fn batches_are_served_in_2025_03_26_sessions_only() {
+    let (s, _) = transparent().await;
+    let reply = post(
+        &s.url,
+        &[],
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{}}}),
+    )
+    .await;
+    let old = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let batch = json!([
+        {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"tool0","arguments":{}}},
+        {"jsonrpc":"2.0","method":"notifications/progress","params":{}},
+        {"jsonrpc":"2.0","id":2,"method":"ping"},
+        {"jsonrpc":"2.0","id":3}
+    ]);
+    let answers = post(&s.url, &[("mcp-session-id", &old)], batch.clone())
+        .await
+        .json();
+    let answers = answers.as_array().expect("an array of responses");
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0]["id"], 1);
+    assert_eq!(answers[0]["result"]["content"][0]["text"], "fake:tool0:{}");
+    assert_eq!(answers[1]["id"], 2);
+    assert_eq!(answers[2]["error"]["code"], -32600);
+    let newer = initialize(&s.url).await;
+    let refused = post(&s.url, &[("mcp-session-id", &newer)], batch).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"]["code"], -32600);
+}

@@ -332,13 +332,7 @@ impl Handler {
         };
         let message = match parse(&bytes) {
             Ok(Incoming::Single(message)) => message,
-            Ok(Incoming::Batch(_)) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    ErrorObject::invalid_request("JSON-RPC batches are not supported"),
-                );
-            }
+            Ok(Incoming::Batch(items)) => return self.batch(&parts.headers, items, peer).await,
             Err(e) => return error(StatusCode::BAD_REQUEST, None, e),
         };
         let headers = &parts.headers;
@@ -408,6 +402,62 @@ impl Handler {
                 };
                 self.serve(request, scope, peer).await
             }
+        }
+    }
+
+    /// A JSON-RPC batch: allowed in sessions of the revisions that had batching (2024-11-05,
+    /// 2025-03-26; removed in 2025-06-18). Each element is served on its own; the answer is
+    /// the array of responses, or 202 when the batch held only notifications and responses.
+    async fn batch(
+        &self,
+        headers: &HeaderMap,
+        items: Vec<Result<Message, Box<crate::jsonrpc::BatchError>>>,
+        peer: Option<SocketAddr>,
+    ) -> http::Response<Body> {
+        let session = header(headers, SESSION_HEADER).and_then(|id| self.sessions.get(id));
+        let Some(session) = session
+            .filter(|s| ["2024-11-05", "2025-03-26"].contains(&s.client.protocol_version.as_str()))
+        else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                None,
+                ErrorObject::invalid_request(
+                    "JSON-RPC batches are only accepted in 2024-11-05 and 2025-03-26 sessions",
+                ),
+            );
+        };
+        let mut answers = Vec::new();
+        for item in items {
+            match item {
+                Err(invalid) => answers
+                    .push(Message::Response(Response::error(invalid.id, invalid.error)).to_value()),
+                Ok(Message::Request(request)) if request.method == "initialize" => {
+                    answers.push(
+                        Message::Response(Response::error(
+                            Some(request.id),
+                            ErrorObject::invalid_request("initialize cannot be batched"),
+                        ))
+                        .to_value(),
+                    );
+                }
+                Ok(Message::Request(request)) => {
+                    let response = self
+                        .serve(request, Scope::Legacy(session.clone()), peer)
+                        .await;
+                    if let Some(answer) = final_message(response).await {
+                        answers.push(answer);
+                    }
+                }
+                Ok(Message::Response(response)) => {
+                    session.answer(response);
+                }
+                Ok(Message::Notification(_)) => {}
+            }
+        }
+        if answers.is_empty() {
+            plain(StatusCode::ACCEPTED)
+        } else {
+            json_response(StatusCode::OK, &Value::Array(answers))
         }
     }
 
@@ -846,6 +896,24 @@ impl Handler {
             },
         }
     }
+}
+
+/// The final JSON-RPC response of an answer, whether JSON or SSE.
+async fn final_message(response: http::Response<Body>) -> Option<Value> {
+    let streaming = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let bytes = response.into_body().collect().await.ok()?.to_bytes();
+    if !streaming {
+        return serde_json::from_slice(&bytes).ok();
+    }
+    let mut decoder = crate::sse::SseDecoder::new(usize::MAX);
+    let events = decoder.push(&bytes).ok()?;
+    events
+        .into_iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .find(|v| v.get("result").is_some() || v.get("error").is_some())
 }
 
 /// The capabilities Fortress serves: what the upstreams offer among what Fortress relays.
