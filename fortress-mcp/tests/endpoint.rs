@@ -482,3 +482,21 @@ async fn batches_are_served_in_2025_03_26_sessions_only() {
     assert_eq!(refused.status, 400);
     assert_eq!(refused.json()["error"]["code"], -32600);
 }
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let upstream = FakeUpstream::new("fake", 1, 1);
+    let config = ServerConfig {
+        session_idle_timeout: Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let s = common::serve(one(upstream), Naming::default(), config, None).await;
+    let session = initialize(&s.url).await;
+    let reply = post(
+        &s.url,
+        &[("mcp-session-id", &session)],
+        json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+    )
+    .await;
+    assert_eq!(reply.status, 404, "a session idle past the timeout is gone");
+}

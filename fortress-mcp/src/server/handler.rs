@@ -178,11 +178,12 @@ impl Handler {
         seam: SeamService,
         shutdown: CancellationToken,
     ) -> Self {
+        let idle = config.session_idle_timeout;
         Self {
             config,
             server,
             seam,
-            sessions: Arc::new(Sessions::default()),
+            sessions: Arc::new(Sessions::new(idle)),
             legacy_channels: Arc::default(),
             shutdown,
         }

@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long a client may take to send its request body.
     pub body_read_timeout: Duration,
+    /// How long a legacy session may stay unused before it is forgotten.
+    pub session_idle_timeout: Duration,
     /// How long a legacy client may take to answer a server-to-client request.
     pub client_answer_timeout: Duration,
     /// Keep-alive comment interval on long-lived streams.
@@ -79,6 +81,7 @@ impl Default for ServerConfig {
             max_message_bytes: 16 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            session_idle_timeout: Duration::from_secs(3600),
             client_answer_timeout: Duration::from_secs(300),
             keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),

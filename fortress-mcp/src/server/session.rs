@@ -25,6 +25,7 @@ pub(crate) struct Session {
     pub(crate) closed: CancellationToken,
     next: std::sync::atomic::AtomicU64,
     answer_timeout: Duration,
+    last_seen: Mutex<std::time::Instant>,
 }
 
 impl Session {
@@ -37,6 +38,7 @@ impl Session {
             closed: CancellationToken::new(),
             next: std::sync::atomic::AtomicU64::new(1),
             answer_timeout,
+            last_seen: Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -134,10 +136,11 @@ impl ClientRequester for SessionRequester {
     }
 }
 
-/// All live sessions.
-#[derive(Default)]
+/// All live sessions. A session unused for longer than the idle timeout is forgotten (its
+/// id then answers 404, and the client starts a new one, as the transport specifies).
 pub(crate) struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
+    idle: Duration,
 }
 
 impl Sessions {
@@ -145,12 +148,42 @@ impl Sessions {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn new(idle: Duration) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            idle,
+        }
+    }
+
     pub(crate) fn insert(&self, session: Arc<Session>) {
-        self.map().insert(session.id.clone(), session);
+        let mut map = self.map();
+        let idle = self.idle;
+        map.retain(|_, s| {
+            let keep = s
+                .last_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed()
+                < idle;
+            if !keep {
+                s.close();
+            }
+            keep
+        });
+        map.insert(session.id.clone(), session);
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.map().get(id).cloned()
+        let session = self.map().get(id).cloned()?;
+        let mut seen = session.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.elapsed() >= self.idle {
+            drop(seen);
+            self.remove(id);
+            return None;
+        }
+        *seen = std::time::Instant::now();
+        drop(seen);
+        Some(session)
     }
 
     pub(crate) fn remove(&self, id: &str) -> Option<Arc<Session>> {
