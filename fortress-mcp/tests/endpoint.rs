@@ -500,3 +500,123 @@ async fn idle_sessions_expire() {
     .await;
     assert_eq!(reply.status, 404, "a session idle past the timeout is gone");
 }
+
+/// Opens a streaming request and returns a receiver of its body chunks.
+async fn open_stream(
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> (u16, tokio::sync::mpsc::Receiver<String>) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let response = client
+        .request(
+            builder
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let mut body = response.into_body();
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                if tx
+                    .send(String::from_utf8_lossy(&data).into_owned())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    (status, rx)
+}
+
+async fn next_event(rx: &mut tokio::sync::mpsc::Receiver<String>) -> Value {
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an event in time")
+            .expect("the stream is open");
+        if let Some(data) = chunk.lines().find_map(|l| l.strip_prefix("data: ")) {
+            return serde_json::from_str(data).expect("JSON event");
+        }
+    }
+}
+
+#[tokio::test]
+async fn list_changes_reach_modern_listeners_and_legacy_get_streams() {
+    let (s, upstream) = transparent().await;
+    let listen = modern(
+        "subscriptions/listen",
+        31,
+        json!({"notifications": {"toolsListChanged": true, "promptsListChanged": true}}),
+    );
+    let (status, mut modern_stream) = open_stream(
+        http::Method::POST,
+        &s.url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "subscriptions/listen"),
+        ],
+        listen.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let ack = next_event(&mut modern_stream).await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(ack["params"]["notifications"]["toolsListChanged"], true);
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        31
+    );
+
+    let session = initialize(&s.url).await;
+    let (status, mut legacy_stream) = open_stream(
+        http::Method::GET,
+        &s.url,
+        &[("mcp-session-id", &session)],
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Both streams subscribed before their response heads were sent; now the upstream speaks.
+    let changed =
+        fortress_mcp::jsonrpc::Notification::new("notifications/tools/list_changed", None);
+    upstream
+        .notifications
+        .send(changed)
+        .expect("the virtual server listens to its upstream");
+    let relayed = next_event(&mut modern_stream).await;
+    assert_eq!(relayed["method"], "notifications/tools/list_changed");
+    assert_eq!(
+        relayed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        31
+    );
+    let relayed = next_event(&mut legacy_stream).await;
+    assert_eq!(relayed["method"], "notifications/tools/list_changed");
+
+    // Graceful shutdown ends the listen stream with the subscription's result.
+    s.stop.cancel();
+    let closing = next_event(&mut modern_stream).await;
+    assert_eq!(closing["id"], 31);
+    assert_eq!(
+        closing["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        31
+    );
+}
