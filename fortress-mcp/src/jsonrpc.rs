@@ -58,7 +58,8 @@ impl Id {
         }
     }
 
-    fn from_value(value: &Value) -> Option<Self> {
+    /// Reads an id from JSON (a string or an integer).
+    pub fn from_value(value: &Value) -> Option<Self> {
         match value {
             Value::String(s) => Some(Self::String(s.clone())),
             Value::Number(n) => n.as_i64().map(Self::Number),

@@ -620,3 +620,36 @@ async fn list_changes_reach_modern_listeners_and_legacy_get_streams() {
         31
     );
 }
+
+#[tokio::test]
+async fn notifications_cancelled_cancels_the_upstream_request() {
+    let (s, upstream) = transparent().await;
+    let session = initialize(&s.url).await;
+    let (url, id) = (s.url.clone(), session.clone());
+    let request = tokio::spawn(async move {
+        post(
+            &url,
+            &[("mcp-session-id", &id)],
+            json!({"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{"name":"hang"}}),
+        )
+        .await
+    });
+    while upstream.calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let reply = post(
+        &s.url,
+        &[("mcp-session-id", &session)],
+        json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"user"}}),
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    tokio::time::timeout(Duration::from_secs(10), upstream.cancelled.cancelled())
+        .await
+        .expect("the upstream request is cancelled");
+    let answered = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .expect("the cancelled request ends")
+        .expect("task");
+    assert_eq!(answered.json()["id"], "slow-1");
+}

@@ -154,10 +154,7 @@ fn render_result(era: Era, method: &str, mut result: Value) -> Value {
             }
             let meta = obj.entry("_meta").or_insert_with(|| json!({}));
             if let Some(meta) = meta.as_object_mut() {
-                meta.insert(
-                    META_SERVER_INFO.into(),
-                    crate::upstream::fortress_client_info(),
-                );
+                meta.insert(META_SERVER_INFO.into(), crate::upstream::fortress_info());
             }
         }
         Era::Legacy => {
@@ -366,13 +363,7 @@ impl Handler {
                         .params
                         .as_ref()
                         .and_then(|p| p.get("requestId"))
-                        .and_then(|v| {
-                            crate::jsonrpc::Message::from_value(
-                                &json!({"jsonrpc":"2.0","id":v,"result":{}}),
-                            )
-                            .ok()
-                        })
-                        .and_then(|m| m.id().cloned())
+                        .and_then(Id::from_value)
                     {
                         session.cancel(&id);
                     }
@@ -600,7 +591,7 @@ impl Handler {
             "serverInfo".into(),
             description
                 .server_info
-                .unwrap_or_else(crate::upstream::fortress_client_info),
+                .unwrap_or_else(crate::upstream::fortress_info),
         );
         if let Some(instructions) = description.instructions {
             result.insert("instructions".into(), Value::from(instructions));

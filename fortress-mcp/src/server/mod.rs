@@ -23,7 +23,6 @@ mod legacy_sse;
 mod session;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -165,10 +164,5 @@ impl McpServer {
             tracing::warn!("graceful shutdown timed out; closing remaining connections");
         }
         Ok(())
-    }
-
-    /// Binds `addr` and serves until `signal`; returns the bound address through `bound`.
-    pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-        TcpListener::bind(addr).await
     }
 }

@@ -356,7 +356,7 @@ impl HttpUpstream {
         let params = json!({
             "protocolVersion": LATEST_LEGACY,
             "capabilities": super::relayed_client_capabilities(),
-            "clientInfo": super::fortress_client_info(),
+            "clientInfo": super::fortress_info(),
         });
         let init = Message::Request(Request::new(
             self.next_id(),
@@ -629,7 +629,7 @@ fn fortress_context() -> ClientContext {
             .as_object()
             .cloned()
             .unwrap_or_default(),
-        client_info: Some(super::fortress_client_info()),
+        client_info: Some(super::fortress_info()),
     }
 }
 

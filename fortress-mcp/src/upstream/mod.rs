@@ -224,10 +224,7 @@ pub(crate) fn modern_meta(params: &mut Map<String, Value>, version: &str, client
             crate::version::META_CLIENT_CAPABILITIES.into(),
             Value::Object(client.capabilities.clone()),
         );
-        let info = client
-            .client_info
-            .clone()
-            .unwrap_or_else(fortress_client_info);
+        let info = client.client_info.clone().unwrap_or_else(fortress_info);
         meta.insert(crate::version::META_CLIENT_INFO.into(), info);
     }
 }
@@ -246,8 +243,8 @@ pub(crate) fn strip_modern_meta(params: &mut Map<String, Value>) {
     }
 }
 
-/// Fortress's own `Implementation`.
-pub fn fortress_client_info() -> Value {
+/// Fortress's own `Implementation` (as `clientInfo` upstream, `serverInfo` to clients).
+pub fn fortress_info() -> Value {
     serde_json::json!({ "name": "fortress-mcp", "version": env!("CARGO_PKG_VERSION") })
 }
 

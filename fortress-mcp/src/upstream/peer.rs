@@ -135,7 +135,7 @@ pub(crate) async fn handshake(
             .as_object()
             .cloned()
             .unwrap_or_default(),
-        client_info: Some(super::fortress_client_info()),
+        client_info: Some(super::fortress_info()),
     };
     if cached != Some(Era::Legacy) {
         let mut params = Map::new();
@@ -159,7 +159,7 @@ pub(crate) async fn handshake(
     let params = json!({
         "protocolVersion": LATEST_LEGACY,
         "capabilities": super::relayed_client_capabilities(),
-        "clientInfo": super::fortress_client_info(),
+        "clientInfo": super::fortress_info(),
     });
     let result = match conn
         .call(
