@@ -219,6 +219,18 @@ async fn legacy_and_modern_clients_see_the_same_tools_transparently() {
     .await
     .json();
     assert_eq!(modern_reply["result"]["tools"][0]["name"], "tool2");
+    // A modern request is stateless even when it carries a (stale) session header.
+    let stale = post(
+        &s.url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+            ("mcp-session-id", "stale"),
+        ],
+        modern("tools/list", 9, json!({})),
+    )
+    .await;
+    assert_eq!(stale.status, 200);
     assert_eq!(modern_reply["result"]["resultType"], "complete");
     assert_eq!(modern_reply["result"]["cacheScope"], "private");
     assert!(modern_reply["result"].get("nextCursor").is_none());

@@ -334,7 +334,17 @@ impl Handler {
             Err(e) => return error(StatusCode::BAD_REQUEST, None, e),
         };
         let headers = &parts.headers;
-        let session = match header(headers, SESSION_HEADER) {
+        // A request carrying modern per-request metadata is served statelessly, whatever
+        // session header it carries (spec 2026-07-28, Versioning: a dual-era server selects
+        // by how the client opens; Streamable HTTP: ignore `Mcp-Session-Id`).
+        let modern = matches!(&message, Message::Request(r)
+            if r.meta().is_some_and(|m| m.contains_key(META_PROTOCOL_VERSION)) && r.method != "initialize");
+        let session_header = if modern {
+            None
+        } else {
+            header(headers, SESSION_HEADER)
+        };
+        let session = match session_header {
             Some(id) => match self.sessions.get(id) {
                 Some(session) => Some(session),
                 None => {
