@@ -85,3 +85,51 @@ impl ProgressRoutes {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tokens_are_unique_upstream_and_restored_for_the_client() {
+        let routes = ProgressRoutes::default();
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut a = json!({"_meta": {"progressToken": 7}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let mut b = json!({"_meta": {"progressToken": 7}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let guard_a = routes.map(&mut a, &tx);
+        let _guard_b = routes.map(&mut b, &tx);
+        let ours = a["_meta"]["progressToken"].clone();
+        assert_ne!(
+            ours, b["_meta"]["progressToken"],
+            "two clients' equal tokens differ upstream"
+        );
+        let progress = |token: &Value| {
+            Notification::new(
+                "notifications/progress",
+                json!({"progressToken": token, "progress": 1})
+                    .as_object()
+                    .cloned(),
+            )
+        };
+        assert!(routes.route(progress(&ours)).is_ok());
+        let Ok(Message::Notification(n)) = rx.try_recv() else {
+            panic!("progress routed to the request");
+        };
+        assert_eq!(n.params.unwrap()["progressToken"], 7);
+        drop(guard_a);
+        assert!(
+            routes.route(progress(&ours)).is_err(),
+            "a finished request's route is gone"
+        );
+        let mut none = Map::new();
+        let _ = routes.map(&mut none, &tx);
+        assert!(none.is_empty(), "requests without a token are left alone");
+    }
+}
