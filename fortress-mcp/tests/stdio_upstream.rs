@@ -75,24 +75,38 @@ async fn a_crashing_upstream_answers_with_an_error_and_is_restarted() {
 }
 
 #[tokio::test]
-async fn a_hanging_upstream_times_out_with_an_error() {
+async fn a_hanging_upstream_times_out_with_an_error_and_is_restarted() {
     let upstream = crashy();
     let s = common::serve(
-        vec![upstream as Arc<dyn Upstream>],
+        vec![upstream.clone() as Arc<dyn Upstream>],
         Naming::default(),
         ServerConfig::default(),
         None,
     )
     .await;
     let session = initialize(&s.url).await;
-    let reply = call(&s.url, &session, 1, "crashy__hang").await;
-    assert_eq!(reply["id"], 1);
-    assert_eq!(reply["error"]["code"], -32001);
-    assert!(
-        reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("did not answer"),
-        "{reply}"
-    );
+    let before = call(&s.url, &session, 1, "crashy__pid").await;
+    let before = before["result"]["content"][0]["text"]
+        .as_str()
+        .expect("a pid")
+        .to_owned();
+    for id in [2, 3] {
+        let reply = call(&s.url, &session, id, "crashy__hang").await;
+        assert_eq!(reply["id"], id);
+        assert_eq!(reply["error"]["code"], -32001);
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("did not answer"),
+            "{reply}"
+        );
+    }
+    // Two consecutive timeouts (the default threshold) restart the wedged process.
+    let after = call(&s.url, &session, 4, "crashy__pid").await;
+    let after = after["result"]["content"][0]["text"]
+        .as_str()
+        .expect("a pid after restart");
+    assert_ne!(after, before);
+    assert!(upstream.starts() >= 2);
 }

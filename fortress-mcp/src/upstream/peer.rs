@@ -30,9 +30,19 @@ pub(crate) struct Peer {
     progress: ProgressRoutes,
     description: Mutex<Option<ServerDescription>>,
     pub(crate) closed: CancellationToken,
+    /// Consecutive requests that timed out; at `restart_after` the link is closed so its
+    /// transport restarts (a wedged upstream).
+    timeouts: std::sync::atomic::AtomicU32,
+    restart_after: std::sync::atomic::AtomicU32,
 }
 
 impl Peer {
+    /// Closes the link after `n` consecutive timeouts (0: never).
+    pub(crate) fn restart_after_timeouts(&self, n: u32) {
+        let n = if n == 0 { u32::MAX } else { n };
+        self.restart_after.store(n, Ordering::Relaxed);
+    }
+
     /// A peer writing its outgoing lines to `writer`.
     pub(crate) fn new(
         name: &str,
@@ -49,6 +59,8 @@ impl Peer {
             progress: ProgressRoutes::default(),
             description: Mutex::new(None),
             closed: CancellationToken::new(),
+            timeouts: std::sync::atomic::AtomicU32::new(0),
+            restart_after: std::sync::atomic::AtomicU32::new(u32::MAX),
         }
     }
 
@@ -88,12 +100,23 @@ impl Peer {
         }
         let outcome = tokio::select! {
             response = rx => match response {
-                Ok(response) => return response.outcome,
+                Ok(response) => {
+                    self.timeouts.store(0, Ordering::Relaxed);
+                    return response.outcome;
+                }
                 Err(_) => Err(ErrorObject::new(UPSTREAM_ERROR, "upstream exited before answering")),
             },
             () = self.closed.cancelled() => Err(ErrorObject::new(UPSTREAM_ERROR, "upstream exited before answering")),
             () = cancel.cancelled() => Err(ErrorObject::new(UPSTREAM_ERROR, "request cancelled")),
-            () = tokio::time::sleep(timeout) => Err(ErrorObject::new(UPSTREAM_ERROR, format!("upstream did not answer {method} within {timeout:?}"))),
+            () = tokio::time::sleep(timeout) => {
+                let count = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                if count >= self.restart_after.load(Ordering::Relaxed) {
+                    tracing::warn!(upstream = %self.name, count, "upstream keeps timing out; restarting it");
+                    self.lock_pending().remove(&id);
+                    self.close();
+                }
+                Err(ErrorObject::new(UPSTREAM_ERROR, format!("upstream did not answer {method} within {timeout:?}")))
+            }
         };
         self.lock_pending().remove(&id);
         if !self.closed.is_cancelled() {

@@ -57,6 +57,9 @@ pub struct StdioConfig {
     pub backoff_max: Duration,
     /// Longest line accepted from the child.
     pub max_line_bytes: usize,
+    /// Restart the process after this many consecutive request timeouts (0: never). A
+    /// timeout always answers the client with a JSON-RPC error and cancels upstream.
+    pub restart_after_timeouts: u32,
 }
 
 impl StdioConfig {
@@ -76,6 +79,7 @@ impl StdioConfig {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             max_line_bytes: 16 * 1024 * 1024,
+            restart_after_timeouts: 2,
         }
     }
 }
@@ -238,6 +242,7 @@ async fn start(shared: &Arc<Shared>) -> Result<(Arc<Peer>, Child), ErrorObject> 
     };
     let (writer, mut outgoing) = mpsc::channel::<Bytes>(256);
     let conn = Arc::new(Peer::new(&shared.name, writer, shared.broadcast.clone()));
+    conn.restart_after_timeouts(config.restart_after_timeouts);
     tokio::spawn(async move {
         while let Some(line) = outgoing.recv().await {
             if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
