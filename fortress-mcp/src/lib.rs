@@ -1,1 +1,31 @@
-//! MCP Fortress.
+//! # MCP Fortress
+//!
+//! A faithful, dual-era Model Context Protocol gateway: AI assistants connect to Fortress
+//! and see one virtual MCP server aggregating every configured upstream, exactly as they
+//! would see the upstreams directly — except what governance hides or masks.
+//!
+//! ```text
+//! client (modern or legacy) ─▶ server (HTTP edge: eras, sessions, SSE)
+//!     ─▶ seam: describe ▸ [fortress_core governance stack] ▸ virtual server
+//!     ─▶ upstreams (stdio / Streamable HTTP, modern or legacy)
+//! ```
+//!
+//! - [`jsonrpc`]: the era-neutral JSON-RPC message model and strict parsing.
+//! - [`version`]: protocol revisions, eras, per-request client context.
+//! - [`upstream`]: upstream servers over stdio and Streamable HTTP.
+//! - [`virtual_server`]: aggregation with namespacing and pagination.
+//! - [`seam`]: the one place every relayed message passes, where
+//!   [`fortress_core::stack::GovernanceStack`] applies.
+//! - [`server`]: the client-facing Streamable HTTP endpoint, both eras.
+//! - [`bridge`]: `fortress-mcp connect URL`, stdio for stdio-only clients.
+//! - [`config`]: the configuration file.
+
+pub mod bridge;
+pub mod config;
+pub mod jsonrpc;
+pub mod seam;
+pub mod server;
+pub mod sse;
+pub mod upstream;
+pub mod version;
+pub mod virtual_server;

@@ -1,0 +1,84 @@
+//! The `fortress-mcp` binary: configuration, tracing, and the library's server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "fortress-mcp",
+    version,
+    about = "MCP Fortress: a governed, dual-era MCP gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the MCP endpoint described by a configuration file.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Bridge stdio to a Streamable HTTP MCP endpoint (for stdio-only clients).
+    Connect {
+        /// The endpoint URL, e.g. http://127.0.0.1:8080/mcp.
+        url: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FORTRESS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { config } => {
+            let config = fortress_mcp::config::Config::load(&config)?;
+            let server = Arc::new(config.virtual_server()?);
+            let seam = fortress_mcp::seam::seam_service(server.clone(), None);
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, path = %config.server.path, "fortress-mcp listening");
+            // Tests and scripts read the bound address from this line.
+            println!("listening on http://{addr}{}", config.server.path);
+            let endpoint =
+                fortress_mcp::server::McpServer::new(config.server_config(), server, seam);
+            endpoint.serve(listener, shutdown_signal()).await?;
+        }
+        Command::Connect { url } => fortress_mcp::bridge::run(&url).await?,
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

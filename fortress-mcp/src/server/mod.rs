@@ -1,0 +1,168 @@
+//! The client-facing endpoint: Streamable HTTP in both eras, chosen per request.
+//!
+//! - **Modern** (2026-07-28): a POST whose request carries
+//!   `_meta["io.modelcontextprotocol/protocolVersion"]` is served statelessly; the
+//!   `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers are validated against the
+//!   body (`-32020 HeaderMismatch`), unsupported versions get `-32022` listing what is
+//!   supported, and `subscriptions/listen` opens a notification stream
+//!   (spec 2026-07-28, Basic › Transports › Streamable HTTP).
+//! - **Legacy** (2025-11-25 … 2025-03-26): `initialize` creates a session (`Mcp-Session-Id`);
+//!   later requests carry it (unknown → 404); GET opens the session's notification stream and
+//!   DELETE ends it; server-to-client requests travel on the request's SSE stream and come
+//!   back as POSTed responses (spec 2025-11-25, Basic › Transports).
+//!
+//! Either way a relayed request goes through the [`SeamService`], and its answer is a single
+//! JSON object when the upstream had nothing to say before the result, an SSE stream
+//! otherwise. The deprecated 2024-11-05 HTTP+SSE transport is served too (`GET /sse`, then
+//! `POST /messages?sessionId=…`), as an adapter over the same handling (spec 2024-11-05,
+//! Basic › Transports › HTTP with SSE). Hygiene: `Origin` validation (403), body limit (413), header and body read
+//! timeouts, graceful shutdown.
+
+mod handler;
+mod legacy_sse;
+mod session;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::seam::SeamService;
+use crate::virtual_server::VirtualServer;
+
+pub use handler::Handler;
+
+/// How the endpoint behaves.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The MCP endpoint path.
+    pub path: String,
+    /// The deprecated 2024-11-05 HTTP+SSE transport: the SSE endpoint path (`None` disables it).
+    pub legacy_sse_path: Option<String>,
+    /// The deprecated 2024-11-05 HTTP+SSE transport: the path clients POST messages to.
+    pub legacy_messages_path: String,
+    /// Origins allowed besides loopback ones (`http://localhost:*`, `127.0.0.1`, `[::1]`).
+    pub allowed_origins: Vec<String>,
+    /// Whether loopback origins are allowed.
+    pub allow_loopback_origins: bool,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Largest relayed message.
+    pub max_message_bytes: usize,
+    /// How long a client may take to send its request head.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send its request body.
+    pub body_read_timeout: Duration,
+    /// How long a legacy session may stay unused before it is forgotten.
+    pub session_idle_timeout: Duration,
+    /// How long a legacy client may take to answer a server-to-client request.
+    pub client_answer_timeout: Duration,
+    /// Keep-alive comment interval on long-lived streams.
+    pub keep_alive: Duration,
+    /// How long graceful shutdown waits for connections to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            path: "/mcp".into(),
+            legacy_sse_path: Some("/sse".into()),
+            legacy_messages_path: "/messages".into(),
+            allowed_origins: Vec::new(),
+            allow_loopback_origins: true,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_message_bytes: 16 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            session_idle_timeout: Duration::from_secs(3600),
+            client_answer_timeout: Duration::from_secs(300),
+            keep_alive: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The Fortress MCP endpoint.
+#[derive(Clone)]
+pub struct McpServer {
+    handler: Handler,
+    config: Arc<ServerConfig>,
+    shutdown: CancellationToken,
+}
+
+impl McpServer {
+    /// An endpoint serving `server` through `seam`.
+    pub fn new(config: ServerConfig, server: Arc<VirtualServer>, seam: SeamService) -> Self {
+        let config = Arc::new(config);
+        let shutdown = CancellationToken::new();
+        Self {
+            handler: Handler::new(config.clone(), server, seam, shutdown.clone()),
+            config,
+            shutdown,
+        }
+    }
+
+    /// The request handler, for embedding in another server.
+    pub fn handler(&self) -> Handler {
+        self.handler.clone()
+    }
+
+    /// Serves connections from `listener` until `signal` completes, then stops accepting,
+    /// ends long-lived streams and waits (up to the grace period) for connections to finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_read_timeout);
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(error) => {
+                            tracing::warn!(%error, "accept failed");
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let handler = self.handler.clone();
+                    let service = hyper::service::service_fn(move |request| {
+                        let handler = handler.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handler.handle(request, Some(peer)).await) }
+                    });
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection.into_owned());
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut signal => break,
+            }
+        }
+        drop(listener);
+        self.shutdown.cancel();
+        self.handler.close_sessions();
+        if tokio::time::timeout(self.config.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("graceful shutdown timed out; closing remaining connections");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! Legacy sessions: what an `initialize` established, and the requests it has in flight.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::jsonrpc::{ErrorObject, Id, Message, Request, Response, UPSTREAM_ERROR};
+use crate::upstream::ClientRequester;
+use crate::version::ClientContext;
+
+/// One legacy client session.
+pub(crate) struct Session {
+    pub(crate) id: String,
+    pub(crate) client: Arc<ClientContext>,
+    /// Server-to-client requests waiting for the client's answer.
+    pending: Mutex<HashMap<Id, oneshot::Sender<Response>>>,
+    /// Client requests in flight, cancellable by `notifications/cancelled`.
+    inflight: Mutex<HashMap<Id, CancellationToken>>,
+    /// Ends the session's streams when it is deleted.
+    pub(crate) closed: CancellationToken,
+    next: std::sync::atomic::AtomicU64,
+    answer_timeout: Duration,
+    last_seen: Mutex<std::time::Instant>,
+}
+
+impl Session {
+    pub(crate) fn new(client: ClientContext, answer_timeout: Duration) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            client: Arc::new(client),
+            pending: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            closed: CancellationToken::new(),
+            next: std::sync::atomic::AtomicU64::new(1),
+            answer_timeout,
+            last_seen: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Id, oneshot::Sender<Response>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<Id, CancellationToken>> {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers the client's answer to a server-to-client request; `false` if nobody waits.
+    pub(crate) fn answer(&self, response: Response) -> bool {
+        let waiter = response
+            .id
+            .as_ref()
+            .and_then(|id| self.pending().remove(id));
+        match waiter {
+            Some(tx) => tx.send(response).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Registers a client request; the token is cancelled by `notifications/cancelled`.
+    pub(crate) fn track(self: &Arc<Self>, id: Id, cancel: CancellationToken) -> InflightGuard {
+        self.inflight().insert(id.clone(), cancel);
+        InflightGuard {
+            session: self.clone(),
+            id,
+        }
+    }
+
+    /// Cancels a client request by id.
+    pub(crate) fn cancel(&self, id: &Id) {
+        if let Some(token) = self.inflight().remove(id) {
+            token.cancel();
+        }
+    }
+
+    /// Ends the session: streams close and requests in flight are cancelled.
+    pub(crate) fn close(&self) {
+        self.closed.cancel();
+        for (_, token) in self.inflight().drain() {
+            token.cancel();
+        }
+        self.pending().clear();
+    }
+}
+
+/// Forgets a request in flight when its relay ends.
+pub(crate) struct InflightGuard {
+    session: Arc<Session>,
+    id: Id,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.session.inflight().remove(&self.id);
+    }
+}
+
+/// Asks a legacy client on the stream of the request being served (spec 2025-11-25,
+/// Transports › Streamable HTTP: the server may send requests on the POST's SSE stream).
+pub(crate) struct SessionRequester {
+    pub(crate) session: Arc<Session>,
+}
+
+#[async_trait]
+impl ClientRequester for SessionRequester {
+    async fn request(
+        &self,
+        method: &str,
+        params: Option<Map<String, Value>>,
+        via: &mpsc::Sender<Message>,
+    ) -> Result<Value, ErrorObject> {
+        let n = self
+            .session
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = Id::String(format!("fortress-{n}"));
+        let (tx, rx) = oneshot::channel();
+        self.session.pending().insert(id.clone(), tx);
+        let request = Message::Request(Request::new(id.clone(), method, params));
+        if via.send(request).await.is_err() {
+            self.session.pending().remove(&id);
+            return Err(ErrorObject::new(UPSTREAM_ERROR, "the client went away"));
+        }
+        let answer = tokio::select! {
+            answer = rx => answer.map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "the session ended")),
+            () = tokio::time::sleep(self.session.answer_timeout) => Err(ErrorObject::new(UPSTREAM_ERROR, "the client did not answer in time")),
+            () = self.session.closed.cancelled() => Err(ErrorObject::new(UPSTREAM_ERROR, "the session ended")),
+        };
+        self.session.pending().remove(&id);
+        answer?.outcome
+    }
+}
+
+/// All live sessions. A session unused for longer than the idle timeout is forgotten (its
+/// id then answers 404, and the client starts a new one, as the transport specifies).
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+    idle: Duration,
+}
+
+impl Sessions {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn new(idle: Duration) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            idle,
+        }
+    }
+
+    pub(crate) fn insert(&self, session: Arc<Session>) {
+        let mut map = self.map();
+        let idle = self.idle;
+        map.retain(|_, s| {
+            let keep = s
+                .last_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed()
+                < idle;
+            if !keep {
+                s.close();
+            }
+            keep
+        });
+        map.insert(session.id.clone(), session);
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
+        let session = self.map().get(id).cloned()?;
+        let mut seen = session.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.elapsed() >= self.idle {
+            drop(seen);
+            self.remove(id);
+            return None;
+        }
+        *seen = std::time::Instant::now();
+        drop(seen);
+        Some(session)
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        let session = self.map().remove(id);
+        if let Some(s) = &session {
+            s.close();
+        }
+        session
+    }
+
+    pub(crate) fn close_all(&self) {
+        for (_, s) in self.map().drain() {
+            s.close();
+        }
+    }
+}

@@ -1,0 +1,743 @@
+//! One virtual MCP server aggregating every upstream.
+//!
+//! Tools and prompts appear as `{upstream}{separator}{name}`, resources and resource templates
+//! as `{upstream}{separator}{uri}`; upstream names may not contain the separator, so the
+//! first separator in a virtual name splits it unambiguously and collisions are impossible.
+//! With a single upstream, prefixing can be turned off: names, URIs and cursors then pass
+//! through untouched, and the gateway is transparent.
+//!
+//! Lists are paginated per upstream: one virtual page is one upstream page, and the virtual
+//! cursor records which upstream and which upstream cursor come next (spec 2025-11-25,
+//! Server › Utilities › Pagination: cursors are opaque to clients).
+//!
+//! ```
+//! use fortress_mcp::virtual_server::Naming;
+//! let naming = Naming::default();
+//! assert_eq!(naming.separator, "__");
+//! ```
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use base64::Engine as _;
+use fortress_core::body::{self, Body};
+use fortress_core::call::ResourceKind;
+use http_body::Frame;
+use serde_json::{Map, Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tower::Service;
+
+use crate::jsonrpc::{ErrorObject, Message, Notification, Request, Response, UPSTREAM_ERROR};
+use crate::seam::{McpMessage, Resolve, SEAM_CONTENT_TYPE, Target};
+use crate::upstream::{CallContext, ServerDescription, Upstream};
+
+/// How virtual names are formed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Naming {
+    /// Between the upstream name and the item name.
+    pub separator: String,
+    /// Whether names are prefixed at all (off only with a single upstream).
+    pub prefix: bool,
+}
+
+impl Default for Naming {
+    fn default() -> Self {
+        Self {
+            separator: "__".into(),
+            prefix: true,
+        }
+    }
+}
+
+/// A configuration the virtual server cannot honour.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VirtualServerError {
+    /// No upstream configured.
+    #[error("at least one upstream is required")]
+    NoUpstreams,
+    /// An upstream name is empty, repeated, or contains the separator.
+    #[error("upstream name {0:?} is empty, repeated, or contains the separator")]
+    BadName(String),
+    /// The separator is empty.
+    #[error("the namespace separator cannot be empty")]
+    EmptySeparator,
+    /// Prefixing is off but names could collide.
+    #[error("prefixing can only be turned off with a single upstream")]
+    PrefixRequired,
+}
+
+/// The kinds of lists a virtual server merges.
+#[derive(Clone, Copy, Debug)]
+struct ListKind {
+    items: &'static str,
+    field: &'static str,
+    capability: &'static str,
+}
+
+fn list_kind(method: &str) -> Option<ListKind> {
+    let (items, field, capability) = match method {
+        "tools/list" => ("tools", "name", "tools"),
+        "prompts/list" => ("prompts", "name", "prompts"),
+        "resources/list" => ("resources", "uri", "resources"),
+        "resources/templates/list" => ("resourceTemplates", "uriTemplate", "resources"),
+        _ => return None,
+    };
+    Some(ListKind {
+        items,
+        field,
+        capability,
+    })
+}
+
+/// The aggregating server.
+pub struct VirtualServer {
+    upstreams: Vec<Arc<dyn Upstream>>,
+    naming: Naming,
+    notifications: broadcast::Sender<Notification>,
+}
+
+impl VirtualServer {
+    /// Aggregates `upstreams` named as `naming` says. Call within a tokio runtime so the
+    /// upstreams' notifications are relayed.
+    pub fn new(
+        upstreams: Vec<Arc<dyn Upstream>>,
+        naming: Naming,
+    ) -> Result<Self, VirtualServerError> {
+        if upstreams.is_empty() {
+            return Err(VirtualServerError::NoUpstreams);
+        }
+        if naming.separator.is_empty() {
+            return Err(VirtualServerError::EmptySeparator);
+        }
+        if !naming.prefix && upstreams.len() > 1 {
+            return Err(VirtualServerError::PrefixRequired);
+        }
+        for (i, u) in upstreams.iter().enumerate() {
+            let name = u.name();
+            let repeated = upstreams[..i].iter().any(|o| o.name() == name);
+            if name.is_empty() || repeated || name.contains(naming.separator.as_str()) {
+                return Err(VirtualServerError::BadName(name.to_owned()));
+            }
+        }
+        let notifications = broadcast::channel(256).0;
+        let server = Self {
+            upstreams,
+            naming,
+            notifications,
+        };
+        server.relay_notifications();
+        Ok(server)
+    }
+
+    fn relay_notifications(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for upstream in &self.upstreams {
+            let mut rx = upstream.subscribe();
+            let tx = self.notifications.clone();
+            let prefix = self
+                .naming
+                .prefix
+                .then(|| format!("{}{}", upstream.name(), self.naming.separator));
+            handle.spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(mut n) => {
+                            if let (Some(prefix), Some(params)) = (&prefix, n.params.as_mut()) {
+                                if let Some(Value::String(uri)) = params.get_mut("uri") {
+                                    *uri = format!("{prefix}{uri}");
+                                }
+                            }
+                            let _ = tx.send(n);
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            });
+        }
+    }
+
+    /// Notifications not tied to a request, from every upstream, with URIs namespaced.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notification> {
+        self.notifications.subscribe()
+    }
+
+    /// Whether names pass through untouched.
+    pub fn transparent(&self) -> bool {
+        !self.naming.prefix
+    }
+
+    /// The upstreams.
+    pub fn upstreams(&self) -> &[Arc<dyn Upstream>] {
+        &self.upstreams
+    }
+
+    fn virtual_name(&self, upstream: usize, name: &str) -> String {
+        if self.naming.prefix {
+            format!(
+                "{}{}{}",
+                self.upstreams[upstream].name(),
+                self.naming.separator,
+                name
+            )
+        } else {
+            name.to_owned()
+        }
+    }
+
+    fn split(&self, name: &str, kind: ResourceKind) -> Result<Target, ErrorObject> {
+        if !self.naming.prefix {
+            return Ok(Target {
+                upstream: 0,
+                connector: self.upstreams[0].name().to_owned(),
+                kind,
+                id: name.to_owned(),
+            });
+        }
+        let unknown = || ErrorObject::invalid_params(format!("unknown {}: {name}", kind.as_str()));
+        let (prefix, rest) = name
+            .split_once(self.naming.separator.as_str())
+            .ok_or_else(unknown)?;
+        let upstream = self
+            .upstreams
+            .iter()
+            .position(|u| u.name() == prefix)
+            .ok_or_else(unknown)?;
+        Ok(Target {
+            upstream,
+            connector: prefix.to_owned(),
+            kind,
+            id: rest.to_owned(),
+        })
+    }
+
+    /// What the virtual server says about itself: with one upstream, exactly what it said;
+    /// with several, the union of their capabilities.
+    pub async fn description(&self) -> Result<ServerDescription, ErrorObject> {
+        if self.upstreams.len() == 1 {
+            return self.upstreams[0].describe().await;
+        }
+        let mut capabilities = Map::new();
+        let mut instructions = Vec::new();
+        for upstream in &self.upstreams {
+            let Ok(d) = upstream.describe().await else {
+                continue;
+            };
+            for (key, value) in d.capabilities {
+                let entry = capabilities.entry(key).or_insert_with(|| json!({}));
+                if let (Some(into), Some(from)) = (entry.as_object_mut(), value.as_object()) {
+                    for (k, v) in from {
+                        if v == &Value::Bool(true) || !into.contains_key(k) {
+                            into.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            if let Some(i) = d.instructions {
+                instructions.push(format!("{}: {i}", upstream.name()));
+            }
+        }
+        Ok(ServerDescription {
+            era: crate::version::Era::Modern,
+            protocol_version: crate::version::LATEST_MODERN.into(),
+            capabilities,
+            server_info: Some(
+                json!({ "name": "fortress-mcp", "version": env!("CARGO_PKG_VERSION") }),
+            ),
+            instructions: (!instructions.is_empty()).then(|| instructions.join("\n")),
+        })
+    }
+
+    /// Serves one request.
+    pub async fn dispatch(
+        &self,
+        request: &Request,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
+        if let Some(kind) = list_kind(&request.method) {
+            return self.list(kind, request, ctx).await;
+        }
+        match request.method.as_str() {
+            "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete" => self.route(request, ctx).await,
+            other => Err(ErrorObject::method_not_found(other)),
+        }
+    }
+
+    async fn list(
+        &self,
+        kind: ListKind,
+        request: &Request,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
+        let cursor = match request.param("cursor") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(c)) => Some(c.clone()),
+            Some(_) => return Err(ErrorObject::invalid_params("cursor must be a string")),
+        };
+        let (start, mut upstream_cursor) = match (&cursor, self.transparent()) {
+            (_, true) => (0, cursor.clone()),
+            (None, false) => (0, None),
+            (Some(c), false) => self.decode_cursor(c)?,
+        };
+        let aggregated = self.upstreams.len() > 1;
+        for index in start..self.upstreams.len() {
+            let upstream = &self.upstreams[index];
+            match upstream.describe().await {
+                Ok(d) if !d.capabilities.contains_key(kind.capability) => {
+                    upstream_cursor = None;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) if aggregated => {
+                    tracing::warn!(upstream = upstream.name(), %e, "upstream unavailable; listing without it");
+                    upstream_cursor = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let mut params = request.params.clone().unwrap_or_default();
+            params.remove("cursor");
+            if let Some(c) = upstream_cursor.take() {
+                params.insert("cursor".into(), Value::from(c));
+            }
+            let method = request.method.as_str();
+            let mut result = upstream.request(method, Some(params), ctx.clone()).await?;
+            if let Some(items) = result.get_mut(kind.items).and_then(Value::as_array_mut) {
+                for item in items {
+                    if let Some(Value::String(name)) = item.get_mut(kind.field) {
+                        *name = self.virtual_name(index, name);
+                    }
+                }
+            }
+            let next = result
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let next = if self.transparent() {
+                next
+            } else if let Some(c) = next {
+                Some(self.encode_cursor(index, Some(&c)))
+            } else if index + 1 < self.upstreams.len() {
+                Some(self.encode_cursor(index + 1, None))
+            } else {
+                None
+            };
+            if let Some(obj) = result.as_object_mut() {
+                match next {
+                    Some(c) => obj.insert("nextCursor".into(), Value::from(c)),
+                    None => obj.remove("nextCursor"),
+                };
+            }
+            return Ok(result);
+        }
+        Ok(json!({ kind.items: [] }))
+    }
+
+    fn encode_cursor(&self, upstream: usize, cursor: Option<&str>) -> String {
+        let doc = json!({ "u": self.upstreams[upstream].name(), "c": cursor });
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
+    }
+
+    fn decode_cursor(&self, cursor: &str) -> Result<(usize, Option<String>), ErrorObject> {
+        let invalid = || ErrorObject::invalid_params("invalid cursor");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| invalid())?;
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        let name = doc.get("u").and_then(Value::as_str).ok_or_else(invalid)?;
+        let index = self
+            .upstreams
+            .iter()
+            .position(|u| u.name() == name)
+            .ok_or_else(invalid)?;
+        Ok((
+            index,
+            doc.get("c").and_then(Value::as_str).map(str::to_owned),
+        ))
+    }
+
+    async fn route(&self, request: &Request, ctx: CallContext) -> Result<Value, ErrorObject> {
+        let target = self.target(request)?.ok_or_else(|| {
+            ErrorObject::invalid_params("the request names no tool, prompt or resource")
+        })?;
+        let mut params = request.params.clone().unwrap_or_default();
+        rename_target(&mut params, &request.method, &target.id);
+        let upstream = &self.upstreams[target.upstream];
+        let mut result = upstream.request(&request.method, Some(params), ctx).await?;
+        if request.method == "resources/read" && self.naming.prefix {
+            if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
+                for content in contents {
+                    if let Some(Value::String(uri)) = content.get_mut("uri") {
+                        *uri = self.virtual_name(target.upstream, uri);
+                    }
+                }
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// Puts the upstream's own name or URI where the request carries the virtual one.
+fn rename_target(params: &mut Map<String, Value>, method: &str, id: &str) {
+    match method {
+        "tools/call" | "prompts/get" => {
+            params.insert("name".into(), Value::from(id));
+        }
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            params.insert("uri".into(), Value::from(id));
+        }
+        "completion/complete" => {
+            if let Some(Value::Object(reference)) = params.get_mut("ref") {
+                let field = if reference.contains_key("uri") {
+                    "uri"
+                } else {
+                    "name"
+                };
+                reference.insert(field.into(), Value::from(id));
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Resolve for VirtualServer {
+    fn target(&self, request: &Request) -> Result<Option<Target>, ErrorObject> {
+        let need = |field: &str| {
+            request
+                .str_param(field)
+                .ok_or_else(|| ErrorObject::invalid_params(format!("\"{field}\" must be a string")))
+        };
+        match request.method.as_str() {
+            "tools/call" => self.split(need("name")?, ResourceKind::Tool).map(Some),
+            "prompts/get" => self.split(need("name")?, ResourceKind::Prompt).map(Some),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                self.split(need("uri")?, ResourceKind::Resource).map(Some)
+            }
+            "completion/complete" => {
+                let reference = request
+                    .param("ref")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| ErrorObject::invalid_params("\"ref\" must be an object"))?;
+                if let Some(uri) = reference.get("uri").and_then(Value::as_str) {
+                    self.split(uri, ResourceKind::Resource).map(Some)
+                } else if let Some(name) = reference.get("name").and_then(Value::as_str) {
+                    self.split(name, ResourceKind::Prompt).map(Some)
+                } else {
+                    Err(ErrorObject::invalid_params("\"ref\" names nothing"))
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The virtual server as the innermost seam service: it runs the request and streams its
+/// messages (notifications, server requests, then the final response) as the body.
+///
+/// For modern clients, which cannot be sent server-to-client requests, a question an
+/// upstream asks mid-call (a legacy upstream's sampling, elicitation or roots request) ends
+/// the client's request with an `input_required` result whose `requestState` names the
+/// *parked* upstream call; the client's retry with `inputResponses` answers the upstream and
+/// resumes the same call (spec 2026-07-28, Basic › Patterns › Multi Round-Trip Requests).
+#[derive(Clone)]
+pub struct VirtualService {
+    server: Arc<VirtualServer>,
+    parked: Arc<Parking>,
+}
+
+impl VirtualService {
+    /// Serves `server`.
+    pub fn new(server: Arc<VirtualServer>) -> Self {
+        Self {
+            server,
+            parked: Arc::default(),
+        }
+    }
+}
+
+/// How long a parked call waits for the client's retry.
+const PARK_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Prefix of the `requestState` tokens of parked calls.
+const PARK_PREFIX: &str = "fortress-park-";
+/// The key of the one input request of a parked call.
+const INPUT_KEY: &str = "fortress";
+
+/// A question an upstream asks a client that must be asked through `input_required`.
+struct Ask {
+    method: String,
+    params: Option<Map<String, Value>>,
+    answer: tokio::sync::oneshot::Sender<Result<Value, ErrorObject>>,
+}
+
+/// An upstream call in progress, independent of the client request currently watching it.
+struct Running {
+    events: mpsc::Receiver<Message>,
+    asks: mpsc::Receiver<Ask>,
+    done: tokio::sync::oneshot::Receiver<Result<Value, ErrorObject>>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A call nobody watches any more (expired or abandoned) stops upstream.
+        self.cancel.cancel();
+    }
+}
+
+struct Parked {
+    method: String,
+    target: Option<String>,
+    answer: tokio::sync::oneshot::Sender<Result<Value, ErrorObject>>,
+    run: Running,
+    expires: std::time::Instant,
+}
+
+#[derive(Default)]
+struct Parking {
+    map: std::sync::Mutex<std::collections::HashMap<String, Parked>>,
+}
+
+impl Parking {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Parked>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn park(&self, parked: Parked) -> String {
+        let token = format!("{PARK_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let mut map = self.lock();
+        let now = std::time::Instant::now();
+        map.retain(|_, p| p.expires > now);
+        map.insert(token.clone(), parked);
+        token
+    }
+
+    fn take(&self, token: &str) -> Option<Parked> {
+        self.lock().remove(token)
+    }
+}
+
+/// Asks by parking the call: used for modern clients.
+struct ParkingRequester {
+    asks: mpsc::Sender<Ask>,
+}
+
+#[async_trait::async_trait]
+impl crate::upstream::ClientRequester for ParkingRequester {
+    async fn request(
+        &self,
+        method: &str,
+        params: Option<Map<String, Value>>,
+        _via: &mpsc::Sender<Message>,
+    ) -> Result<Value, ErrorObject> {
+        let (answer, rx) = tokio::sync::oneshot::channel();
+        let ask = Ask {
+            method: method.to_owned(),
+            params,
+            answer,
+        };
+        self.asks
+            .send(ask)
+            .await
+            .map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "the client went away"))?;
+        rx.await
+            .map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "the client did not retry in time"))?
+    }
+}
+
+fn target_name(request: &Request) -> Option<String> {
+    request
+        .str_param("name")
+        .or_else(|| request.str_param("uri"))
+        .map(str::to_owned)
+}
+
+/// Watches a running call on behalf of one client request: relays its events, and ends with
+/// its outcome, or with an `input_required` result when it asks a question.
+async fn watch(
+    mut run: Running,
+    out: mpsc::Sender<Message>,
+    request: Request,
+    parking: Arc<Parking>,
+) {
+    let id = request.id.clone();
+    loop {
+        tokio::select! {
+            event = run.events.recv() => {
+                if let Some(event) = event {
+                    if out.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            ask = run.asks.recv() => {
+                let Some(ask) = ask else { continue };
+                let mut requests = Map::new();
+                requests.insert(INPUT_KEY.into(), json!({ "method": ask.method, "params": ask.params }));
+                let token = parking.park(Parked {
+                    method: request.method.clone(),
+                    target: target_name(&request),
+                    answer: ask.answer,
+                    run,
+                    expires: std::time::Instant::now() + PARK_TTL,
+                });
+                let result = json!({
+                    "resultType": "input_required",
+                    "inputRequests": Value::Object(requests),
+                    "requestState": token,
+                });
+                let _ = out.send(Message::Response(Response { id: Some(id), outcome: Ok(result) })).await;
+                return;
+            }
+            outcome = &mut run.done => {
+                let outcome = outcome
+                    .unwrap_or_else(|_| Err(ErrorObject::internal("the call ended without an answer")))
+                    .map_err(|mut e| {
+                        if e.code == UPSTREAM_ERROR && !e.message.starts_with("upstream error") {
+                            e.message = format!("upstream error: {}", e.message);
+                        }
+                        e
+                    });
+                // Events sent just before the outcome still belong before it.
+                while let Ok(event) = run.events.try_recv() {
+                    let _ = out.send(event).await;
+                }
+                let _ = out.send(Message::Response(Response { id: Some(id), outcome })).await;
+                return;
+            }
+        }
+    }
+}
+
+impl VirtualService {
+    /// A retry that answers a parked call, if this request is one.
+    fn resume(&self, message: &McpMessage) -> Option<Result<Running, ErrorObject>> {
+        let token = message.request.str_param("requestState")?;
+        if !token.starts_with(PARK_PREFIX) {
+            return None;
+        }
+        let Some(parked) = self.parked.take(token) else {
+            return Some(Err(ErrorObject::invalid_params(
+                "unknown or expired requestState",
+            )));
+        };
+        if parked.method != message.request.method || parked.target != target_name(&message.request)
+        {
+            return Some(Err(ErrorObject::invalid_params(
+                "requestState belongs to another request",
+            )));
+        }
+        let answer = message
+            .request
+            .param("inputResponses")
+            .and_then(|r| r.get(INPUT_KEY))
+            .cloned()
+            .ok_or_else(|| ErrorObject::invalid_params("inputResponses lacks the requested input"));
+        let _ = parked.answer.send(answer);
+        Some(Ok(parked.run))
+    }
+
+    fn start(&self, message: &McpMessage) -> Running {
+        let (events_tx, events) = mpsc::channel::<Message>(64);
+        let (asks_tx, asks) = mpsc::channel::<Ask>(4);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        // A child of the client's token: the client's cancellation reaches the call directly.
+        let cancel = message.cancel.child_token();
+        let requester = match (&message.requester, message.client.era) {
+            (Some(r), _) => Some(r.clone()),
+            (None, crate::version::Era::Modern) => {
+                Some(Arc::new(ParkingRequester { asks: asks_tx })
+                    as Arc<dyn crate::upstream::ClientRequester>)
+            }
+            (None, crate::version::Era::Legacy) => None,
+        };
+        let ctx = CallContext {
+            client: message.client.clone(),
+            events: events_tx,
+            requester,
+            cancel: cancel.clone(),
+        };
+        let server = self.server.clone();
+        let request = message.request.clone();
+        tokio::spawn(async move {
+            let outcome = server.dispatch(&request, ctx).await;
+            let _ = done_tx.send(outcome);
+        });
+        Running {
+            events,
+            asks,
+            done,
+            cancel,
+        }
+    }
+}
+
+impl Service<http::Request<McpMessage>> for VirtualService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<McpMessage>) -> Self::Future {
+        let message = request.into_body();
+        let (out, rx) = mpsc::channel::<Message>(64);
+        let run = match self.resume(&message) {
+            Some(Ok(run)) => {
+                // A resumed call was started by another client request: link this one's
+                // cancellation to it.
+                let client_cancel = message.cancel.clone();
+                let linked = run.cancel.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = client_cancel.cancelled() => linked.cancel(),
+                        () = linked.cancelled() => {}
+                    }
+                });
+                run
+            }
+            Some(Err(error)) => {
+                return std::future::ready(Ok(crate::seam::error_response(error)));
+            }
+            None => self.start(&message),
+        };
+        let cancel = run.cancel.clone();
+        tokio::spawn(watch(run, out, message.request, self.parked.clone()));
+        // Dropping the body before the final message (the client went away) cancels the call.
+        let guard = cancel.drop_guard();
+        let stream =
+            futures_util::stream::unfold((rx, Some(guard)), |(mut rx, guard)| async move {
+                guard.as_ref()?;
+                let message = rx.recv().await?;
+                let last = matches!(message, Message::Response(_));
+                let frame = Ok::<_, fortress_core::body::BoxError>(Frame::data(crate::seam::line(
+                    &message,
+                )));
+                let guard = match (last, guard) {
+                    (true, Some(guard)) => {
+                        guard.disarm();
+                        None
+                    }
+                    (_, guard) => guard,
+                };
+                Some((frame, (rx, guard)))
+            });
+        let mut response =
+            http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(SEAM_CONTENT_TYPE),
+        );
+        std::future::ready(Ok(response))
+    }
+}

@@ -1,0 +1,388 @@
+//! End to end with implementations nobody here wrote: the official Python `mcp` SDK client
+//! (both eras) and `@modelcontextprotocol/server-everything` (legacy era, over stdio and
+//! Streamable HTTP), plus a modern-era upstream built with the Python SDK. Every client-era ×
+//! upstream-era pair runs the same scenario through Fortress (prefixing off, so the gateway is
+//! transparent) and directly against the upstream, and the outputs must be equal.
+//!
+//! The third-party dependencies are installed by `scripts/setup-test-deps.sh`, which these
+//! tests run first (it is idempotent and quick when everything is present). If they cannot be
+//! installed, the tests fail and say why.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the setup script once per test process; panics with its output on failure.
+fn deps() -> &'static (PathBuf, PathBuf) {
+    static DEPS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    DEPS.get_or_init(|| {
+        let script = root().join("scripts/setup-test-deps.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "the interop test dependencies could not be installed by {}:\n{}\n{}",
+            script.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let python = root().join(".venv/bin/python");
+        let everything =
+            root().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        assert!(
+            python.exists(),
+            "{} is missing after setup",
+            python.display()
+        );
+        assert!(
+            everything.exists(),
+            "{} is missing after setup",
+            everything.display()
+        );
+        (python, everything)
+    })
+}
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// A child process killed when the test ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Spawns `command` and waits until a line of its stderr (or stdout) contains `ready`.
+fn spawn_until(mut command: Command, ready: &str, from_stdout: bool) -> (Proc, String) {
+    if from_stdout {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    } else {
+        command.stderr(Stdio::piped()).stdout(Stdio::null());
+    }
+    let mut child = command.spawn().expect("spawn");
+    let stream: Box<dyn std::io::Read + Send> = if from_stdout {
+        Box::new(child.stdout.take().expect("stdout"))
+    } else {
+        Box::new(child.stderr.take().expect("stderr"))
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_owned();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if !sent && line.contains(&ready) {
+                let _ = tx.send(line);
+                sent = true;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the process never became ready"));
+    (Proc(child), line)
+}
+
+fn everything_http() -> (Proc, String) {
+    let (_, everything) = deps();
+    let port = free_port();
+    let mut command = Command::new("node");
+    command
+        .arg(everything)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string());
+    let (proc, _) = spawn_until(command, "listening on port", false);
+    (proc, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+fn everything_sse() -> (Proc, String) {
+    let (_, everything) = deps();
+    let port = free_port();
+    let mut command = Command::new("node");
+    command
+        .arg(everything)
+        .arg("sse")
+        .env("PORT", port.to_string());
+    let (proc, _) = spawn_until(command, "running on port", false);
+    (proc, format!("http://127.0.0.1:{port}/sse"))
+}
+
+fn modern_http() -> (Proc, String) {
+    let (python, _) = deps();
+    let port = free_port();
+    let mut command = Command::new(python);
+    command
+        .arg(interop_dir().join("modern_server.py"))
+        .arg("http")
+        .arg(port.to_string());
+    let (proc, _) = spawn_until(command, "Uvicorn running", false);
+    (proc, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// Starts the real binary with one upstream, transparently (no prefix).
+fn fortress(upstream: &str) -> (Proc, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[naming]\nprefix = false\n\n[[upstream]]\nname = \"up\"\n{upstream}\n"
+    );
+    let path = dir.path().join("fortress.toml");
+    std::fs::write(&path, config).expect("config");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fortress-mcp"));
+    command.arg("serve").arg("--config").arg(&path);
+    let (proc, line) = spawn_until(command, "listening on ", true);
+    let url = line.trim().trim_start_matches("listening on ").to_owned();
+    (proc, url, dir)
+}
+
+fn stdio_everything_upstream() -> String {
+    let (_, everything) = deps();
+    format!(
+        "command = \"node\"\nargs = [{:?}, \"stdio\"]",
+        everything.display().to_string()
+    )
+}
+
+fn stdio_modern_upstream() -> String {
+    let (python, _) = deps();
+    format!(
+        "command = {:?}\nargs = [{:?}, \"stdio\"]",
+        python.display().to_string(),
+        interop_dir().join("modern_server.py").display().to_string()
+    )
+}
+
+/// Runs the Python client scenario; returns its JSON output.
+fn client(mode: &str, scenario: &str, target: &[&str], skip_sampling: bool) -> Value {
+    let (python, _) = deps();
+    let mut command = Command::new(python);
+    command
+        .arg(interop_dir().join("client.py"))
+        .args(["--mode", mode, "--scenario", scenario]);
+    if skip_sampling {
+        command.arg("--skip-sampling");
+    }
+    command.args(target);
+    let started = Instant::now();
+    let output = command.output().expect("run the python client");
+    assert!(
+        output.status.success(),
+        "python client ({mode}, {scenario}, {target:?}) failed after {:?}:\n{}",
+        started.elapsed(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "client output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn assert_same(through: &Value, direct: &Value) {
+    fn first_difference(path: String, a: &Value, b: &Value) -> Option<String> {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                keys.into_iter().find_map(|k| {
+                    first_difference(
+                        format!("{path}.{k}"),
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                    )
+                })
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (p, q))| first_difference(format!("{path}[{i}]"), p, q)),
+            _ if a == b => None,
+            _ => {
+                let show = |v: &Value| v.to_string().chars().take(600).collect::<String>();
+                Some(format!(
+                    "{path}: through Fortress {} / directly {}",
+                    show(a),
+                    show(b)
+                ))
+            }
+        }
+    }
+    if let Some(difference) = first_difference(String::new(), through, direct) {
+        panic!("results differ through Fortress at {difference}");
+    }
+}
+
+fn assert_scenario_ran(out: &Value, sampled: bool) {
+    assert!(!out["tools"].as_array().expect("tools").is_empty());
+    assert!(
+        out["echo"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hello fortress")
+    );
+    assert!(
+        out["progress"].as_array().expect("progress").len() >= 2,
+        "progress relayed: {}",
+        out["progress"]
+    );
+    if sampled {
+        let text = out["sampling"]["content"][0]["text"].as_str().unwrap_or("");
+        assert!(
+            text.contains("Paris"),
+            "sampling relayed to the client: {text}"
+        );
+    }
+    assert!(!out["resources"].as_array().expect("resources").is_empty());
+    assert!(
+        out["read"]["contents"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert!(
+        !out["prompt"]["messages"]
+            .as_array()
+            .expect("messages")
+            .is_empty()
+    );
+}
+
+fn everything_stdio_direct(mode: &str, skip_sampling: bool) -> Value {
+    let (_, everything) = deps();
+    let everything = everything.display().to_string();
+    client(
+        mode,
+        "everything",
+        &["--stdio", "node", &everything, "stdio"],
+        skip_sampling,
+    )
+}
+
+#[test]
+fn legacy_client_through_fortress_to_legacy_stdio_upstream() {
+    let direct = everything_stdio_direct("legacy", false);
+    let (_f, url, _d) = fortress(&stdio_everything_upstream());
+    let through = client("legacy", "everything", &[&url], false);
+    assert_scenario_ran(&through, true);
+    assert_same(&through, &direct);
+}
+
+#[test]
+fn modern_client_through_fortress_to_legacy_stdio_upstream() {
+    // A modern client cannot reach a legacy server directly; it must see through Fortress what
+    // a legacy client sees directly. The upstream's sampling request reaches the modern client
+    // as an `input_required` result, and its retry resumes the parked upstream call.
+    let direct = everything_stdio_direct("legacy", false);
+    let (_f, url, _d) = fortress(&stdio_everything_upstream());
+    let through = client("2026-07-28", "everything", &[&url], false);
+    assert_scenario_ran(&through, true);
+    assert_same(&through, &direct);
+}
+
+#[test]
+fn legacy_client_through_fortress_to_legacy_http_upstream() {
+    let (_u, upstream) = everything_http();
+    let direct = client("legacy", "everything", &[&upstream], false);
+    let (_f, url, _d) = fortress(&format!("url = {upstream:?}"));
+    let through = client("legacy", "everything", &[&url], false);
+    assert_scenario_ran(&through, true);
+    assert_same(&through, &direct);
+}
+
+#[test]
+fn modern_client_through_fortress_to_legacy_http_upstream() {
+    let (_u, upstream) = everything_http();
+    let direct = client("legacy", "everything", &[&upstream], false);
+    let (_f, url, _d) = fortress(&format!("url = {upstream:?}"));
+    let through = client("2026-07-28", "everything", &[&url], false);
+    assert_scenario_ran(&through, true);
+    assert_same(&through, &direct);
+}
+
+#[test]
+fn modern_client_through_fortress_to_modern_http_upstream() {
+    let (_u, upstream) = modern_http();
+    let direct = client("2026-07-28", "modern", &[&upstream], false);
+    let (_f, url, _d) = fortress(&format!("url = {upstream:?}"));
+    let through = client("2026-07-28", "modern", &[&url], false);
+    assert_scenario_ran(&through, true);
+    assert_same(&through, &direct);
+}
+
+#[test]
+fn legacy_client_through_fortress_to_modern_http_upstream() {
+    // Fortress speaks 2026-07-28 to the upstream and fulfils its `input_required` rounds by
+    // asking the legacy client ordinary sampling requests.
+    let (_u, upstream) = modern_http();
+    let direct = client("2026-07-28", "modern", &[&upstream], false);
+    let (_f, url, _d) = fortress(&format!("url = {upstream:?}"));
+    let through = client("legacy", "modern", &[&url], false);
+    assert_scenario_ran(&through, true);
+    assert_same(&through, &direct);
+}
+
+#[test]
+fn modern_client_through_fortress_to_modern_stdio_upstream() {
+    let (_u, upstream) = modern_http();
+    let direct = client("2026-07-28", "modern", &[&upstream], false);
+    let (_f, url, _d) = fortress(&stdio_modern_upstream());
+    let through = client("2026-07-28", "modern", &[&url], false);
+    assert_scenario_ran(&through, true);
+    assert_same(&through, &direct);
+}
+
+#[test]
+fn stdio_only_clients_reach_fortress_through_the_connect_bridge() {
+    let (_u, upstream) = modern_http();
+    let direct = client("2026-07-28", "modern", &[&upstream], false);
+    let (_f, url, _d) = fortress(&format!("url = {upstream:?}"));
+    let bridge = env!("CARGO_BIN_EXE_fortress-mcp");
+    for mode in ["legacy", "2026-07-28"] {
+        let through = client(mode, "modern", &["--stdio", bridge, "connect", &url], false);
+        assert_scenario_ran(&through, true);
+        assert_same(&through, &direct);
+    }
+}
+
+#[test]
+fn http_sse_clients_of_2024_11_05_are_served() {
+    let direct = everything_stdio_direct("legacy", false);
+    let (_f, url, _d) = fortress(&stdio_everything_upstream());
+    let sse = url.replace("/mcp", "/sse");
+    let through = client("legacy", "everything", &["--sse", &sse], false);
+    assert_scenario_ran(&through, true);
+    assert_same(&through, &direct);
+}
+
+#[test]
+fn clients_of_both_eras_reach_a_2024_11_05_http_sse_upstream() {
+    let (_u, upstream) = everything_sse();
+    let direct = client("legacy", "everything", &["--sse", &upstream], false);
+    let (_f, url, _d) = fortress(&format!("url = {upstream:?}"));
+    for mode in ["legacy", "2026-07-28"] {
+        let through = client(mode, "everything", &[&url], false);
+        assert_scenario_ran(&through, true);
+        assert_same(&through, &direct);
+    }
+}
