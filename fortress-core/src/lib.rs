@@ -37,7 +37,9 @@ pub mod prelude {
     pub use crate::decision::{Decision, Effect};
     pub use crate::denial::{Denial, DenialKind, PlainResponder, Responder};
     pub use crate::guard::{AdmitAll, Guard, Verdict};
-    pub use crate::layer::credential::{ConnectorSlot, ExtensionInjector, HeaderInjector, InjectedCredential};
+    pub use crate::layer::credential::{
+        ConnectorSlot, ExtensionInjector, HeaderInjector, InjectedCredential,
+    };
     pub use crate::policy::{AllowListPolicy, AllowRule, PolicyEngine};
     pub use crate::redact::{PatternRedactor, RedactionReport, RedactionScope, Redactor};
     pub use crate::secret::Secret;

@@ -186,14 +186,23 @@ impl GovernanceStackBuilder {
         if let Some(key) = self.argument_key {
             audit = audit.with_argument_key(key);
         }
-        let guard = GuardLayer::new(self.guard.unwrap_or_else(|| Arc::new(AdmitAll)), responder.clone());
-        let policy = PolicyLayer::new(self.policy.ok_or(MissingPart("a policy engine"))?, responder.clone())
-            .with_reasons_shown(self.show_reasons);
-        let redaction = RedactionLayer::new(self.redactor.ok_or(MissingPart("a redactor"))?, responder.clone())
-            .with_body_redaction(
-                self.body_redaction
-                    .unwrap_or_else(|| Arc::new(ByContentType::default())),
-            );
+        let guard = GuardLayer::new(
+            self.guard.unwrap_or_else(|| Arc::new(AdmitAll)),
+            responder.clone(),
+        );
+        let policy = PolicyLayer::new(
+            self.policy.ok_or(MissingPart("a policy engine"))?,
+            responder.clone(),
+        )
+        .with_reasons_shown(self.show_reasons);
+        let redaction = RedactionLayer::new(
+            self.redactor.ok_or(MissingPart("a redactor"))?,
+            responder.clone(),
+        )
+        .with_body_redaction(
+            self.body_redaction
+                .unwrap_or_else(|| Arc::new(ByContentType::default())),
+        );
         Ok(GovernanceStack {
             audit,
             guard,

@@ -106,7 +106,10 @@ mod tests {
     fn tiers_parse_and_carry_their_promises() {
         assert_eq!("zero-trust".parse::<Tier>().unwrap(), Tier::ZeroTrust);
         assert!("gold".parse::<Tier>().is_err());
-        assert_eq!(Tier::Soho.audit_retention(), Duration::from_secs(90 * 86_400));
+        assert_eq!(
+            Tier::Soho.audit_retention(),
+            Duration::from_secs(90 * 86_400)
+        );
         assert_eq!(Tier::Soho.isolation(), IsolationMode::Managed);
         assert_eq!(Tier::ZeroTrust.isolation(), IsolationMode::MutualTls);
     }

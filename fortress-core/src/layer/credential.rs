@@ -67,7 +67,10 @@ impl ConnectorSlot {
 
 impl SlotSelector for ConnectorSlot {
     fn slot(&self, call: &Call) -> Option<CredentialSlot> {
-        let connector = self.fixed.clone().or_else(|| call.connector().map(str::to_owned))?;
+        let connector = self
+            .fixed
+            .clone()
+            .or_else(|| call.connector().map(str::to_owned))?;
         let workspace = call.subject.workspace.clone();
         Some(if self.per_user {
             CredentialSlot::user(workspace, connector, call.subject.id.clone())
@@ -86,7 +89,11 @@ pub struct InjectError(pub String);
 pub trait Injector<ReqB>: Send + Sync + 'static {
     /// Injects `credential` into `request`; the credential is dropped (and zeroized) when
     /// the request no longer needs it.
-    fn inject(&self, request: &mut Request<ReqB>, credential: Credential) -> Result<(), InjectError>;
+    fn inject(
+        &self,
+        request: &mut Request<ReqB>,
+        credential: Credential,
+    ) -> Result<(), InjectError>;
 }
 
 /// Injects the credential as an HTTP header marked sensitive, such as `x-api-key` or
@@ -116,7 +123,11 @@ impl HeaderInjector {
 }
 
 impl<ReqB> Injector<ReqB> for HeaderInjector {
-    fn inject(&self, request: &mut Request<ReqB>, credential: Credential) -> Result<(), InjectError> {
+    fn inject(
+        &self,
+        request: &mut Request<ReqB>,
+        credential: Credential,
+    ) -> Result<(), InjectError> {
         let value = credential
             .secret()
             .to_header_value(&self.prefix)
@@ -136,7 +147,11 @@ pub struct InjectedCredential(pub Arc<Credential>);
 pub struct ExtensionInjector;
 
 impl<ReqB> Injector<ReqB> for ExtensionInjector {
-    fn inject(&self, request: &mut Request<ReqB>, credential: Credential) -> Result<(), InjectError> {
+    fn inject(
+        &self,
+        request: &mut Request<ReqB>,
+        credential: Credential,
+    ) -> Result<(), InjectError> {
         request
             .extensions_mut()
             .insert(InjectedCredential(Arc::new(credential)));

@@ -275,7 +275,9 @@ impl BodyRedaction for ByContentType {
         let essence = content_type.split(';').next().unwrap_or("").trim();
         if essence == "application/json" || essence.ends_with("+json") {
             self.json.redact(head, body, session)
-        } else if ["image/", "audio/", "video/"].iter().any(|p| essence.starts_with(p))
+        } else if ["image/", "audio/", "video/"]
+            .iter()
+            .any(|p| essence.starts_with(p))
             || essence == "application/octet-stream"
         {
             Ok(body)
@@ -370,7 +372,8 @@ where
                 Ok(body) => Ok(Response::from_parts(head, body)),
                 Err(error) => {
                     tracing::warn!(request_id = %call.request_id, %error, "redaction failed; withholding response");
-                    let denial = Denial::new(DenialKind::Internal, "the response could not be redacted");
+                    let denial =
+                        Denial::new(DenialKind::Internal, "the response could not be redacted");
                     notes.denial(&denial);
                     Ok(layer.responder.respond(&denial))
                 }

@@ -155,7 +155,10 @@ mod tests {
         let got = p
             .decide_each(
                 &template,
-                &[Resource::tool("gh", "read_file"), Resource::tool("gh", "push")],
+                &[
+                    Resource::tool("gh", "read_file"),
+                    Resource::tool("gh", "push"),
+                ],
             )
             .await
             .unwrap();

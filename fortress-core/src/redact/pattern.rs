@@ -32,7 +32,11 @@ impl MatchFinder for PatternFinder {
         let mut next: Vec<Option<(usize, usize)>> = self
             .patterns
             .iter()
-            .map(|p| p.regex.find_at(haystack, from).map(|m| (m.start(), m.end())))
+            .map(|p| {
+                p.regex
+                    .find_at(haystack, from)
+                    .map(|m| (m.start(), m.end()))
+            })
             .collect();
         let mut at = from;
         loop {

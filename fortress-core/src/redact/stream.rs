@@ -166,7 +166,14 @@ impl<F: MatchFinder> StreamRedactor for HoldBackRedactor<F> {
         self.spans.clear();
         self.finder.find(&self.buf, self.emitted, &mut self.spans);
         let end = self.buf.len();
-        apply(&self.buf, self.emitted, end, &self.spans, out, &mut self.report);
+        apply(
+            &self.buf,
+            self.emitted,
+            end,
+            &self.spans,
+            out,
+            &mut self.report,
+        );
         self.buf.clear();
         self.emitted = 0;
     }

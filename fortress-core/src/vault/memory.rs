@@ -36,7 +36,11 @@ impl MemoryVault {
 
 #[async_trait]
 impl Vault for MemoryVault {
-    async fn put(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError> {
+    async fn put(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
         let mut entries = self.lock();
         let version = entries.get(slot).map_or(1, |e| e.info.version + 1);
         let info = CredentialInfo {
@@ -45,20 +49,36 @@ impl Vault for MemoryVault {
             state: CredentialState::Active,
             updated_at: Utc::now(),
         };
-        entries.insert(slot.clone(), Entry { info: info.clone(), secret });
+        entries.insert(
+            slot.clone(),
+            Entry {
+                info: info.clone(),
+                secret,
+            },
+        );
         Ok(info)
     }
 
     async fn resolve(&self, slot: &CredentialSlot) -> Result<Credential, VaultError> {
         let entries = self.lock();
-        let entry = entries.get(slot).ok_or_else(|| VaultError::NotFound(slot.clone()))?;
+        let entry = entries
+            .get(slot)
+            .ok_or_else(|| VaultError::NotFound(slot.clone()))?;
         if entry.info.state == CredentialState::Revoked {
             return Err(VaultError::Revoked(slot.clone()));
         }
-        Ok(Credential::new(slot.clone(), entry.info.version, entry.secret.clone()))
+        Ok(Credential::new(
+            slot.clone(),
+            entry.info.version,
+            entry.secret.clone(),
+        ))
     }
 
-    async fn rotate(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError> {
+    async fn rotate(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
         if !self.lock().contains_key(slot) {
             return Err(VaultError::NotFound(slot.clone()));
         }
@@ -67,7 +87,9 @@ impl Vault for MemoryVault {
 
     async fn revoke(&self, slot: &CredentialSlot) -> Result<(), VaultError> {
         let mut entries = self.lock();
-        let entry = entries.get_mut(slot).ok_or_else(|| VaultError::NotFound(slot.clone()))?;
+        let entry = entries
+            .get_mut(slot)
+            .ok_or_else(|| VaultError::NotFound(slot.clone()))?;
         entry.info.state = CredentialState::Revoked;
         entry.info.updated_at = Utc::now();
         Ok(())
@@ -106,14 +128,39 @@ mod tests {
         let vault = MemoryVault::new();
         let ws = WorkspaceId::new("w");
         let slot = CredentialSlot::workspace(ws.clone(), "zendesk");
-        assert!(matches!(vault.resolve(&slot).await, Err(VaultError::NotFound(_))));
-        assert_eq!(vault.put(&slot, Secret::from("a")).await.unwrap().version, 1);
-        assert_eq!(vault.rotate(&slot, Secret::from("b")).await.unwrap().version, 2);
+        assert!(matches!(
+            vault.resolve(&slot).await,
+            Err(VaultError::NotFound(_))
+        ));
+        assert_eq!(
+            vault.put(&slot, Secret::from("a")).await.unwrap().version,
+            1
+        );
+        assert_eq!(
+            vault
+                .rotate(&slot, Secret::from("b"))
+                .await
+                .unwrap()
+                .version,
+            2
+        );
         assert_eq!(vault.resolve(&slot).await.unwrap().secret().expose(), b"b");
         vault.revoke(&slot).await.unwrap();
-        assert!(matches!(vault.resolve(&slot).await, Err(VaultError::Revoked(_))));
-        assert_eq!(vault.list(&ws).await.unwrap()[0].state, CredentialState::Revoked);
-        vault.put(&CredentialSlot::user(ws.clone(), "gh", "bob"), Secret::from("c")).await.unwrap();
+        assert!(matches!(
+            vault.resolve(&slot).await,
+            Err(VaultError::Revoked(_))
+        ));
+        assert_eq!(
+            vault.list(&ws).await.unwrap()[0].state,
+            CredentialState::Revoked
+        );
+        vault
+            .put(
+                &CredentialSlot::user(ws.clone(), "gh", "bob"),
+                Secret::from("c"),
+            )
+            .await
+            .unwrap();
         assert_eq!(vault.delete_workspace(&ws).await.unwrap(), 2);
         assert!(vault.list(&ws).await.unwrap().is_empty());
     }

@@ -76,7 +76,11 @@ impl CredentialSlot {
     }
 
     /// A user's personal credential for a connector.
-    pub fn user(workspace: WorkspaceId, connector: impl Into<String>, user: impl Into<String>) -> Self {
+    pub fn user(
+        workspace: WorkspaceId,
+        connector: impl Into<String>,
+        user: impl Into<String>,
+    ) -> Self {
         Self {
             workspace,
             connector: connector.into(),
@@ -203,14 +207,22 @@ pub enum VaultError {
 #[async_trait]
 pub trait Vault: Send + Sync + 'static {
     /// Stores a new credential, or replaces the value of an existing slot as a new version.
-    async fn put(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError>;
+    async fn put(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError>;
 
     /// Resolves the credential for one request. The caller drops it as soon as the
     /// upstream request is built.
     async fn resolve(&self, slot: &CredentialSlot) -> Result<Credential, VaultError>;
 
     /// Rotates to a new value; the previous version stops resolving once this returns.
-    async fn rotate(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError>;
+    async fn rotate(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError>;
 
     /// Revokes a credential: it is never handed out again, but its record stays until deleted.
     async fn revoke(&self, slot: &CredentialSlot) -> Result<(), VaultError>;
@@ -227,13 +239,21 @@ pub trait Vault: Send + Sync + 'static {
 
 #[async_trait]
 impl<V: Vault + ?Sized> Vault for Arc<V> {
-    async fn put(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError> {
+    async fn put(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
         (**self).put(slot, secret).await
     }
     async fn resolve(&self, slot: &CredentialSlot) -> Result<Credential, VaultError> {
         (**self).resolve(slot).await
     }
-    async fn rotate(&self, slot: &CredentialSlot, secret: Secret) -> Result<CredentialInfo, VaultError> {
+    async fn rotate(
+        &self,
+        slot: &CredentialSlot,
+        secret: Secret,
+    ) -> Result<CredentialInfo, VaultError> {
         (**self).rotate(slot, secret).await
     }
     async fn revoke(&self, slot: &CredentialSlot) -> Result<(), VaultError> {
