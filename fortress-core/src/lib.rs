@@ -18,6 +18,7 @@ pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod call;
+pub mod cli;
 pub mod decision;
 pub mod denial;
 pub mod guard;

@@ -30,6 +30,8 @@ enum Command {
         /// The endpoint URL, e.g. http://127.0.0.1:8080/mcp.
         url: String,
     },
+    #[command(flatten)]
+    Ops(fortress_core::cli::OpsCommand),
 }
 
 #[tokio::main]
@@ -58,6 +60,11 @@ async fn main() -> anyhow::Result<()> {
             endpoint.serve(listener, shutdown_signal()).await?;
         }
         Command::Connect { url } => fortress_mcp::bridge::run(&url).await?,
+        Command::Ops(command) => {
+            if !command.run(&mut std::io::stdout()).await.map_err(|e| anyhow::anyhow!(e))? {
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
 }
