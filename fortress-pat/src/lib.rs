@@ -11,12 +11,17 @@
 //! ```
 
 pub mod api;
+pub mod config;
+pub mod demo;
 pub mod describe;
 pub mod error;
 pub mod keys;
 pub mod limits;
+pub mod mock;
 pub mod proxy;
 pub mod redaction;
+pub mod server;
+pub mod service;
 pub mod sse;
 pub mod upstream;
 pub mod usage;

@@ -19,6 +19,21 @@ use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 
+/// Reads a whole body of at most `limit` bytes.
+async fn read_limited(mut body: Body, limit: usize) -> Option<Bytes> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.ok()?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return None;
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Some(buf.freeze())
+}
+
 use crate::api::BatchParams;
 use crate::error::{ErrorType, error_response};
 use crate::upstream::Upstream;
@@ -140,12 +155,8 @@ impl ClaudeUpstream {
     /// Keeps only the models the caller may see.
     async fn filter_models(&self, call: &Call, response: Response<Body>) -> Response<Body> {
         let (parts, body) = response.into_parts();
-        let bytes = match http_body_util::Limited::new(body, MAX_LISTING_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return error_response(ErrorType::Api, "model listing unreadable", None, None),
+        let Some(bytes) = read_limited(body, MAX_LISTING_BYTES).await else {
+            return error_response(ErrorType::Api, "model listing unreadable", None, None);
         };
         let Ok(mut listing) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
             return error_response(ErrorType::Api, "model listing unreadable", None, None);
