@@ -275,8 +275,10 @@ impl Config {
                     )));
                 }
             };
-            let slot =
-                CredentialSlot::workspace(WorkspaceId::new(source.workspace.clone()), ANTHROPIC_CONNECTOR);
+            let slot = CredentialSlot::workspace(
+                WorkspaceId::new(source.workspace.clone()),
+                ANTHROPIC_CONNECTOR,
+            );
             vault
                 .put(&slot, secret)
                 .await

@@ -175,15 +175,31 @@ mod tests {
     fn routes_cover_the_api_surface() {
         let cases = [
             (Method::POST, "/v1/messages", Action::CreateMessage),
-            (Method::POST, "/v1/messages/count_tokens", Action::CountTokens),
+            (
+                Method::POST,
+                "/v1/messages/count_tokens",
+                Action::CountTokens,
+            ),
             (Method::GET, "/v1/models", Action::ListModels),
             (Method::GET, "/v1/models/claude-x", Action::GetModel),
             (Method::POST, "/v1/messages/batches", Action::CreateBatch),
             (Method::GET, "/v1/messages/batches", Action::ReadBatch),
             (Method::GET, "/v1/messages/batches/b1", Action::ReadBatch),
-            (Method::GET, "/v1/messages/batches/b1/results", Action::ReadBatch),
-            (Method::POST, "/v1/messages/batches/b1/cancel", Action::CancelBatch),
-            (Method::DELETE, "/v1/messages/batches/b1", Action::CancelBatch),
+            (
+                Method::GET,
+                "/v1/messages/batches/b1/results",
+                Action::ReadBatch,
+            ),
+            (
+                Method::POST,
+                "/v1/messages/batches/b1/cancel",
+                Action::CancelBatch,
+            ),
+            (
+                Method::DELETE,
+                "/v1/messages/batches/b1",
+                Action::CancelBatch,
+            ),
             (Method::GET, "/v1/files", Action::Passthrough),
             (Method::GET, "/v1/messages", Action::Passthrough),
         ];

@@ -63,7 +63,9 @@ impl ErrorType {
             Self::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimit => StatusCode::TOO_MANY_REQUESTS,
             Self::Api => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Overloaded => StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            Self::Overloaded => {
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
         }
     }
 

@@ -561,7 +561,9 @@ mod tests {
     use super::*;
 
     async fn store() -> KeyStore {
-        KeyStore::in_memory(Secret::from("test-pepper")).await.unwrap()
+        KeyStore::in_memory(Secret::from("test-pepper"))
+            .await
+            .unwrap()
     }
 
     fn token(issued: &IssuedKey) -> String {
@@ -574,15 +576,29 @@ mod tests {
         let issued = store.create(NewKey::user("acme", "alice")).await.unwrap();
         let good = token(&issued);
         assert!(parse_token(&good).is_some());
-        assert_eq!(store.authenticate(&good, None).await.unwrap().id, issued.record.id);
+        assert_eq!(
+            store.authenticate(&good, None).await.unwrap().id,
+            issued.record.id
+        );
         let mut bad = good.clone();
         let last = bad.pop().unwrap();
         bad.push(if last == '0' { '1' } else { '0' });
-        assert_eq!(store.authenticate(&bad, None).await, Err(AuthError::Invalid));
-        assert_eq!(store.authenticate("sk-ant-x", None).await, Err(AuthError::Invalid));
+        assert_eq!(
+            store.authenticate(&bad, None).await,
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            store.authenticate("sk-ant-x", None).await,
+            Err(AuthError::Invalid)
+        );
         // The same token under another pepper does not verify.
-        let other = KeyStore::with_pool(store.pool.clone(), Secret::from("other")).await.unwrap();
-        assert_eq!(other.authenticate(&good, None).await, Err(AuthError::Invalid));
+        let other = KeyStore::with_pool(store.pool.clone(), Secret::from("other"))
+            .await
+            .unwrap();
+        assert_eq!(
+            other.authenticate(&good, None).await,
+            Err(AuthError::Invalid)
+        );
     }
 
     #[tokio::test]
@@ -590,7 +606,10 @@ mod tests {
         let store = store().await;
         let issued = store.create(NewKey::user("acme", "alice")).await.unwrap();
         let (_, secret) = parse_token(issued.token.expose_str().unwrap()).unwrap();
-        let rows = sqlx::query("SELECT * FROM pat_keys").fetch_all(&store.pool).await.unwrap();
+        let rows = sqlx::query("SELECT * FROM pat_keys")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
         for row in rows {
             for i in 0..row.len() {
                 if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
@@ -608,12 +627,18 @@ mod tests {
         let store = store().await;
         let issued = store.create(NewKey::user("acme", "alice")).await.unwrap();
         store.revoke(&issued.record.id).await.unwrap();
-        assert_eq!(store.authenticate(&token(&issued), None).await, Err(AuthError::Revoked));
+        assert_eq!(
+            store.authenticate(&token(&issued), None).await,
+            Err(AuthError::Revoked)
+        );
 
         let mut new = NewKey::user("acme", "bob");
         new.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
         let expired = store.create(new).await.unwrap();
-        assert_eq!(store.authenticate(&token(&expired), None).await, Err(AuthError::Expired));
+        assert_eq!(
+            store.authenticate(&token(&expired), None).await,
+            Err(AuthError::Expired)
+        );
 
         let mut new = NewKey::user("acme", "carol");
         new.cidrs = vec!["10.0.0.0/8".parse().unwrap()];
@@ -622,7 +647,10 @@ mod tests {
         let inside = Some("10.1.2.3".parse().unwrap());
         let outside = Some("192.168.1.1".parse().unwrap());
         let record = store.authenticate(&token(&bound), inside).await.unwrap();
-        assert_eq!(store.authenticate(&token(&bound), outside).await, Err(AuthError::Network));
+        assert_eq!(
+            store.authenticate(&token(&bound), outside).await,
+            Err(AuthError::Network)
+        );
         assert!(record.allows(&Action::ListModels));
         assert!(record.allows(&Action::CountTokens));
         assert!(!record.allows(&Action::CreateMessage));
@@ -632,15 +660,24 @@ mod tests {
     async fn rotation_overlaps_then_the_old_key_expires() {
         let store = store().await;
         let old = store.create(NewKey::user("acme", "alice")).await.unwrap();
-        let new = store.rotate(&old.record.id, Duration::from_secs(60)).await.unwrap();
+        let new = store
+            .rotate(&old.record.id, Duration::from_secs(60))
+            .await
+            .unwrap();
         assert!(store.authenticate(&token(&old), None).await.is_ok());
         assert!(store.authenticate(&token(&new), None).await.is_ok());
         let zero = store.rotate(&new.record.id, Duration::ZERO).await.unwrap();
-        assert_eq!(store.authenticate(&token(&new), None).await, Err(AuthError::Expired));
+        assert_eq!(
+            store.authenticate(&token(&new), None).await,
+            Err(AuthError::Expired)
+        );
         assert!(store.authenticate(&token(&zero), None).await.is_ok());
         let listed = store.list(Some("acme")).await.unwrap();
         assert_eq!(listed.len(), 3);
-        assert_eq!(listed[0].replaced_by.as_deref(), Some(new.record.id.as_str()));
+        assert_eq!(
+            listed[0].replaced_by.as_deref(),
+            Some(new.record.id.as_str())
+        );
     }
 
     #[test]

@@ -108,10 +108,11 @@ impl PriceTable {
 }
 
 /// Whose consumption a limit counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Per gateway key.
+    #[default]
     Key,
     /// Per user (subject).
     User,
@@ -188,12 +189,6 @@ pub struct RateRule {
     /// Output tokens per minute.
     #[serde(default)]
     pub output_tokens_per_minute: Option<u64>,
-}
-
-impl Default for Scope {
-    fn default() -> Self {
-        Self::Key
-    }
 }
 
 /// Everything the ledger enforces.
@@ -419,7 +414,7 @@ impl Ledger {
     }
 
     /// Reserves for `call` or refuses it.
-    pub fn admit(&self, call: &Call) -> Result<(), Denial> {
+    pub fn admit(&self, call: &Call) -> Result<(), Box<Denial>> {
         let metered = call.action == Action::CreateMessage;
         let now = Instant::now();
         let wall = Utc::now();
@@ -453,7 +448,11 @@ impl Ledger {
             let dims = [
                 (Dim::Requests, rule.requests_per_minute, 1.0),
                 (Dim::InputTokens, rule.input_tokens_per_minute, input as f64),
-                (Dim::OutputTokens, rule.output_tokens_per_minute, output as f64),
+                (
+                    Dim::OutputTokens,
+                    rule.output_tokens_per_minute,
+                    output as f64,
+                ),
             ];
             for (dim, limit, amount) in dims {
                 let Some(limit) = limit else { continue };
@@ -536,11 +535,9 @@ impl Ledger {
                 match snapshot.entries.iter_mut().find(|e| e.0 == dim) {
                     Some(entry) if entry.2 <= remaining => {}
                     Some(entry) => *entry = (dim, bucket.capacity as u64, remaining, reset),
-                    None => {
-                        snapshot
-                            .entries
-                            .push((dim, bucket.capacity as u64, remaining, reset))
-                    }
+                    None => snapshot
+                        .entries
+                        .push((dim, bucket.capacity as u64, remaining, reset)),
                 }
             }
         }
@@ -548,7 +545,7 @@ impl Ledger {
             state.snapshots.insert(request_id.clone(), snapshot);
         }
         if let Some(denial) = denial {
-            return Err(denial);
+            return Err(Box::new(denial));
         }
         let meter = MeterKey {
             day: Window::Day.period(wall),
@@ -658,7 +655,7 @@ impl Guard for LedgerGuard {
     async fn admit(&self, call: &Call) -> Result<Verdict, GuardError> {
         Ok(match self.0.admit(call) {
             Ok(()) => Verdict::Admit(None),
-            Err(denial) => Verdict::Reject(denial),
+            Err(denial) => Verdict::Reject(*denial),
         })
     }
 }
@@ -700,7 +697,10 @@ mod tests {
         });
         let a = call(400, 100);
         ledger.admit(&a).unwrap();
-        assert_eq!(ledger.budget_tokens(Scope::User, "alice", Window::Day), (0, 500));
+        assert_eq!(
+            ledger.budget_tokens(Scope::User, "alice", Window::Day),
+            (0, 500)
+        );
         let b = call(400, 100);
         ledger.admit(&b).unwrap();
         let c = call(400, 100);
@@ -716,7 +716,10 @@ mod tests {
             }),
         );
         ledger.settle(b.request_id.as_str(), None);
-        assert_eq!(ledger.budget_tokens(Scope::User, "alice", Window::Day), (50, 0));
+        assert_eq!(
+            ledger.budget_tokens(Scope::User, "alice", Window::Day),
+            (50, 0)
+        );
         ledger.admit(&c).unwrap();
         let meter = ledger.meter();
         assert_eq!(meter.len(), 1);

@@ -10,7 +10,10 @@ use fortress_pat::config::Config;
 use fortress_pat::keys::NewKey;
 
 #[derive(Parser)]
-#[command(name = "fortress-pat", about = "PAT Fortress: a governed Claude API proxy")]
+#[command(
+    name = "fortress-pat",
+    about = "PAT Fortress: a governed Claude API proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,8 +100,7 @@ enum KeyAction {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -24,11 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::sse::SseEvent;
 
 /// The models the mock lists.
-pub const MOCK_MODELS: [&str; 3] = [
-    "claude-sonnet-4-5",
-    "claude-haiku-4-5",
-    "claude-opus-4-1",
-];
+pub const MOCK_MODELS: [&str; 3] = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"];
 
 /// What the mock recorded about one request.
 #[derive(Clone, Debug)]
@@ -116,10 +112,9 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    response.headers_mut().insert(
-        "request-id",
-        http::HeaderValue::from_static("req_mock"),
-    );
+    response
+        .headers_mut()
+        .insert("request-id", http::HeaderValue::from_static("req_mock"));
     response
 }
 
@@ -181,7 +176,11 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<Body> {
         });
     let key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
     if key != Some(state.api_key.as_str()) {
-        return error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid x-api-key");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        );
     }
     let bytes = match incoming.collect().await {
         Ok(c) => c.to_bytes(),
@@ -241,7 +240,11 @@ fn messages(state: &State, params: &Value) -> Response<Body> {
         );
     }
     let Some(max_tokens) = params.get("max_tokens").and_then(Value::as_u64) else {
-        return error(StatusCode::BAD_REQUEST, "invalid_request_error", "max_tokens: Field required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "max_tokens: Field required",
+        );
     };
     let (all, last_user) = input_text(params);
     let input_tokens = tokens(&all);
@@ -255,7 +258,15 @@ fn messages(state: &State, params: &Value) -> Response<Body> {
     let output_tokens = tokens(&reply).min(max_tokens.max(1));
     let id = format!("msg_mock_{}", uuid::Uuid::new_v4().simple());
     if params.get("stream").and_then(Value::as_bool) == Some(true) {
-        return stream(state, &id, model, &reply, stop_reason, input_tokens, output_tokens);
+        return stream(
+            state,
+            &id,
+            model,
+            &reply,
+            stop_reason,
+            input_tokens,
+            output_tokens,
+        );
     }
     json_response(
         StatusCode::OK,

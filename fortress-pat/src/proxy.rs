@@ -141,10 +141,7 @@ impl ClaudeUpstream {
                 }
             };
             if !allowed {
-                let message = format!(
-                    "batch request {:?} is denied by policy",
-                    item.custom_id
-                );
+                let message = format!("batch request {:?} is denied by policy", item.custom_id);
                 let denial = Denial::new(DenialKind::Forbidden, message);
                 return Some(refuse(request, ErrorType::Permission, denial));
             }
@@ -179,7 +176,12 @@ impl ClaudeUpstream {
         };
         let visible: Vec<serde_json::Value> = models
             .into_iter()
-            .zip(decisions.iter().map(|d| d.is_allowed()).chain(std::iter::repeat(false)))
+            .zip(
+                decisions
+                    .iter()
+                    .map(|d| d.is_allowed())
+                    .chain(std::iter::repeat(false)),
+            )
             .filter_map(|(m, allowed)| allowed.then_some(m))
             .collect();
         let first = visible.first().and_then(|m| m.get("id")).cloned();

@@ -69,8 +69,9 @@ impl BodyRedaction for ClaudeBodyRedaction {
         }
         if essence == "application/json" {
             let future = redact_json(body, session, tap, ok_status);
-            return Ok(http_body_util::StreamBody::new(futures_util::stream::once(future))
-                .boxed_unsync());
+            return Ok(
+                http_body_util::StreamBody::new(futures_util::stream::once(future)).boxed_unsync(),
+            );
         }
         if let Some(tap) = tap {
             tap.report(Usage::default(), ok_status);

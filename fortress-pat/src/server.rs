@@ -28,7 +28,8 @@ pub enum ServeError {
 
 /// A TLS 1.3-only server configuration from PEM files.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeError> {
-    let certs = std::fs::read(cert).map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
+    let certs =
+        std::fs::read(cert).map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut certs.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| ServeError::Tls(e.to_string()))?;
@@ -78,7 +79,9 @@ pub async fn serve(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let service = service.clone();
-                async move { Ok::<_, std::convert::Infallible>(service.handle(req, Some(peer.ip())).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(service.handle(req, Some(peer.ip())).await)
+                }
             });
             let result = match acceptor {
                 None => {

@@ -154,7 +154,10 @@ impl PatService {
         let record = match self.keys.authenticate(token, client_ip).await {
             Ok(record) => record,
             Err(AuthError::Network) => {
-                return fail(ErrorType::Permission, "API key not permitted from this address");
+                return fail(
+                    ErrorType::Permission,
+                    "API key not permitted from this address",
+                );
             }
             Err(AuthError::Store) => return fail(ErrorType::Api, "key store unavailable"),
             Err(_) => return fail(ErrorType::Authentication, "invalid API key"),

@@ -237,7 +237,10 @@ mod tests {
         assert_eq!(whole[1].data, "x\ny");
         assert_eq!(whole[2].event.as_deref(), Some("e"));
         assert_eq!(whole[2].data, "z");
-        assert_eq!(&whole[0].raw[..], b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n");
+        assert_eq!(
+            &whole[0].raw[..],
+            b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n"
+        );
         for size in 1..STREAM.len() {
             let events = decode_in_chunks(STREAM.as_bytes(), size);
             let strip = |v: &[SseEvent]| {

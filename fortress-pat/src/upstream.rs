@@ -120,7 +120,9 @@ impl Upstream {
         } else if scheme == http::uri::Scheme::HTTP {
             None
         } else {
-            return Err(UpstreamError::BaseUrl("scheme must be http or https".into()));
+            return Err(UpstreamError::BaseUrl(
+                "scheme must be http or https".into(),
+            ));
         };
         let mut http = HttpConnector::new();
         http.enforce_http(false);

@@ -101,9 +101,16 @@ fn error_type(bytes: &Bytes) -> String {
 #[tokio::test]
 async fn messages_are_redacted_and_the_credential_is_injected_not_forwarded() {
     let gw = gateway(LimitsConfig::default()).await;
-    let mut req = request("POST", "/v1/messages", None, message("claude-sonnet-4-5", "I am bob@example.com", false));
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {}", gw.key).parse().unwrap());
+    let mut req = request(
+        "POST",
+        "/v1/messages",
+        None,
+        message("claude-sonnet-4-5", "I am bob@example.com", false),
+    );
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", gw.key).parse().unwrap(),
+    );
     req.headers_mut()
         .insert("anthropic-beta", "tools-2024-04-04".parse().unwrap());
     let (parts, bytes) = send(&gw, req).await;
@@ -114,7 +121,10 @@ async fn messages_are_redacted_and_the_credential_is_injected_not_forwarded() {
     let seen = gw.mock.recorded();
     let last = seen.last().unwrap();
     assert_eq!(last.headers["x-api-key"], UPSTREAM_KEY);
-    assert!(last.headers.get("authorization").is_none(), "client auth never forwarded");
+    assert!(
+        last.headers.get("authorization").is_none(),
+        "client auth never forwarded"
+    );
     assert_eq!(last.headers["anthropic-beta"], "tools-2024-04-04");
     assert_eq!(last.headers["anthropic-version"], "2023-06-01");
     // The canary upstream key appears in no answer and no audit record.
@@ -129,7 +139,12 @@ async fn messages_are_redacted_and_the_credential_is_injected_not_forwarded() {
 #[tokio::test]
 async fn streams_are_redacted_and_metered() {
     let gw = gateway(LimitsConfig::default()).await;
-    let req = request("POST", "/v1/messages", Some(&gw.key), message("claude-haiku-4-5", "mail me: carol@example.org ok", true));
+    let req = request(
+        "POST",
+        "/v1/messages",
+        Some(&gw.key),
+        message("claude-haiku-4-5", "mail me: carol@example.org ok", true),
+    );
     let (parts, bytes) = send(&gw, req).await;
     assert_eq!(parts.status, 200);
     let text = String::from_utf8(bytes.to_vec()).unwrap();
@@ -147,21 +162,46 @@ async fn authentication_and_policy_refusals_have_the_claude_shape() {
     let gw = gateway(LimitsConfig::default()).await;
     let body = message("claude-sonnet-4-5", "hi", false);
     let (p, b) = send(&gw, request("POST", "/v1/messages", None, body.clone())).await;
-    assert_eq!((p.status.as_u16(), error_type(&b).as_str()), (401, "authentication_error"));
+    assert_eq!(
+        (p.status.as_u16(), error_type(&b).as_str()),
+        (401, "authentication_error")
+    );
     let bad = format!("{}0", &gw.key[..gw.key.len() - 1]);
-    let (p, b) = send(&gw, request("POST", "/v1/messages", Some(&bad), body.clone())).await;
-    assert_eq!((p.status.as_u16(), error_type(&b).as_str()), (401, "authentication_error"));
+    let (p, b) = send(
+        &gw,
+        request("POST", "/v1/messages", Some(&bad), body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (p.status.as_u16(), error_type(&b).as_str()),
+        (401, "authentication_error")
+    );
     let denied = message("claude-opus-4-1", "hi", false);
     let (p, b) = send(&gw, request("POST", "/v1/messages", Some(&gw.key), denied)).await;
-    assert_eq!((p.status.as_u16(), error_type(&b).as_str()), (403, "permission_error"));
+    assert_eq!(
+        (p.status.as_u16(), error_type(&b).as_str()),
+        (403, "permission_error")
+    );
     assert_eq!(gw.audit.events().last().unwrap().outcome, Outcome::Denied);
     let (p, b) = send(&gw, request("GET", "/v1/files", Some(&gw.key), Value::Null)).await;
-    assert_eq!((p.status.as_u16(), error_type(&b).as_str()), (403, "permission_error"));
-    let (p, b) = send(&gw, request("POST", "/v1/messages", Some(&gw.key), json!({"model": 5}))).await;
-    assert_eq!((p.status.as_u16(), error_type(&b).as_str()), (400, "invalid_request_error"));
+    assert_eq!(
+        (p.status.as_u16(), error_type(&b).as_str()),
+        (403, "permission_error")
+    );
+    let (p, b) = send(
+        &gw,
+        request("POST", "/v1/messages", Some(&gw.key), json!({"model": 5})),
+    )
+    .await;
+    assert_eq!(
+        (p.status.as_u16(), error_type(&b).as_str()),
+        (400, "invalid_request_error")
+    );
     let small = gw.service.clone().with_max_body(64);
     let big = message("claude-sonnet-4-5", &"x".repeat(200), false);
-    let resp = small.handle(request("POST", "/v1/messages", Some(&gw.key), big), None).await;
+    let resp = small
+        .handle(request("POST", "/v1/messages", Some(&gw.key), big), None)
+        .await;
     assert_eq!(resp.status(), 413);
     // Revoked keys stop at once.
     let id = gw.keys.list(None).await.unwrap()[0].id.clone();
@@ -173,57 +213,171 @@ async fn authentication_and_policy_refusals_have_the_claude_shape() {
 #[tokio::test]
 async fn models_are_filtered_by_policy_and_batches_governed_per_request() {
     let gw = gateway(LimitsConfig::default()).await;
-    let (p, b) = send(&gw, request("GET", "/v1/models", Some(&gw.key), Value::Null)).await;
+    let (p, b) = send(
+        &gw,
+        request("GET", "/v1/models", Some(&gw.key), Value::Null),
+    )
+    .await;
     assert_eq!(p.status, 200);
     let v: Value = serde_json::from_slice(&b).unwrap();
-    let ids: Vec<_> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids, ["claude-sonnet-4-5", "claude-haiku-4-5"]);
     assert_eq!(v["last_id"], "claude-haiku-4-5");
-    let (p, _) = send(&gw, request("GET", "/v1/models/claude-opus-4-1", Some(&gw.key), Value::Null)).await;
+    let (p, _) = send(
+        &gw,
+        request(
+            "GET",
+            "/v1/models/claude-opus-4-1",
+            Some(&gw.key),
+            Value::Null,
+        ),
+    )
+    .await;
     assert_eq!(p.status, 403);
-    let (p, _) = send(&gw, request("GET", "/v1/models/claude-sonnet-4-5", Some(&gw.key), Value::Null)).await;
+    let (p, _) = send(
+        &gw,
+        request(
+            "GET",
+            "/v1/models/claude-sonnet-4-5",
+            Some(&gw.key),
+            Value::Null,
+        ),
+    )
+    .await;
     assert_eq!(p.status, 200);
     let (p, b) = send(&gw, request("POST", "/v1/messages/count_tokens", Some(&gw.key),
         json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hello there"}]}))).await;
     assert_eq!(p.status, 200);
-    assert!(serde_json::from_slice::<Value>(&b).unwrap()["input_tokens"].as_u64().unwrap() > 0);
-    let batch = |model: &str| json!({"requests": [
+    assert!(
+        serde_json::from_slice::<Value>(&b).unwrap()["input_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let batch = |model: &str| {
+        json!({"requests": [
         {"custom_id": "a", "params": {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": []}},
-        {"custom_id": "b", "params": {"model": model, "max_tokens": 10, "messages": []}}]});
+        {"custom_id": "b", "params": {"model": model, "max_tokens": 10, "messages": []}}]})
+    };
     let before = gw.mock.recorded().len();
-    let (p, b) = send(&gw, request("POST", "/v1/messages/batches", Some(&gw.key), batch("claude-opus-4-1"))).await;
-    assert_eq!((p.status.as_u16(), error_type(&b).as_str()), (403, "permission_error"));
-    assert_eq!(gw.mock.recorded().len(), before, "a denied batch never reaches upstream");
-    let (p, _) = send(&gw, request("POST", "/v1/messages/batches", Some(&gw.key), batch("claude-haiku-4-5"))).await;
+    let (p, b) = send(
+        &gw,
+        request(
+            "POST",
+            "/v1/messages/batches",
+            Some(&gw.key),
+            batch("claude-opus-4-1"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (p.status.as_u16(), error_type(&b).as_str()),
+        (403, "permission_error")
+    );
+    assert_eq!(
+        gw.mock.recorded().len(),
+        before,
+        "a denied batch never reaches upstream"
+    );
+    let (p, _) = send(
+        &gw,
+        request(
+            "POST",
+            "/v1/messages/batches",
+            Some(&gw.key),
+            batch("claude-haiku-4-5"),
+        ),
+    )
+    .await;
     assert_eq!(p.status, 200);
 }
 
 #[tokio::test]
 async fn upstream_failures_pass_through_in_shape() {
     let gw = gateway(LimitsConfig::default()).await;
-    let (p, b) = send(&gw, request("POST", "/v1/messages", Some(&gw.key), message("mock-overloaded", "hi", false))).await;
-    assert_eq!((p.status.as_u16(), error_type(&b).as_str()), (529, "overloaded_error"));
-    let (p, b) = send(&gw, request("POST", "/v1/messages", Some(&gw.key), message("mock-truncate", "hi", true))).await;
+    let (p, b) = send(
+        &gw,
+        request(
+            "POST",
+            "/v1/messages",
+            Some(&gw.key),
+            message("mock-overloaded", "hi", false),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (p.status.as_u16(), error_type(&b).as_str()),
+        (529, "overloaded_error")
+    );
+    let (p, b) = send(
+        &gw,
+        request(
+            "POST",
+            "/v1/messages",
+            Some(&gw.key),
+            message("mock-truncate", "hi", true),
+        ),
+    )
+    .await;
     assert_eq!(p.status, 200);
     let text = String::from_utf8(b.to_vec()).unwrap();
-    assert!(text.trim_end().ends_with("}") && text.contains("event: error"), "{text}");
-    assert_eq!(gw.audit.events().last().unwrap().outcome, Outcome::UpstreamError);
+    assert!(
+        text.trim_end().ends_with("}") && text.contains("event: error"),
+        "{text}"
+    );
+    assert_eq!(
+        gw.audit.events().last().unwrap().outcome,
+        Outcome::UpstreamError
+    );
 }
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_and_headers() {
     let limits = LimitsConfig {
-        rates: vec![RateRule { scope: Scope::Key, requests_per_minute: Some(2), ..RateRule::default() }],
+        rates: vec![RateRule {
+            scope: Scope::Key,
+            requests_per_minute: Some(2),
+            ..RateRule::default()
+        }],
         ..LimitsConfig::default()
     };
     let gw = gateway(limits).await;
     for _ in 0..2 {
-        let (p, _) = send(&gw, request("POST", "/v1/messages", Some(&gw.key), message("claude-sonnet-4-5", "hi", false))).await;
+        let (p, _) = send(
+            &gw,
+            request(
+                "POST",
+                "/v1/messages",
+                Some(&gw.key),
+                message("claude-sonnet-4-5", "hi", false),
+            ),
+        )
+        .await;
         assert_eq!(p.status, 200);
-        assert!(p.headers.contains_key("anthropic-ratelimit-requests-remaining"));
+        assert!(
+            p.headers
+                .contains_key("anthropic-ratelimit-requests-remaining")
+        );
     }
-    let (p, b) = send(&gw, request("POST", "/v1/messages", Some(&gw.key), message("claude-sonnet-4-5", "hi", false))).await;
-    assert_eq!((p.status.as_u16(), error_type(&b).as_str()), (429, "rate_limit_error"));
+    let (p, b) = send(
+        &gw,
+        request(
+            "POST",
+            "/v1/messages",
+            Some(&gw.key),
+            message("claude-sonnet-4-5", "hi", false),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (p.status.as_u16(), error_type(&b).as_str()),
+        (429, "rate_limit_error")
+    );
     let retry: u64 = p.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=30).contains(&retry));
     assert_eq!(p.headers["anthropic-ratelimit-requests-remaining"], "0");
@@ -234,7 +388,12 @@ async fn rate_limits_answer_429_with_retry_after_and_headers() {
 async fn a_hundred_concurrent_requests_never_overshoot_the_budget() {
     const BUDGET: u64 = 20_000;
     let limits = LimitsConfig {
-        budgets: vec![BudgetRule { scope: Scope::Workspace, window: Window::Day, max_tokens: Some(BUDGET), max_usd: None }],
+        budgets: vec![BudgetRule {
+            scope: Scope::Workspace,
+            window: Window::Day,
+            max_tokens: Some(BUDGET),
+            max_usd: None,
+        }],
         ..LimitsConfig::default()
     };
     let gw = Arc::new(gateway(limits).await);
@@ -243,7 +402,16 @@ async fn a_hundred_concurrent_requests_never_overshoot_the_budget() {
         let gw = gw.clone();
         tasks.push(tokio::spawn(async move {
             let text = format!("request number {i} with some padding text to count");
-            let (p, _) = send(&gw, request("POST", "/v1/messages", Some(&gw.key), message("claude-sonnet-4-5", &text, i % 2 == 0))).await;
+            let (p, _) = send(
+                &gw,
+                request(
+                    "POST",
+                    "/v1/messages",
+                    Some(&gw.key),
+                    message("claude-sonnet-4-5", &text, i % 2 == 0),
+                ),
+            )
+            .await;
             p.status.as_u16()
         }));
     }
@@ -257,11 +425,23 @@ async fn a_hundred_concurrent_requests_never_overshoot_the_budget() {
         }
     }
     assert_eq!(ok + limited, 100);
-    assert!(ok > 0 && limited > 0, "the budget admits some and refuses others ({ok} ok)");
-    let (used, reserved) = gw.service.ledger().budget_tokens(Scope::Workspace, "acme", Window::Day);
+    assert!(
+        ok > 0 && limited > 0,
+        "the budget admits some and refuses others ({ok} ok)"
+    );
+    let (used, reserved) = gw
+        .service
+        .ledger()
+        .budget_tokens(Scope::Workspace, "acme", Window::Day);
     assert_eq!(reserved, 0, "every reservation settled");
     assert!(used <= BUDGET, "used {used} > budget {BUDGET}");
-    let metered: u64 = gw.service.ledger().meter().iter().map(|(_, r)| r.input_tokens + r.output_tokens).sum();
+    let metered: u64 = gw
+        .service
+        .ledger()
+        .meter()
+        .iter()
+        .map(|(_, r)| r.input_tokens + r.output_tokens)
+        .sum();
     assert_eq!(metered, used, "metering matches the budget's usage");
     assert_eq!(gw.service.ledger().meter()[0].1.requests, ok);
 }

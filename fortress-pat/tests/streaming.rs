@@ -75,7 +75,10 @@ fn expected() -> String {
 }
 
 fn encode(events: &[SseEvent]) -> Vec<u8> {
-    events.iter().flat_map(|e| e.encode().into_bytes()).collect()
+    events
+        .iter()
+        .flat_map(|e| e.encode().into_bytes())
+        .collect()
 }
 
 /// The events of a reply split into two text deltas at byte `at`.
@@ -114,9 +117,18 @@ async fn pii_split_across_deltas_at_every_offset_never_reaches_the_client() {
         assert_eq!(notes.redaction_report().count("SSN"), 1);
         // The event order around the text is kept.
         let kinds: Vec<_> = events.iter().filter_map(|e| e.event.clone()).collect();
-        let stop = kinds.iter().position(|k| k == "content_block_stop").unwrap();
-        let last_delta = kinds.iter().rposition(|k| k == "content_block_delta").unwrap();
-        assert!(last_delta < stop, "held text is flushed before content_block_stop");
+        let stop = kinds
+            .iter()
+            .position(|k| k == "content_block_stop")
+            .unwrap();
+        let last_delta = kinds
+            .iter()
+            .rposition(|k| k == "content_block_delta")
+            .unwrap();
+        assert!(
+            last_delta < stop,
+            "held text is flushed before content_block_stop"
+        );
         assert_eq!(kinds.last().map(String::as_str), Some("message_stop"));
     }
 }
@@ -152,8 +164,12 @@ async fn a_stream_without_message_stop_ends_with_an_error_event() {
     assert_eq!(last.event.as_deref(), Some("error"));
     let v: Value = serde_json::from_str(&last.data).unwrap();
     assert_eq!(v["error"]["type"], "api_error");
-    assert_eq!(text_of(&out), expected(), "held text is still flushed, redacted");
-    assert_eq!(tap.outcome().unwrap().1, false);
+    assert_eq!(
+        text_of(&out),
+        expected(),
+        "held text is still flushed, redacted"
+    );
+    assert!(!tap.outcome().unwrap().1);
 }
 
 #[tokio::test]
@@ -171,5 +187,5 @@ async fn an_upstream_error_event_is_forwarded() {
         .collect();
     assert_eq!(errors.len(), 1, "forwarded once, no second gateway error");
     assert!(errors[0].data.contains("overloaded_error"));
-    assert_eq!(tap.outcome().unwrap().1, false);
+    assert!(!tap.outcome().unwrap().1);
 }
