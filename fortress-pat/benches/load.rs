@@ -145,7 +145,7 @@ http {{ access_log off; client_body_temp_path {d};
     None
 }
 
-async fn start_pat(mock: &MockClaude) -> (String, String) {
+async fn start_pat(mock: &MockClaude, archive_dir: std::path::PathBuf) -> (String, String) {
     let vault = MemoryVault::new();
     let slot = CredentialSlot::workspace(WorkspaceId::new("acme"), ANTHROPIC_CONNECTOR);
     let _ = vault.put(&slot, Secret::from(UPSTREAM_KEY)).await;
@@ -181,6 +181,13 @@ async fn start_pat(mock: &MockClaude) -> (String, String) {
         redactor: Arc::new(PatternRedactor::basic()),
         audit: Arc::new(MemoryAuditSink::new()),
         upstream: Upstream::new(&UpstreamConfig::new(mock.base_url())).expect("upstream"),
+        archive: Some(fortress_pat::archive::Archiver::start(
+            Arc::new(fortress_pat::archive::WorkspaceAesGcm::new(Secret::new(
+                vec![9; 32],
+            ))),
+            Arc::new(fortress_pat::archive::LocalDirStore::new(archive_dir)),
+            4096,
+        )),
     })
     .expect("service");
     let listener = fortress_pat::server::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -212,7 +219,8 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         let mock = MockClaude::start(UPSTREAM_KEY, 16).await.expect("mock");
-        let (pat_base, pat_key) = start_pat(&mock).await;
+        let archive_dir = tempfile::tempdir().expect("archive dir");
+        let (pat_base, pat_key) = start_pat(&mock, archive_dir.path().to_owned()).await;
         let nginx = start_nginx(&mock.base_url());
         let mut targets = vec![Target {
             name: "direct mock",

@@ -35,6 +35,7 @@ use fortress_core::subject::WorkspaceId;
 use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
 use serde::Deserialize;
 
+use crate::archive::{Archiver, LocalDirStore, WorkspaceAesGcm};
 use crate::keys::KeyStore;
 use crate::limits::{Ledger, LimitsConfig};
 use crate::service::{ANTHROPIC_CONNECTOR, PatParts, PatService};
@@ -65,6 +66,9 @@ pub struct Config {
     /// Budgets, rate limits, prices.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The encrypted request/response archive.
+    #[serde(default)]
+    pub archive: Option<ArchiveSection>,
     /// The environment variable holding the key pepper (else `data_dir/pepper`).
     #[serde(default = "default_pepper_env")]
     pub pepper_env: String,
@@ -78,6 +82,16 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_pepper_env() -> String {
     "FORTRESS_PAT_PEPPER".into()
+}
+
+/// Archive settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSection {
+    /// Directory of the sealed objects.
+    pub dir: PathBuf,
+    /// Environment variable holding the 256-bit master key (64 hex digits).
+    pub key_env: String,
 }
 
 /// PEM files.
@@ -303,8 +317,31 @@ impl Config {
             redactor: Arc::new(PatternRedactor::basic()),
             audit,
             upstream,
+            archive: self.archive()?,
         })
         .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The archive, when `[archive]` is configured.
+    fn archive(&self) -> Result<Option<Archiver>, ConfigError> {
+        let Some(section) = &self.archive else {
+            return Ok(None);
+        };
+        let key = std::env::var(&section.key_env).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "environment variable {} is not set",
+                section.key_env
+            ))
+        })?;
+        let key = hex::decode(key.trim())
+            .ok()
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| ConfigError::Invalid("archive key must be 64 hex digits".into()))?;
+        Ok(Some(Archiver::start(
+            Arc::new(WorkspaceAesGcm::new(Secret::new(key))),
+            Arc::new(LocalDirStore::new(section.dir.clone())),
+            4096,
+        )))
     }
 }
 

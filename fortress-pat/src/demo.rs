@@ -59,6 +59,7 @@ pub async fn build() -> anyhow::Result<Demo> {
         redactor: Arc::new(PatternRedactor::basic()),
         audit: Arc::new(MemoryAuditSink::new()),
         upstream: Upstream::new(&UpstreamConfig::new(mock.base_url()))?,
+        archive: None,
     })?;
     Ok(Demo {
         service,

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod api;
+pub mod archive;
 pub mod config;
 pub mod demo;
 pub mod describe;

@@ -31,6 +31,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
+use crate::archive::{ArchiveEntry, Archiver};
 use crate::describe::{Route, describe};
 use crate::error::{ErrorType, error_response};
 use crate::keys::{AuthError, KeyStore, token_of};
@@ -63,6 +64,8 @@ pub struct PatParts {
     pub audit: Arc<dyn AuditSink>,
     /// The Claude API client.
     pub upstream: Upstream,
+    /// Where each call's request and response are archived (none: not archived).
+    pub archive: Option<Archiver>,
 }
 
 /// The PAT Fortress service. Cheap to clone.
@@ -72,6 +75,7 @@ pub struct PatService {
     ledger: Arc<Ledger>,
     governed: Governed,
     max_body: usize,
+    archive: Option<Archiver>,
 }
 
 impl PatService {
@@ -97,6 +101,7 @@ impl PatService {
             ledger: parts.ledger,
             governed,
             max_body: MAX_REQUEST_BYTES,
+            archive: parts.archive,
         })
     }
 
@@ -201,6 +206,14 @@ impl PatService {
         parts.headers.remove(http::header::AUTHORIZATION);
         parts.headers.remove(http::header::COOKIE);
         let tap = UsageTap::new();
+        let archive = self.archive.clone().map(|archiver| ArchiveCapture {
+            archiver,
+            workspace: record.subject().workspace,
+            request_id: id.clone(),
+            at: chrono::Utc::now(),
+            request: bytes.clone(),
+            response: Vec::new(),
+        });
         parts.extensions.clear();
         parts.extensions.insert(Arc::new(call));
         parts.extensions.insert(tap.clone());
@@ -210,6 +223,13 @@ impl PatService {
             Err(never) => match never {},
         };
         let (head, body) = response.into_parts();
+        let body = match archive {
+            Some(capture) => body::boxed(ArchiveBody {
+                inner: body,
+                capture: Some(capture),
+            }),
+            None => body,
+        };
         let body = body::boxed(SettleBody {
             inner: body,
             settle: Some(Settle {
@@ -273,6 +293,86 @@ impl Drop for SettleBody {
     fn drop(&mut self) {
         if let Some(settle) = self.settle.take() {
             settle.run();
+        }
+    }
+}
+
+/// What an archived call has sent so far.
+struct ArchiveCapture {
+    archiver: Archiver,
+    workspace: fortress_core::subject::WorkspaceId,
+    request_id: String,
+    at: chrono::DateTime<chrono::Utc>,
+    request: Bytes,
+    response: Vec<Bytes>,
+}
+
+impl ArchiveCapture {
+    /// Hands the call to the archive writer in the background; a full queue delays the
+    /// hand-over, never the answer, and never drops the entry.
+    fn submit(self) {
+        let mut response = bytes::BytesMut::new();
+        for chunk in &self.response {
+            response.extend_from_slice(chunk);
+        }
+        let entry = ArchiveEntry {
+            workspace: self.workspace,
+            request_id: self.request_id,
+            at: self.at,
+            request: self.request,
+            response: response.freeze(),
+        };
+        let archiver = self.archiver;
+        tokio::spawn(async move {
+            if let Err(error) = archiver.submit(entry).await {
+                tracing::error!(%error, "archive writer unavailable");
+                metrics::counter!("fortress_pat_archive_failures_total").increment(1);
+            }
+        });
+    }
+}
+
+/// A response body whose bytes are archived when it ends (or is dropped early: what was
+/// sent is archived).
+struct ArchiveBody {
+    inner: Body,
+    capture: Option<ArchiveCapture>,
+}
+
+impl http_body::Body for ArchiveBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(data), Some(capture)) = (f.data_ref(), this.capture.as_mut()) {
+                    capture.response.push(data.clone());
+                }
+            }
+            None | Some(Err(_)) => {
+                if let Some(capture) = this.capture.take() {
+                    capture.submit();
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+impl Drop for ArchiveBody {
+    fn drop(&mut self) {
+        if let Some(capture) = self.capture.take() {
+            capture.submit();
         }
     }
 }

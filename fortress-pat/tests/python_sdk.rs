@@ -108,6 +108,7 @@ async fn the_official_python_sdk_works_through_the_gateway() {
         redactor: Arc::new(PatternRedactor::basic()),
         audit: Arc::new(MemoryAuditSink::new()),
         upstream: Upstream::new(&UpstreamConfig::new(mock.base_url())).unwrap(),
+        archive: None,
     })
     .unwrap();
     let listener = fortress_pat::server::bind("127.0.0.1:0".parse().unwrap())
