@@ -28,7 +28,7 @@ pub struct Demo {
 }
 
 /// Builds the demo gateway.
-pub async fn build() -> anyhow::Result<Demo> {
+pub async fn build() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>> {
     let upstream_key = format!("sk-ant-demo-{}", uuid::Uuid::new_v4().simple());
     let mock = MockClaude::start(&upstream_key, 8).await?;
     let vault = MemoryVault::new();
