@@ -267,7 +267,11 @@ fn main() {
             }
         }
         if let Some((mut child, _, _dir)) = nginx {
-            let _ = child.kill();
+            // TERM lets the nginx master stop its worker too.
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let _ = child.wait();
         }
         mock.stop();

@@ -117,7 +117,9 @@ async fn main() -> anyhow::Result<()> {
             fortress_pat::server::serve(listener, service, tls, shutdown()).await?;
         }
         Command::Demo { listen } => {
-            let demo = fortress_pat::demo::build().await?;
+            let demo = fortress_pat::demo::build()
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
             let listener = fortress_pat::server::bind(listen).await?;
             let base = format!("http://{}", listener.local_addr()?);
             let key = demo.key.expose_str().context("key is text")?.to_owned();

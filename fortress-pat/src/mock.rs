@@ -70,6 +70,8 @@ impl MockClaude {
                     accepted = listener.accept() => accepted,
                 };
                 let Ok((stream, _)) = accepted else { continue };
+                // Small SSE writes must not wait for delayed ACKs.
+                let _ = stream.set_nodelay(true);
                 let state = s.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
