@@ -1,1 +1,28 @@
-//! PAT Fortress.
+//! # PAT Fortress
+//!
+//! A governed proxy in front of the Claude API. Developers and applications call it with
+//! gateway-issued keys, exactly as they would call the Claude API; the real Anthropic keys
+//! stay in the vault. Each request is authenticated, described as a
+//! [`Call`](fortress_core::call::Call), limited, decided by policy, redacted, metered and
+//! audited through the core governance stack.
+//!
+//! ```text
+//! client ─▶ [keys] ─▶ [describe] ─▶ [audit ▸ guard (limits) ▸ policy ▸ redaction ▸ credential] ─▶ upstream
+//! ```
+
+pub mod api;
+pub mod archive;
+pub mod config;
+pub mod demo;
+pub mod describe;
+pub mod error;
+pub mod keys;
+pub mod limits;
+pub mod mock;
+pub mod proxy;
+pub mod redaction;
+pub mod server;
+pub mod service;
+pub mod sse;
+pub mod upstream;
+pub mod usage;

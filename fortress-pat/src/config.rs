@@ -1,0 +1,392 @@
+//! The configuration file of `fortress-pat serve`, and the assembly of a gateway from it.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! data_dir = ".fortress-data/pat"
+//!
+//! [upstream]
+//! base_url = "https://api.anthropic.com"
+//!
+//! [[credentials]]            # each workspace's Anthropic key, put in the vault at start
+//! workspace = "acme"
+//! env = "ANTHROPIC_API_KEY"
+//!
+//! [[policy.allow]]
+//! principal = "anyone"       # or "group:NAME", "subject:ID"
+//! action = "*"
+//! resource = "model:claude-sonnet*"
+//!
+//! [[limits.budgets]]
+//! scope = "user"
+//! window = "day"
+//! max_usd = 5.0
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fortress_core::audit::{AuditSink, JsonLinesAuditSink};
+use fortress_core::policy::{AllowListPolicy, AllowRule};
+use fortress_core::redact::PatternRedactor;
+use fortress_core::secret::Secret;
+use fortress_core::subject::WorkspaceId;
+use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
+use serde::Deserialize;
+
+use crate::archive::{Archiver, LocalDirStore, WorkspaceAesGcm};
+use crate::keys::KeyStore;
+use crate::limits::{Ledger, LimitsConfig};
+use crate::service::{ANTHROPIC_CONNECTOR, PatParts, PatService};
+use crate::upstream::{Upstream, UpstreamConfig};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where keys, audit and the pepper live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// HTTPS (TLS 1.3) certificate and key.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// The Claude API.
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+    /// Anthropic keys per workspace.
+    #[serde(default)]
+    pub credentials: Vec<CredentialSource>,
+    /// Policy.
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// Budgets, rate limits, prices.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The encrypted request/response archive.
+    #[serde(default)]
+    pub archive: Option<ArchiveSection>,
+    /// The environment variable holding the key pepper (else `data_dir/pepper`).
+    #[serde(default = "default_pepper_env")]
+    pub pepper_env: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".fortress-data/pat")
+}
+fn default_pepper_env() -> String {
+    "FORTRESS_PAT_PEPPER".into()
+}
+
+/// Archive settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSection {
+    /// Directory of the sealed objects.
+    pub dir: PathBuf,
+    /// Environment variable holding the 256-bit master key (64 hex digits).
+    pub key_env: String,
+}
+
+/// PEM files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// Upstream settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// Base URL.
+    #[serde(default = "default_base")]
+    pub base_url: String,
+    /// Connect timeout.
+    #[serde(default = "default_connect")]
+    pub connect_timeout_secs: u64,
+    /// Response-head timeout.
+    #[serde(default = "default_response")]
+    pub response_timeout_secs: u64,
+}
+
+fn default_base() -> String {
+    "https://api.anthropic.com".into()
+}
+fn default_connect() -> u64 {
+    10
+}
+fn default_response() -> u64 {
+    600
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        Self {
+            base_url: default_base(),
+            connect_timeout_secs: default_connect(),
+            response_timeout_secs: default_response(),
+        }
+    }
+}
+
+/// Where a workspace's Anthropic key comes from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSource {
+    /// Workspace.
+    pub workspace: String,
+    /// An environment variable holding the key.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// A file holding the key.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// Allow rules (deny by default).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// The rules.
+    #[serde(default)]
+    pub allow: Vec<AllowEntry>,
+    /// Whether callers see why policy denied.
+    #[serde(default)]
+    pub show_reasons: bool,
+}
+
+/// One allow rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowEntry {
+    /// `anyone`, `group:NAME` or `subject:ID`.
+    pub principal: String,
+    /// Action name or `*`.
+    pub action: String,
+    /// Resource pattern (`model:claude-*`, `workspace:*`, `endpoint:GET /v1/files`).
+    pub resource: String,
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Invalid TOML or field.
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is wrong.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// The allow-list policy.
+    pub fn policy(&self) -> Result<AllowListPolicy, ConfigError> {
+        let rules = self
+            .policy
+            .allow
+            .iter()
+            .map(|e| {
+                let p = e.principal.as_str();
+                if p == "anyone" {
+                    Ok(AllowRule::anyone(&e.action, &e.resource))
+                } else if let Some(g) = p.strip_prefix("group:") {
+                    Ok(AllowRule::group(g, &e.action, &e.resource))
+                } else if let Some(s) = p.strip_prefix("subject:") {
+                    Ok(AllowRule::subject(s, &e.action, &e.resource))
+                } else {
+                    Err(ConfigError::Invalid(format!("unknown principal {p:?}")))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AllowListPolicy::new(rules))
+    }
+
+    /// The key pepper: from the environment, else a random one kept in the data directory.
+    pub fn pepper(&self) -> Result<Secret, ConfigError> {
+        if let Ok(value) = std::env::var(&self.pepper_env) {
+            return Ok(Secret::from_text(value));
+        }
+        let path = self.data_dir.join("pepper");
+        let io = |source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        };
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return Ok(Secret::from_text(existing));
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(io)?;
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        let text = hex::encode(bytes);
+        write_private(&path, &text).map_err(io)?;
+        Ok(Secret::from_text(text))
+    }
+
+    /// Opens the key store.
+    pub async fn key_store(&self) -> Result<KeyStore, ConfigError> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| ConfigError::Read {
+            path: self.data_dir.clone(),
+            source,
+        })?;
+        KeyStore::open(&self.data_dir, self.pepper()?)
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("key store: {e}")))
+    }
+
+    /// Builds the whole gateway.
+    pub async fn build(&self) -> Result<PatService, ConfigError> {
+        let keys = self.key_store().await?;
+        let vault = MemoryVault::new();
+        for source in &self.credentials {
+            let secret = match (&source.env, &source.file) {
+                (Some(var), _) => std::env::var(var).map(Secret::from_text).map_err(|_| {
+                    ConfigError::Invalid(format!("environment variable {var} is not set"))
+                })?,
+                (None, Some(file)) => std::fs::read_to_string(file)
+                    .map(Secret::from_text)
+                    .map_err(|source| ConfigError::Read {
+                        path: file.clone(),
+                        source,
+                    })?,
+                (None, None) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "credentials for {} need env or file",
+                        source.workspace
+                    )));
+                }
+            };
+            let slot = CredentialSlot::workspace(
+                WorkspaceId::new(source.workspace.clone()),
+                ANTHROPIC_CONNECTOR,
+            );
+            vault
+                .put(&slot, secret)
+                .await
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        let audit = JsonLinesAuditSink::open(self.data_dir.join("audit.jsonl"))
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?;
+        let upstream = Upstream::new(&UpstreamConfig {
+            base_url: self.upstream.base_url.clone(),
+            connect_timeout: Duration::from_secs(self.upstream.connect_timeout_secs),
+            response_timeout: Duration::from_secs(self.upstream.response_timeout_secs),
+            extra_roots: None,
+        })
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let audit: Arc<dyn AuditSink> = Arc::new(audit);
+        PatService::new(PatParts {
+            keys,
+            ledger: Arc::new(Ledger::new(self.limits.clone())),
+            policy: Arc::new(self.policy()?),
+            vault: Arc::new(vault),
+            redactor: Arc::new(PatternRedactor::basic()),
+            audit,
+            upstream,
+            archive: self.archive()?,
+        })
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The archive, when `[archive]` is configured.
+    fn archive(&self) -> Result<Option<Archiver>, ConfigError> {
+        let Some(section) = &self.archive else {
+            return Ok(None);
+        };
+        let key = std::env::var(&section.key_env).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "environment variable {} is not set",
+                section.key_env
+            ))
+        })?;
+        let key = hex::decode(key.trim())
+            .ok()
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| ConfigError::Invalid("archive key must be 64 hex digits".into()))?;
+        Ok(Some(Archiver::start(
+            Arc::new(WorkspaceAesGcm::new(Secret::new(key))),
+            Arc::new(LocalDirStore::new(section.dir.clone())),
+            4096,
+        )))
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text = r#"
+            listen = "127.0.0.1:9999"
+            [upstream]
+            base_url = "http://127.0.0.1:1"
+            [[credentials]]
+            workspace = "acme"
+            env = "X"
+            [[policy.allow]]
+            principal = "group:eng"
+            action = "*"
+            resource = "model:claude-*"
+            [[limits.budgets]]
+            scope = "user"
+            window = "day"
+            max_usd = 5.0
+            [[limits.rates]]
+            scope = "key"
+            requests_per_minute = 60
+        "#;
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.limits.budgets.len(), 1);
+        assert_eq!(config.limits.rates[0].requests_per_minute, Some(60));
+        assert!(config.policy().is_ok());
+        assert!(Config::parse("nonsense = 1").is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! `fortress-pat`: serve the governed Claude API proxy, run the offline demo, manage keys.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fortress_core::subject::SubjectKind;
+use fortress_pat::config::Config;
+use fortress_pat::keys::NewKey;
+
+#[derive(Parser)]
+#[command(
+    name = "fortress-pat",
+    about = "PAT Fortress: a governed Claude API proxy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a configuration file.
+    Serve {
+        /// The TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run an offline demo with a local Claude API mock.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+    /// Manage gateway keys.
+    Keys {
+        /// The TOML configuration (for the data directory and pepper).
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Issue a key (printed once).
+    Create {
+        /// Workspace.
+        #[arg(long)]
+        workspace: String,
+        /// User or app id the key acts as.
+        #[arg(long)]
+        subject: String,
+        /// The subject is an application.
+        #[arg(long)]
+        app: bool,
+        /// Team.
+        #[arg(long)]
+        team: Option<String>,
+        /// Groups (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Scopes (repeatable; default `*`).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Allowed networks (repeatable).
+        #[arg(long = "cidr")]
+        cidrs: Vec<ipnet::IpNet>,
+        /// Days until expiry.
+        #[arg(long)]
+        expires_days: Option<i64>,
+        /// Label.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only this workspace.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+    /// Issue a successor; the old key works for the overlap, then expires.
+    Rotate {
+        /// Key id.
+        id: String,
+        /// Overlap in seconds.
+        #[arg(long, default_value_t = 3600)]
+        overlap_secs: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            let service = config.build().await?;
+            let tls = match &config.tls {
+                Some(files) => Some(fortress_pat::server::tls_config(&files.cert, &files.key)?),
+                None => None,
+            };
+            let listener = fortress_pat::server::bind(config.listen).await?;
+            tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving");
+            fortress_pat::server::serve(listener, service, tls, shutdown()).await?;
+        }
+        Command::Demo { listen } => {
+            let demo = fortress_pat::demo::build()
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let listener = fortress_pat::server::bind(listen).await?;
+            let base = format!("http://{}", listener.local_addr()?);
+            let key = demo.key.expose_str().context("key is text")?.to_owned();
+            println!("{}", fortress_pat::demo::instructions(&base, &key));
+            fortress_pat::server::serve(listener, demo.service, None, shutdown()).await?;
+            demo.mock.stop();
+        }
+        Command::Keys { config, action } => {
+            let config = Config::load(&config)?;
+            let store = config.key_store().await?;
+            match action {
+                KeyAction::Create {
+                    workspace,
+                    subject,
+                    app,
+                    team,
+                    groups,
+                    scopes,
+                    cidrs,
+                    expires_days,
+                    name,
+                } => {
+                    let mut new = NewKey::user(&workspace, &subject);
+                    if app {
+                        new.kind = SubjectKind::App;
+                    }
+                    new.team = team;
+                    new.groups = groups;
+                    if !scopes.is_empty() {
+                        new.scopes = scopes;
+                    }
+                    new.cidrs = cidrs;
+                    new.expires_at =
+                        expires_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d));
+                    new.name = name;
+                    let issued = store.create(new).await?;
+                    println!("id:  {}", issued.record.id);
+                    println!("key: {}", issued.token.expose_str().context("key is text")?);
+                    println!("(the key is shown once; it is stored only as a keyed hash)");
+                }
+                KeyAction::List { workspace } => {
+                    for record in store.list(workspace.as_deref()).await? {
+                        println!("{}", serde_json::to_string(&record)?);
+                    }
+                }
+                KeyAction::Revoke { id } => {
+                    store.revoke(&id).await?;
+                    println!("revoked {id}");
+                }
+                KeyAction::Rotate { id, overlap_secs } => {
+                    let issued = store.rotate(&id, Duration::from_secs(overlap_secs)).await?;
+                    println!("id:  {}", issued.record.id);
+                    println!("key: {}", issued.token.expose_str().context("key is text")?);
+                    println!("(the old key {id} keeps working for {overlap_secs} s)");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown() {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down; letting open answers finish");
+}

@@ -1,0 +1,114 @@
+//! Serving: hyper-util's HTTP/1 + HTTP/2 connection builder, optional rustls (TLS 1.3
+//! only), graceful shutdown that lets in-flight answers finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::service::PatService;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Certificate or key unreadable.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// Listening failed.
+    #[error("listener failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// A TLS 1.3-only server configuration from PEM files.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeError> {
+    let certs =
+        std::fs::read(cert).map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut certs.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let key = std::fs::read(key).map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?;
+    let key = rustls_pemfile::private_key(&mut key.as_slice())
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .ok_or_else(|| ServeError::Tls("no private key in file".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves `service` on `listener` until `shutdown` completes, then waits for open
+/// connections to finish.
+pub async fn serve(
+    listener: TcpListener,
+    service: PatService,
+    tls: Option<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+    let graceful = GracefulShutdown::new();
+    let builder = Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let service = service.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(service.handle(req, Some(peer.ip())).await)
+                }
+            });
+            let result = match acceptor {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, %peer, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Binds `addr`.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    Ok(TcpListener::bind(addr).await?)
+}

@@ -1,0 +1,378 @@
+//! The PAT service: authenticate the gateway key, describe the call, run it through the
+//! core governance stack, settle its budget when the answer ends.
+//!
+//! ```text
+//! request ─▶ key (x-api-key | Bearer) ─▶ read body (≤ limit) ─▶ describe ─▶ scope check
+//!         ─▶ strip client auth ─▶ [audit ▸ guard: ledger ▸ policy ▸ redaction ▸ credential] ─▶ upstream
+//! response ◀─ request-id, anthropic-ratelimit-* ◀─ settle budget at end of body
+//! ```
+//!
+//! Authentication sits outside the stack because the stack's subject *is* the key's
+//! subject; everything after it is audited, including limit and policy refusals.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use fortress_core::audit::AuditSink;
+use fortress_core::body::{self, Body, BoxError};
+use fortress_core::call::RequestId;
+use fortress_core::layer::credential::{ConnectorSlot, HeaderInjector};
+use fortress_core::policy::PolicyEngine;
+use fortress_core::redact::Redactor;
+use fortress_core::stack::{GovernanceStack, MissingPart};
+use fortress_core::vault::Vault;
+use http::{HeaderValue, Request, Response};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use crate::archive::{ArchiveEntry, Archiver};
+use crate::describe::{Route, describe};
+use crate::error::{ErrorType, error_response};
+use crate::keys::{AuthError, KeyStore, token_of};
+use crate::limits::{BODY_BYTES_ATTRIBUTE, KEY_ATTRIBUTE, Ledger, LedgerGuard, TEAM_ATTRIBUTE};
+use crate::proxy::ClaudeUpstream;
+use crate::redaction::ClaudeBodyRedaction;
+use crate::upstream::Upstream;
+use crate::usage::UsageTap;
+
+/// The vault connector name of the Anthropic key.
+pub const ANTHROPIC_CONNECTOR: &str = "anthropic";
+/// The largest request body accepted (the Claude API's own limit).
+pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+
+type Governed = BoxCloneSyncService<Request<Bytes>, Response<Body>, Infallible>;
+
+/// Everything the PAT service is built from.
+pub struct PatParts {
+    /// Gateway keys.
+    pub keys: KeyStore,
+    /// Budgets, rate limits, metering.
+    pub ledger: Arc<Ledger>,
+    /// Policy.
+    pub policy: Arc<dyn PolicyEngine>,
+    /// Vault holding each workspace's Anthropic key in the `anthropic` connector slot.
+    pub vault: Arc<dyn Vault>,
+    /// Redactor.
+    pub redactor: Arc<dyn Redactor>,
+    /// Audit sink.
+    pub audit: Arc<dyn AuditSink>,
+    /// The Claude API client.
+    pub upstream: Upstream,
+    /// Where each call's request and response are archived (none: not archived).
+    pub archive: Option<Archiver>,
+}
+
+/// The PAT Fortress service. Cheap to clone.
+#[derive(Clone)]
+pub struct PatService {
+    keys: KeyStore,
+    ledger: Arc<Ledger>,
+    governed: Governed,
+    max_body: usize,
+    archive: Option<Archiver>,
+}
+
+impl PatService {
+    /// Composes the service. The stack order is the core's: audit ▸ guard ▸ policy ▸
+    /// redaction ▸ credential; the ledger is the guard, so limit refusals are audited and
+    /// cost no policy evaluation; the Claude-aware body redaction meters usage.
+    pub fn new(parts: PatParts) -> Result<Self, MissingPart> {
+        let stack = GovernanceStack::builder()
+            .audit(parts.audit)
+            .guard(Arc::new(LedgerGuard(parts.ledger.clone())))
+            .policy(parts.policy.clone())
+            .redactor(parts.redactor)
+            .body_redaction(Arc::new(ClaudeBodyRedaction))
+            .vault(parts.vault)
+            .credential_slots(Arc::new(ConnectorSlot::fixed(ANTHROPIC_CONNECTOR)))
+            .responder(Arc::new(crate::error::ClaudeResponder))
+            .build()?;
+        let inner = ClaudeUpstream::new(parts.upstream, parts.policy);
+        let injector = HeaderInjector::new(http::HeaderName::from_static("x-api-key"));
+        let governed = BoxCloneSyncService::new(stack.wrap(injector, inner));
+        Ok(Self {
+            keys: parts.keys,
+            ledger: parts.ledger,
+            governed,
+            max_body: MAX_REQUEST_BYTES,
+            archive: parts.archive,
+        })
+    }
+
+    /// Lowers the request size limit.
+    #[must_use]
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The ledger (metering, budgets).
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, request: Request<B>, client_ip: Option<IpAddr>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let request_id = RequestId::generate();
+        let id = request_id.as_str().to_owned();
+        let mut response = self.handle_inner(request, client_ip, request_id).await;
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("request-id", value);
+        }
+        if let Some(snapshot) = self.ledger.take_snapshot(&id) {
+            snapshot.apply(response.headers_mut());
+        }
+        response
+    }
+
+    async fn handle_inner<B>(
+        &self,
+        request: Request<B>,
+        client_ip: Option<IpAddr>,
+        request_id: RequestId,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let id = request_id.as_str().to_owned();
+        let fail = |kind: ErrorType, message: &str| error_response(kind, message, Some(&id), None);
+        let (mut parts, body) = request.into_parts();
+        let route = Route::of(&parts.method, parts.uri.path());
+
+        let Some(token) = token_of(&parts.headers) else {
+            return fail(
+                ErrorType::Authentication,
+                "missing API key: send x-api-key or Authorization: Bearer",
+            );
+        };
+        let record = match self.keys.authenticate(token, client_ip).await {
+            Ok(record) => record,
+            Err(AuthError::Network) => {
+                return fail(
+                    ErrorType::Permission,
+                    "API key not permitted from this address",
+                );
+            }
+            Err(AuthError::Store) => return fail(ErrorType::Api, "key store unavailable"),
+            Err(_) => return fail(ErrorType::Authentication, "invalid API key"),
+        };
+
+        let bytes = match http_body_util::Limited::new(body, self.max_body)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) => {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    return fail(
+                        ErrorType::RequestTooLarge,
+                        &format!("request exceeds {} bytes", self.max_body),
+                    );
+                }
+                return fail(ErrorType::InvalidRequest, "request body could not be read");
+            }
+        };
+
+        let mut call = match describe(&route, &parts.headers, &bytes, record.subject(), client_ip) {
+            Ok(call) => call.with_request_id(request_id.clone()),
+            Err(error) => return fail(ErrorType::InvalidRequest, &error.to_string()),
+        };
+        if !record.allows(&call.action) {
+            return fail(
+                ErrorType::Permission,
+                &format!("this API key has no scope for {}", call.action),
+            );
+        }
+        let extra = &mut call.attributes.extra;
+        extra.insert(KEY_ATTRIBUTE.into(), record.id.clone().into());
+        if let Some(team) = &record.team {
+            extra.insert(TEAM_ATTRIBUTE.into(), team.clone().into());
+        }
+        extra.insert(BODY_BYTES_ATTRIBUTE.into(), bytes.len().into());
+
+        // The caller's credentials never travel upstream.
+        parts.headers.remove("x-api-key");
+        parts.headers.remove(http::header::AUTHORIZATION);
+        parts.headers.remove(http::header::COOKIE);
+        let tap = UsageTap::new();
+        let archive = self.archive.clone().map(|archiver| ArchiveCapture {
+            archiver,
+            workspace: record.subject().workspace,
+            request_id: id.clone(),
+            at: chrono::Utc::now(),
+            request: bytes.clone(),
+            response: Vec::new(),
+        });
+        parts.extensions.clear();
+        parts.extensions.insert(Arc::new(call));
+        parts.extensions.insert(tap.clone());
+        let governed = self.governed.clone();
+        let response = match governed.oneshot(Request::from_parts(parts, bytes)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (head, body) = response.into_parts();
+        let body = match archive {
+            Some(capture) => body::boxed(ArchiveBody {
+                inner: body,
+                capture: Some(capture),
+            }),
+            None => body,
+        };
+        let body = body::boxed(SettleBody {
+            inner: body,
+            settle: Some(Settle {
+                ledger: self.ledger.clone(),
+                request_id: id,
+                tap,
+            }),
+        });
+        Response::from_parts(head, body)
+    }
+}
+
+/// Settles a call's reservation exactly once: at the end of the body, or when it is
+/// dropped early (the client went away).
+struct Settle {
+    ledger: Arc<Ledger>,
+    request_id: String,
+    tap: UsageTap,
+}
+
+impl Settle {
+    fn run(self) {
+        let usage = self.tap.outcome().map(|(usage, _)| usage);
+        self.ledger.settle(&self.request_id, usage);
+    }
+}
+
+struct SettleBody {
+    inner: Body,
+    settle: Option<Settle>,
+}
+
+impl http_body::Body for SettleBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if matches!(frame, None | Some(Err(_)))
+            && let Some(settle) = this.settle.take()
+        {
+            settle.run();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for SettleBody {
+    fn drop(&mut self) {
+        if let Some(settle) = self.settle.take() {
+            settle.run();
+        }
+    }
+}
+
+/// What an archived call has sent so far.
+struct ArchiveCapture {
+    archiver: Archiver,
+    workspace: fortress_core::subject::WorkspaceId,
+    request_id: String,
+    at: chrono::DateTime<chrono::Utc>,
+    request: Bytes,
+    response: Vec<Bytes>,
+}
+
+impl ArchiveCapture {
+    /// Hands the call to the archive writer in the background; a full queue delays the
+    /// hand-over, never the answer, and never drops the entry.
+    fn submit(self) {
+        let mut response = bytes::BytesMut::new();
+        for chunk in &self.response {
+            response.extend_from_slice(chunk);
+        }
+        let entry = ArchiveEntry {
+            workspace: self.workspace,
+            request_id: self.request_id,
+            at: self.at,
+            request: self.request,
+            response: response.freeze(),
+        };
+        let archiver = self.archiver;
+        tokio::spawn(async move {
+            if let Err(error) = archiver.submit(entry).await {
+                tracing::error!(%error, "archive writer unavailable");
+                metrics::counter!("fortress_pat_archive_failures_total").increment(1);
+            }
+        });
+    }
+}
+
+/// A response body whose bytes are archived when it ends (or is dropped early: what was
+/// sent is archived).
+struct ArchiveBody {
+    inner: Body,
+    capture: Option<ArchiveCapture>,
+}
+
+impl http_body::Body for ArchiveBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(data), Some(capture)) = (f.data_ref(), this.capture.as_mut()) {
+                    capture.response.push(data.clone());
+                }
+            }
+            None | Some(Err(_)) => {
+                if let Some(capture) = this.capture.take() {
+                    capture.submit();
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+impl Drop for ArchiveBody {
+    fn drop(&mut self) {
+        if let Some(capture) = self.capture.take() {
+            capture.submit();
+        }
+    }
+}
