@@ -44,12 +44,16 @@ impl OpsCommand {
         match self {
             OpsCommand::Vault { storage, command } => {
                 // Credential changes are audited into the deployment's own trail.
-                let signer = Ed25519KeyProvider::load_or_create(&default_key_path(&storage.data_dir))?;
+                let signer =
+                    Ed25519KeyProvider::load_or_create(&default_key_path(&storage.data_dir))?;
                 std::fs::create_dir_all(&storage.data_dir)?;
                 let store = SqliteAuditStore::open_in(&storage.data_dir)
                     .await?
                     .with_signer(Arc::new(signer));
-                let audit = Arc::new(DurableAuditSink::start(Arc::new(store), SinkConfig::default()));
+                let audit = Arc::new(DurableAuditSink::start(
+                    Arc::new(store),
+                    SinkConfig::default(),
+                ));
                 let vault = storage.open(audit.clone()).await?;
                 let result = command.run(&vault, std::io::stdin(), &mut *out).await;
                 audit.flush().await?;

@@ -61,7 +61,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Connect { url } => fortress_mcp::bridge::run(&url).await?,
         Command::Ops(command) => {
-            if !command.run(&mut std::io::stdout()).await.map_err(|e| anyhow::anyhow!(e))? {
+            if !command
+                .run(&mut std::io::stdout())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?
+            {
                 std::process::exit(1);
             }
         }

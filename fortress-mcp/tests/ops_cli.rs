@@ -38,13 +38,20 @@ fn vault_and_audit_commands_work_through_the_binary() {
     std::fs::create_dir_all(dir.path().join("keys")).expect("keys dir");
     std::fs::write(dir.path().join("keys/master.key"), "11".repeat(32)).expect("master key");
 
-    let (ok, out, err) = fortress(dir.path(), &["vault", "put", "acme", "zendesk"], Some(CANARY));
+    let (ok, out, err) = fortress(
+        dir.path(),
+        &["vault", "put", "acme", "zendesk"],
+        Some(CANARY),
+    );
     assert!(ok, "put failed: {out} {err}");
     assert!(out.contains("stored acme/zendesk version 1"), "{out}");
 
     let (ok, out, err) = fortress(dir.path(), &["vault", "list", "acme"], None);
     assert!(ok, "list failed: {err}");
-    assert!(out.contains("acme/zendesk") && out.contains("active"), "{out}");
+    assert!(
+        out.contains("acme/zendesk") && out.contains("active"),
+        "{out}"
+    );
 
     let (ok, out, err) = fortress(dir.path(), &["audit", "verify"], None);
     assert!(ok, "verify failed: {out} {err}");
@@ -61,7 +68,10 @@ fn vault_and_audit_commands_work_through_the_binary() {
     for entry in std::fs::read_dir(dir.path().join("data")).expect("data dir") {
         files.extend(std::fs::read(entry.expect("entry").path()).unwrap_or_default());
     }
-    assert!(!String::from_utf8_lossy(&files).contains(CANARY), "the canary is on disk in clear");
+    assert!(
+        !String::from_utf8_lossy(&files).contains(CANARY),
+        "the canary is on disk in clear"
+    );
 }
 
 #[test]
@@ -73,7 +83,11 @@ fn policy_validate_reports_the_first_error_with_its_location() {
     )
     .expect("policy");
     let policies = dir.path().to_string_lossy().into_owned();
-    let (ok, out, err) = fortress(dir.path(), &["policy", "validate", "--dir", &policies], None);
+    let (ok, out, err) = fortress(
+        dir.path(),
+        &["policy", "validate", "--dir", &policies],
+        None,
+    );
     assert!(!ok, "an invalid set must not validate: {out}");
     assert!((out.clone() + &err).contains("main.cedar:2"), "{out} {err}");
 }
