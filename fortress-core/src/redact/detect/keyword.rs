@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
 use regex::Regex;
 
 use super::secret::{self, Prefixed};
@@ -74,9 +74,12 @@ impl KeywordDetector {
                 }
             }
         }
+        // Keywords start with too many different bytes for a prefilter to help; a DFA
+        // scans at a byte per step.
         let ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)?;
         Ok(Self {
             ac,
