@@ -3,8 +3,9 @@
 //! byte scan, and the three-regex `PatternRedactor`).
 //!
 //! `cargo bench -p fortress-core --bench redact -- --warm-up-time 1 --measurement-time 3`
+// criterion's macros generate undocumented items.
+#![allow(missing_docs)]
 
-#[allow(dead_code, unreachable_pub, missing_docs)]
 #[path = "../tests/redact_support/mod.rs"]
 mod redact_support;
 

@@ -51,7 +51,7 @@ impl NumberDetector {
             let n = hay[s..].iter().take_while(|b| b.is_ascii_digit()).count();
             let next = hay.get(s + n).copied().unwrap_or(0);
             let sep = matches!(next, b'-' | b'.' | b' ');
-            if f.phone.is_some() && ((n == 3 && sep) || (n == 1 && sep) || n == 10) {
+            if f.phone.is_some() && (((n == 3 || n == 1) && sep) || n == 10) {
                 pick(phone::at(hay, s), &f.phone);
             }
             if f.ssn.is_some() && ((n == 3 && matches!(next, b'-' | b' ')) || n == 9) {
