@@ -12,6 +12,7 @@ use super::detect::custom::CustomDetector;
 use super::detect::dictionary::DictionaryDetector;
 use super::detect::email::EmailDetector;
 use super::detect::ip::Ipv6Detector;
+use super::detect::json_key::JsonKeyDetector;
 use super::detect::keyword::{KeywordDetector, MAX_KEY_LEN, MRN_WORDS, SECRET_KEYS, Trigger};
 use super::detect::number::{NumberDetector, NumberFamilies};
 use super::detect::secret::PREFIXES;
@@ -256,11 +257,12 @@ impl Profile {
             if !on(entity_name) {
                 continue;
             }
-            let entity = intern(entity_name);
-            key_rules.insert(normalise_key(key_name), entity.clone());
-            for variant in key_variants(key_name) {
-                pairs.push((variant, Trigger::JsonKey(entity.clone())));
-            }
+            key_rules.insert(normalise_key(key_name), intern(entity_name));
+        }
+        if !key_rules.is_empty() {
+            detectors.push(Box::new(JsonKeyDetector {
+                keys: key_rules.clone(),
+            }));
         }
         if !pairs.is_empty() {
             let keywords = KeywordDetector::new(pairs, mrn_formats, mrn_max)
@@ -304,22 +306,6 @@ impl Profile {
             key_rules,
         })
     }
-}
-
-/// The spellings a key may have in JSON text: as configured, without separators
-/// (which, ignoring case, covers camelCase), and with `-` for `_`.
-fn key_variants(key: &str) -> Vec<String> {
-    let mut variants = vec![key.to_owned()];
-    for v in [
-        key.replace(['_', '-', ' '], ""),
-        key.replace('_', "-"),
-        key.replace('-', "_"),
-    ] {
-        if !variants.iter().any(|x| x.eq_ignore_ascii_case(&v)) {
-            variants.push(v);
-        }
-    }
-    variants
 }
 
 /// Checks a pattern compiles, cannot match empty text, and has a bounded match length.

@@ -1,12 +1,11 @@
 //! Everything found from a keyword, in one Aho-Corasick pass: secrets with a literal
 //! prefix (`sk-ant-`, `AKIA`, `ghp_`, `xoxb-`, `eyJ`, `-----BEGIN `), values after a
-//! context keyword (`Bearer …`, `api_key=…`, `MRN: …`), and values under a sensitive key
-//! written as JSON text (`"patient_name": "…"`), which also catches JSON inside strings
-//! and JSON streamed as text.
+//! context keyword (`Bearer …`, `api_key=…`, `MRN: …`). The JSON-text form of a value
+//! under a sensitive key is parsed here and found by [`super::json_key`].
 
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
 use regex::Regex;
 
 use super::secret::{self, Prefixed};
@@ -23,8 +22,6 @@ pub(crate) enum Trigger {
     Assign(bool, Arc<str>),
     /// `MRN: <value>`: a medical record number in one of the formats.
     Mrn(Arc<str>),
-    /// `"<key>": "<value>"`.
-    JsonKey(Arc<str>),
 }
 
 /// Secret-named keys and whether they hold passwords.
@@ -74,9 +71,12 @@ impl KeywordDetector {
                 }
             }
         }
+        // Keywords start with too many different bytes for a prefilter to help; a DFA
+        // scans at a byte per step.
         let ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)?;
         Ok(Self {
             ac,
@@ -133,9 +133,6 @@ impl KeywordDetector {
                     .filter(|_| left_ok(hay, v))
                     .map(|end| hit(v, end, entity))
             }
-            Trigger::JsonKey(entity) => {
-                json_value(hay, k, k_end).map(|(v, end)| hit(v, end, entity))
-            }
         }
     }
 }
@@ -170,7 +167,7 @@ fn mrn_value_start(hay: &[u8], mut i: usize) -> usize {
 }
 
 /// `"key": "value"` (quotes possibly escaped) or `"key": 123`: the value's span.
-fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, usize)> {
+pub(crate) fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, usize)> {
     if k == 0 || hay[k - 1] != b'"' {
         return None;
     }

@@ -17,6 +17,7 @@ pub(crate) mod dob;
 pub(crate) mod email;
 pub(crate) mod iban;
 pub(crate) mod ip;
+pub(crate) mod json_key;
 pub(crate) mod keyword;
 pub(crate) mod number;
 pub(crate) mod phone;

@@ -46,19 +46,26 @@ impl NumberDetector {
             if continues_number(hay, s) {
                 return None;
             }
-            if f.phone.is_some() {
+            // Dispatch on the run's length and the byte after it, so each run only meets
+            // the validators whose formats can start that way.
+            let n = hay[s..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let next = hay.get(s + n).copied().unwrap_or(0);
+            let sep = matches!(next, b'-' | b'.' | b' ');
+            if f.phone.is_some() && (((n == 3 || n == 1) && sep) || n == 10) {
                 pick(phone::at(hay, s), &f.phone);
             }
-            if f.ssn.is_some() {
+            if f.ssn.is_some() && ((n == 3 && matches!(next, b'-' | b' ')) || n == 9) {
                 pick(ssn::at(hay, s), &f.ssn);
             }
-            if f.card.is_some() {
+            if f.card.is_some()
+                && (((3..=6).contains(&n) && matches!(next, b'-' | b' ')) || (13..=19).contains(&n))
+            {
                 pick(card::at(hay, s), &f.card);
             }
-            if f.ipv4.is_some() {
+            if f.ipv4.is_some() && n <= 3 && next == b'.' {
                 pick(ip::v4_at(hay, s), &f.ipv4);
             }
-            if f.dob.is_some() {
+            if f.dob.is_some() && (n == 4 || n <= 2) && matches!(next, b'-' | b'.' | b'/' | b' ') {
                 pick(dob::at(hay, s), &f.dob);
             }
         } else if first == b'+' || first == b'(' {
@@ -82,6 +89,19 @@ impl NumberDetector {
     }
 }
 
+/// A cheap test that rules out most digit runs in ordinary text: every family needs
+/// either nine or more digits in a row, or a separator (or a month name) right after
+/// the run, or a prefix (`+`, `(`, IBAN letters, a month name) right before it.
+fn could_start(hay: &[u8], q: usize, run_end: usize) -> bool {
+    let prefixed = q > 0 && (matches!(hay[q - 1], b'+' | b'(') || hay[q - 1].is_ascii_uppercase());
+    run_end - q >= 9
+        || prefixed
+        || matches!(
+            hay.get(run_end),
+            Some(b'-' | b'.' | b'/' | b' ' | b')' | b',')
+        )
+}
+
 impl Detector for NumberDetector {
     fn next(&self, hay: &str, at: usize) -> Option<Hit> {
         let bytes = hay.as_bytes();
@@ -93,6 +113,14 @@ impl Detector for NumberDetector {
         }
         loop {
             let q = next_digit(bytes, i)?;
+            let run_end = q + bytes[q..]
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .unwrap_or(bytes.len() - q);
+            if !could_start(bytes, q, run_end) {
+                i = run_end;
+                continue;
+            }
             let mut starts = [usize::MAX; 4];
             if self.families.dob.is_some() {
                 if let Some(m) = dob::month_before(bytes, q) {
