@@ -33,6 +33,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
+    #[command(flatten)]
+    Ops(fortress_core::cli::OpsCommand),
     /// Manage gateway keys.
     Keys {
         /// The TOML configuration (for the data directory and pepper).
@@ -126,6 +128,15 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", fortress_pat::demo::instructions(&base, &key));
             fortress_pat::server::serve(listener, demo.service, None, shutdown()).await?;
             demo.mock.stop();
+        }
+        Command::Ops(command) => {
+            if !command
+                .run(&mut std::io::stdout())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?
+            {
+                std::process::exit(1);
+            }
         }
         Command::Keys { config, action } => {
             let config = Config::load(&config)?;
