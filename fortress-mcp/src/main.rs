@@ -18,6 +18,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of the operator-command variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve the MCP endpoint described by a configuration file.
     Serve {

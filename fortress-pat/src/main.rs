@@ -20,6 +20,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of the operator-command variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve with a configuration file.
     Serve {
