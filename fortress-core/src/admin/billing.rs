@@ -22,6 +22,8 @@ use std::ops::{Add, AddAssign, Mul};
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::export::csv_field;
+
 /// An amount of US dollars, in micro-dollars.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
@@ -242,14 +244,6 @@ pub fn preview(
         usage_by_model,
         usage_fee,
         total: pack_fee + overage_fee + usage_fee,
-    }
-}
-
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
     }
 }
 
