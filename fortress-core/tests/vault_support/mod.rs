@@ -1,6 +1,9 @@
 //! Shared harness of the vault tests: the same test bodies run against SQLite (a file in a
-//! temporary data directory) and PostgreSQL (a fresh schema on the development server,
-//! `FORTRESS_TEST_POSTGRES_URL` or `postgres://postgres@127.0.0.1:5432/test`, dropped after).
+//! temporary data directory) and PostgreSQL (a fresh database on the development server,
+//! reached through `FORTRESS_TEST_POSTGRES_URL` or `postgres://postgres@127.0.0.1:5432/test`,
+//! dropped after). A database of its own, and one PostgreSQL test at a time: `VACUUM` keeps
+//! dead tuples that a concurrent transaction may still see, so other tests' work could keep
+//! a deleted ciphertext on disk and make the disk scans flaky.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -25,7 +28,7 @@ pub struct Backend {
     pub kind: Kind,
     sqlite: Option<SqliteStore>,
     pg: Option<PgStore>,
-    schema: Option<String>,
+    database: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -46,23 +49,23 @@ impl Backend {
                     kind,
                     sqlite: Some(store),
                     pg: None,
-                    schema: None,
+                    database: None,
                     dir,
                 }
             }
             Kind::Postgres => {
-                let schema = format!("t_vault_{}", uuid::Uuid::new_v4().simple());
+                let database = format!("t_vault_{}", uuid::Uuid::new_v4().simple());
                 let admin = sqlx::PgPool::connect(&postgres_url())
                     .await
                     .expect("connect to PostgreSQL");
-                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                sqlx::raw_sql(&format!("CREATE DATABASE {database}"))
                     .execute(&admin)
                     .await
-                    .expect("create schema");
+                    .expect("create database");
                 admin.close().await;
                 let options = PgConnectOptions::from_str(&postgres_url())
                     .expect("PostgreSQL URL")
-                    .options([("search_path", schema.as_str())]);
+                    .database(&database);
                 let store = PgStore::connect_with(options)
                     .await
                     .expect("open PostgreSQL store");
@@ -70,7 +73,7 @@ impl Backend {
                     kind,
                     sqlite: None,
                     pg: Some(store),
-                    schema: Some(schema),
+                    database: Some(database),
                     dir,
                 }
             }
@@ -148,12 +151,12 @@ impl Backend {
     }
 
     async fn cleanup(&self) {
-        if let Some(schema) = &self.schema {
+        if let Some(database) = &self.database {
             if let Some(pg) = &self.pg {
                 pg.pool().close().await;
             }
             if let Ok(admin) = sqlx::PgPool::connect(&postgres_url()).await {
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
                     .execute(&admin)
                     .await;
                 admin.close().await;
@@ -166,12 +169,21 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Serializes the PostgreSQL tests of one test binary. Even across databases, a backend
+/// running `CREATE DATABASE` or `DROP DATABASE` holds back every database's vacuum horizon,
+/// so a concurrent test's setup could keep a deleted ciphertext alive through `VACUUM FULL`.
+static POSTGRES_ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs one test body on a fresh backend, always cleaning up (even when the body panics).
 pub async fn run<F, Fut>(kind: Kind, test: F)
 where
     F: FnOnce(Arc<Backend>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let _turn = match kind {
+        Kind::Postgres => Some(POSTGRES_ONE_AT_A_TIME.lock().await),
+        Kind::Sqlite => None,
+    };
     let backend = Arc::new(Backend::new(kind).await);
     let result = tokio::spawn(test(backend.clone())).await;
     backend.cleanup().await;
