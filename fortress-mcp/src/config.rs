@@ -263,7 +263,9 @@ fn rest_upstream(u: &UpstreamSection, timeout: Duration) -> Result<Arc<dyn Upstr
         return Err(fail(format!("unknown kind {:?} (known: rest)", u.kind)));
     }
     if u.command.is_some() || u.url.is_some() {
-        return Err(fail("a REST connector takes `definition`, not `command` or `url`".into()));
+        return Err(fail(
+            "a REST connector takes `definition`, not `command` or `url`".into(),
+        ));
     }
     let reference = u
         .definition

@@ -151,7 +151,8 @@ impl std::fmt::Debug for DemoHandle {
 /// Starts the demo: data directory, mock helpdesk, vault, connector, stack, endpoint.
 pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     let data_dir = options.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(io(format!("cannot create {}", data_dir.display())))?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(io(format!("cannot create {}", data_dir.display())))?;
     let policy_dir = write_policy(&data_dir)?;
 
     // The audit trail, signed with the deployment's checkpoint key (kept in the data dir,
@@ -162,7 +163,10 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
         .await
         .map_err(setup("audit store"))?
         .with_signer(Arc::new(signer));
-    let audit = Arc::new(DurableAuditSink::start(Arc::new(store), SinkConfig::default()));
+    let audit = Arc::new(DurableAuditSink::start(
+        Arc::new(store),
+        SinkConfig::default(),
+    ));
 
     // The vault. The master key never sits next to the data: it comes from
     // FORTRESS_MASTER_KEY, or lives only as long as this process (the demo stores its
@@ -180,12 +184,9 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
 
     // The helpdesk and its API token, known only to the mock and the vault.
     let token = Secret::from_text(format!("zd-demo-{}", uuid::Uuid::new_v4().simple()));
-    let mock = MockZendesk::start(
-        DEMO_AGENT_EMAIL,
-        token.expose_str().unwrap_or_default(),
-    )
-    .await
-    .map_err(io("cannot start the mock helpdesk"))?;
+    let mock = MockZendesk::start(DEMO_AGENT_EMAIL, token.expose_str().unwrap_or_default())
+        .await
+        .map_err(io("cannot start the mock helpdesk"))?;
     let slot = CredentialSlot::workspace(WorkspaceId::new(DEMO_WORKSPACE), DEMO_CONNECTOR);
     vault.put(&slot, token).await.map_err(setup("vault put"))?;
 
@@ -195,9 +196,10 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
         base_url: Some(mock.base_url()),
         ..RestOptions::default()
     };
-    rest.settings.insert("email".into(), DEMO_AGENT_EMAIL.into());
-    let connector = RestUpstream::new(DEMO_CONNECTOR, definition, rest)
-        .map_err(setup("connector"))?;
+    rest.settings
+        .insert("email".into(), DEMO_AGENT_EMAIL.into());
+    let connector =
+        RestUpstream::new(DEMO_CONNECTOR, definition, rest).map_err(setup("connector"))?;
     let upstreams: Vec<Arc<dyn Upstream>> = vec![Arc::new(connector)];
     let server = Arc::new(
         VirtualServer::new(upstreams, Naming::default()).map_err(setup("virtual server"))?,
@@ -226,7 +228,8 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     let endpoint = McpServer::new(config, server, seam);
     let stop = CancellationToken::new();
     let signal = stop.clone();
-    let task = tokio::spawn(async move { endpoint.serve(listener, signal.cancelled_owned()).await });
+    let task =
+        tokio::spawn(async move { endpoint.serve(listener, signal.cancelled_owned()).await });
     tracing::info!(%url, data_dir = %data_dir.display(), "fortress-mcp demo listening");
     Ok(DemoHandle {
         url,
@@ -242,7 +245,10 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
 fn write_policy(data_dir: &Path) -> Result<PathBuf, DemoError> {
     let dir = data_dir.join("policy");
     std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
-    for (name, text) in [("demo.cedar", DEMO_POLICY), ("tool_arguments.cedarschema", DEMO_TOOL_ARGUMENTS)] {
+    for (name, text) in [
+        ("demo.cedar", DEMO_POLICY),
+        ("tool_arguments.cedarschema", DEMO_TOOL_ARGUMENTS),
+    ] {
         let path = dir.join(name);
         if !path.exists() {
             std::fs::write(&path, text).map_err(io(format!("cannot write {}", path.display())))?;
@@ -297,10 +303,7 @@ zendesk__add_comment, and zendesk__update_ticket with "status": "closed" (denied
             .map_err(|e| DemoError::Setup(format!("the endpoint task failed: {e}")))?;
         served.map_err(io("serving"))?;
         self.mock.stop();
-        self.audit
-            .flush()
-            .await
-            .map_err(setup("audit flush"))?;
+        self.audit.flush().await.map_err(setup("audit flush"))?;
         self.audit
             .shutdown()
             .await

@@ -71,9 +71,10 @@ async fn main() -> anyhow::Result<()> {
             endpoint.serve(listener, shutdown_signal()).await?;
         }
         Command::Demo { listen, data_dir } => {
-            let demo = fortress_mcp::demo::start(fortress_mcp::demo::DemoOptions { listen, data_dir })
-                .await
-                .context("the demo could not start")?;
+            let demo =
+                fortress_mcp::demo::start(fortress_mcp::demo::DemoOptions { listen, data_dir })
+                    .await
+                    .context("the demo could not start")?;
             // Tests and scripts read the URL from the first line.
             println!("{}", demo.instructions());
             shutdown_signal().await;

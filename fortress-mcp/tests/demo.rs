@@ -38,7 +38,10 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
     })
     .await
     .expect("the demo prints its URL");
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+        "{url}"
+    );
     // The rest of the instructions: copy-paste commands to connect.
     let mut rest = String::new();
     while let Ok(Ok(Some(line))) =
@@ -47,7 +50,10 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
         rest.push_str(&line);
         rest.push('\n');
     }
-    assert!(rest.contains(&format!("fortress-mcp connect {url}")), "{rest}");
+    assert!(
+        rest.contains(&format!("fortress-mcp connect {url}")),
+        "{rest}"
+    );
 
     let session = initialize(&url).await;
     let rpc = |id: i64, method: &str, params: Value| {
@@ -82,7 +88,10 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
     let ticket = &result["structuredContent"]["tickets"][0];
     assert_eq!(ticket["subject"], "Refund for order #4821", "{found}");
     let description = ticket["description"].as_str().unwrap();
-    assert!(!found.to_string().contains("jane.roe@example.com"), "{found}");
+    assert!(
+        !found.to_string().contains("jane.roe@example.com"),
+        "{found}"
+    );
     assert!(description.contains("[EMAIL"), "{description}");
 
     // The demo policy forbids closing tickets.
@@ -92,14 +101,21 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
         json!({"name": "zendesk__update_ticket", "arguments": {"ticket_id": 1, "status": "closed"}}),
     )
     .await;
-    assert_eq!(denied["error"]["code"], fortress_mcp::seam::FORBIDDEN, "{denied}");
+    assert_eq!(
+        denied["error"]["code"],
+        fortress_mcp::seam::FORBIDDEN,
+        "{denied}"
+    );
     let allowed = rpc(
         4,
         "tools/call",
         json!({"name": "zendesk__update_ticket", "arguments": {"ticket_id": 1, "status": "pending"}}),
     )
     .await;
-    assert_eq!(allowed["result"]["structuredContent"]["status"], "pending", "{allowed}");
+    assert_eq!(
+        allowed["result"]["structuredContent"]["status"], "pending",
+        "{allowed}"
+    );
 
     // SIGTERM: a graceful stop.
     let pid = child.id().expect("running");

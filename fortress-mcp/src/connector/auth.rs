@@ -44,9 +44,13 @@ impl Auth {
                     pair.push(b':');
                 }
                 pair.extend_from_slice(secret.expose());
-                let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*pair));
+                let encoded =
+                    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*pair));
                 let encoded = Secret::new(encoded.as_bytes().to_vec());
-                Some((http::header::AUTHORIZATION, encoded.to_header_value("Basic ")?))
+                Some((
+                    http::header::AUTHORIZATION,
+                    encoded.to_header_value("Basic ")?,
+                ))
             }
         }
     }
@@ -76,7 +80,10 @@ mod tests {
         }
         .header(&secret)
         .unwrap();
-        assert_eq!((name.as_str(), value.as_bytes()), ("x-api-key", &b"tok"[..]));
+        assert_eq!(
+            (name.as_str(), value.as_bytes()),
+            ("x-api-key", &b"tok"[..])
+        );
         assert!(Auth::Bearer.header(&Secret::from("a\nb")).is_none());
     }
 }

@@ -413,7 +413,11 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn fail<T>(&self, location: impl Into<String>, message: impl Into<String>) -> Result<T, DefinitionError> {
+    fn fail<T>(
+        &self,
+        location: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<T, DefinitionError> {
         Err(DefinitionError::Invalid {
             connector: self.name.to_owned(),
             location: location.into(),
@@ -429,7 +433,10 @@ impl Validator<'_> {
         if pointer.is_empty() || pointer.starts_with('/') {
             Ok(())
         } else {
-            self.fail(location, format!("{pointer:?} is not a JSON pointer (it must start with '/')"))
+            self.fail(
+                location,
+                format!("{pointer:?} is not a JSON pointer (it must start with '/')"),
+            )
         }
     }
 
@@ -448,7 +455,11 @@ impl Validator<'_> {
                     location,
                     format!(
                         "unknown placeholder {{{name}}} (declared {what}: {})",
-                        if list.is_empty() { "none".into() } else { list.join(", ") }
+                        if list.is_empty() {
+                            "none".into()
+                        } else {
+                            list.join(", ")
+                        }
                     ),
                 );
             }
@@ -462,16 +473,19 @@ impl Validator<'_> {
         }
         let mut settings = BTreeMap::new();
         for (name, s) in &raw.settings {
-            let pattern = match &s.pattern {
-                Some(p) => Some(
-                    regex::Regex::new(&format!("^(?:{p})$"))
-                        .or_else(|e| self.fail(format!("settings.{name}.pattern"), e.to_string()))?,
-                ),
-                None => None,
-            };
+            let pattern =
+                match &s.pattern {
+                    Some(p) => Some(regex::Regex::new(&format!("^(?:{p})$")).or_else(|e| {
+                        self.fail(format!("settings.{name}.pattern"), e.to_string())
+                    })?),
+                    None => None,
+                };
             if let (Some(default), Some(pattern)) = (&s.default, &pattern) {
                 if !pattern.is_match(default) {
-                    return self.fail(format!("settings.{name}.default"), "does not match its pattern");
+                    return self.fail(
+                        format!("settings.{name}.default"),
+                        "does not match its pattern",
+                    );
                 }
             }
             settings.insert(
@@ -485,9 +499,19 @@ impl Validator<'_> {
         }
         let setting_names: BTreeSet<String> = settings.keys().cloned().collect();
         let base_url = self.template("base_url", &raw.base_url)?;
-        self.known("base_url", base_url.placeholders(), &setting_names, "settings")?;
+        self.known(
+            "base_url",
+            base_url.placeholders(),
+            &setting_names,
+            "settings",
+        )?;
         let path_prefix = self.template("path_prefix", &raw.path_prefix)?;
-        self.known("path_prefix", path_prefix.placeholders(), &setting_names, "settings")?;
+        self.known(
+            "path_prefix",
+            path_prefix.placeholders(),
+            &setting_names,
+            "settings",
+        )?;
         if !raw.path_prefix.is_empty() && !raw.path_prefix.starts_with('/') {
             return self.fail("path_prefix", "must start with '/'");
         }
@@ -498,7 +522,12 @@ impl Validator<'_> {
                 let username = match username {
                     Some(u) => {
                         let t = self.template("auth.username", u)?;
-                        self.known("auth.username", t.placeholders(), &setting_names, "settings")?;
+                        self.known(
+                            "auth.username",
+                            t.placeholders(),
+                            &setting_names,
+                            "settings",
+                        )?;
                         Some(t)
                     }
                     None => None,
@@ -506,8 +535,9 @@ impl Validator<'_> {
                 AuthScheme::Basic { username }
             }
             RawAuth::Header { name, prefix } => AuthScheme::Header {
-                name: http::HeaderName::from_bytes(name.as_bytes())
-                    .or_else(|_| self.fail("auth.name", format!("{name:?} is not a header name")))?,
+                name: http::HeaderName::from_bytes(name.as_bytes()).or_else(|_| {
+                    self.fail("auth.name", format!("{name:?} is not a header name"))
+                })?,
                 prefix: prefix.clone(),
             },
         };
@@ -545,7 +575,10 @@ impl Validator<'_> {
         }
         let method = raw.method.to_ascii_uppercase();
         if !METHODS.contains(&method.as_str()) {
-            return self.fail(at("method"), format!("{:?} is not one of {}", raw.method, METHODS.join(", ")));
+            return self.fail(
+                at("method"),
+                format!("{:?} is not one of {}", raw.method, METHODS.join(", ")),
+            );
         }
         let method = http::Method::from_bytes(method.as_bytes())
             .or_else(|_| self.fail(at("method"), "invalid method"))?;
@@ -569,7 +602,12 @@ impl Validator<'_> {
             .input_schema
             .get("required")
             .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         let has_default = |name: &str| {
             raw.input_schema
@@ -583,8 +621,14 @@ impl Validator<'_> {
             return self.fail(at("path"), "must start with '/'");
         }
         let path = self.template(&at("path"), &raw.path)?;
-        if path.literals().any(|l| l.contains(['?', '#']) || l.contains("//")) {
-            return self.fail(at("path"), "must not contain '?', '#' or '//' (use [tools.query] for parameters)");
+        if path
+            .literals()
+            .any(|l| l.contains(['?', '#']) || l.contains("//"))
+        {
+            return self.fail(
+                at("path"),
+                "must not contain '?', '#' or '//' (use [tools.query] for parameters)",
+            );
         }
         if raw.path.split('/').any(|s| s == "." || s == "..") {
             return self.fail(at("path"), "must not contain '.' or '..' segments");
@@ -592,7 +636,12 @@ impl Validator<'_> {
         self.known(&at("path"), path.placeholders(), &properties, "arguments")?;
         for name in path.placeholders() {
             if !required.contains(name) && !has_default(name) {
-                return self.fail(at("path"), format!("placeholder {{{name}}} must be a required argument (or have a default)"));
+                return self.fail(
+                    at("path"),
+                    format!(
+                        "placeholder {{{name}}} must be a required argument (or have a default)"
+                    ),
+                );
             }
         }
 
@@ -609,7 +658,8 @@ impl Validator<'_> {
                 if method == http::Method::GET || method == http::Method::DELETE {
                     return self.fail(at("body"), format!("a {method} request carries no body"));
                 }
-                let body = BodyTemplate::parse(body).or_else(|TemplateError(m)| self.fail(at("body"), m))?;
+                let body = BodyTemplate::parse(body)
+                    .or_else(|TemplateError(m)| self.fail(at("body"), m))?;
                 self.known(&at("body"), body.placeholders(), &properties, "arguments")?;
                 Some(body)
             }
@@ -619,9 +669,19 @@ impl Validator<'_> {
         if let Some(annotations) = &raw.annotations {
             for (key, value) in annotations {
                 if !ANNOTATIONS.contains(&key.as_str()) {
-                    return self.fail(at("annotations"), format!("unknown annotation {key:?} (known: {})", ANNOTATIONS.join(", ")));
+                    return self.fail(
+                        at("annotations"),
+                        format!(
+                            "unknown annotation {key:?} (known: {})",
+                            ANNOTATIONS.join(", ")
+                        ),
+                    );
                 }
-                let ok = if key == "title" { value.is_string() } else { value.is_boolean() };
+                let ok = if key == "title" {
+                    value.is_string()
+                } else {
+                    value.is_boolean()
+                };
                 if !ok {
                     return self.fail(at("annotations"), format!("{key} has the wrong type"));
                 }
@@ -637,8 +697,14 @@ impl Validator<'_> {
         }
         let empty = match &r.empty {
             Some(value) => {
-                let t = BodyTemplate::parse(value).or_else(|TemplateError(m)| self.fail(at("response.empty"), m))?;
-                self.known(&at("response.empty"), t.placeholders(), &properties, "arguments")?;
+                let t = BodyTemplate::parse(value)
+                    .or_else(|TemplateError(m)| self.fail(at("response.empty"), m))?;
+                self.known(
+                    &at("response.empty"),
+                    t.placeholders(),
+                    &properties,
+                    "arguments",
+                )?;
                 Some(t)
             }
             None => None,
@@ -734,18 +800,51 @@ mod tests {
     #[test]
     fn problems_are_reported_with_their_place() {
         let cases = [
-            (OK_TOOL.replace("{q}\"", "{qq}\""), "tool get, query.q: unknown placeholder {qq}"),
-            (OK_TOOL.replace("required = [\"id\"], ", ""), "placeholder {id} must be a required argument"),
-            (OK_TOOL.replace("\"GET\"", "\"FETCH\""), "\"FETCH\" is not one of"),
-            (OK_TOOL.replace("type = \"integer\" }, q", "type = \"integr\" }, q"), "not a valid JSON Schema"),
-            (OK_TOOL.replace("type = \"object\",", "type = \"array\","), "must have \"type\": \"object\""),
-            (OK_TOOL.replace("/items/{id}", "/items/{id}?x=1"), "must not contain '?'"),
+            (
+                OK_TOOL.replace("{q}\"", "{qq}\""),
+                "tool get, query.q: unknown placeholder {qq}",
+            ),
+            (
+                OK_TOOL.replace("required = [\"id\"], ", ""),
+                "placeholder {id} must be a required argument",
+            ),
+            (
+                OK_TOOL.replace("\"GET\"", "\"FETCH\""),
+                "\"FETCH\" is not one of",
+            ),
+            (
+                OK_TOOL.replace("type = \"integer\" }, q", "type = \"integr\" }, q"),
+                "not a valid JSON Schema",
+            ),
+            (
+                OK_TOOL.replace("type = \"object\",", "type = \"array\","),
+                "must have \"type\": \"object\"",
+            ),
+            (
+                OK_TOOL.replace("/items/{id}", "/items/{id}?x=1"),
+                "must not contain '?'",
+            ),
             (OK_TOOL.replace("/items/{id}", "/../{id}"), "'..' segments"),
-            (OK_TOOL.replace("/items/{id}", "/items/{id"), "unclosed placeholder"),
-            (format!("{OK_TOOL}\nbody = {{ a = \"{{id}}\" }}"), "a GET request carries no body"),
-            (format!("{OK_TOOL}\nannotations = {{ readOnly = true }}"), "unknown annotation"),
-            (format!("{OK_TOOL}\nresponse = {{ select = \"results\" }}"), "is not a JSON pointer"),
-            (format!("{OK_TOOL}\nsurprise = 1"), "unknown field `surprise`"),
+            (
+                OK_TOOL.replace("/items/{id}", "/items/{id"),
+                "unclosed placeholder",
+            ),
+            (
+                format!("{OK_TOOL}\nbody = {{ a = \"{{id}}\" }}"),
+                "a GET request carries no body",
+            ),
+            (
+                format!("{OK_TOOL}\nannotations = {{ readOnly = true }}"),
+                "unknown annotation",
+            ),
+            (
+                format!("{OK_TOOL}\nresponse = {{ select = \"results\" }}"),
+                "is not a JSON pointer",
+            ),
+            (
+                format!("{OK_TOOL}\nsurprise = 1"),
+                "unknown field `surprise`",
+            ),
         ];
         for (tool, expected) in cases {
             let got = message(with_tool(&tool));
@@ -754,8 +853,13 @@ mod tests {
         let twice = format!("{OK_TOOL}\n[[tools]]\n{OK_TOOL}");
         assert!(message(with_tool(&twice)).contains("used twice"));
         let unknown_setting = HEAD.replace("{host}", "{hots}");
-        let got = message(Definition::from_toml(&format!("{unknown_setting}\n[[tools]]\n{OK_TOOL}")));
-        assert!(got.contains("base_url: unknown placeholder {hots} (declared settings: host)"), "{got}");
+        let got = message(Definition::from_toml(&format!(
+            "{unknown_setting}\n[[tools]]\n{OK_TOOL}"
+        )));
+        assert!(
+            got.contains("base_url: unknown placeholder {hots} (declared settings: host)"),
+            "{got}"
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ pub use rest::{RestError, RestOptions, RestUpstream};
 /// The built-in definitions: name and TOML text.
 pub const BUILTIN: [(&str, &str); 2] = [
     ("zendesk", include_str!("../../connectors/zendesk.toml")),
-    ("salesforce", include_str!("../../connectors/salesforce.toml")),
+    (
+        "salesforce",
+        include_str!("../../connectors/salesforce.toml"),
+    ),
 ];
 
 /// A built-in definition by name (`zendesk`, `salesforce`), parsed and validated.
@@ -82,11 +85,21 @@ mod tests {
         let names: Vec<&str> = zendesk.tools().iter().map(|t| t.name()).collect();
         assert_eq!(
             names,
-            ["search_tickets", "get_ticket", "add_comment", "update_ticket"]
+            [
+                "search_tickets",
+                "get_ticket",
+                "add_comment",
+                "update_ticket"
+            ]
         );
         let salesforce = builtin("salesforce").unwrap();
         let names: Vec<&str> = salesforce.tools().iter().map(|t| t.name()).collect();
         assert_eq!(names, ["query", "get_record", "update_record"]);
-        assert!(resolve_definition("nope").unwrap_err().to_string().contains("zendesk, salesforce"));
+        assert!(
+            resolve_definition("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("zendesk, salesforce")
+        );
     }
 }

@@ -162,7 +162,10 @@ mod tests {
     #[test]
     fn selection_projects_wraps_and_includes() {
         let doc = json!({"results": [{"id": 1, "subject": "a", "raw": "x"}], "count": 1});
-        let out = select(&spec(Some("/results"), Some(&["id", "subject"]), "tickets"), &doc);
+        let out = select(
+            &spec(Some("/results"), Some(&["id", "subject"]), "tickets"),
+            &doc,
+        );
         assert_eq!(
             out,
             json!({"tickets": [{"id": 1, "subject": "a"}], "count": 1})
@@ -173,7 +176,11 @@ mod tests {
 
     #[test]
     fn failures_carry_status_and_the_saas_message() {
-        let pointers = vec!["/error".to_owned(), "/description".to_owned(), "/0/message".to_owned()];
+        let pointers = vec![
+            "/error".to_owned(),
+            "/description".to_owned(),
+            "/0/message".to_owned(),
+        ];
         let out = failure(
             "zendesk",
             http::StatusCode::NOT_FOUND,

@@ -155,12 +155,20 @@ impl RestUpstream {
         };
         let origin = reqwest::Url::parse(&base).map_err(|e| RestError::BaseUrl(e.to_string()))?;
         if !matches!(origin.scheme(), "http" | "https") || origin.host().is_none() {
-            return Err(RestError::BaseUrl(format!("{base:?} is not an http(s) URL")));
+            return Err(RestError::BaseUrl(format!(
+                "{base:?} is not an http(s) URL"
+            )));
         }
-        if origin.query().is_some() || origin.fragment().is_some() || !origin.username().is_empty() {
-            return Err(RestError::BaseUrl("must not carry a query, fragment or user".into()));
+        if origin.query().is_some() || origin.fragment().is_some() || !origin.username().is_empty()
+        {
+            return Err(RestError::BaseUrl(
+                "must not carry a query, fragment or user".into(),
+            ));
         }
-        let prefix = definition.path_prefix.render_path(&lookup).map_err(missing)?;
+        let prefix = definition
+            .path_prefix
+            .render_path(&lookup)
+            .map_err(missing)?;
         let username = match &definition.auth {
             super::definition::AuthScheme::Basic { username: Some(t) } => {
                 Some(t.render_text(&lookup).map_err(missing)?)
@@ -197,7 +205,12 @@ impl RestUpstream {
     }
 
     fn list(&self) -> Value {
-        let tools: Vec<Value> = self.definition.tools().iter().map(|t| t.listing()).collect();
+        let tools: Vec<Value> = self
+            .definition
+            .tools()
+            .iter()
+            .map(|t| t.listing())
+            .collect();
         json!({ "tools": tools })
     }
 
@@ -218,7 +231,11 @@ impl RestUpstream {
         let arguments = match params.get("arguments") {
             None | Some(Value::Null) => Value::Object(Map::new()),
             Some(v @ Value::Object(_)) => v.clone(),
-            Some(_) => return Err(ErrorObject::invalid_params("\"arguments\" must be an object")),
+            Some(_) => {
+                return Err(ErrorObject::invalid_params(
+                    "\"arguments\" must be an object",
+                ));
+            }
         };
         if let Err(errors) = tool.validate(&arguments) {
             return Err(ErrorObject::invalid_params(format!(
@@ -247,7 +264,12 @@ impl RestUpstream {
             }
         }
         let body = match &tool.body {
-            Some(template) => Some(template.render(&lookup).map_err(invalid)?.unwrap_or_else(|| json!({}))),
+            Some(template) => Some(
+                template
+                    .render(&lookup)
+                    .map_err(invalid)?
+                    .unwrap_or_else(|| json!({})),
+            ),
             None => None,
         };
         let first = self
@@ -300,7 +322,11 @@ impl RestUpstream {
             let Some(page_doc) = page.json.filter(|_| page.status.is_success()) else {
                 return Err(ErrorObject::new(
                     UPSTREAM_ERROR,
-                    format!("{} answered HTTP {} for a next page", self.name, page.status.as_u16()),
+                    format!(
+                        "{} answered HTTP {} for a next page",
+                        self.name,
+                        page.status.as_u16()
+                    ),
                 ));
             };
             items.extend(items_of(&page_doc, &pagination.items));
@@ -333,7 +359,10 @@ impl RestUpstream {
         let (header, value) = self.auth.header(secret).ok_or_else(|| {
             ErrorObject::new(
                 crate::seam::CREDENTIAL_UNAVAILABLE,
-                format!("the credential for {} cannot be used in a header", self.name),
+                format!(
+                    "the credential for {} cannot be used in a header",
+                    self.name
+                ),
             )
         })?;
         let mut request = self
@@ -369,7 +398,9 @@ impl RestUpstream {
                     UPSTREAM_ERROR,
                     format!(
                         "{} answered more than {} bytes for {}",
-                        self.name, self.max_response_bytes, tool.name()
+                        self.name,
+                        self.max_response_bytes,
+                        tool.name()
                     ),
                 ));
             }

@@ -49,7 +49,8 @@ impl MockServer {
         let stop = CancellationToken::new();
         let signal = stop.clone();
         tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(signal.cancelled_owned());
+            let serve =
+                axum::serve(listener, router).with_graceful_shutdown(signal.cancelled_owned());
             if let Err(error) = serve.await {
                 tracing::warn!(%error, "mock SaaS server failed");
             }

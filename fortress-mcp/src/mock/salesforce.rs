@@ -17,9 +17,37 @@ use super::{AuthCounts, MockServer, header_matches};
 
 /// The sObject types the mock knows: name, id prefix, fields.
 const TYPES: [(&str, &str, &[&str]); 3] = [
-    ("Account", "001", &["Id", "Name", "Industry", "Phone", "Website", "BillingCity"]),
-    ("Contact", "003", &["Id", "FirstName", "LastName", "Email", "Phone", "AccountId", "Title"]),
-    ("Case", "500", &["Id", "Subject", "Status", "Priority", "Description", "ContactId", "AccountId"]),
+    (
+        "Account",
+        "001",
+        &["Id", "Name", "Industry", "Phone", "Website", "BillingCity"],
+    ),
+    (
+        "Contact",
+        "003",
+        &[
+            "Id",
+            "FirstName",
+            "LastName",
+            "Email",
+            "Phone",
+            "AccountId",
+            "Title",
+        ],
+    ),
+    (
+        "Case",
+        "500",
+        &[
+            "Id",
+            "Subject",
+            "Status",
+            "Priority",
+            "Description",
+            "ContactId",
+            "AccountId",
+        ],
+    ),
 ];
 
 type Records = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
@@ -61,15 +89,26 @@ impl std::ops::Deref for MockSalesforce {
 }
 
 fn errors(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!([{ "message": message.into(), "errorCode": code }]))).into_response()
+    (
+        status,
+        Json(json!([{ "message": message.into(), "errorCode": code }])),
+    )
+        .into_response()
 }
 
 fn not_found() -> Response {
-    errors(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist")
+    errors(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
 }
 
 fn fields_of(sobject: &str) -> Option<&'static [&'static str]> {
-    TYPES.iter().find(|(n, _, _)| *n == sobject).map(|(_, _, f)| *f)
+    TYPES
+        .iter()
+        .find(|(n, _, _)| *n == sobject)
+        .map(|(_, _, f)| *f)
 }
 
 impl MockSalesforce {
@@ -89,9 +128,15 @@ impl MockSalesforce {
         let router = axum::Router::new()
             .route("/services/data/{version}/query", get(query))
             .route("/services/data/{version}/query/{locator}", get(more))
-            .route("/services/data/{version}/sobjects/{sobject}/{id}", get(show).patch(update))
+            .route(
+                "/services/data/{version}/sobjects/{sobject}/{id}",
+                get(show).patch(update),
+            )
             .fallback(|| async { not_found() })
-            .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                authenticate,
+            ))
             .with_state(state.clone());
         let server = MockServer::start(router, counts).await?;
         let mock = Self { server, state };
@@ -109,7 +154,10 @@ impl MockSalesforce {
 
     /// Adds a record of a known type; returns its 18-character id.
     pub fn insert(&self, sobject: &str, fields: Value) -> String {
-        let prefix = TYPES.iter().find(|(n, _, _)| *n == sobject).map_or("a00", |(_, p, _)| *p);
+        let prefix = TYPES
+            .iter()
+            .find(|(n, _, _)| *n == sobject)
+            .map_or("a00", |(_, p, _)| *p);
         let n = {
             let mut next = self.state.next_id.lock().unwrap_or_else(|e| e.into_inner());
             *next += 1;
@@ -121,7 +169,11 @@ impl MockSalesforce {
         if let Some(fields) = fields.as_object() {
             record.extend(fields.clone());
         }
-        self.state.records().entry(sobject.to_owned()).or_default().insert(id.clone(), record);
+        self.state
+            .records()
+            .entry(sobject.to_owned())
+            .or_default()
+            .insert(id.clone(), record);
         id
     }
 
@@ -132,18 +184,33 @@ impl MockSalesforce {
 
     /// Ids of every record of a type, in insertion order.
     pub fn ids(&self, sobject: &str) -> Vec<String> {
-        self.state.records().get(sobject).map(|r| r.keys().cloned().collect()).unwrap_or_default()
+        self.state
+            .records()
+            .get(sobject)
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
-async fn authenticate(State(state): State<Arc<SalesforceState>>, request: Request, next: Next) -> Response {
+async fn authenticate(
+    State(state): State<Arc<SalesforceState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if header_matches(request.headers(), &state.authorization) {
         state.counts.accepted.fetch_add(1, Ordering::SeqCst);
         next.run(request).await
     } else {
         state.counts.rejected.fetch_add(1, Ordering::SeqCst);
-        let mut response = errors(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid");
-        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Token"));
+        let mut response = errors(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        );
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Token"),
+        );
         response
     }
 }
@@ -155,7 +222,12 @@ fn valid_version(version: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn with_attributes(version: &str, sobject: &str, record: &Map<String, Value>, fields: Option<&[String]>) -> Value {
+fn with_attributes(
+    version: &str,
+    sobject: &str,
+    record: &Map<String, Value>,
+    fields: Option<&[String]>,
+) -> Value {
     let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
     let mut out = Map::new();
     out.insert("attributes".into(), json!({"type": sobject, "url": format!("/services/data/{version}/sobjects/{sobject}/{id}")}));
@@ -168,7 +240,10 @@ fn with_attributes(version: &str, sobject: &str, record: &Map<String, Value>, fi
         }
         None => {
             for f in all {
-                out.insert((*f).to_owned(), record.get(*f).cloned().unwrap_or(Value::Null));
+                out.insert(
+                    (*f).to_owned(),
+                    record.get(*f).cloned().unwrap_or(Value::Null),
+                );
             }
         }
     }
@@ -176,7 +251,13 @@ fn with_attributes(version: &str, sobject: &str, record: &Map<String, Value>, fi
 }
 
 fn no_such_column(field: &str, sobject: &str) -> Response {
-    errors(StatusCode::BAD_REQUEST, "INVALID_FIELD", format!("No such column '{field}' on entity '{sobject}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name."))
+    errors(
+        StatusCode::BAD_REQUEST,
+        "INVALID_FIELD",
+        format!(
+            "No such column '{field}' on entity '{sobject}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name."
+        ),
+    )
 }
 
 async fn show(
@@ -188,15 +269,33 @@ async fn show(
         return not_found();
     }
     let Some(known) = fields_of(&sobject) else {
-        return errors(StatusCode::NOT_FOUND, "NOT_FOUND", format!("The requested resource does not exist: sObject type '{sobject}' is not supported."));
+        return errors(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!(
+                "The requested resource does not exist: sObject type '{sobject}' is not supported."
+            ),
+        );
     };
-    let fields: Option<Vec<String>> = params.get("fields").map(|f| f.split(',').map(|s| s.trim().to_owned()).collect());
-    if let Some(bad) = fields.iter().flatten().find(|f| !known.contains(&f.as_str())) {
+    let fields: Option<Vec<String>> = params
+        .get("fields")
+        .map(|f| f.split(',').map(|s| s.trim().to_owned()).collect());
+    if let Some(bad) = fields
+        .iter()
+        .flatten()
+        .find(|f| !known.contains(&f.as_str()))
+    {
         return no_such_column(bad, &sobject);
     }
     let records = state.records();
     match records.get(&sobject).and_then(|r| r.get(&id)) {
-        Some(record) => Json(with_attributes(&version, &sobject, record, fields.as_deref())).into_response(),
+        Some(record) => Json(with_attributes(
+            &version,
+            &sobject,
+            record,
+            fields.as_deref(),
+        ))
+        .into_response(),
         None => not_found(),
     }
 }
@@ -213,14 +312,26 @@ async fn update(
         return not_found();
     };
     let Ok(Value::Object(changes)) = serde_json::from_slice::<Value>(&body) else {
-        return errors(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "The request body is not a JSON object");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "The request body is not a JSON object",
+        );
     };
     for field in changes.keys() {
         if field == "Id" {
-            return errors(StatusCode::BAD_REQUEST, "INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: Id. Please check the security settings of this field and verify that it is read/write for your profile or permission set.");
+            return errors(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                "Unable to create/update fields: Id. Please check the security settings of this field and verify that it is read/write for your profile or permission set.",
+            );
         }
         if !known.contains(&field.as_str()) {
-            return errors(StatusCode::BAD_REQUEST, "INVALID_FIELD", format!("No such column '{field}' on sobject of type {sobject}"));
+            return errors(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                format!("No such column '{field}' on sobject of type {sobject}"),
+            );
         }
     }
     let mut records = state.records();
@@ -242,7 +353,11 @@ async fn query(
         return not_found();
     }
     let Some(q) = params.get("q") else {
-        return errors(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "A query string has to be specified");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_QUERY",
+            "A query string has to be specified",
+        );
     };
     let soql = match Soql::parse(q) {
         Ok(soql) => soql,
@@ -273,8 +388,14 @@ async fn query(
 
 fn compare(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
     match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(std::cmp::Ordering::Equal),
-        (Some(x), Some(y)) => x.as_str().unwrap_or_default().cmp(y.as_str().unwrap_or_default()),
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal),
+        (Some(x), Some(y)) => x
+            .as_str()
+            .unwrap_or_default()
+            .cmp(y.as_str().unwrap_or_default()),
         (None, Some(_)) => std::cmp::Ordering::Less,
         (Some(_), None) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
@@ -282,30 +403,57 @@ fn compare(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
 }
 
 /// Answers one page of `all` from `offset`, remembering the rest under a query locator.
-fn page(state: &SalesforceState, version: &str, all: Vec<Value>, offset: usize, locator: Option<String>) -> Response {
+fn page(
+    state: &SalesforceState,
+    version: &str,
+    all: Vec<Value>,
+    offset: usize,
+    locator: Option<String>,
+) -> Response {
     let total = all.len();
     let end = (offset + state.batch_size).min(total);
     let records: Vec<Value> = all[offset.min(total)..end].to_vec();
     let mut body = json!({ "totalSize": total, "done": end >= total, "records": records });
     if end < total {
         let locator = locator.unwrap_or_else(|| format!("01g{}", uuid::Uuid::new_v4().simple()));
-        body["nextRecordsUrl"] = Value::from(format!("/services/data/{version}/query/{locator}-{end}"));
-        state.cursors.lock().unwrap_or_else(|e| e.into_inner()).insert(locator, all);
+        body["nextRecordsUrl"] =
+            Value::from(format!("/services/data/{version}/query/{locator}-{end}"));
+        state
+            .cursors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(locator, all);
     }
     Json(body).into_response()
 }
 
-async fn more(State(state): State<Arc<SalesforceState>>, Path((version, cursor)): Path<(String, String)>) -> Response {
-    let invalid = || errors(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator");
+async fn more(
+    State(state): State<Arc<SalesforceState>>,
+    Path((version, cursor)): Path<(String, String)>,
+) -> Response {
+    let invalid = || {
+        errors(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        )
+    };
     let Some((locator, offset)) = cursor.rsplit_once('-') else {
         return invalid();
     };
     let Ok(offset) = offset.parse::<usize>() else {
         return invalid();
     };
-    let all = state.cursors.lock().unwrap_or_else(|e| e.into_inner()).get(locator).cloned();
+    let all = state
+        .cursors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(locator)
+        .cloned();
     match all {
-        Some(all) if offset <= all.len() => page(&state, &version, all, offset, Some(locator.to_owned())),
+        Some(all) if offset <= all.len() => {
+            page(&state, &version, all, offset, Some(locator.to_owned()))
+        }
         _ => invalid(),
     }
 }
@@ -354,12 +502,16 @@ fn like(text: &str, pattern: &str) -> bool {
     let mut rest = text;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
         } else {
-            let Some(at) = rest.find(part) else { return false };
+            let Some(at) = rest.find(part) else {
+                return false;
+            };
             rest = &rest[at + part.len()..];
         }
     }
@@ -421,30 +573,66 @@ impl Soql {
         loop {
             match it.next() {
                 Some(f) if f != "," && !f.eq_ignore_ascii_case("FROM") => fields.push(f),
-                other => return Err(malformed(format!("unexpected token: {}", other.unwrap_or_else(|| "<end>".into())))),
+                other => {
+                    return Err(malformed(format!(
+                        "unexpected token: {}",
+                        other.unwrap_or_else(|| "<end>".into())
+                    )));
+                }
             }
             match it.next() {
                 Some(t) if t == "," => continue,
                 Some(t) if t.eq_ignore_ascii_case("FROM") => break,
-                other => return Err(malformed(format!("unexpected token: {}", other.unwrap_or_else(|| "<end>".into())))),
+                other => {
+                    return Err(malformed(format!(
+                        "unexpected token: {}",
+                        other.unwrap_or_else(|| "<end>".into())
+                    )));
+                }
             }
         }
-        let from = it.next().ok_or_else(|| malformed("unexpected token: <end>".into()))?;
+        let from = it
+            .next()
+            .ok_or_else(|| malformed("unexpected token: <end>".into()))?;
         let Some(known) = fields_of(&from) else {
-            return Err(errors(StatusCode::BAD_REQUEST, "INVALID_TYPE", format!("sObject type '{from}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name.")));
+            return Err(errors(
+                StatusCode::BAD_REQUEST,
+                "INVALID_TYPE",
+                format!(
+                    "sObject type '{from}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name."
+                ),
+            ));
         };
-        let check = |f: &str| if known.contains(&f) { Ok(()) } else { Err(no_such_column(f, &from)) };
+        let check = |f: &str| {
+            if known.contains(&f) {
+                Ok(())
+            } else {
+                Err(no_such_column(f, &from))
+            }
+        };
         for f in &fields {
             check(f)?;
         }
-        let mut soql = Soql { fields, from: from.clone(), conditions: Vec::new(), order: None, limit: None };
+        let mut soql = Soql {
+            fields,
+            from: from.clone(),
+            conditions: Vec::new(),
+            order: None,
+            limit: None,
+        };
         while let Some(token) = it.next() {
             if token.eq_ignore_ascii_case("WHERE") || token.eq_ignore_ascii_case("AND") {
-                let field = it.next().ok_or_else(|| malformed("unexpected token: <end>".into()))?;
+                let field = it
+                    .next()
+                    .ok_or_else(|| malformed("unexpected token: <end>".into()))?;
                 check(&field)?;
-                let op = it.next().filter(|o| o == "=" || o == "!=" || o.eq_ignore_ascii_case("LIKE"))
+                let op = it
+                    .next()
+                    .filter(|o| o == "=" || o == "!=" || o.eq_ignore_ascii_case("LIKE"))
                     .ok_or_else(|| malformed(format!("unexpected token after {field}")))?;
-                let literal = it.next().ok_or_else(|| malformed("unexpected token: <end>".into()))?;
+                let literal = it
+                    .next()
+                    .ok_or_else(|| malformed("unexpected token: <end>".into()))?;
                 let value = if let Some(s) = literal.strip_prefix('\'') {
                     Value::from(s)
                 } else if literal.eq_ignore_ascii_case("null") {
@@ -456,21 +644,36 @@ impl Soql {
                 } else {
                     return Err(malformed(format!("unexpected token: {literal}")));
                 };
-                soql.conditions.push(Condition { field, op: op.to_ascii_uppercase(), value });
+                soql.conditions.push(Condition {
+                    field,
+                    op: op.to_ascii_uppercase(),
+                    value,
+                });
             } else if token.eq_ignore_ascii_case("ORDER") {
                 if !keyword(it.next().as_ref(), "BY") {
                     return Err(malformed("unexpected token: expected BY".into()));
                 }
-                let field = it.next().ok_or_else(|| malformed("unexpected token: <end>".into()))?;
+                let field = it
+                    .next()
+                    .ok_or_else(|| malformed("unexpected token: <end>".into()))?;
                 check(&field)?;
                 let descending = match it.peek() {
-                    Some(t) if t.eq_ignore_ascii_case("DESC") => { it.next(); true }
-                    Some(t) if t.eq_ignore_ascii_case("ASC") => { it.next(); false }
+                    Some(t) if t.eq_ignore_ascii_case("DESC") => {
+                        it.next();
+                        true
+                    }
+                    Some(t) if t.eq_ignore_ascii_case("ASC") => {
+                        it.next();
+                        false
+                    }
                     _ => false,
                 };
                 soql.order = Some((field, descending));
             } else if token.eq_ignore_ascii_case("LIMIT") {
-                let n = it.next().and_then(|n| n.parse().ok()).ok_or_else(|| malformed("LIMIT needs a number".into()))?;
+                let n = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| malformed("LIMIT needs a number".into()))?;
                 soql.limit = Some(n);
             } else {
                 return Err(malformed(format!("unexpected token: {token}")));
@@ -500,7 +703,13 @@ mod tests {
         assert_eq!(q.conditions.len(), 2);
         assert_eq!(q.order, Some(("Name".into(), true)));
         assert_eq!(q.limit, Some(3));
-        for bad in ["SELEC Id FROM Account", "SELECT Id FORM Account", "SELECT Nme FROM Account", "SELECT Id FROM Nope", "SELECT Id FROM Account WHERE Name = 'x"] {
+        for bad in [
+            "SELEC Id FROM Account",
+            "SELECT Id FORM Account",
+            "SELECT Nme FROM Account",
+            "SELECT Id FROM Nope",
+            "SELECT Id FROM Account WHERE Name = 'x",
+        ] {
             assert!(Soql::parse(bad).is_err(), "{bad}");
         }
     }

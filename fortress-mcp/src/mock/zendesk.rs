@@ -30,7 +30,10 @@ struct ZendeskState {
 
 impl ZendeskState {
     fn base(&self) -> String {
-        self.base_url.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.base_url
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     fn tickets(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Value>> {
         self.tickets.lock().unwrap_or_else(|e| e.into_inner())
@@ -90,9 +93,15 @@ impl MockZendesk {
             .route("/api/v2/tickets/{file}", get(show).put(update))
             .route("/api/v2/tickets/{id}/comments.json", get(list_comments))
             .fallback(|| async {
-                (StatusCode::NOT_FOUND, Json(json!({"error": "InvalidEndpoint", "description": "Not found"})))
+                (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({"error": "InvalidEndpoint", "description": "Not found"})),
+                )
             })
-            .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                authenticate,
+            ))
             .with_state(state.clone());
         let server = MockServer::start(router, counts).await?;
         *state.base_url.lock().unwrap_or_else(|e| e.into_inner()) = server.base_url();
@@ -103,10 +112,38 @@ impl MockZendesk {
 
     fn seed(&self) {
         let seeded = [
-            ("Refund for order #4821", "Hi, I was charged twice for order #4821. Please refund one charge. You can reach me at jane.roe@example.com or +1 415-555-0132.", "open", "high", "question", &["billing", "refund"][..]),
-            ("Cannot log in after password reset", "After resetting my password I get 'invalid credentials'. My account email is sam.lee@example.org, phone (212) 555-0187.", "new", "urgent", "problem", &["login"][..]),
-            ("Invoice address change", "Please change the invoice address to 12 Market St. Contact: priya.n@example.net.", "pending", "normal", "task", &["billing"][..]),
-            ("Feature request: dark mode", "Would love a dark mode in the dashboard.", "solved", "low", "question", &["feature"][..]),
+            (
+                "Refund for order #4821",
+                "Hi, I was charged twice for order #4821. Please refund one charge. You can reach me at jane.roe@example.com or +1 415-555-0132.",
+                "open",
+                "high",
+                "question",
+                &["billing", "refund"][..],
+            ),
+            (
+                "Cannot log in after password reset",
+                "After resetting my password I get 'invalid credentials'. My account email is sam.lee@example.org, phone (212) 555-0187.",
+                "new",
+                "urgent",
+                "problem",
+                &["login"][..],
+            ),
+            (
+                "Invoice address change",
+                "Please change the invoice address to 12 Market St. Contact: priya.n@example.net.",
+                "pending",
+                "normal",
+                "task",
+                &["billing"][..],
+            ),
+            (
+                "Feature request: dark mode",
+                "Would love a dark mode in the dashboard.",
+                "solved",
+                "low",
+                "question",
+                &["feature"][..],
+            ),
         ];
         for (subject, description, status, priority, kind, tags) in seeded {
             self.insert_ticket(json!({
@@ -175,7 +212,11 @@ impl MockZendesk {
     }
 }
 
-async fn authenticate(State(state): State<Arc<ZendeskState>>, request: Request, next: Next) -> Response {
+async fn authenticate(
+    State(state): State<Arc<ZendeskState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if header_matches(request.headers(), &state.authorization) {
         state.counts.accepted.fetch_add(1, Ordering::SeqCst);
         next.run(request).await
@@ -183,7 +224,10 @@ async fn authenticate(State(state): State<Arc<ZendeskState>>, request: Request, 
         state.counts.rejected.fetch_add(1, Ordering::SeqCst);
         (
             StatusCode::UNAUTHORIZED,
-            [(http::header::WWW_AUTHENTICATE, "Basic realm=\"Web Password\"")],
+            [(
+                http::header::WWW_AUTHENTICATE,
+                "Basic realm=\"Web Password\"",
+            )],
             Json(json!({"error": "Couldn't authenticate you"})),
         )
             .into_response()
@@ -191,7 +235,11 @@ async fn authenticate(State(state): State<Arc<ZendeskState>>, request: Request, 
 }
 
 fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": "RecordNotFound", "description": "Not found"}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "RecordNotFound", "description": "Not found"})),
+    )
+        .into_response()
 }
 
 fn invalid(field: &str, description: impl Into<String>) -> Response {
@@ -248,7 +296,11 @@ async fn update(
     if ticket["status"] == "closed" {
         return invalid("status", "Status: closed prevents ticket update");
     }
-    let checks: [(&str, &[&str]); 3] = [("status", &STATUSES), ("priority", &PRIORITIES), ("type", &TYPES)];
+    let checks: [(&str, &[&str]); 3] = [
+        ("status", &STATUSES),
+        ("priority", &PRIORITIES),
+        ("type", &TYPES),
+    ];
     for (field, allowed) in checks {
         if let Some(value) = changes.get(field) {
             if !value.as_str().is_some_and(|v| allowed.contains(&v)) {
@@ -259,16 +311,30 @@ async fn update(
     let mut events = Vec::new();
     let audit_id = state.next_id() * 1000;
     if let Some(comment) = changes.get("comment") {
-        let body = comment.get("body").or_else(|| comment.get("html_body")).and_then(Value::as_str).unwrap_or("");
+        let body = comment
+            .get("body")
+            .or_else(|| comment.get("html_body"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if body.trim().is_empty() {
             return invalid("comment", "Comment: cannot be blank");
         }
-        let public = comment.get("public").and_then(Value::as_bool).unwrap_or(true);
+        let public = comment
+            .get("public")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         let event = json!({"id": audit_id + 1, "type": "Comment", "body": body, "public": public, "author_id": 1, "created_at": now()});
         state.comments().entry(id).or_default().push(event.clone());
         events.push(event);
     }
-    for field in ["status", "priority", "type", "assignee_id", "tags", "subject"] {
+    for field in [
+        "status",
+        "priority",
+        "type",
+        "assignee_id",
+        "tags",
+        "subject",
+    ] {
         if let Some(value) = changes.get(field) {
             let previous = ticket.get(field).cloned().unwrap_or(Value::Null);
             events.push(json!({"id": audit_id + 2 + events.len() as u64, "type": "Change", "field_name": field, "value": value, "previous_value": previous}));
@@ -286,18 +352,35 @@ async fn update(
 
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// `GET /api/v2/search.json?query=…`: `key:value` terms filter on ticket fields
 /// (`type`, `status`, `priority`, `tags`), other words must appear in the subject or
 /// description.
-async fn search(State(state): State<Arc<ZendeskState>>, Query(params): Query<BTreeMap<String, String>>) -> Response {
+async fn search(
+    State(state): State<Arc<ZendeskState>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
     let Some(query) = params.get("query").filter(|q| !q.trim().is_empty()) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid", "description": "query parameter is required"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid", "description": "query parameter is required"})),
+        )
+            .into_response();
     };
-    let page: usize = params.get("page").and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1);
-    let per_page: usize = params.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(100).clamp(1, 100);
+    let page: usize = params
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(1);
+    let per_page: usize = params
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 100);
     let mut only_tickets = true;
     let mut filters: Vec<(String, String)> = Vec::new();
     let mut words: Vec<String> = Vec::new();
@@ -317,7 +400,9 @@ async fn search(State(state): State<Arc<ZendeskState>>, Query(params): Query<BTr
             filters.iter().all(|(key, value)| {
                 let key = if key == "tag" { "tags" } else { key.as_str() };
                 match t.get(key) {
-                    Some(Value::Array(items)) => items.iter().any(|i| i.as_str().is_some_and(|s| s.eq_ignore_ascii_case(value))),
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .any(|i| i.as_str().is_some_and(|s| s.eq_ignore_ascii_case(value))),
                     Some(Value::String(s)) => s.eq_ignore_ascii_case(value),
                     Some(other) => other.to_string() == *value,
                     None => false,
@@ -325,15 +410,27 @@ async fn search(State(state): State<Arc<ZendeskState>>, Query(params): Query<BTr
             })
         })
         .filter(|t| {
-            let text = format!("{} {}", t["subject"].as_str().unwrap_or(""), t["description"].as_str().unwrap_or("")).to_lowercase();
+            let text = format!(
+                "{} {}",
+                t["subject"].as_str().unwrap_or(""),
+                t["description"].as_str().unwrap_or("")
+            )
+            .to_lowercase();
             words.iter().all(|w| text.contains(w.as_str()))
         })
         .cloned()
         .collect();
     let sort_by = params.get("sort_by").map_or("created_at", String::as_str);
-    let field = if sort_by == "ticket_type" { "type" } else { sort_by };
+    let field = if sort_by == "ticket_type" {
+        "type"
+    } else {
+        sort_by
+    };
     found.sort_by(|a, b| {
-        a[field].to_string().cmp(&b[field].to_string()).then(a["id"].as_u64().cmp(&b["id"].as_u64()))
+        a[field]
+            .to_string()
+            .cmp(&b[field].to_string())
+            .then(a["id"].as_u64().cmp(&b["id"].as_u64()))
     });
     if params.get("sort_order").map_or("desc", String::as_str) == "desc" {
         found.reverse();
@@ -361,8 +458,14 @@ async fn search(State(state): State<Arc<ZendeskState>>, Query(params): Query<BTr
     let mut body = Map::new();
     body.insert("results".into(), Value::from(results));
     body.insert("facets".into(), Value::Null);
-    body.insert("next_page".into(), next_page.map_or(Value::Null, Value::from));
-    body.insert("previous_page".into(), previous_page.map_or(Value::Null, Value::from));
+    body.insert(
+        "next_page".into(),
+        next_page.map_or(Value::Null, Value::from),
+    );
+    body.insert(
+        "previous_page".into(),
+        previous_page.map_or(Value::Null, Value::from),
+    );
     body.insert("count".into(), Value::from(count));
     Json(Value::Object(body)).into_response()
 }
