@@ -250,13 +250,20 @@ fn with_attributes(
     Value::Object(out)
 }
 
+/// A query the mock refuses: Salesforce's error code and message.
+struct SoqlError(&'static str, String);
+
+fn no_such_column_message(field: &str, sobject: &str) -> String {
+    format!(
+        "No such column '{field}' on entity '{sobject}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name."
+    )
+}
+
 fn no_such_column(field: &str, sobject: &str) -> Response {
     errors(
         StatusCode::BAD_REQUEST,
         "INVALID_FIELD",
-        format!(
-            "No such column '{field}' on entity '{sobject}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name."
-        ),
+        no_such_column_message(field, sobject),
     )
 }
 
@@ -361,7 +368,7 @@ async fn query(
     };
     let soql = match Soql::parse(q) {
         Ok(soql) => soql,
-        Err(response) => return response,
+        Err(SoqlError(code, message)) => return errors(StatusCode::BAD_REQUEST, code, message),
     };
     let matched = {
         let records = state.records();
@@ -561,8 +568,8 @@ fn tokens(text: &str) -> Result<Vec<String>, String> {
 }
 
 impl Soql {
-    fn parse(text: &str) -> Result<Self, Response> {
-        let malformed = |m: String| errors(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", m);
+    fn parse(text: &str) -> Result<Self, SoqlError> {
+        let malformed = |m: String| SoqlError("MALFORMED_QUERY", m);
         let tokens = tokens(text).map_err(malformed)?;
         let mut it = tokens.into_iter().peekable();
         let keyword = |t: Option<&String>, k: &str| t.is_some_and(|t| t.eq_ignore_ascii_case(k));
@@ -595,8 +602,7 @@ impl Soql {
             .next()
             .ok_or_else(|| malformed("unexpected token: <end>".into()))?;
         let Some(known) = fields_of(&from) else {
-            return Err(errors(
-                StatusCode::BAD_REQUEST,
+            return Err(SoqlError(
                 "INVALID_TYPE",
                 format!(
                     "sObject type '{from}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name."
@@ -607,7 +613,7 @@ impl Soql {
             if known.contains(&f) {
                 Ok(())
             } else {
-                Err(no_such_column(f, &from))
+                Err(SoqlError("INVALID_FIELD", no_such_column_message(f, &from)))
             }
         };
         for f in &fields {

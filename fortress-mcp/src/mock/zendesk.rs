@@ -404,7 +404,9 @@ async fn search(
                         .iter()
                         .any(|i| i.as_str().is_some_and(|s| s.eq_ignore_ascii_case(value))),
                     Some(Value::String(s)) => s.eq_ignore_ascii_case(value),
-                    Some(other) => other.to_string() == *value,
+                    Some(Value::Number(n)) => n.to_string() == *value,
+                    Some(Value::Bool(b)) => b.to_string() == *value,
+                    Some(_) => false,
                     None => false,
                 }
             })
