@@ -595,3 +595,54 @@ async fn a_saas_timeout_is_a_json_rpc_error() {
         .unwrap_err();
     assert_eq!(error.code, fortress_mcp::seam::CREDENTIAL_UNAVAILABLE);
 }
+
+/// `kind = "rest"` in the configuration file builds connectors; mistakes are named.
+#[tokio::test]
+async fn rest_connectors_are_configured_in_toml() {
+    let config: fortress_mcp::config::Config = toml::from_str(
+        r#"
+        [[upstream]]
+        name = "zendesk"
+        kind = "rest"
+        definition = "zendesk"
+        settings = { subdomain = "acme", email = "agent@acme.example" }
+
+        [[upstream]]
+        name = "crm"
+        kind = "rest"
+        definition = "salesforce"
+        base_url = "http://127.0.0.1:9"
+        "#,
+    )
+    .unwrap();
+    let server = config.virtual_server().unwrap();
+    let names: Vec<&str> = server.upstreams().iter().map(|u| u.name()).collect();
+    assert_eq!(names, ["zendesk", "crm"]);
+    let described = server.upstreams()[1].describe().await.unwrap();
+    assert!(described.capabilities.contains_key("tools"));
+
+    for (upstream, expected) in [
+        (r#"kind = "soap""#, "unknown kind"),
+        (r#"kind = "rest""#, "needs `definition`"),
+        (
+            r#"kind = "rest"
+            definition = "jira""#,
+            "no built-in connector",
+        ),
+        (
+            r#"kind = "rest"
+            definition = "zendesk""#,
+            "setting \"subdomain\": required",
+        ),
+        (
+            r#"kind = "rest"
+            definition = "/nonexistent/x.toml""#,
+            "cannot read",
+        ),
+    ] {
+        let text = format!("[[upstream]]\nname = \"x\"\n{upstream}\n");
+        let config: fortress_mcp::config::Config = toml::from_str(&text).unwrap();
+        let error = config.virtual_server().map(|_| ()).unwrap_err().to_string();
+        assert!(error.contains(expected), "{upstream}: {error}");
+    }
+}

@@ -512,3 +512,80 @@ impl Upstream for RestUpstream {
         self.notifications.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zendesk(
+        settings: &[(&str, &str)],
+        base_url: Option<&str>,
+    ) -> Result<RestUpstream, RestError> {
+        let options = RestOptions {
+            base_url: base_url.map(str::to_owned),
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..RestOptions::default()
+        };
+        RestUpstream::new(
+            "zendesk",
+            crate::connector::builtin("zendesk").unwrap(),
+            options,
+        )
+    }
+
+    #[test]
+    fn settings_are_checked_when_the_connector_is_built() {
+        let ok = zendesk(&[("subdomain", "acme"), ("email", "a@acme.example")], None).unwrap();
+        assert_eq!(ok.base, "https://acme.zendesk.com");
+        let missing = zendesk(&[("subdomain", "acme")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("setting \"email\": required"), "{missing}");
+        let unknown = zendesk(
+            &[("email", "a@b.c"), ("colour", "red")],
+            Some("http://127.0.0.1:1"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(unknown.contains("unknown setting"), "{unknown}");
+        let pattern = zendesk(&[("subdomain", "evil.com/x"), ("email", "a@b.c")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(pattern.contains("does not match"), "{pattern}");
+        for bad in ["ftp://x", "not a url", "http://h/?q=1", "http://u:p@h/"] {
+            assert!(
+                matches!(
+                    zendesk(&[("email", "a@b.c")], Some(bad)),
+                    Err(RestError::BaseUrl(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn next_page_links_stay_on_the_saas_origin() {
+        let up = zendesk(&[("email", "a@b.c")], Some("http://127.0.0.1:9/base")).unwrap();
+        assert_eq!(
+            up.same_origin("/api/v2/search.json?page=2")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:9/api/v2/search.json?page=2"
+        );
+        assert!(up.same_origin("http://127.0.0.1:9/next").is_some());
+        assert!(up.same_origin("https://127.0.0.1:9/next").is_none());
+        assert!(up.same_origin("http://evil.example/next").is_none());
+        assert!(up.same_origin("//evil.example/next").is_none());
+    }
+
+    #[test]
+    fn an_echoed_credential_is_scrubbed_from_results() {
+        let secret = Secret::from("tok-123456");
+        let result = json!({"content": [{"type": "text", "text": "your token is tok-123456"}]});
+        let scrubbed = scrub(result, &secret);
+        assert_eq!(scrubbed["content"][0]["text"], "your token is <redacted>");
+    }
+}
