@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{initialize, post};
+use common::{initialize, modern, post};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -115,6 +115,34 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
     assert_eq!(
         allowed["result"]["structuredContent"]["status"], "pending",
         "{allowed}"
+    );
+
+    // A modern-era client (stateless, no session) reaches the connector too.
+    let reply = post(
+        &url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "zendesk__get_ticket"),
+        ],
+        modern(
+            "tools/call",
+            5,
+            json!({"name": "zendesk__get_ticket", "arguments": {"ticket_id": 3}}),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let modern_result = &reply.json()["result"];
+    assert_eq!(modern_result["resultType"], "complete", "{}", reply.body);
+    assert_eq!(
+        modern_result["structuredContent"]["subject"],
+        "Invoice address change"
+    );
+    assert!(
+        !reply.body.contains("priya.n@example.net"),
+        "{}",
+        reply.body
     );
 
     // SIGTERM: a graceful stop.
