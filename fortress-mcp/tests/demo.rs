@@ -42,14 +42,20 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
         url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
         "{url}"
     );
-    // The rest of the instructions: copy-paste commands to connect.
-    let mut rest = String::new();
-    while let Ok(Ok(Some(line))) =
-        tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
-    {
-        rest.push_str(&line);
-        rest.push('\n');
-    }
+    // The rest of the instructions, up to their last line: copy-paste commands to connect.
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut rest = String::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            rest.push_str(&line);
+            rest.push('\n');
+            if line.contains("(denied by policy)") {
+                break;
+            }
+        }
+        rest
+    })
+    .await
+    .expect("the instructions are printed at once");
     assert!(
         rest.contains(&format!("fortress-mcp connect {url}")),
         "{rest}"
