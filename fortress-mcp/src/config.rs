@@ -13,8 +13,14 @@
 //!     [[upstream]]
 //!     name = "remote"
 //!     url = "http://127.0.0.1:3001/mcp"
+//!
+//!     [[upstream]]
+//!     name = "zendesk"
+//!     kind = "rest"
+//!     definition = "zendesk"
+//!     settings = { subdomain = "acme", email = "agent@acme.example" }
 //! "#).unwrap();
-//! assert_eq!(config.upstream.len(), 2);
+//! assert_eq!(config.upstream.len(), 3);
 //! ```
 
 use std::net::SocketAddr;
@@ -152,6 +158,19 @@ pub struct UpstreamSection {
     /// Seconds one request may take (default 60).
     #[serde(default = "default_timeout")]
     pub request_timeout_secs: u64,
+    /// `"rest"` for a declarative REST connector; absent for MCP servers.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// REST connector: a built-in definition (`zendesk`, `salesforce`) or a `.toml` file.
+    #[serde(default)]
+    pub definition: Option<String>,
+    /// REST connector: replaces the definition's base URL (a regional host, a mock).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// REST connector: values for the definition's settings (never secrets: the
+    /// credential comes from the vault).
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -200,6 +219,10 @@ impl Config {
         let mut upstreams: Vec<Arc<dyn Upstream>> = Vec::new();
         for u in &self.upstream {
             let timeout = Duration::from_secs(u.request_timeout_secs);
+            if u.kind.is_some() {
+                upstreams.push(rest_upstream(u, timeout)?);
+                continue;
+            }
             match (&u.command, &u.url) {
                 (Some(command), None) => {
                     let mut config = StdioConfig::new(command.clone(), u.args.clone());
@@ -228,4 +251,35 @@ impl Config {
         };
         Ok(VirtualServer::new(upstreams, naming)?)
     }
+}
+
+/// A `kind = "rest"` upstream.
+fn rest_upstream(u: &UpstreamSection, timeout: Duration) -> Result<Arc<dyn Upstream>, ConfigError> {
+    let fail = |message: String| ConfigError::Upstream {
+        name: u.name.clone(),
+        message,
+    };
+    if u.kind.as_deref() != Some("rest") {
+        return Err(fail(format!("unknown kind {:?} (known: rest)", u.kind)));
+    }
+    if u.command.is_some() || u.url.is_some() {
+        return Err(fail(
+            "a REST connector takes `definition`, not `command` or `url`".into(),
+        ));
+    }
+    let reference = u
+        .definition
+        .as_deref()
+        .ok_or_else(|| fail("a REST connector needs `definition`".into()))?;
+    let definition =
+        crate::connector::resolve_definition(reference).map_err(|e| fail(e.to_string()))?;
+    let options = crate::connector::RestOptions {
+        base_url: u.base_url.clone(),
+        settings: u.settings.clone(),
+        request_timeout: timeout,
+        ..crate::connector::RestOptions::default()
+    };
+    let upstream = crate::connector::RestUpstream::new(u.name.clone(), definition, options)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(Arc::new(upstream))
 }

@@ -13,16 +13,22 @@
 //! - [`jsonrpc`]: the era-neutral JSON-RPC message model and strict parsing.
 //! - [`version`]: protocol revisions, eras, per-request client context.
 //! - [`upstream`]: upstream servers over stdio and Streamable HTTP.
+//! - [`connector`]: declarative REST connectors (Zendesk, Salesforce, your own) as upstreams.
 //! - [`virtual_server`]: aggregation with namespacing and pagination.
 //! - [`seam`]: the one place every relayed message passes, where
 //!   [`fortress_core::stack::GovernanceStack`] applies.
 //! - [`server`]: the client-facing Streamable HTTP endpoint, both eras.
 //! - [`bridge`]: `fortress-mcp connect URL`, stdio for stdio-only clients.
 //! - [`config`]: the configuration file.
+//! - [`demo`]: `fortress-mcp demo`, the embedded default with a mock helpdesk.
+//! - [`mock`]: mock Zendesk and Salesforce servers for tests and the demo.
 
 pub mod bridge;
 pub mod config;
+pub mod connector;
+pub mod demo;
 pub mod jsonrpc;
+pub mod mock;
 pub mod seam;
 pub mod server;
 pub mod sse;

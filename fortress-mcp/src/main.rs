@@ -27,6 +27,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the offline demo: a mock helpdesk behind the Zendesk connector, fully governed.
+    Demo {
+        /// Address of the MCP endpoint.
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        listen: std::net::SocketAddr,
+        /// Data directory (vault, audit trail, demo policy).
+        #[arg(long, default_value = "fortress-demo-data")]
+        data_dir: PathBuf,
+    },
     /// Bridge stdio to a Streamable HTTP MCP endpoint (for stdio-only clients).
     Connect {
         /// The endpoint URL, e.g. http://127.0.0.1:8080/mcp.
@@ -60,6 +69,16 @@ async fn main() -> anyhow::Result<()> {
             let endpoint =
                 fortress_mcp::server::McpServer::new(config.server_config(), server, seam);
             endpoint.serve(listener, shutdown_signal()).await?;
+        }
+        Command::Demo { listen, data_dir } => {
+            let demo =
+                fortress_mcp::demo::start(fortress_mcp::demo::DemoOptions { listen, data_dir })
+                    .await
+                    .context("the demo could not start")?;
+            // Tests and scripts read the URL from the first line.
+            println!("{}", demo.instructions());
+            shutdown_signal().await;
+            demo.shutdown().await?;
         }
         Command::Connect { url } => fortress_mcp::bridge::run(&url).await?,
         Command::Ops(command) => {

@@ -645,7 +645,11 @@ impl VirtualService {
         Some(Ok(parked.run))
     }
 
-    fn start(&self, message: &McpMessage) -> Running {
+    fn start(
+        &self,
+        message: &McpMessage,
+        credential: Option<Arc<fortress_core::vault::Credential>>,
+    ) -> Running {
         let (events_tx, events) = mpsc::channel::<Message>(64);
         let (asks_tx, asks) = mpsc::channel::<Ask>(4);
         let (done_tx, done) = tokio::sync::oneshot::channel();
@@ -664,6 +668,7 @@ impl VirtualService {
             events: events_tx,
             requester,
             cancel: cancel.clone(),
+            credential,
         };
         let server = self.server.clone();
         let request = message.request.clone();
@@ -690,7 +695,12 @@ impl Service<http::Request<McpMessage>> for VirtualService {
     }
 
     fn call(&mut self, request: http::Request<McpMessage>) -> Self::Future {
-        let message = request.into_body();
+        let (mut parts, message) = request.into_parts();
+        // The credential the governance stack injected for this request only.
+        let credential = parts
+            .extensions
+            .remove::<fortress_core::layer::credential::InjectedCredential>()
+            .map(|c| c.0);
         let (out, rx) = mpsc::channel::<Message>(64);
         let run = match self.resume(&message) {
             Some(Ok(run)) => {
@@ -709,7 +719,7 @@ impl Service<http::Request<McpMessage>> for VirtualService {
             Some(Err(error)) => {
                 return std::future::ready(Ok(crate::seam::error_response(error)));
             }
-            None => self.start(&message),
+            None => self.start(&message, credential),
         };
         let cancel = run.cancel.clone();
         tokio::spawn(watch(run, out, message.request, self.parked.clone()));

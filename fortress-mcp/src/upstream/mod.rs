@@ -55,6 +55,10 @@ pub struct CallContext {
     pub requester: Option<Arc<dyn ClientRequester>>,
     /// Cancelled when the client goes away or cancels the request.
     pub cancel: CancellationToken,
+    /// The connector credential the governance stack resolved for this one request, if
+    /// any (REST connectors put it on their outbound request). Dropped, and zeroized, with
+    /// the last clone of the context.
+    pub credential: Option<Arc<fortress_core::vault::Credential>>,
 }
 
 impl CallContext {
@@ -66,6 +70,7 @@ impl CallContext {
             events,
             requester: None,
             cancel: CancellationToken::new(),
+            credential: None,
         }
     }
 

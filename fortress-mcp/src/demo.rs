@@ -1,0 +1,313 @@
+//! `fortress-mcp demo`: the embedded default, offline and in one process.
+//!
+//! - a data directory (SQLite vault and hash-chained audit trail, the demo policy);
+//! - a mock helpdesk: [`MockZendesk`] on `127.0.0.1`, seeded with tickets containing PII;
+//! - the built-in Zendesk connector, whose API token is stored in the vault and injected
+//!   per call by the governance stack;
+//! - the default core stack: Cedar policy (a file written for the demo), the default
+//!   redactor, the durable audit trail;
+//! - the MCP endpoint on `127.0.0.1` (port from [`DemoOptions::listen`]).
+//!
+//! Another binary can start the same thing in-process with [`start`] and serve it until it
+//! calls [`DemoHandle::shutdown`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
+use fortress_core::audit::{AuditSink as _, DurableAuditSink, SinkConfig, SqliteAuditStore};
+use fortress_core::policy::CedarEngine;
+use fortress_core::redact::DefaultRedactor;
+use fortress_core::secret::Secret;
+use fortress_core::stack::GovernanceStack;
+use fortress_core::subject::WorkspaceId;
+use fortress_core::vault::keys::{MASTER_KEY_ENV, ManagedKeys, RootKey};
+use fortress_core::vault::{CredentialSlot, EnvelopeVault, Vault};
+use tokio_util::sync::CancellationToken;
+
+use crate::connector::{RestOptions, RestUpstream};
+use crate::mock::MockZendesk;
+use crate::server::{McpServer, ServerConfig};
+use crate::upstream::Upstream;
+use crate::virtual_server::{Naming, VirtualServer};
+
+/// The connector (and namespace) name of the demo helpdesk.
+pub const DEMO_CONNECTOR: &str = "zendesk";
+/// The workspace of the demo's anonymous local subject.
+pub const DEMO_WORKSPACE: &str = "local";
+/// The helpdesk agent the demo's API token belongs to.
+pub const DEMO_AGENT_EMAIL: &str = "agent@helpdesk.example";
+
+/// The Cedar policy written for the demo: the local user may list and call the helpdesk
+/// tools, except closing a ticket.
+pub const DEMO_POLICY: &str = r#"// The fortress-mcp demo policy. Edit it and restart the demo to see decisions change.
+
+@id("demo-helpdesk")
+@reason("the local demo user may use the helpdesk")
+permit (
+  principal == User::"anonymous",
+  action in Action::"mcp",
+  resource in Workspace::"local"
+);
+
+@id("demo-no-closing")
+@reason("assistants may not close tickets")
+forbid (
+  principal,
+  action == Action::"tools/call",
+  resource == Tool::"zendesk/update_ticket"
+)
+when {
+  context has tool_arguments &&
+  context.tool_arguments has status &&
+  context.tool_arguments.status == "closed"
+};
+"#;
+
+/// The tool arguments the demo policy may look at.
+pub const DEMO_TOOL_ARGUMENTS: &str = r#"// Tool arguments visible to policies (fields of the helpdesk tools).
+type ToolArguments = {
+  query?: String,
+  sort_by?: String,
+  sort_order?: String,
+  page?: Long,
+  per_page?: Long,
+  ticket_id?: Long,
+  body?: String,
+  public?: Bool,
+  status?: String,
+  priority?: String,
+  type?: String,
+  assignee_id?: Long,
+  tags?: Set<String>,
+  comment?: String,
+};
+"#;
+
+/// Where and how the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Address of the MCP endpoint (default `127.0.0.1:8765`).
+    pub listen: SocketAddr,
+    /// The data directory (default `./fortress-demo-data`).
+    pub data_dir: PathBuf,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
+            data_dir: PathBuf::from("fortress-demo-data"),
+        }
+    }
+}
+
+/// The demo could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// Files or sockets.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An engine could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
+    let context = context.into();
+    move |source| DemoError::Io { context, source }
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DemoError + '_ {
+    move |e| DemoError::Setup(format!("{what}: {e}"))
+}
+
+/// A running demo.
+pub struct DemoHandle {
+    url: String,
+    data_dir: PathBuf,
+    mock: MockZendesk,
+    audit: Arc<DurableAuditSink>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl std::fmt::Debug for DemoHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoHandle")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the demo: data directory, mock helpdesk, vault, connector, stack, endpoint.
+pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
+    let data_dir = options.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(io(format!("cannot create {}", data_dir.display())))?;
+    let policy_dir = write_policy(&data_dir)?;
+
+    // The audit trail, signed with the deployment's checkpoint key (kept in the data dir,
+    // as the operator commands do).
+    let signer = Ed25519KeyProvider::load_or_create(&default_key_path(&data_dir))
+        .map_err(setup("audit signing key"))?;
+    let store = SqliteAuditStore::open_in(&data_dir)
+        .await
+        .map_err(setup("audit store"))?
+        .with_signer(Arc::new(signer));
+    let audit = Arc::new(DurableAuditSink::start(
+        Arc::new(store),
+        SinkConfig::default(),
+    ));
+
+    // The vault. The master key never sits next to the data: it comes from
+    // FORTRESS_MASTER_KEY, or lives only as long as this process (the demo stores its
+    // helpdesk token again at every start).
+    let master = if std::env::var_os(MASTER_KEY_ENV).is_some() {
+        RootKey::from_env(MASTER_KEY_ENV).map_err(setup("master key"))?
+    } else {
+        RootKey::generate()
+    };
+    let vault = Arc::new(
+        EnvelopeVault::open_sqlite(&data_dir, Arc::new(ManagedKeys::new(master)), audit.clone())
+            .await
+            .map_err(setup("vault"))?,
+    );
+
+    // The helpdesk and its API token, known only to the mock and the vault.
+    let token = Secret::from_text(format!("zd-demo-{}", uuid::Uuid::new_v4().simple()));
+    let mock = MockZendesk::start(DEMO_AGENT_EMAIL, token.expose_str().unwrap_or_default())
+        .await
+        .map_err(io("cannot start the mock helpdesk"))?;
+    let slot = CredentialSlot::workspace(WorkspaceId::new(DEMO_WORKSPACE), DEMO_CONNECTOR);
+    vault.put(&slot, token).await.map_err(setup("vault put"))?;
+
+    let definition = crate::connector::builtin("zendesk")
+        .ok_or_else(|| DemoError::Setup("the built-in zendesk connector is missing".into()))?;
+    let mut rest = RestOptions {
+        base_url: Some(mock.base_url()),
+        ..RestOptions::default()
+    };
+    rest.settings
+        .insert("email".into(), DEMO_AGENT_EMAIL.into());
+    let connector =
+        RestUpstream::new(DEMO_CONNECTOR, definition, rest).map_err(setup("connector"))?;
+    let upstreams: Vec<Arc<dyn Upstream>> = vec![Arc::new(connector)];
+    let server = Arc::new(
+        VirtualServer::new(upstreams, Naming::default()).map_err(setup("virtual server"))?,
+    );
+
+    let policy = CedarEngine::from_dir(&policy_dir).map_err(setup("demo policy"))?;
+    let stack = GovernanceStack::builder()
+        .audit(audit.clone())
+        .policy(Arc::new(policy))
+        .redactor(Arc::new(DefaultRedactor::new()))
+        .vault(vault)
+        .responder(Arc::new(crate::seam::JsonRpcResponder))
+        .build()
+        .map_err(setup("governance stack"))?;
+    // Integration point: gateway API keys. Once client authentication lands, create a demo
+    // key here (stored hashed), authenticate the endpoint with it instead of the anonymous
+    // loopback subject the seam uses below, and add the key to `instructions()`.
+    let seam = crate::seam::seam_service(server.clone(), Some(&stack));
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(io(format!("cannot listen on {}", options.listen)))?;
+    let addr = listener.local_addr().map_err(io("local address"))?;
+    let config = ServerConfig::default();
+    let url = format!("http://{addr}{}", config.path);
+    let endpoint = McpServer::new(config, server, seam);
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let task =
+        tokio::spawn(async move { endpoint.serve(listener, signal.cancelled_owned()).await });
+    tracing::info!(%url, data_dir = %data_dir.display(), "fortress-mcp demo listening");
+    Ok(DemoHandle {
+        url,
+        data_dir,
+        mock,
+        audit,
+        stop,
+        task,
+    })
+}
+
+/// Writes the demo policy unless the user already has one (so edits survive restarts).
+fn write_policy(data_dir: &Path) -> Result<PathBuf, DemoError> {
+    let dir = data_dir.join("policy");
+    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+    for (name, text) in [
+        ("demo.cedar", DEMO_POLICY),
+        ("tool_arguments.cedarschema", DEMO_TOOL_ARGUMENTS),
+    ] {
+        let path = dir.join(name);
+        if !path.exists() {
+            std::fs::write(&path, text).map_err(io(format!("cannot write {}", path.display())))?;
+        }
+    }
+    Ok(dir)
+}
+
+impl DemoHandle {
+    /// The MCP endpoint URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The mock helpdesk behind the connector.
+    pub fn helpdesk(&self) -> &MockZendesk {
+        &self.mock
+    }
+
+    /// What to print for the user: the URL and copy-paste commands to connect.
+    pub fn instructions(&self) -> String {
+        let url = &self.url;
+        let data = self.data_dir.display();
+        format!(
+            r#"MCP Fortress demo is listening on {url}
+(offline: the helpdesk is a local mock of the Zendesk API with a few seeded tickets; its API
+token is encrypted in the vault under {data}, every call is audited there, and the policy is
+{data}/policy/demo.cedar — e-mail addresses and phone numbers in answers are masked)
+
+Connect:
+  MCP Inspector:   npx @modelcontextprotocol/inspector   (transport "Streamable HTTP", URL {url})
+  Claude Code:     claude mcp add --transport http fortress-demo {url}
+  stdio clients:   fortress-mcp connect {url}
+
+Try the tools zendesk__search_tickets {{"query": "refund"}}, zendesk__get_ticket {{"ticket_id": 1}},
+zendesk__add_comment, and zendesk__update_ticket with "status": "closed" (denied by policy).
+"#
+        )
+    }
+
+    /// Stops the endpoint and the helpdesk, and makes the audit trail durable.
+    pub async fn shutdown(self) -> Result<(), DemoError> {
+        self.stop.cancel();
+        let served = self
+            .task
+            .await
+            .map_err(|e| DemoError::Setup(format!("the endpoint task failed: {e}")))?;
+        served.map_err(io("serving"))?;
+        self.mock.stop();
+        self.audit.flush().await.map_err(setup("audit flush"))?;
+        self.audit
+            .shutdown()
+            .await
+            .map_err(setup("audit shutdown"))?;
+        Ok(())
+    }
+}
