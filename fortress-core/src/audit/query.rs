@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::Outcome;
+use super::{EventKind, Outcome};
 use super::row::StoredEvent;
 use crate::decision::Effect;
 
@@ -43,6 +43,8 @@ pub struct AuditFilter {
     pub decision: Option<Effect>,
     /// The outcome.
     pub outcome: Option<Outcome>,
+    /// The event kind (access, admin, credential, system).
+    pub kind: Option<EventKind>,
 }
 
 /// The order of a page.
