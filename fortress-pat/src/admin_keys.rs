@@ -66,7 +66,14 @@ impl KeyDirectory for PatKeyDirectory {
             .expires_days
             .map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d)));
         new.name = request.name;
-        let issued = self.store.create(new).await.map_err(failed)?;
+        // `KeyStore::create`'s future is not `Send` (it holds a thread-local RNG across an
+        // await), so it runs to completion on a blocking thread of the same runtime.
+        let store = self.store.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let issued = tokio::task::spawn_blocking(move || runtime.block_on(store.create(new)))
+            .await
+            .map_err(|e| DirectoryError::Backend(SourceError(Box::new(e))))?
+            .map_err(failed)?;
         Ok((summary(issued.record), issued.token))
     }
 
@@ -87,7 +94,7 @@ impl KeyDirectory for PatKeyDirectory {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn keys_are_issued_listed_and_revoked_through_the_directory() {
         let store = KeyStore::in_memory(Secret::from("pepper")).await.unwrap();
         let directory = PatKeyDirectory::new(store.clone());

@@ -20,6 +20,9 @@
 //! scope = "user"
 //! window = "day"
 //! max_usd = 5.0
+//!
+//! [admin]                    # the dashboard, at /admin on the same listener
+//! owner = "owner"
 //! ```
 
 use std::net::SocketAddr;
@@ -28,7 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fortress_core::audit::{AuditSink, JsonLinesAuditSink};
-use fortress_core::policy::{AllowListPolicy, AllowRule};
+use fortress_core::admin::policy_editor::PolicyEditor;
+use fortress_core::policy::{
+    AllowListPolicy, AllowRule, CedarEngine, PolicyDocuments, PolicyEngine,
+};
 use fortress_core::redact::PatternRedactor;
 use fortress_core::secret::Secret;
 use fortress_core::subject::WorkspaceId;
@@ -36,6 +42,7 @@ use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
 use serde::Deserialize;
 
 use crate::archive::{Archiver, LocalDirStore, WorkspaceAesGcm};
+use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount};
 use crate::keys::KeyStore;
 use crate::limits::{Ledger, LimitsConfig};
 use crate::service::{ANTHROPIC_CONNECTOR, PatParts, PatService};
@@ -72,6 +79,17 @@ pub struct Config {
     /// The environment variable holding the key pepper (else `data_dir/pepper`).
     #[serde(default = "default_pepper_env")]
     pub pepper_env: String,
+    /// The admin dashboard (none: not mounted).
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
+}
+
+/// A gateway and, when `[admin]` is configured, its dashboard.
+pub struct Gateway {
+    /// The PAT service.
+    pub service: PatService,
+    /// The dashboard.
+    pub dashboard: Option<PatDashboard>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -163,6 +181,10 @@ pub struct PolicySection {
     /// Whether callers see why policy denied.
     #[serde(default)]
     pub show_reasons: bool,
+    /// A directory of Cedar documents (`*.cedar`, `*.cedarschema`, `limits.toml`) to use
+    /// instead of the allow rules; the dashboard's policy editor writes back to it.
+    #[serde(default)]
+    pub cedar_dir: Option<PathBuf>,
 }
 
 /// One allow rule.
@@ -267,8 +289,34 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("key store: {e}")))
     }
 
-    /// Builds the whole gateway.
+    /// Builds the whole gateway (without the dashboard).
     pub async fn build(&self) -> Result<PatService, ConfigError> {
+        Ok(self.assemble(false).await?.service)
+    }
+
+    /// Builds the gateway and, when `[admin]` is configured, the dashboard sharing its
+    /// audit trail, kill switch, keys, vault and policy.
+    pub async fn build_gateway(&self) -> Result<Gateway, ConfigError> {
+        self.assemble(true).await
+    }
+
+    /// The policy engine and, for a Cedar directory, its editor.
+    fn policy_engine(
+        &self,
+    ) -> Result<(Arc<dyn PolicyEngine>, Option<Arc<PolicyEditor>>), ConfigError> {
+        let Some(dir) = &self.policy.cedar_dir else {
+            return Ok((Arc::new(self.policy()?), None));
+        };
+        let docs = PolicyDocuments::from_dir(dir)
+            .map_err(|e| ConfigError::Invalid(format!("policy directory: {e}")))?;
+        let engine = Arc::new(
+            CedarEngine::new(&docs).map_err(|e| ConfigError::Invalid(format!("policy: {e}")))?,
+        );
+        let editor = PolicyEditor::new(engine.clone(), docs).persist_to(dir);
+        Ok((engine, Some(Arc::new(editor))))
+    }
+
+    async fn assemble(&self, with_dashboard: bool) -> Result<Gateway, ConfigError> {
         let keys = self.key_store().await?;
         let vault = MemoryVault::new();
         for source in &self.credentials {
@@ -298,9 +346,33 @@ impl Config {
                 .await
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
-        let audit = JsonLinesAuditSink::open(self.data_dir.join("audit.jsonl"))
-            .await
-            .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?;
+        let vault: Arc<dyn Vault> = Arc::new(vault);
+        let (policy, editor) = self.policy_engine()?;
+        let dashboard = match (&self.admin, with_dashboard) {
+            (Some(section), true) => Some(
+                mount(
+                    &self.data_dir,
+                    section.clone(),
+                    PatManaged {
+                        keys: keys.clone(),
+                        vault: vault.clone(),
+                        policy: editor,
+                        tls: self.tls.is_some(),
+                    },
+                )
+                .await
+                .map_err(|e| ConfigError::Invalid(format!("admin: {e}")))?,
+            ),
+            _ => None,
+        };
+        let audit: Arc<dyn AuditSink> = match &dashboard {
+            Some(d) => d.audit.clone(),
+            None => Arc::new(
+                JsonLinesAuditSink::open(self.data_dir.join("audit.jsonl"))
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?,
+            ),
+        };
         let upstream = Upstream::new(&UpstreamConfig {
             base_url: self.upstream.base_url.clone(),
             connect_timeout: Duration::from_secs(self.upstream.connect_timeout_secs),
@@ -308,18 +380,21 @@ impl Config {
             extra_roots: None,
         })
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let audit: Arc<dyn AuditSink> = Arc::new(audit);
-        PatService::new(PatParts {
-            keys,
-            ledger: Arc::new(Ledger::new(self.limits.clone())),
-            policy: Arc::new(self.policy()?),
-            vault: Arc::new(vault),
-            redactor: Arc::new(PatternRedactor::basic()),
-            audit,
-            upstream,
-            archive: self.archive()?,
-        })
-        .map_err(|e| ConfigError::Invalid(e.to_string()))
+        let service = PatService::with_kill_switch(
+            PatParts {
+                keys,
+                ledger: Arc::new(Ledger::new(self.limits.clone())),
+                policy,
+                vault,
+                redactor: Arc::new(PatternRedactor::basic()),
+                audit,
+                upstream,
+                archive: self.archive()?,
+            },
+            dashboard.as_ref().map(|d| d.kill_switch.clone()),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(Gateway { service, dashboard })
     }
 
     /// The archive, when `[archive]` is configured.
