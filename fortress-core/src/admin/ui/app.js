@@ -391,6 +391,7 @@ function loadManage() {
 async function loadSettings() {
   const s = await api("GET", "api/settings");
   $("#settings-form").settings.value = JSON.stringify(s, null, 2);
+  $("#settings-form").dataset.loaded = "true";
 }
 $("#settings-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
