@@ -175,7 +175,10 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, http::Header
 
 async fn send_json(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
     let (status, _, bytes) = send(app, request).await;
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn login(app: &Router, user: &str) -> Session {
@@ -312,7 +315,11 @@ async fn auditors_and_viewers_change_nothing_and_sessions_need_csrf() {
         let session = login(&api.app, user).await;
         for (method, uri, body) in mutations() {
             let (status, value) = send_json(&api.app, req(&session, method, uri, body)).await;
-            assert_eq!(status, StatusCode::FORBIDDEN, "{user} {method} {uri}: {value}");
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{user} {method} {uri}: {value}"
+            );
             assert_eq!(value["error"]["code"], "forbidden");
         }
     }
@@ -351,11 +358,7 @@ async fn auditors_and_viewers_change_nothing_and_sessions_need_csrf() {
         "/api/retention",
         "/api/audit/export",
     ] {
-        let (status, _) = send_json(
-            &api.app,
-            Request::get(uri).body(Body::empty()).unwrap(),
-        )
-        .await;
+        let (status, _) = send_json(&api.app, Request::get(uri).body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
     }
     // Nothing was changed, so nothing is in the Change Log but the logins.
@@ -364,7 +367,13 @@ async fn auditors_and_viewers_change_nothing_and_sessions_need_csrf() {
         log.iter().all(|c| c["event"]["action"] == "admin.login"),
         "{log:?}"
     );
-    assert!(api.vault.list(&WorkspaceId::new("acme")).await.unwrap().is_empty());
+    assert!(
+        api.vault
+            .list(&WorkspaceId::new("acme"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(api.kill_switch.engaged().is_empty());
 }
 
@@ -475,14 +484,24 @@ async fn traffic_history_filters_pages_and_drills_in() {
     // Admin events (the login) are not traffic.
     let (_, all) = send_json(&api.app, get(&viewer, "/api/traffic?limit=100")).await;
     assert_eq!(all["events"].as_array().unwrap().len(), 8);
-    let (_, denied) = send_json(&api.app, get(&viewer, "/api/traffic?decision=deny&model=big")).await;
+    let (_, denied) = send_json(
+        &api.app,
+        get(&viewer, "/api/traffic?decision=deny&model=big"),
+    )
+    .await;
     assert_eq!(denied["events"].as_array().unwrap().len(), 3);
     // Pages of 3 follow the cursor without gaps or repeats, newest first.
     let mut seqs = Vec::new();
     let mut uri = "/api/traffic?limit=3".to_owned();
     loop {
         let (_, page) = send_json(&api.app, get(&viewer, &uri)).await;
-        seqs.extend(page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()));
+        seqs.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["seq"].as_u64().unwrap()),
+        );
         match page["next"].as_str() {
             Some(next) => uri = format!("/api/traffic?limit=3&cursor={next}"),
             None => break,
@@ -490,14 +509,19 @@ async fn traffic_history_filters_pages_and_drills_in() {
     }
     assert_eq!(seqs.len(), 8);
     assert!(seqs.windows(2).all(|w| w[0] > w[1]));
-    let (status, one) = send_json(&api.app, get(&viewer, &format!("/api/events/{}", seqs[0]))).await;
+    let (status, one) =
+        send_json(&api.app, get(&viewer, &format!("/api/events/{}", seqs[0]))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["seq"], seqs[0]);
     assert_eq!(one["event"]["subject"]["id"], "bob");
     assert_eq!(one["hash"].as_str().unwrap().len(), 64);
     let (status, _) = send_json(&api.app, get(&viewer, "/api/events/999999")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    for bad in ["/api/traffic?cursor=x", "/api/traffic?decision=maybe", "/api/traffic?outcome=fine"] {
+    for bad in [
+        "/api/traffic?cursor=x",
+        "/api/traffic?decision=maybe",
+        "/api/traffic?outcome=fine",
+    ] {
         let (status, value) = send_json(&api.app, get(&viewer, bad)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {value}");
     }
@@ -509,7 +533,12 @@ async fn credentials_are_write_only_and_changes_show_metadata_only() {
     let admin = login(&api.app, "adam").await;
     let (status, info) = send_json(
         &api.app,
-        req(&admin, "PUT", "/api/credentials/zendesk", Some(json!({"value": SECRET_VALUE}))),
+        req(
+            &admin,
+            "PUT",
+            "/api/credentials/zendesk",
+            Some(json!({"value": SECRET_VALUE})),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{info}");
@@ -533,16 +562,29 @@ async fn credentials_are_write_only_and_changes_show_metadata_only() {
     assert_eq!(info["version"], 2);
     let (status, _) = send_json(
         &api.app,
-        req(&admin, "PUT", "/api/credentials/zendesk", Some(json!({"value": ""}))),
+        req(
+            &admin,
+            "PUT",
+            "/api/credentials/zendesk",
+            Some(json!({"value": ""})),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (_, list) = send_json(&api.app, get(&admin, "/api/credentials")).await;
     assert_eq!(list[0]["slot"]["connector"], "zendesk");
-    let (status, _) = send_json(&api.app, req(&admin, "DELETE", "/api/credentials/zendesk", None)).await;
+    let (status, _) = send_json(
+        &api.app,
+        req(&admin, "DELETE", "/api/credentials/zendesk", None),
+    )
+    .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(api.vault.resolve(&slot).await.is_err());
-    let (status, _) = send_json(&api.app, req(&admin, "DELETE", "/api/credentials/zendesk", None)).await;
+    let (status, _) = send_json(
+        &api.app,
+        req(&admin, "DELETE", "/api/credentials/zendesk", None),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let log = changes(&api, &admin).await;
@@ -551,8 +593,14 @@ async fn credentials_are_write_only_and_changes_show_metadata_only() {
         .map(|c| c["event"]["action"].as_str().unwrap())
         .filter(|a| a.starts_with("credential."))
         .collect();
-    assert_eq!(actions, ["credential.delete", "credential.rotate", "credential.put"]);
-    let rotate = log.iter().find(|c| c["event"]["action"] == "credential.rotate").unwrap();
+    assert_eq!(
+        actions,
+        ["credential.delete", "credential.rotate", "credential.put"]
+    );
+    let rotate = log
+        .iter()
+        .find(|c| c["event"]["action"] == "credential.rotate")
+        .unwrap();
     assert_eq!(rotate["event"]["detail"]["before"]["version"], 1);
     assert_eq!(rotate["event"]["detail"]["after"]["version"], 2);
     // The value appears nowhere: not in answers, the Change Log or an export.
@@ -568,7 +616,12 @@ async fn keys_are_issued_once_and_revoked() {
     let admin = login(&api.app, "adam").await;
     let (status, issued) = send_json(
         &api.app,
-        req(&admin, "POST", "/api/keys", Some(json!({"workspace": "acme", "subject": "bob", "name": "ci"}))),
+        req(
+            &admin,
+            "POST",
+            "/api/keys",
+            Some(json!({"workspace": "acme", "subject": "bob", "name": "ci"})),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
@@ -577,14 +630,21 @@ async fn keys_are_issued_once_and_revoked() {
     let (_, list) = send_json(&api.app, get(&admin, "/api/keys?workspace=acme")).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert!(!list.to_string().contains("fpk_issued_secret_value"));
-    let (status, revoked) = send_json(&api.app, req(&admin, "DELETE", &format!("/api/keys/{id}"), None)).await;
+    let (status, revoked) = send_json(
+        &api.app,
+        req(&admin, "DELETE", &format!("/api/keys/{id}"), None),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(revoked["revoked_at"].is_string());
     let (status, _) = send_json(&api.app, req(&admin, "DELETE", "/api/keys/nope", None)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let log = changes(&api, &admin).await;
     assert!(log.iter().any(|c| c["event"]["action"] == "key.issue"));
-    let revoke = log.iter().find(|c| c["event"]["action"] == "key.revoke").unwrap();
+    let revoke = log
+        .iter()
+        .find(|c| c["event"]["action"] == "key.revoke")
+        .unwrap();
     assert!(revoke["event"]["detail"]["before"]["revoked_at"].is_null());
     assert!(revoke["event"]["detail"]["after"]["revoked_at"].is_string());
     assert!(!format!("{log:?}").contains("fpk_issued_secret_value"));
@@ -607,18 +667,31 @@ async fn removing_a_connector_deletes_its_credentials_at_once() {
     assert_eq!(status, StatusCode::CREATED);
     let ws = WorkspaceId::new("acme");
     api.vault
-        .put(&CredentialSlot::workspace(ws.clone(), "github"), Secret::from("a"))
+        .put(
+            &CredentialSlot::workspace(ws.clone(), "github"),
+            Secret::from("a"),
+        )
         .await
         .unwrap();
     api.vault
-        .put(&CredentialSlot::user(ws.clone(), "github", "alice"), Secret::from("b"))
+        .put(
+            &CredentialSlot::user(ws.clone(), "github", "alice"),
+            Secret::from("b"),
+        )
         .await
         .unwrap();
     api.vault
-        .put(&CredentialSlot::workspace(ws.clone(), "zendesk"), Secret::from("c"))
+        .put(
+            &CredentialSlot::workspace(ws.clone(), "zendesk"),
+            Secret::from("c"),
+        )
         .await
         .unwrap();
-    let (status, removed) = send_json(&api.app, req(&admin, "DELETE", "/api/connectors/github", None)).await;
+    let (status, removed) = send_json(
+        &api.app,
+        req(&admin, "DELETE", "/api/connectors/github", None),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{removed}");
     assert_eq!(removed["credentials_deleted"].as_array().unwrap().len(), 2);
     let left: Vec<String> = api
@@ -630,14 +703,27 @@ async fn removing_a_connector_deletes_its_credentials_at_once() {
         .map(|c| c.slot.connector)
         .collect();
     assert_eq!(left, ["zendesk"]);
-    let (status, _) = send_json(&api.app, req(&admin, "DELETE", "/api/connectors/github", None)).await;
+    let (status, _) = send_json(
+        &api.app,
+        req(&admin, "DELETE", "/api/connectors/github", None),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let log = changes(&api, &admin).await;
-    let add = log.iter().find(|c| c["event"]["action"] == "connector.add").unwrap();
+    let add = log
+        .iter()
+        .find(|c| c["event"]["action"] == "connector.add")
+        .unwrap();
     // A secret-looking configuration value is masked in the Change Log.
-    assert_eq!(add["event"]["detail"]["after"]["config"]["api_token"], "<redacted>");
+    assert_eq!(
+        add["event"]["detail"]["after"]["config"]["api_token"],
+        "<redacted>"
+    );
     assert!(!format!("{log:?}").contains("ghp_inline"));
-    assert!(log.iter().any(|c| c["event"]["action"] == "connector.remove"));
+    assert!(
+        log.iter()
+            .any(|c| c["event"]["action"] == "connector.remove")
+    );
 }
 
 #[tokio::test]
@@ -653,7 +739,11 @@ async fn the_policy_editor_validates_dry_runs_and_applies_atomically() {
     let before = live["version"].as_str().unwrap().to_owned();
 
     let broken = json!({"documents": [{"name": "main.cedar", "text": "permit (principal,\n  action resource);"}]});
-    let (status, value) = send_json(&api.app, req(&admin, "POST", "/api/policy/validate", Some(broken.clone()))).await;
+    let (status, value) = send_json(
+        &api.app,
+        req(&admin, "POST", "/api/policy/validate", Some(broken.clone())),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(value["valid"], false);
     assert_eq!(value["errors"][0]["line"], 2, "{value}");
@@ -662,14 +752,28 @@ async fn the_policy_editor_validates_dry_runs_and_applies_atomically() {
     assert_eq!(api.engine.version(), before);
     let (status, _) = send_json(
         &api.app,
-        req(&admin, "POST", "/api/policy/validate", Some(json!({"documents": [{"name": "../x.cedar", "text": ""}]}))),
+        req(
+            &admin,
+            "POST",
+            "/api/policy/validate",
+            Some(json!({"documents": [{"name": "../x.cedar", "text": ""}]})),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Allow "big" to everyone except bob's small calls... simpler: allow only big.
     let candidate = json!({"documents": [{"name": "main.cedar", "text": "permit (principal, action, resource == Model::\"big\");"}]});
-    let (status, report) = send_json(&api.app, req(&admin, "POST", "/api/policy/dry-run", Some(candidate.clone()))).await;
+    let (status, report) = send_json(
+        &api.app,
+        req(
+            &admin,
+            "POST",
+            "/api/policy/dry-run",
+            Some(candidate.clone()),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["report"]["calls"], 3);
     assert_eq!(report["report"]["newly_denied"], 2);
@@ -677,21 +781,48 @@ async fn the_policy_editor_validates_dry_runs_and_applies_atomically() {
     assert_eq!(api.engine.version(), before, "a dry run changes nothing");
 
     let auditor = login(&api.app, "aud").await;
-    let (status, _) = send_json(&api.app, req(&auditor, "POST", "/api/policy/dry-run", Some(candidate.clone()))).await;
+    let (status, _) = send_json(
+        &api.app,
+        req(
+            &auditor,
+            "POST",
+            "/api/policy/dry-run",
+            Some(candidate.clone()),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "auditors may look");
-    let (status, _) = send_json(&api.app, req(&auditor, "PUT", "/api/policy", Some(candidate.clone()))).await;
+    let (status, _) = send_json(
+        &api.app,
+        req(&auditor, "PUT", "/api/policy", Some(candidate.clone())),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let (status, applied) = send_json(&api.app, req(&admin, "PUT", "/api/policy", Some(candidate))).await;
+    let (status, applied) =
+        send_json(&api.app, req(&admin, "PUT", "/api/policy", Some(candidate))).await;
     assert_eq!(status, StatusCode::OK, "{applied}");
     assert_eq!(applied["previous_version"], before.as_str());
     assert_ne!(api.engine.version(), before);
-    let big = Call::new(Subject::user("u", WorkspaceId::new("acme")), Action::CreateMessage, Resource::model("big"));
+    let big = Call::new(
+        Subject::user("u", WorkspaceId::new("acme")),
+        Action::CreateMessage,
+        Resource::model("big"),
+    );
     assert!(api.engine.decide(&big).await.unwrap().is_allowed());
     let log = changes(&api, &admin).await;
-    let update = log.iter().find(|c| c["event"]["action"] == "policy.update").unwrap();
-    assert_eq!(update["event"]["detail"]["before"]["version"], before.as_str());
-    assert_eq!(update["event"]["detail"]["after"]["version"], api.engine.version());
+    let update = log
+        .iter()
+        .find(|c| c["event"]["action"] == "policy.update")
+        .unwrap();
+    assert_eq!(
+        update["event"]["detail"]["before"]["version"],
+        before.as_str()
+    );
+    assert_eq!(
+        update["event"]["detail"]["after"]["version"],
+        api.engine.version()
+    );
 }
 
 #[tokio::test]
@@ -705,15 +836,26 @@ async fn exports_are_audited_and_viewers_cannot_export() {
     for (format, first) in [("jsonl", "{"), ("csv", "seq,"), ("ocsf", "{")] {
         let (status, headers, body) = send(
             &api.app,
-            get(&auditor, &format!("/api/audit/export?format={format}&kind=access")),
+            get(
+                &auditor,
+                &format!("/api/audit/export?format={format}&kind=access"),
+            ),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{format}");
-        assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment"));
+        assert!(
+            headers["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment")
+        );
         let text = String::from_utf8(body).unwrap();
         assert!(text.starts_with(first), "{format}: {text}");
         assert!(text.contains("alice"));
-        assert!(!text.contains("admin.login"), "kind=access keeps only calls");
+        assert!(
+            !text.contains("admin.login"),
+            "kind=access keeps only calls"
+        );
     }
     let (status, _, _) = send(&api.app, get(&auditor, "/api/audit/export?format=xml")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -737,13 +879,23 @@ async fn retention_is_set_per_tier_within_bounds() {
     assert_eq!(current["days"]["zero_trust"], 2555);
     let (status, _) = send_json(
         &api.app,
-        req(&admin, "PUT", "/api/retention", Some(json!({"soho": 0, "bank": 365, "zero_trust": 2555}))),
+        req(
+            &admin,
+            "PUT",
+            "/api/retention",
+            Some(json!({"soho": 0, "bank": 365, "zero_trust": 2555})),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = send_json(
         &api.app,
-        req(&admin, "PUT", "/api/retention", Some(json!({"soho": 30, "bank": 400, "zero_trust": 2555}))),
+        req(
+            &admin,
+            "PUT",
+            "/api/retention",
+            Some(json!({"soho": 30, "bank": 400, "zero_trust": 2555})),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -751,7 +903,10 @@ async fn retention_is_set_per_tier_within_bounds() {
     let (_, current) = send_json(&api.app, get(&admin, "/api/retention")).await;
     assert_eq!(current["in_force_days"], 30);
     let log = changes(&api, &admin).await;
-    let change = log.iter().find(|c| c["event"]["action"] == "retention.update").unwrap();
+    let change = log
+        .iter()
+        .find(|c| c["event"]["action"] == "retention.update")
+        .unwrap();
     assert_eq!(change["event"]["detail"]["before"]["soho"], 90);
     assert_eq!(change["event"]["detail"]["after"]["soho"], 30);
 }
@@ -762,7 +917,10 @@ async fn terminating_a_workspace_revokes_access_deletes_credentials_and_keeps_au
     record_call(&api, "alice", "small", Effect::Allow).await;
     let ws = WorkspaceId::new("acme");
     api.vault
-        .put(&CredentialSlot::workspace(ws.clone(), "anthropic"), Secret::from("k"))
+        .put(
+            &CredentialSlot::workspace(ws.clone(), "anthropic"),
+            Secret::from("k"),
+        )
         .await
         .unwrap();
     api.keys
@@ -778,31 +936,75 @@ async fn terminating_a_workspace_revokes_access_deletes_credentials_and_keeps_au
         })
         .await
         .unwrap();
-    let terminate = |confirm: &str, offered: bool| {
-        json!({"workspace": "acme", "confirm": confirm, "export_offered": offered})
-    };
+    let terminate = |confirm: &str, offered: bool| json!({"workspace": "acme", "confirm": confirm, "export_offered": offered});
     let admin = login(&api.app, "adam").await;
-    let (status, _) = send_json(&api.app, req(&admin, "POST", "/api/workspace/terminate", Some(terminate("acme", true)))).await;
+    let (status, _) = send_json(
+        &api.app,
+        req(
+            &admin,
+            "POST",
+            "/api/workspace/terminate",
+            Some(terminate("acme", true)),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "only owners terminate");
     let owner = login(&api.app, "olive").await;
-    let (status, _) = send_json(&api.app, req(&owner, "POST", "/api/workspace/terminate", Some(terminate("acm", true)))).await;
+    let (status, _) = send_json(
+        &api.app,
+        req(
+            &owner,
+            "POST",
+            "/api/workspace/terminate",
+            Some(terminate("acm", true)),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, value) = send_json(&api.app, req(&owner, "POST", "/api/workspace/terminate", Some(terminate("acme", false)))).await;
+    let (status, value) = send_json(
+        &api.app,
+        req(
+            &owner,
+            "POST",
+            "/api/workspace/terminate",
+            Some(terminate("acme", false)),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(value["error"]["code"], "export_first");
-    let (status, done) = send_json(&api.app, req(&owner, "POST", "/api/workspace/terminate", Some(terminate("acme", true)))).await;
+    let (status, done) = send_json(
+        &api.app,
+        req(
+            &owner,
+            "POST",
+            "/api/workspace/terminate",
+            Some(terminate("acme", true)),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["credentials_deleted"], 1);
     assert_eq!(done["keys_revoked"], json!(["k1"]));
     assert_eq!(done["audit_kept_days"], 90);
     assert!(api.vault.list(&ws).await.unwrap().is_empty());
-    let call = Call::new(Subject::user("alice", ws.clone()), Action::CreateMessage, Resource::model("small"));
-    assert!(matches!(api.kill_switch.admit(&call).await.unwrap(), Verdict::Reject(_)));
+    let call = Call::new(
+        Subject::user("alice", ws.clone()),
+        Action::CreateMessage,
+        Resource::model("small"),
+    );
+    assert!(matches!(
+        api.kill_switch.admit(&call).await.unwrap(),
+        Verdict::Reject(_)
+    ));
     // The audit trail is kept.
     let (_, traffic) = send_json(&api.app, get(&owner, "/api/traffic")).await;
     assert_eq!(traffic["events"].as_array().unwrap().len(), 1);
     let log = changes(&api, &owner).await;
-    assert!(log.iter().any(|c| c["event"]["action"] == "workspace.terminate"));
+    assert!(
+        log.iter()
+            .any(|c| c["event"]["action"] == "workspace.terminate")
+    );
 }
 
 #[tokio::test]
@@ -810,12 +1012,28 @@ async fn metrics_count_traffic_without_users_and_the_dashboard_mounts_under_a_pr
     let mut api = api().await;
     record_call(&api, "alice", "small", Effect::Allow).await;
     record_call(&api, "bob", "big", Effect::Deny).await;
-    let (status, headers, body) = send(&api.app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let (status, headers, body) = send(
+        &api.app,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     let text = String::from_utf8(body).unwrap();
-    assert!(text.contains("fortress_requests_total{target=\"gateway\",decision=\"allow\",outcome=\"success\"} 1"), "{text}");
-    assert!(text.contains("fortress_requests_total{target=\"model:big\",decision=\"deny\",outcome=\"denied\"} 1"));
+    assert!(
+        text.contains(
+            "fortress_requests_total{target=\"gateway\",decision=\"allow\",outcome=\"success\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        "fortress_requests_total{target=\"model:big\",decision=\"deny\",outcome=\"denied\"} 1"
+    ));
     assert!(text.contains("fortress_request_latency_seconds_count{target=\"gateway\"} 2"));
     assert!(text.contains("fortress_kill_switches_engaged 0"));
     assert!(!text.contains("alice") && !text.contains("bob"));
@@ -823,29 +1041,53 @@ async fn metrics_count_traffic_without_users_and_the_dashboard_mounts_under_a_pr
     api.state.open_metrics = false;
     let server = AdminServer::new(api.state.clone());
     let closed = server.router();
-    let (status, _, _) = send(&closed, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let (status, _, _) = send(
+        &closed,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let answer = server
-        .dispatch("/admin", Request::get("/admin").body(Body::empty()).unwrap())
+        .dispatch(
+            "/admin",
+            Request::get("/admin").body(Body::empty()).unwrap(),
+        )
         .await
         .ok()
         .unwrap();
     assert_eq!(answer.status(), StatusCode::PERMANENT_REDIRECT);
     assert_eq!(answer.headers()["location"], "/admin/");
     let page = server
-        .dispatch("/admin", Request::get("/admin/").body(Body::empty()).unwrap())
+        .dispatch(
+            "/admin",
+            Request::get("/admin/").body(Body::empty()).unwrap(),
+        )
         .await
         .ok()
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
     let passed = server
-        .dispatch("/admin", Request::get("/v1/messages").body(Body::empty()).unwrap())
+        .dispatch(
+            "/admin",
+            Request::get("/v1/messages").body(Body::empty()).unwrap(),
+        )
         .await;
-    assert!(passed.is_err(), "requests outside the prefix go to the gateway");
+    assert!(
+        passed.is_err(),
+        "requests outside the prefix go to the gateway"
+    );
     let passed = server
-        .dispatch("/admin", Request::get("/administrator").body(Body::empty()).unwrap())
+        .dispatch(
+            "/admin",
+            Request::get("/administrator").body(Body::empty()).unwrap(),
+        )
         .await;
     assert!(passed.is_err());
 }

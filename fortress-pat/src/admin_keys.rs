@@ -112,12 +112,25 @@ mod tests {
             .await
             .unwrap();
         assert!(token.expose_str().unwrap().starts_with("fpk_"));
-        assert!(store.authenticate(token.expose_str().unwrap(), None).await.is_ok());
-        assert_eq!(directory.list(Some("acme")).await.unwrap(), vec![info.clone()]);
+        assert!(
+            store
+                .authenticate(token.expose_str().unwrap(), None)
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            directory.list(Some("acme")).await.unwrap(),
+            vec![info.clone()]
+        );
         assert!(directory.list(Some("other")).await.unwrap().is_empty());
         let revoked = directory.revoke(&info.id).await.unwrap();
         assert!(revoked.revoked_at.is_some());
-        assert!(store.authenticate(token.expose_str().unwrap(), None).await.is_err());
+        assert!(
+            store
+                .authenticate(token.expose_str().unwrap(), None)
+                .await
+                .is_err()
+        );
         assert!(matches!(
             directory.revoke("nope").await,
             Err(DirectoryError::NotFound(_))

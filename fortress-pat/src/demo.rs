@@ -54,7 +54,9 @@ pub async fn build(data_dir: &Path) -> Result<Demo, Box<dyn std::error::Error + 
     let mut pepper = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut pepper);
     let keys = KeyStore::in_memory(Secret::new(pepper.to_vec())).await?;
-    let issued = keys.create(NewKey::user(DEMO_WORKSPACE, "demo-user")).await?;
+    let issued = keys
+        .create(NewKey::user(DEMO_WORKSPACE, "demo-user"))
+        .await?;
     let docs = PolicyDocuments::new().with_policies("demo.cedar", DEMO_POLICY);
     let policy = Arc::new(CedarEngine::new(&docs)?);
     let dashboard = mount(

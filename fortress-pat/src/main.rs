@@ -16,7 +16,12 @@ use fortress_pat::keys::NewKey;
 )]
 struct Cli {
     /// Log format: `text` or `json` (one JSON object per line, for log shippers).
-    #[arg(long, global = true, env = "FORTRESS_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "FORTRESS_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -174,8 +179,14 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", fortress_pat::demo::instructions(&base, &key));
             let mounted = start_dashboard(&demo.dashboard, &base).await?;
             println!("(demo data in {})", data_dir.display());
-            fortress_pat::server::serve_with_admin(listener, demo.service, mounted, None, shutdown())
-                .await?;
+            fortress_pat::server::serve_with_admin(
+                listener,
+                demo.service,
+                mounted,
+                None,
+                shutdown(),
+            )
+            .await?;
             close_audit(&demo.dashboard).await;
             demo.mock.stop();
         }
@@ -253,9 +264,7 @@ async fn start_dashboard(
         .as_ref()
         .and_then(|p| p.expose_str())
         .map(str::to_owned);
-    let _retention = dashboard
-        .server
-        .spawn_retention(Duration::from_secs(3600));
+    let _retention = dashboard.server.spawn_retention(Duration::from_secs(3600));
     let (url, mounted) = match dashboard.section.listen {
         Some(addr) => {
             let listener = fortress_pat::server::bind(addr).await?;

@@ -81,7 +81,9 @@ async fn start_demo(data_dir: &std::path::Path) -> anyhow::Result<Demo> {
 
 /// Starts chromedriver on a free port and waits until it accepts connections.
 async fn start_chromedriver() -> anyhow::Result<(Child, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -91,7 +93,10 @@ async fn start_chromedriver() -> anyhow::Result<(Child, String)> {
         .context("chromedriver is not installed: run `bash scripts/setup-browser.sh`")?;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok((child, format!("http://127.0.0.1:{port}")));
         }
         if tokio::time::Instant::now() > deadline {
@@ -261,13 +266,18 @@ async fn drive(client: &Client, demo: &Demo) -> anyhow::Result<()> {
         .await?;
     let detail = detail.text().await?;
     assert!(detail.contains(&request_id), "{detail}");
-    assert!(!detail.contains("Hello from the browser test"), "content leaked: {detail}");
+    assert!(
+        !detail.contains("Hello from the browser test"),
+        "content leaked: {detail}"
+    );
     screenshot(client, "traffic").await?;
 
     // Management: engage a kill switch for the model.
     open_page(client, "manage", "#switch-rows tr").await?;
     client
-        .find(Locator::Css("#switch-form select[name='kind'] option[value='model']"))
+        .find(Locator::Css(
+            "#switch-form select[name='kind'] option[value='model']",
+        ))
         .await?
         .click()
         .await?;
@@ -281,7 +291,11 @@ async fn drive(client: &Client, demo: &Demo) -> anyhow::Result<()> {
         .await?
         .send_keys("browser test")
         .await?;
-    client.find(Locator::Id("switch-engage")).await?.click().await?;
+    client
+        .find(Locator::Id("switch-engage"))
+        .await?
+        .click()
+        .await?;
     client
         .wait()
         .at_most(WAIT)
@@ -319,7 +333,10 @@ async fn drive(client: &Client, demo: &Demo) -> anyhow::Result<()> {
         .await?;
     assert!(flip.contains("admin"), "{flip}");
     assert!(flip.contains("model:claude-sonnet-4-5"), "{flip}");
-    assert!(flip.contains("\"engaged\":false") && flip.contains("\"engaged\":true"), "{flip}");
+    assert!(
+        flip.contains("\"engaged\":false") && flip.contains("\"engaged\":true"),
+        "{flip}"
+    );
     screenshot(client, "changes").await?;
 
     // The denied call is in the Traffic Feed's history too.
@@ -327,7 +344,11 @@ async fn drive(client: &Client, demo: &Demo) -> anyhow::Result<()> {
 
     // Billing and Settings render.
     open_page(client, "billing", "#billing-body .card").await?;
-    let billing = client.find(Locator::Id("billing-body")).await?.text().await?;
+    let billing = client
+        .find(Locator::Id("billing-body"))
+        .await?
+        .text()
+        .await?;
     assert!(billing.contains("Active users"), "{billing}");
     screenshot(client, "billing").await?;
     open_page(client, "settings", "#settings-form[data-loaded='true']").await?;

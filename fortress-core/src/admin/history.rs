@@ -124,7 +124,11 @@ fn entry(row: &StoredEvent) -> Result<Value, ApiError> {
 }
 
 fn page_json(page: &AuditPage) -> Result<Value, ApiError> {
-    let events = page.events.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+    let events = page
+        .events
+        .iter()
+        .map(entry)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(json!({
         "events": events,
         "next": page.next.map(|c| c.to_string()),

@@ -99,7 +99,11 @@ pub(super) async fn release_switch(
     admin.require(Permission::KillSwitch)?;
     let board = board(&state)?;
     let released = board
-        .release(&change.target, &admin.subject(&state.workspace), &change.reason)
+        .release(
+            &change.target,
+            &admin.subject(&state.workspace),
+            &change.reason,
+        )
         .await
         .map_err(board_failed)?;
     if !released {
@@ -300,7 +304,9 @@ pub(super) struct WorkspaceParam {
     workspace: Option<String>,
 }
 
-fn keys(state: &AdminState) -> Result<&std::sync::Arc<dyn super::directory::KeyDirectory>, ApiError> {
+fn keys(
+    state: &AdminState,
+) -> Result<&std::sync::Arc<dyn super::directory::KeyDirectory>, ApiError> {
     state
         .keys
         .as_ref()
@@ -329,7 +335,9 @@ pub(super) async fn issue_key(
 ) -> Result<Response, ApiError> {
     admin.require(Permission::ManageKeys)?;
     if request.workspace.trim().is_empty() || request.subject.trim().is_empty() {
-        return Err(ApiError::bad_request("a key needs a workspace and a subject"));
+        return Err(ApiError::bad_request(
+            "a key needs a workspace and a subject",
+        ));
     }
     let (summary, token) = keys(&state)?
         .issue(request)

@@ -232,7 +232,10 @@ impl AuditObserver for GatewayMetrics {
                 }
             }
             EventKind::Admin => {
-                *state.changes.entry(admin_action(&event.action)).or_default() += 1;
+                *state
+                    .changes
+                    .entry(admin_action(&event.action))
+                    .or_default() += 1;
             }
             _ => {}
         }

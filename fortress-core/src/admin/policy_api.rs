@@ -58,7 +58,10 @@ pub(super) struct Candidate {
     limit: Option<u32>,
 }
 
-fn candidate_docs(editor: &PolicyEditor, candidate: &Candidate) -> Result<PolicyDocuments, ApiError> {
+fn candidate_docs(
+    editor: &PolicyEditor,
+    candidate: &Candidate,
+) -> Result<PolicyDocuments, ApiError> {
     if candidate.documents.is_empty() {
         return Err(ApiError::bad_request("the candidate has no documents"));
     }

@@ -150,7 +150,8 @@ impl PolicyEditor {
             }
         }
         for edit in edits {
-            let kind = kind_of(&edit.name).ok_or_else(|| EditorError::BadName(edit.name.clone()))?;
+            let kind =
+                kind_of(&edit.name).ok_or_else(|| EditorError::BadName(edit.name.clone()))?;
             docs = docs.with(kind, edit.name.clone(), edit.text.clone());
         }
         Ok(docs)
@@ -260,10 +261,11 @@ fn resource_of(text: &str, connector: Option<&str>) -> Option<Resource> {
         _ => return None,
     };
     // The connector prefix is only there when the call had a connector: ids may hold `/`.
-    let (id, connector) = match connector.and_then(|c| Some((rest.strip_prefix(c)?.strip_prefix('/')?, c))) {
-        Some((id, c)) => (id, Some(c.to_owned())),
-        None => (rest, None),
-    };
+    let (id, connector) =
+        match connector.and_then(|c| Some((rest.strip_prefix(c)?.strip_prefix('/')?, c))) {
+            Some((id, c)) => (id, Some(c.to_owned())),
+            None => (rest, None),
+        };
     Some(Resource::new(kind, id, connector))
 }
 
@@ -279,7 +281,10 @@ mod tests {
             (Resource::tool("zendesk", "search/v2"), Some("zendesk")),
             (Resource::model("claude-x"), None),
             (Resource::connector("github"), Some("github")),
-            (Resource::new(ResourceKind::Endpoint, "GET /v1/files", None), None),
+            (
+                Resource::new(ResourceKind::Endpoint, "GET /v1/files", None),
+                None,
+            ),
         ] {
             let call = Call::new(
                 Subject::app("ci", WorkspaceId::new("acme")),

@@ -160,12 +160,11 @@ impl KillSwitchBoard {
             path: path.clone(),
             source,
         };
-        let text = serde_json::to_vec_pretty(&self.list()).map_err(|source| {
-            BoardError::Malformed {
+        let text =
+            serde_json::to_vec_pretty(&self.list()).map_err(|source| BoardError::Malformed {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            })?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(file_error)?;
         }

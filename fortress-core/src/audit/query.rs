@@ -18,8 +18,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::{EventKind, Outcome};
 use super::row::StoredEvent;
+use super::{EventKind, Outcome};
 use crate::decision::Effect;
 
 /// Which events a query returns. Every field that is set must match.

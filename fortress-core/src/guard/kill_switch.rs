@@ -266,13 +266,24 @@ impl KillSwitch {
             before
         };
         tracing::warn!(target = %target, by = %actor.id, "kill switch engaged");
-        self.audit_change("kill_switch.engage", &target, actor, reason, before.is_some(), true)
-            .await
+        self.audit_change(
+            "kill_switch.engage",
+            &target,
+            actor,
+            reason,
+            before.is_some(),
+            true,
+        )
+        .await
     }
 
     /// Re-engages a switch recorded before a restart, keeping who engaged it, when and why.
     /// Not audited again: the original engage was.
-    pub fn restore(&self, target: KillTarget, engagement: Engagement) -> Result<(), KillSwitchError> {
+    pub fn restore(
+        &self,
+        target: KillTarget,
+        engagement: Engagement,
+    ) -> Result<(), KillSwitchError> {
         let mut state = self.state.write().map_err(|_| KillSwitchError::Poisoned)?;
         state.engaged.insert(target, engagement);
         Ok(())
@@ -341,9 +352,10 @@ impl KillSwitch {
             "before".into(),
             serde_json::json!({ "engaged": engaged_before }),
         );
-        event
-            .detail
-            .insert("after".into(), serde_json::json!({ "engaged": engaged_after }));
+        event.detail.insert(
+            "after".into(),
+            serde_json::json!({ "engaged": engaged_after }),
+        );
         if let KillTarget::Connector { connector } | KillTarget::Tool { connector, .. } = target {
             event.connector = Some(connector.clone());
         }

@@ -178,7 +178,7 @@ async function loadChanges(more) {
     for (const item of page.events) {
       const c = item.event;
       const d = c.detail || {};
-      const diff = d.before !== undefined || d.after !== undefined ? `${short(d.before)} → ${short(d.after)}` : short(d);
+      const diff = d.before !== undefined || d.after !== undefined ? `${short(d.before)} → ${short(d.after)}` : (Object.keys(d).length ? short(d) : "");
       const tr = row([when(c.timestamp), c.subject.id, c.action, c.resource, diff]);
       tr.className = "change";
       tr.dataset.action = c.action;

@@ -174,7 +174,8 @@ where
         qb.push(" AND ts < ").push_bind(micros(until));
     }
     if let Some(kind) = f.kind {
-        qb.push(format!(" AND {kind_expr} = ")).push_bind(kind_name(kind));
+        qb.push(format!(" AND {kind_expr} = "))
+            .push_bind(kind_name(kind));
     }
     let text_filters: [(&str, Option<&'a str>); 7] = [
         ("workspace", f.workspace.as_deref()),
