@@ -118,10 +118,13 @@ mod tests {
                 .await
                 .is_ok()
         );
+        let listed = directory.list(Some("acme")).await.unwrap();
+        assert_eq!(listed.len(), 1);
         assert_eq!(
-            directory.list(Some("acme")).await.unwrap(),
-            vec![info.clone()]
+            (&listed[0].id, &listed[0].subject),
+            (&info.id, &info.subject)
         );
+        assert_eq!(listed[0].team.as_deref(), Some("data"));
         assert!(directory.list(Some("other")).await.unwrap().is_empty());
         let revoked = directory.revoke(&info.id).await.unwrap();
         assert!(revoked.revoked_at.is_some());
