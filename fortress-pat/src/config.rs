@@ -349,6 +349,7 @@ impl Config {
         }
         let vault: Arc<dyn Vault> = Arc::new(vault);
         let (policy, editor) = self.policy_engine()?;
+        let ledger = Arc::new(Ledger::new(self.limits.clone()));
         let dashboard = match (&self.admin, with_dashboard) {
             (Some(section), true) => Some(
                 mount(
@@ -359,6 +360,7 @@ impl Config {
                         vault: vault.clone(),
                         policy: editor,
                         tls: self.tls.is_some(),
+                        ledger: Some(ledger.clone()),
                     },
                 )
                 .await
@@ -384,7 +386,7 @@ impl Config {
         let service = PatService::with_kill_switch(
             PatParts {
                 keys,
-                ledger: Arc::new(Ledger::new(self.limits.clone())),
+                ledger,
                 policy,
                 vault,
                 redactor: Arc::new(PatternRedactor::basic()),

@@ -27,8 +27,14 @@ use fortress_core::subject::WorkspaceId;
 use fortress_core::vault::Vault;
 use serde::Deserialize;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fortress_core::admin::billing::{Money, UsageLine};
+use fortress_core::admin::sources::{SourceError, UsageSource};
+
 use crate::admin_keys::PatKeyDirectory;
 use crate::keys::KeyStore;
+use crate::limits::Ledger;
 
 /// The `[admin]` section.
 #[derive(Clone, Debug, Deserialize)]
@@ -116,6 +122,43 @@ pub struct PatManaged {
     pub policy: Option<Arc<PolicyEditor>>,
     /// Whether the dashboard is served over TLS (cookies marked `Secure`).
     pub tls: bool,
+    /// The ledger whose metering is the Billing page's Claude usage.
+    pub ledger: Option<Arc<Ledger>>,
+}
+
+/// Claude usage for the Billing page, from the ledger's daily metering (kept in memory
+/// since the gateway started).
+pub struct LedgerUsage(pub Arc<Ledger>);
+
+#[async_trait]
+impl UsageSource for LedgerUsage {
+    async fn usage(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<UsageLine>, SourceError> {
+        // Metering is per UTC day (`YYYY-MM-DD`), so whole days inside the period count.
+        let first = from.format("%Y-%m-%d").to_string();
+        let last = (until - chrono::Duration::microseconds(1))
+            .format("%Y-%m-%d")
+            .to_string();
+        Ok(self
+            .0
+            .meter()
+            .into_iter()
+            .filter(|(key, _)| key.day >= first && key.day <= last)
+            .map(|(key, row)| UsageLine {
+                user: key.user,
+                team: Some(key.team).filter(|t| !t.is_empty()),
+                model: key.model,
+                input_tokens: row.input_tokens,
+                output_tokens: row.output_tokens,
+                cache_creation_tokens: row.cache_creation_input_tokens,
+                cache_read_tokens: row.cache_read_input_tokens,
+                cost: Money::from_micros(i64::try_from(row.cost_micros).unwrap_or(i64::MAX)),
+            })
+            .collect())
+    }
 }
 
 /// Opens the embedded admin stores in `data_dir` and assembles the dashboard.
@@ -132,6 +175,9 @@ pub async fn mount(
         .with_keys(Arc::new(PatKeyDirectory::new(managed.keys)));
     if let Some(editor) = managed.policy {
         state = state.with_policy_editor(editor);
+    }
+    if let Some(ledger) = managed.ledger {
+        state = state.with_usage(Arc::new(LedgerUsage(ledger)));
     }
     state.secure_cookies = managed.tls;
     state.open_metrics = section.open_metrics;

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use fortress_core::admin::billing::Money;
 use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::policy::{CedarEngine, PolicyDocuments};
 use fortress_core::redact::PatternRedactor;
@@ -57,6 +58,15 @@ pub async fn build(data_dir: &Path) -> Result<Demo, Box<dyn std::error::Error + 
     let issued = keys
         .create(NewKey::user(DEMO_WORKSPACE, "demo-user"))
         .await?;
+    let limits = LimitsConfig {
+        rates: vec![RateRule {
+            scope: Scope::Key,
+            requests_per_minute: Some(30),
+            ..RateRule::default()
+        }],
+        ..LimitsConfig::default()
+    };
+    let ledger = Arc::new(Ledger::new(limits));
     let docs = PolicyDocuments::new().with_policies("demo.cedar", DEMO_POLICY);
     let policy = Arc::new(CedarEngine::new(&docs)?);
     let dashboard = mount(
@@ -71,21 +81,26 @@ pub async fn build(data_dir: &Path) -> Result<Demo, Box<dyn std::error::Error + 
             vault: vault.clone(),
             policy: Some(Arc::new(PolicyEditor::new(policy.clone(), docs))),
             tls: false,
+            ledger: Some(ledger.clone()),
         },
     )
     .await?;
-    let limits = LimitsConfig {
-        rates: vec![RateRule {
-            scope: Scope::Key,
-            requests_per_minute: Some(30),
-            ..RateRule::default()
-        }],
-        ..LimitsConfig::default()
-    };
+    {
+        // A sample contract, so the Billing page has something to compute with.
+        let mut settings = dashboard
+            .server
+            .state()
+            .settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        settings.contract.pack_size = 10;
+        settings.contract.base_rate = Money::from_cents(2_500);
+        settings.monthly_fee = Money::from_cents(25_000);
+    }
     let service = PatService::with_kill_switch(
         PatParts {
             keys,
-            ledger: Arc::new(Ledger::new(limits)),
+            ledger,
             policy,
             vault,
             redactor: Arc::new(PatternRedactor::basic()),

@@ -350,6 +350,15 @@ async fn drive(client: &Client, demo: &Demo) -> anyhow::Result<()> {
         .text()
         .await?;
     assert!(billing.contains("Active users"), "{billing}");
+    // The allowed call's Claude usage, from the ledger's metering.
+    let models = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#billing-models tr"))
+        .await?
+        .text()
+        .await?;
+    assert!(models.contains("claude-sonnet-4-5"), "{models}");
     screenshot(client, "billing").await?;
     open_page(client, "settings", "#settings-form[data-loaded='true']").await?;
     let settings = client
