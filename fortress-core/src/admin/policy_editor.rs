@@ -300,6 +300,53 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn applying_swaps_the_live_set_and_writes_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("old.cedar"),
+            "forbid(principal, action, resource);",
+        )
+        .unwrap();
+        let docs = PolicyDocuments::from_dir(dir.path()).unwrap();
+        let engine = Arc::new(CedarEngine::new(&docs).unwrap());
+        let editor = PolicyEditor::new(engine.clone(), docs).persist_to(dir.path());
+        let call = Call::new(
+            Subject::user("u", WorkspaceId::new("w")),
+            Action::CreateMessage,
+            Resource::model("m"),
+        );
+        assert!(!engine.decide(&call).await.unwrap().is_allowed());
+        // A candidate that replaces nothing keeps `old.cedar`: forbid still wins.
+        let add = editor
+            .candidate(&[DocumentEdit {
+                name: "new.cedar".into(),
+                text: "permit(principal, action, resource);".into(),
+            }])
+            .unwrap();
+        assert_eq!(add.documents().len(), 2);
+        // Dropping `old.cedar` and adding `new.cedar` removes the file too.
+        let replaced = PolicyDocuments::new()
+            .with_policies("new.cedar", "permit(principal, action, resource);");
+        let (before, after) = editor.apply(replaced).await.unwrap();
+        assert_ne!(before, after);
+        assert!(engine.decide(&call).await.unwrap().is_allowed());
+        assert!(!dir.path().join("old.cedar").exists());
+        let reread = PolicyDocuments::from_dir(dir.path()).unwrap();
+        assert_eq!(reread.version(), after);
+        // An invalid candidate changes neither the engine nor the files.
+        let broken = PolicyDocuments::new().with_policies("new.cedar", "permit(");
+        assert!(matches!(
+            editor.apply(broken).await,
+            Err(EditorError::Invalid(_))
+        ));
+        assert_eq!(engine.version(), after);
+        assert_eq!(
+            PolicyDocuments::from_dir(dir.path()).unwrap().version(),
+            after
+        );
+    }
+
     #[test]
     fn document_names_are_plain_policy_files() {
         assert_eq!(kind_of("main.cedar"), Some(DocumentKind::Policies));
