@@ -480,7 +480,56 @@ macro_rules! both_backends {
     };
 }
 
+async fn kind_filter_separates_admin_changes_from_traffic(f: Fixture) {
+    let mut batch = encoded(1..=4);
+    for i in 0..3 {
+        let mut change = AuditEvent::activity(
+            EventKind::Admin,
+            WorkspaceId::new("acme"),
+            SubjectRef {
+                id: "ops".into(),
+                kind: SubjectKind::User,
+            },
+            "kill_switch.engage",
+            format!("model:m{i}"),
+        );
+        // A nested `kind` (the subject's) must not be mistaken for the event's.
+        change.detail.insert("kind".into(), "access".into());
+        batch.push(EncodedEvent::new(&change).unwrap());
+    }
+    f.store.append(batch, false).await.unwrap();
+    let admin = collect_pages(
+        f.store.as_ref(),
+        AuditQuery::newest_first(2).with_filter(AuditFilter {
+            kind: Some(EventKind::Admin),
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(admin, vec![7, 6, 5]);
+    let access = collect_pages(
+        f.store.as_ref(),
+        AuditQuery::newest_first(10).with_filter(AuditFilter {
+            kind: Some(EventKind::Access),
+            subject: Some("alice".into()),
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(access, vec![4, 2]);
+    let system = collect_pages(
+        f.store.as_ref(),
+        AuditQuery::newest_first(10).with_filter(AuditFilter {
+            kind: Some(EventKind::System),
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert!(system.is_empty());
+}
+
 both_backends!(
+    kind_filter_separates_admin_changes_from_traffic,
     append_query_and_paginate,
     triggers_refuse_update_and_delete,
     tampering_in_the_database_is_named,

@@ -20,6 +20,9 @@
 //! scope = "user"
 //! window = "day"
 //! max_usd = 5.0
+//!
+//! [admin]                    # the dashboard, at /admin on the same listener
+//! owner = "owner"
 //! ```
 
 use std::net::SocketAddr;
@@ -27,8 +30,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::audit::{AuditSink, JsonLinesAuditSink};
-use fortress_core::policy::{AllowListPolicy, AllowRule};
+use fortress_core::policy::{
+    AllowListPolicy, AllowRule, CedarEngine, PolicyDocuments, PolicyEngine,
+};
 use fortress_core::redact::PatternRedactor;
 use fortress_core::secret::Secret;
 use fortress_core::subject::WorkspaceId;
@@ -36,6 +42,7 @@ use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
 use serde::Deserialize;
 
 use crate::archive::{Archiver, LocalDirStore, WorkspaceAesGcm};
+use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount};
 use crate::keys::KeyStore;
 use crate::limits::{Ledger, LimitsConfig};
 use crate::service::{ANTHROPIC_CONNECTOR, PatParts, PatService};
@@ -72,6 +79,20 @@ pub struct Config {
     /// The environment variable holding the key pepper (else `data_dir/pepper`).
     #[serde(default = "default_pepper_env")]
     pub pepper_env: String,
+    /// The admin dashboard (none: not mounted).
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
+}
+
+/// A policy engine and, when its documents are editable, the dashboard's editor of them.
+type EngineAndEditor = (Arc<dyn PolicyEngine>, Option<Arc<PolicyEditor>>);
+
+/// A gateway and, when `[admin]` is configured, its dashboard.
+pub struct Gateway {
+    /// The PAT service.
+    pub service: PatService,
+    /// The dashboard.
+    pub dashboard: Option<PatDashboard>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -163,6 +184,10 @@ pub struct PolicySection {
     /// Whether callers see why policy denied.
     #[serde(default)]
     pub show_reasons: bool,
+    /// A directory of Cedar documents (`*.cedar`, `*.cedarschema`, `limits.toml`) to use
+    /// instead of the allow rules; the dashboard's policy editor writes back to it.
+    #[serde(default)]
+    pub cedar_dir: Option<PathBuf>,
 }
 
 /// One allow rule.
@@ -267,8 +292,32 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("key store: {e}")))
     }
 
-    /// Builds the whole gateway.
+    /// Builds the whole gateway (without the dashboard).
     pub async fn build(&self) -> Result<PatService, ConfigError> {
+        Ok(self.assemble(false).await?.service)
+    }
+
+    /// Builds the gateway and, when `[admin]` is configured, the dashboard sharing its
+    /// audit trail, kill switch, keys, vault and policy.
+    pub async fn build_gateway(&self) -> Result<Gateway, ConfigError> {
+        self.assemble(true).await
+    }
+
+    /// The policy engine and, for a Cedar directory, its editor.
+    fn policy_engine(&self) -> Result<EngineAndEditor, ConfigError> {
+        let Some(dir) = &self.policy.cedar_dir else {
+            return Ok((Arc::new(self.policy()?), None));
+        };
+        let docs = PolicyDocuments::from_dir(dir)
+            .map_err(|e| ConfigError::Invalid(format!("policy directory: {e}")))?;
+        let engine = Arc::new(
+            CedarEngine::new(&docs).map_err(|e| ConfigError::Invalid(format!("policy: {e}")))?,
+        );
+        let editor = PolicyEditor::new(engine.clone(), docs).persist_to(dir);
+        Ok((engine, Some(Arc::new(editor))))
+    }
+
+    async fn assemble(&self, with_dashboard: bool) -> Result<Gateway, ConfigError> {
         let keys = self.key_store().await?;
         let vault = MemoryVault::new();
         for source in &self.credentials {
@@ -298,9 +347,35 @@ impl Config {
                 .await
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
-        let audit = JsonLinesAuditSink::open(self.data_dir.join("audit.jsonl"))
-            .await
-            .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?;
+        let vault: Arc<dyn Vault> = Arc::new(vault);
+        let (policy, editor) = self.policy_engine()?;
+        let ledger = Arc::new(Ledger::new(self.limits.clone()));
+        let dashboard = match (&self.admin, with_dashboard) {
+            (Some(section), true) => Some(
+                mount(
+                    &self.data_dir,
+                    section.clone(),
+                    PatManaged {
+                        keys: keys.clone(),
+                        vault: vault.clone(),
+                        policy: editor,
+                        tls: self.tls.is_some(),
+                        ledger: Some(ledger.clone()),
+                    },
+                )
+                .await
+                .map_err(|e| ConfigError::Invalid(format!("admin: {e}")))?,
+            ),
+            _ => None,
+        };
+        let audit: Arc<dyn AuditSink> = match &dashboard {
+            Some(d) => d.audit.clone(),
+            None => Arc::new(
+                JsonLinesAuditSink::open(self.data_dir.join("audit.jsonl"))
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?,
+            ),
+        };
         let upstream = Upstream::new(&UpstreamConfig {
             base_url: self.upstream.base_url.clone(),
             connect_timeout: Duration::from_secs(self.upstream.connect_timeout_secs),
@@ -308,18 +383,21 @@ impl Config {
             extra_roots: None,
         })
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let audit: Arc<dyn AuditSink> = Arc::new(audit);
-        PatService::new(PatParts {
-            keys,
-            ledger: Arc::new(Ledger::new(self.limits.clone())),
-            policy: Arc::new(self.policy()?),
-            vault: Arc::new(vault),
-            redactor: Arc::new(PatternRedactor::basic()),
-            audit,
-            upstream,
-            archive: self.archive()?,
-        })
-        .map_err(|e| ConfigError::Invalid(e.to_string()))
+        let service = PatService::with_kill_switch(
+            PatParts {
+                keys,
+                ledger,
+                policy,
+                vault,
+                redactor: Arc::new(PatternRedactor::basic()),
+                audit,
+                upstream,
+                archive: self.archive()?,
+            },
+            dashboard.as_ref().map(|d| d.kill_switch.clone()),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(Gateway { service, dashboard })
     }
 
     /// The archive, when `[archive]` is configured.
@@ -388,5 +466,119 @@ mod tests {
         assert_eq!(config.limits.rates[0].requests_per_minute, Some(60));
         assert!(config.policy().is_ok());
         assert!(Config::parse("nonsense = 1").is_err());
+        assert!(config.admin.is_none());
+    }
+
+    #[test]
+    fn the_admin_section_defaults_to_the_gateway_listener_under_admin() {
+        let config = Config::parse("[admin]\nowner = \"root\"\n").unwrap();
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.listen, None);
+        assert_eq!(admin.path, "/admin");
+        assert_eq!(admin.owner, "root");
+        assert!(admin.open_metrics);
+        let own = Config::parse("[admin]\nlisten = \"127.0.0.1:9000\"\n").unwrap();
+        assert_eq!(own.admin.unwrap().listen.unwrap().port(), 9000);
+        assert!(Config::parse("[admin]\npassword = \"x\"\n").is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serve_with_admin_shares_the_audit_trail_and_the_kill_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy");
+        std::fs::create_dir_all(&policy).unwrap();
+        std::fs::write(
+            policy.join("main.cedar"),
+            "permit (principal, action, resource is Model);",
+        )
+        .unwrap();
+        let mock = crate::mock::MockClaude::start("sk-upstream", 8)
+            .await
+            .unwrap();
+        let key_file = dir.path().join("anthropic.key");
+        std::fs::write(&key_file, "sk-upstream").unwrap();
+        let text = format!(
+            "data_dir = {:?}\n[upstream]\nbase_url = {:?}\n[[credentials]]\nworkspace = \"acme\"\nfile = {:?}\n[policy]\ncedar_dir = {:?}\n[admin]\nworkspace = \"acme\"\n",
+            dir.path().join("data"),
+            mock.base_url(),
+            key_file,
+            policy
+        );
+        let config = Config::parse(&text).unwrap();
+        let gateway = config.build_gateway().await.unwrap();
+        let dashboard = gateway.dashboard.unwrap();
+        // The owner is created once, with a password to print.
+        assert!(dashboard.owner_password.is_some());
+        let state = dashboard.server.state();
+        assert!(state.store.is_some() && state.keys.is_some() && state.vault.is_some());
+        let editor = state
+            .policy
+            .as_ref()
+            .expect("a Cedar directory gets the editor");
+        assert!(editor.documents().documents()[0].text.contains("is Model"));
+        // The dashboard's kill switch is the one the gateway consults.
+        let board = state.kill_switches.as_ref().unwrap();
+        assert!(Arc::ptr_eq(board.switch(), &dashboard.kill_switch));
+        // A call through the gateway lands in the dashboard's audit store…
+        use fortress_core::admin::directory::KeyRequest;
+        use fortress_core::audit::query::{AuditFilter, AuditQuery};
+        use fortress_core::guard::KillTarget;
+        use fortress_core::subject::Subject;
+        let (_, token) = state
+            .keys
+            .as_ref()
+            .unwrap()
+            .issue(KeyRequest {
+                workspace: "acme".into(),
+                subject: "alice".into(),
+                app: false,
+                name: String::new(),
+                team: None,
+                groups: vec![],
+                scopes: vec![],
+                expires_days: None,
+            })
+            .await
+            .unwrap();
+        let call = || {
+            http::Request::post("/v1/messages")
+                .header("x-api-key", token.expose_str().unwrap())
+                .header("anthropic-version", "2023-06-01")
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(
+                    r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+                )))
+                .unwrap()
+        };
+        let answer = gateway.service.handle(call(), None).await;
+        assert_eq!(answer.status(), 200);
+        http_body_util::BodyExt::collect(answer.into_body())
+            .await
+            .unwrap();
+        let alice = AuditQuery::newest_first(10).with_filter(AuditFilter {
+            subject: Some("alice".into()),
+            ..AuditFilter::default()
+        });
+        let page = state.store.as_ref().unwrap().query(&alice).await.unwrap();
+        assert_eq!(page.events.len(), 1);
+        // …and the dashboard's kill switch stops the next one.
+        board
+            .engage(
+                KillTarget::user("acme", "alice"),
+                &Subject::user("owner", fortress_core::subject::WorkspaceId::new("acme")),
+                "test",
+            )
+            .await
+            .unwrap();
+        assert_eq!(gateway.service.handle(call(), None).await.status(), 403);
+        mock.stop();
+        // Without the dashboard nothing of it is opened.
+        let plain = Config::parse(&format!("data_dir = {:?}\n", dir.path().join("plain")))
+            .unwrap()
+            .build_gateway()
+            .await
+            .unwrap();
+        assert!(plain.dashboard.is_none());
+        dashboard.durable.shutdown().await.unwrap();
     }
 }

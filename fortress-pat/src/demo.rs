@@ -1,21 +1,36 @@
 //! `fortress-pat demo`: a complete gateway in one process, offline — an in-memory key
-//! store, the mock Claude API as upstream, an allow-list that permits two models and
-//! denies the third, a per-key rate limit — and a key with copy-paste snippets.
+//! store, the mock Claude API as upstream, a Cedar policy that permits two models and
+//! denies the third, a per-key rate limit, and the admin dashboard over an embedded audit
+//! store in a fresh data directory — with a key, an owner account and copy-paste snippets.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use fortress_core::audit::MemoryAuditSink;
-use fortress_core::policy::{AllowListPolicy, AllowRule};
+use fortress_core::admin::billing::Money;
+use fortress_core::admin::policy_editor::PolicyEditor;
+use fortress_core::policy::{CedarEngine, PolicyDocuments};
 use fortress_core::redact::PatternRedactor;
 use fortress_core::secret::Secret;
 use fortress_core::subject::WorkspaceId;
 use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
 
+use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount};
 use crate::keys::{KeyStore, NewKey};
 use crate::limits::{Ledger, LimitsConfig, RateRule, Scope};
 use crate::mock::MockClaude;
 use crate::service::{ANTHROPIC_CONNECTOR, PatParts, PatService};
 use crate::upstream::{Upstream, UpstreamConfig};
+
+/// The demo's policy: two models allowed, `claude-opus-4-1` denied (default deny), and
+/// the workspace's listings allowed.
+pub const DEMO_POLICY: &str = r#"// Edit me in the dashboard (Management → Policy), dry-run, then apply.
+permit (principal, action, resource == Model::"claude-sonnet-4-5");
+permit (principal, action, resource == Model::"claude-haiku-4-5");
+permit (principal, action, resource is Workspace);
+"#;
+
+/// The demo's workspace.
+pub const DEMO_WORKSPACE: &str = "demo";
 
 /// A running demo's parts.
 pub struct Demo {
@@ -25,24 +40,24 @@ pub struct Demo {
     pub key: Secret,
     /// The mock upstream.
     pub mock: MockClaude,
+    /// The dashboard.
+    pub dashboard: PatDashboard,
 }
 
-/// Builds the demo gateway.
-pub async fn build() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>> {
+/// Builds the demo gateway, keeping the dashboard's stores in `data_dir`.
+pub async fn build(data_dir: &Path) -> Result<Demo, Box<dyn std::error::Error + Send + Sync>> {
     let upstream_key = format!("sk-ant-demo-{}", uuid::Uuid::new_v4().simple());
     let mock = MockClaude::start(&upstream_key, 8).await?;
     let vault = MemoryVault::new();
-    let slot = CredentialSlot::workspace(WorkspaceId::new("demo"), ANTHROPIC_CONNECTOR);
+    let slot = CredentialSlot::workspace(WorkspaceId::new(DEMO_WORKSPACE), ANTHROPIC_CONNECTOR);
     vault.put(&slot, Secret::from_text(upstream_key)).await?;
+    let vault: Arc<dyn Vault> = Arc::new(vault);
     let mut pepper = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut pepper);
     let keys = KeyStore::in_memory(Secret::new(pepper.to_vec())).await?;
-    let issued = keys.create(NewKey::user("demo", "demo-user")).await?;
-    let policy = AllowListPolicy::new([
-        AllowRule::anyone("*", "model:claude-sonnet*"),
-        AllowRule::anyone("*", "model:claude-haiku*"),
-        AllowRule::anyone("*", "workspace:*"),
-    ]);
+    let issued = keys
+        .create(NewKey::user(DEMO_WORKSPACE, "demo-user"))
+        .await?;
     let limits = LimitsConfig {
         rates: vec![RateRule {
             scope: Scope::Key,
@@ -51,21 +66,65 @@ pub async fn build() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>> {
         }],
         ..LimitsConfig::default()
     };
-    let service = PatService::new(PatParts {
-        keys,
-        ledger: Arc::new(Ledger::new(limits)),
-        policy: Arc::new(policy),
-        vault: Arc::new(vault),
-        redactor: Arc::new(PatternRedactor::basic()),
-        audit: Arc::new(MemoryAuditSink::new()),
-        upstream: Upstream::new(&UpstreamConfig::new(mock.base_url()))?,
-        archive: None,
-    })?;
+    let ledger = Arc::new(Ledger::new(limits));
+    let docs = PolicyDocuments::new().with_policies("demo.cedar", DEMO_POLICY);
+    let policy = Arc::new(CedarEngine::new(&docs)?);
+    let dashboard = mount(
+        data_dir,
+        AdminSection {
+            owner: "admin".into(),
+            workspace: DEMO_WORKSPACE.into(),
+            ..AdminSection::default()
+        },
+        PatManaged {
+            keys: keys.clone(),
+            vault: vault.clone(),
+            policy: Some(Arc::new(PolicyEditor::new(policy.clone(), docs))),
+            tls: false,
+            ledger: Some(ledger.clone()),
+        },
+    )
+    .await?;
+    {
+        // A sample contract, so the Billing page has something to compute with.
+        let mut settings = dashboard
+            .server
+            .state()
+            .settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        settings.contract.pack_size = 10;
+        settings.contract.base_rate = Money::from_cents(2_500);
+        settings.monthly_fee = Money::from_cents(25_000);
+    }
+    let service = PatService::with_kill_switch(
+        PatParts {
+            keys,
+            ledger,
+            policy,
+            vault,
+            redactor: Arc::new(PatternRedactor::basic()),
+            audit: dashboard.audit.clone(),
+            upstream: Upstream::new(&UpstreamConfig::new(mock.base_url()))?,
+            archive: None,
+        },
+        Some(dashboard.kill_switch.clone()),
+    )?;
     Ok(Demo {
         service,
         key: issued.token,
         mock,
+        dashboard,
     })
+}
+
+/// The dashboard lines printed for the user.
+pub fn dashboard_instructions(url: &str, owner: &str, password: Option<&str>) -> String {
+    let login = match password {
+        Some(password) => format!("Dashboard owner: {owner} / password: {password}"),
+        None => format!("Dashboard owner: {owner} (password set on first start)"),
+    };
+    format!("Dashboard: {url}\n{login}\n")
 }
 
 /// The snippets printed for the user.

@@ -10,9 +10,11 @@
 //! client ─▶ [keys] ─▶ [describe] ─▶ [audit ▸ guard (limits) ▸ policy ▸ redaction ▸ credential] ─▶ upstream
 //! ```
 
+pub mod admin_keys;
 pub mod api;
 pub mod archive;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod describe;
 pub mod error;

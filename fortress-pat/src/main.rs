@@ -15,8 +15,22 @@ use fortress_pat::keys::NewKey;
     about = "PAT Fortress: a governed Claude API proxy"
 )]
 struct Cli {
+    /// Log format: `text` or `json` (one JSON object per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "FORTRESS_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -34,6 +48,13 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Serve the dashboard on its own address instead of under /admin.
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
+        /// Where the demo keeps its audit trail and admin accounts (default: a fresh
+        /// temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     #[command(flatten)]
     Ops(fortress_core::cli::OpsCommand),
@@ -102,33 +123,71 @@ enum KeyAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
-            let service = config.build().await?;
+            let gateway = config.build_gateway().await?;
             let tls = match &config.tls {
                 Some(files) => Some(fortress_pat::server::tls_config(&files.cert, &files.key)?),
                 None => None,
             };
             let listener = fortress_pat::server::bind(config.listen).await?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let base = format!("{scheme}://{}", listener.local_addr()?);
             tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving");
-            fortress_pat::server::serve(listener, service, tls, shutdown()).await?;
+            let mounted = match &gateway.dashboard {
+                Some(dashboard) => start_dashboard(dashboard, &base).await?,
+                None => None,
+            };
+            fortress_pat::server::serve_with_admin(
+                listener,
+                gateway.service,
+                mounted,
+                tls,
+                shutdown(),
+            )
+            .await?;
+            if let Some(dashboard) = gateway.dashboard {
+                close_audit(&dashboard).await;
+            }
         }
-        Command::Demo { listen } => {
-            let demo = fortress_pat::demo::build()
+        Command::Demo {
+            listen,
+            admin_listen,
+            data_dir,
+        } => {
+            let data_dir = data_dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("fortress-pat-demo-{}", uuid::Uuid::new_v4()))
+            });
+            let mut demo = fortress_pat::demo::build(&data_dir)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
+            demo.dashboard.section.listen = admin_listen;
             let listener = fortress_pat::server::bind(listen).await?;
             let base = format!("http://{}", listener.local_addr()?);
             let key = demo.key.expose_str().context("key is text")?.to_owned();
             println!("{}", fortress_pat::demo::instructions(&base, &key));
-            fortress_pat::server::serve(listener, demo.service, None, shutdown()).await?;
+            let mounted = start_dashboard(&demo.dashboard, &base).await?;
+            println!("(demo data in {})", data_dir.display());
+            fortress_pat::server::serve_with_admin(
+                listener,
+                demo.service,
+                mounted,
+                None,
+                shutdown(),
+            )
+            .await?;
+            close_audit(&demo.dashboard).await;
             demo.mock.stop();
         }
         Command::Ops(command) => {
@@ -192,6 +251,53 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts the dashboard on its own listener, or returns it to mount under its path on
+/// the gateway's; prints where it is and, on first start, the owner's password.
+async fn start_dashboard(
+    dashboard: &fortress_pat::dashboard::PatDashboard,
+    base: &str,
+) -> anyhow::Result<Option<fortress_pat::server::MountedAdmin>> {
+    let password = dashboard
+        .owner_password
+        .as_ref()
+        .and_then(|p| p.expose_str())
+        .map(str::to_owned);
+    let _retention = dashboard.server.spawn_retention(Duration::from_secs(3600));
+    let (url, mounted) = match dashboard.section.listen {
+        Some(addr) => {
+            let listener = fortress_pat::server::bind(addr).await?;
+            let url = format!("http://{}/", listener.local_addr()?);
+            tokio::spawn(dashboard.server.clone().serve(listener, shutdown()));
+            (url, None)
+        }
+        None => {
+            let prefix = dashboard.section.path.trim_end_matches('/').to_owned();
+            let url = format!("{base}{prefix}/");
+            let mounted = fortress_pat::server::MountedAdmin {
+                prefix,
+                server: dashboard.server.clone(),
+            };
+            (url, Some(mounted))
+        }
+    };
+    // Printed, not logged: the password is shown once, to the person who started it.
+    println!(
+        "{}",
+        fortress_pat::demo::dashboard_instructions(&url, &dashboard.owner, password.as_deref())
+    );
+    Ok(mounted)
+}
+
+async fn close_audit(dashboard: &fortress_pat::dashboard::PatDashboard) {
+    use fortress_core::audit::AuditSink;
+    if let Err(error) = dashboard.durable.flush().await {
+        tracing::error!(%error, "audit flush at exit failed");
+    }
+    if let Err(error) = dashboard.durable.shutdown().await {
+        tracing::error!(%error, "audit shutdown failed");
+    }
 }
 
 async fn shutdown() {

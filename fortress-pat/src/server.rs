@@ -12,6 +12,8 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use fortress_core::admin::AdminServer;
+
 use crate::service::PatService;
 
 /// Why the server could not start.
@@ -56,6 +58,26 @@ pub async fn serve(
     tls: Option<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_with_admin(listener, service, None, tls, shutdown).await
+}
+
+/// The dashboard on the gateway's own listener, under a path prefix (e.g. `/admin`).
+#[derive(Clone, Debug)]
+pub struct MountedAdmin {
+    /// The path prefix.
+    pub prefix: String,
+    /// The dashboard.
+    pub server: AdminServer,
+}
+
+/// [`serve`], with the dashboard answering the requests under `admin.prefix`.
+pub async fn serve_with_admin(
+    listener: TcpListener,
+    service: PatService,
+    admin: Option<MountedAdmin>,
+    tls: Option<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
     let graceful = GracefulShutdown::new();
     let builder = Builder::new(TokioExecutor::new());
@@ -76,11 +98,24 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
+        let admin = admin.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let service = service.clone();
+                let admin = admin.clone();
                 async move {
-                    Ok::<_, std::convert::Infallible>(service.handle(req, Some(peer.ip())).await)
+                    let req = match &admin {
+                        Some(admin) => match admin.server.dispatch(&admin.prefix, req).await {
+                            Ok(answer) => {
+                                return Ok::<_, std::convert::Infallible>(
+                                    answer.map(fortress_core::body::boxed),
+                                );
+                            }
+                            Err(req) => req,
+                        },
+                        None => req,
+                    };
+                    Ok(service.handle(req, Some(peer.ip())).await)
                 }
             });
             let result = match acceptor {

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use fortress_core::audit::AuditSink;
 use fortress_core::body::{self, Body, BoxError};
 use fortress_core::call::RequestId;
+use fortress_core::guard::{AdmissionGuard, Guard, KillSwitch};
 use fortress_core::layer::credential::{ConnectorSlot, HeaderInjector};
 use fortress_core::policy::PolicyEngine;
 use fortress_core::redact::Redactor;
@@ -83,9 +84,23 @@ impl PatService {
     /// redaction ▸ credential; the ledger is the guard, so limit refusals are audited and
     /// cost no policy evaluation; the Claude-aware body redaction meters usage.
     pub fn new(parts: PatParts) -> Result<Self, MissingPart> {
+        Self::with_kill_switch(parts, None)
+    }
+
+    /// [`new`](Self::new), with a kill switch that refuses calls before the ledger counts
+    /// them (the switch the dashboard flips).
+    pub fn with_kill_switch(
+        parts: PatParts,
+        kill_switch: Option<Arc<KillSwitch>>,
+    ) -> Result<Self, MissingPart> {
+        let ledger: Arc<dyn Guard> = Arc::new(LedgerGuard(parts.ledger.clone()));
+        let guard: Arc<dyn Guard> = match kill_switch {
+            Some(switch) => Arc::new(AdmissionGuard::new(switch, ledger)),
+            None => ledger,
+        };
         let stack = GovernanceStack::builder()
             .audit(parts.audit)
-            .guard(Arc::new(LedgerGuard(parts.ledger.clone())))
+            .guard(guard)
             .policy(parts.policy.clone())
             .redactor(parts.redactor)
             .body_redaction(Arc::new(ClaudeBodyRedaction))

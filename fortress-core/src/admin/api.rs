@@ -14,7 +14,17 @@
 //! | `GET /api/status` (Status Board), `GET /api/traffic/stream` (Traffic Feed, SSE) | read |
 //! | `GET /api/settings` / `PUT /api/settings` | read / manage settings |
 //! | `GET /api/billing?month=YYYY-MM` / `GET /api/billing/invoice.csv` | read / export |
-//! | `GET /healthz`, `GET /readyz` | — |
+//! | `GET /api/traffic`, `GET /api/events/{seq}` (Traffic history, drill-in) | read |
+//! | `GET /api/changes` (Change Log: admin changes with before/after) | read |
+//! | `GET/POST /api/kill-switches`, `POST /api/kill-switches/release` | read / kill switch |
+//! | `GET /api/credentials`, `PUT/DELETE /api/credentials/{connector}`, `POST …/rotate` | read / manage credentials |
+//! | `GET/POST /api/keys`, `DELETE /api/keys/{id}` | read / manage keys |
+//! | `GET/POST /api/connectors`, `DELETE /api/connectors/{name}` | read / manage connectors |
+//! | `GET/PUT /api/policy`, `POST /api/policy/validate`, `POST /api/policy/dry-run` | read / edit policy |
+//! | `GET /api/audit/export?format=jsonl\|csv\|ocsf` | export |
+//! | `GET/PUT /api/retention` | read / manage settings |
+//! | `POST /api/workspace/terminate` | terminate workspace |
+//! | `GET /metrics` (Prometheus), `GET /healthz`, `GET /readyz` | — |
 
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
@@ -24,7 +34,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
@@ -32,16 +42,21 @@ use serde_json::json;
 
 use super::accounts::{AccountError, AccountStore, AdminPrincipal, AuthMethod, SESSION_TTL};
 use super::billing::{GroupBy, InvoicePreview, preview, usage_by};
-use super::observe::LiveFeed;
+use super::directory::{ConnectorDirectory, KeyDirectory};
+use super::metrics::GatewayMetrics;
+use super::observe::{LiveFeed, ObservingSink};
+use super::policy_editor::PolicyEditor;
 use super::rbac::{Permission, Role};
 use super::settings::AdminSettings;
 use super::sources::{ActivitySource, Month, UsageSource};
+use super::switches::KillSwitchBoard;
 use super::telemetry::Telemetry;
 use super::uptime::{monthly_uptime, service_credit};
-use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome, SubjectRef};
+use crate::audit::{AuditEvent, AuditSink, AuditStore, EventKind, Outcome, SubjectRef};
 use crate::decision::Effect;
 use crate::secret::Secret;
-use crate::subject::{SubjectKind, WorkspaceId};
+use crate::subject::{Subject, SubjectKind, WorkspaceId};
+use crate::vault::Vault;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "fortress_session";
@@ -67,6 +82,24 @@ pub struct AdminState {
     pub activity: Option<Arc<dyn ActivitySource>>,
     /// Claude usage and cost; billing shows no usage without it.
     pub usage: Option<Arc<dyn UsageSource>>,
+    /// The durable audit store behind Traffic history, the Change Log, dry runs and
+    /// exports; those answer 503 without it.
+    pub store: Option<Arc<dyn AuditStore>>,
+    /// Request, decision, latency and change counters for `/metrics`.
+    pub metrics: Arc<GatewayMetrics>,
+    /// The gateway's kill switches.
+    pub kill_switches: Option<KillSwitchBoard>,
+    /// The policy editor.
+    pub policy: Option<Arc<PolicyEditor>>,
+    /// The vault whose credentials the dashboard manages (values are write-only).
+    pub vault: Option<Arc<dyn Vault>>,
+    /// The product's gateway keys.
+    pub keys: Option<Arc<dyn KeyDirectory>>,
+    /// The product's connectors.
+    pub connectors: Option<Arc<dyn ConnectorDirectory>>,
+    /// Whether `/metrics` answers without authentication (for a scraper on a private
+    /// network); otherwise it needs the `Read` permission.
+    pub open_metrics: bool,
 }
 
 impl AdminState {
@@ -82,7 +115,70 @@ impl AdminState {
             settings: Arc::new(RwLock::new(AdminSettings::default())),
             activity: None,
             usage: None,
+            store: None,
+            metrics: Arc::new(GatewayMetrics::new()),
+            kill_switches: None,
+            policy: None,
+            vault: None,
+            keys: None,
+            connectors: None,
+            open_metrics: true,
         }
+    }
+
+    /// Sets the durable audit store (Traffic history, Change Log, dry runs, exports) and
+    /// makes it the source of active users for billing.
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<dyn AuditStore>) -> Self {
+        self.activity = Some(Arc::new(super::history::AuditActivity::new(store.clone())));
+        self.store = Some(store);
+        self
+    }
+
+    /// Sets the kill switches the dashboard controls (shared with the gateway's guard).
+    #[must_use]
+    pub fn with_kill_switches(mut self, board: KillSwitchBoard) -> Self {
+        self.kill_switches = Some(board);
+        self
+    }
+
+    /// Sets the policy editor.
+    #[must_use]
+    pub fn with_policy_editor(mut self, editor: Arc<PolicyEditor>) -> Self {
+        self.policy = Some(editor);
+        self
+    }
+
+    /// Sets the vault whose credentials the dashboard manages.
+    #[must_use]
+    pub fn with_vault(mut self, vault: Arc<dyn Vault>) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// Sets the product's key directory.
+    #[must_use]
+    pub fn with_keys(mut self, keys: Arc<dyn KeyDirectory>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Sets the product's connector directory.
+    #[must_use]
+    pub fn with_connectors(mut self, connectors: Arc<dyn ConnectorDirectory>) -> Self {
+        self.connectors = Some(connectors);
+        self
+    }
+
+    /// Wraps the gateway's durable audit sink so that the Status Board, the Traffic Feed
+    /// and `/metrics` see every event once it is recorded.
+    pub fn observe(&self, inner: Arc<dyn AuditSink>) -> Arc<dyn AuditSink> {
+        Arc::new(
+            ObservingSink::new(inner)
+                .with(self.telemetry.clone())
+                .with(Arc::new(self.feed.clone()))
+                .with(self.metrics.clone()),
+        )
     }
 
     /// Sets the source of active users.
@@ -99,7 +195,7 @@ impl AdminState {
         self
     }
 
-    fn settings(&self) -> AdminSettings {
+    pub(super) fn settings(&self) -> AdminSettings {
         self.settings
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -116,7 +212,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -145,6 +241,20 @@ impl ApiError {
     /// 400: bad input.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 404: no such thing.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 503: the deployment did not configure what this endpoint needs.
+    pub fn not_configured(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured",
+            format!("no {what} is configured"),
+        )
     }
 
     /// 500: something failed inside (details go to the log, not the caller).
@@ -199,11 +309,17 @@ impl Admin {
         }
     }
 
-    fn actor(&self) -> SubjectRef {
+    pub(super) fn actor(&self) -> SubjectRef {
         SubjectRef {
             id: self.0.name.clone(),
             kind: SubjectKind::User,
         }
+    }
+
+    /// The admin as the subject of a change in `workspace` (for engines that audit
+    /// their own changes, such as the kill switch).
+    pub(super) fn subject(&self, workspace: &WorkspaceId) -> Subject {
+        Subject::user(self.0.name.clone(), workspace.clone())
     }
 }
 
@@ -287,6 +403,63 @@ async fn audit(
         tracing::error!(error = %e, "admin action could not be audited");
         ApiError::internal()
     })
+}
+
+/// Records an admin change for the Change Log, with what it was before and after
+/// (values under secret-looking keys are masked). Called before the change is made where
+/// the change can wait, so a change that cannot be recorded is not made.
+pub(super) async fn record_change(
+    state: &AdminState,
+    admin: &Admin,
+    action: &str,
+    resource: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> Result<(), ApiError> {
+    let mut event = AuditEvent::activity(
+        EventKind::Admin,
+        state.workspace.clone(),
+        admin.actor(),
+        action,
+        resource,
+    );
+    event.detail.insert("before".into(), mask_secrets(before));
+    event.detail.insert("after".into(), mask_secrets(after));
+    state.audit.record(event).await.map_err(|e| {
+        tracing::error!(error = %e, action, "admin change could not be audited");
+        ApiError::internal()
+    })
+}
+
+/// Replaces the values of keys that name secrets (`token`, `secret`, `password`, `key`,
+/// `authorization`, `credential`) with `<redacted>`, at any depth.
+pub fn mask_secrets(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    const SECRET_WORDS: [&str; 7] = [
+        "token",
+        "secret",
+        "password",
+        "api_key",
+        "apikey",
+        "authorization",
+        "value",
+    ];
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let lower = k.to_ascii_lowercase();
+                    if SECRET_WORDS.iter().any(|w| lower.contains(w)) && !v.is_null() {
+                        (k, Value::String("<redacted>".into()))
+                    } else {
+                        (k, mask_secrets(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(mask_secrets).collect()),
+        other => other,
+    }
 }
 
 #[derive(Deserialize)]
@@ -531,7 +704,8 @@ async fn traffic_stream(
     let events = tokio_stream::wrappers::BroadcastStream::new(state.feed.subscribe()).filter_map(
         move |item| {
             let event = match item {
-                Ok(event) if filter.matches(&event) => {
+                // The feed is traffic; admin changes have the Change Log.
+                Ok(event) if event.kind == EventKind::Access && filter.matches(&event) => {
                     Event::default().event("audit").json_data(&*event).ok()
                 }
                 Ok(_) => None,
@@ -693,6 +867,27 @@ async fn openapi() -> Response {
         .into_response()
 }
 
+/// Prometheus text exposition of the gateway's figures. Open to scrapers unless
+/// `open_metrics` is off, then it needs the `Read` permission.
+async fn metrics(
+    State(state): State<AdminState>,
+    admin: Result<Admin, ApiError>,
+) -> Result<Response, ApiError> {
+    if !state.open_metrics {
+        admin?.require(Permission::Read)?;
+    }
+    let health = state.telemetry.status(chrono::Utc::now(), 5);
+    let engaged = state.kill_switches.as_ref().map(|b| b.list().len());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render_with(&health, engaged),
+    )
+        .into_response())
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -717,7 +912,62 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/api/billing", get(billing))
         .route("/api/billing/invoice.csv", get(invoice_csv))
+        .route("/api/traffic", get(super::history::traffic_history))
+        .route("/api/events/{seq}", get(super::history::event_detail))
+        .route("/api/changes", get(super::history::change_log))
+        .route(
+            "/api/kill-switches",
+            get(super::manage::list_switches).post(super::manage::engage_switch),
+        )
+        .route(
+            "/api/kill-switches/release",
+            post(super::manage::release_switch),
+        )
+        .route("/api/credentials", get(super::manage::list_credentials))
+        .route(
+            "/api/credentials/{connector}",
+            put(super::manage::put_credential).delete(super::manage::delete_credential),
+        )
+        .route(
+            "/api/credentials/{connector}/rotate",
+            post(super::manage::rotate_credential),
+        )
+        .route(
+            "/api/keys",
+            get(super::manage::list_keys).post(super::manage::issue_key),
+        )
+        .route("/api/keys/{id}", delete(super::manage::revoke_key))
+        .route(
+            "/api/connectors",
+            get(super::manage::list_connectors).post(super::manage::add_connector),
+        )
+        .route(
+            "/api/connectors/{name}",
+            delete(super::manage::remove_connector),
+        )
+        .route(
+            "/api/policy",
+            get(super::policy_api::get_policy).put(super::policy_api::apply_policy),
+        )
+        .route(
+            "/api/policy/validate",
+            post(super::policy_api::validate_policy),
+        )
+        .route(
+            "/api/policy/dry-run",
+            post(super::policy_api::dry_run_policy),
+        )
+        .route("/api/audit/export", get(super::lifecycle::export_audit))
+        .route(
+            "/api/retention",
+            get(super::lifecycle::get_retention).put(super::lifecycle::put_retention),
+        )
+        .route(
+            "/api/workspace/terminate",
+            post(super::lifecycle::terminate_workspace),
+        )
         .route("/api/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(super::ui::router())

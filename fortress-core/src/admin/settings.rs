@@ -19,6 +19,63 @@ pub struct AdminSettings {
     pub commitment: Commitment,
     /// The downtime definition's thresholds.
     pub uptime_policy: UptimePolicy,
+    /// How long the audit trail is kept, per tier.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+}
+
+/// Audit retention in days for each tier; the deployment's tier picks the one in force.
+/// Defaults to the service agreements' promise (SOHO 90 days, Bank one year, Zero Trust
+/// seven years).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionSettings {
+    /// SOHO.
+    pub soho: u32,
+    /// Bank.
+    pub bank: u32,
+    /// Zero Trust.
+    pub zero_trust: u32,
+}
+
+impl RetentionSettings {
+    /// The longest retention accepted: ten years.
+    pub const MAX_DAYS: u32 = 3_650;
+
+    /// The days kept for `tier`.
+    pub fn days_for(&self, tier: Tier) -> u32 {
+        match tier {
+            Tier::Soho => self.soho,
+            Tier::Bank => self.bank,
+            Tier::ZeroTrust => self.zero_trust,
+        }
+    }
+
+    /// Checks that every value is between one day and [`MAX_DAYS`](Self::MAX_DAYS).
+    pub fn validate(&self) -> Result<(), String> {
+        for (tier, days) in [
+            (Tier::Soho, self.soho),
+            (Tier::Bank, self.bank),
+            (Tier::ZeroTrust, self.zero_trust),
+        ] {
+            if !(1..=Self::MAX_DAYS).contains(&days) {
+                return Err(format!(
+                    "retention for {tier} must be 1 to {} days, got {days}",
+                    Self::MAX_DAYS
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            soho: Tier::Soho.audit_retention_days(),
+            bank: Tier::Bank.audit_retention_days(),
+            zero_trust: Tier::ZeroTrust.audit_retention_days(),
+        }
+    }
 }
 
 impl AdminSettings {
@@ -33,6 +90,7 @@ impl AdminSettings {
             },
             commitment: Commitment::for_tier(tier),
             uptime_policy: UptimePolicy::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }

@@ -65,6 +65,8 @@ mod tests {
                 "external reference"
             );
         }
-        assert!(INDEX.contains("/assets/app.js") && INDEX.contains("/assets/app.css"));
+        // Relative URLs, so the page works under any path prefix (`/admin/`).
+        assert!(INDEX.contains("\"assets/app.js\"") && INDEX.contains("\"assets/app.css\""));
+        assert!(!SCRIPT.contains("\"/api/"));
     }
 }

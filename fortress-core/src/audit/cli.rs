@@ -165,6 +165,7 @@ impl From<FilterArgs> for AuditFilter {
             model: f.model,
             decision: f.decision,
             outcome: f.outcome,
+            kind: None,
         }
     }
 }

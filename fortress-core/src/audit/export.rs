@@ -16,7 +16,7 @@ use std::str::FromStr;
 use serde_json::{Value, json};
 
 use super::query::{AuditFilter, AuditQuery};
-use super::row::{StoredEvent, effect_name, outcome_name};
+use super::row::{StoredEvent, effect_name, kind_name, outcome_name};
 use super::store::{AuditStore, StoreError};
 use super::{AuditError, AuditEvent, AuditSink, EventKind, Outcome, SubjectRef};
 
@@ -107,6 +107,7 @@ fn filter_summary(filter: &AuditFilter) -> Value {
         "model": filter.model,
         "decision": filter.decision.map(effect_name),
         "outcome": filter.outcome.map(outcome_name),
+        "kind": filter.kind.map(kind_name),
     })
 }
 

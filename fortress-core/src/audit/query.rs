@@ -18,8 +18,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::Outcome;
 use super::row::StoredEvent;
+use super::{EventKind, Outcome};
 use crate::decision::Effect;
 
 /// Which events a query returns. Every field that is set must match.
@@ -43,6 +43,8 @@ pub struct AuditFilter {
     pub decision: Option<Effect>,
     /// The outcome.
     pub outcome: Option<Outcome>,
+    /// The event kind (access, admin, credential, system).
+    pub kind: Option<EventKind>,
 }
 
 /// The order of a page.

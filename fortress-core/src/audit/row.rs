@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{AuditEvent, Outcome, canonical};
+use super::{AuditEvent, EventKind, Outcome, canonical};
 use crate::decision::Effect;
 
 /// The queryable columns of a stored event.
@@ -44,6 +44,16 @@ pub fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::UpstreamError => "upstream_error",
         Outcome::Error => "error",
         Outcome::ClientClosed => "client_closed",
+    }
+}
+
+/// The name an event kind has in the stored body (and is filtered under).
+pub fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Access => "access",
+        EventKind::Admin => "admin",
+        EventKind::Credential => "credential",
+        EventKind::System => "system",
     }
 }
 

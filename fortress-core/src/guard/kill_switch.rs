@@ -154,7 +154,7 @@ impl fmt::Display for KillTarget {
 }
 
 /// Why a switch is engaged.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Engagement {
     /// The operator's reason (kept for operators and the audit; never shown to callers).
     pub reason: String,
@@ -245,9 +245,9 @@ impl KillSwitch {
         actor: &Subject,
         reason: &str,
     ) -> Result<(), KillSwitchError> {
-        {
+        let before = {
             let mut state = self.state.write().map_err(|_| KillSwitchError::Poisoned)?;
-            state.engaged.insert(
+            let before = state.engaged.insert(
                 target.clone(),
                 Engagement {
                     reason: reason.to_owned(),
@@ -263,10 +263,30 @@ impl KillSwitch {
                     !token.is_cancelled()
                 }
             });
-        }
+            before
+        };
         tracing::warn!(target = %target, by = %actor.id, "kill switch engaged");
-        self.audit_change("kill_switch.engage", &target, actor, reason)
-            .await
+        self.audit_change(
+            "kill_switch.engage",
+            &target,
+            actor,
+            reason,
+            before.is_some(),
+            true,
+        )
+        .await
+    }
+
+    /// Re-engages a switch recorded before a restart, keeping who engaged it, when and why.
+    /// Not audited again: the original engage was.
+    pub fn restore(
+        &self,
+        target: KillTarget,
+        engagement: Engagement,
+    ) -> Result<(), KillSwitchError> {
+        let mut state = self.state.write().map_err(|_| KillSwitchError::Poisoned)?;
+        state.engaged.insert(target, engagement);
+        Ok(())
     }
 
     /// Releases a switch; returns whether it was engaged. Audited before it takes effect.
@@ -279,7 +299,7 @@ impl KillSwitch {
         if !self.is_engaged(target) {
             return Ok(false);
         }
-        self.audit_change("kill_switch.release", target, actor, reason)
+        self.audit_change("kill_switch.release", target, actor, reason, true, false)
             .await?;
         let mut state = self.state.write().map_err(|_| KillSwitchError::Poisoned)?;
         tracing::warn!(target = %target, by = %actor.id, "kill switch released");
@@ -313,6 +333,8 @@ impl KillSwitch {
         target: &KillTarget,
         actor: &Subject,
         reason: &str,
+        engaged_before: bool,
+        engaged_after: bool,
     ) -> Result<(), KillSwitchError> {
         let mut event = AuditEvent::activity(
             EventKind::Admin,
@@ -325,6 +347,15 @@ impl KillSwitch {
             target.to_string(),
         );
         event.detail.insert("reason".into(), reason.into());
+        // The Change Log shows every admin change as before → after.
+        event.detail.insert(
+            "before".into(),
+            serde_json::json!({ "engaged": engaged_before }),
+        );
+        event.detail.insert(
+            "after".into(),
+            serde_json::json!({ "engaged": engaged_after }),
+        );
         if let KillTarget::Connector { connector } | KillTarget::Tool { connector, .. } = target {
             event.connector = Some(connector.clone());
         }

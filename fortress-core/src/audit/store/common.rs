@@ -9,7 +9,7 @@ use crate::audit::checkpoint::Checkpoint;
 use crate::audit::merkle::Hash;
 use crate::audit::query::{AuditQuery, Order};
 use crate::audit::row::{
-    EventColumns, StoredEvent, effect_name, from_micros, micros, outcome_name,
+    EventColumns, StoredEvent, effect_name, from_micros, kind_name, micros, outcome_name,
 };
 
 /// The event columns, in the order [`decode_event`] reads them.
@@ -150,7 +150,14 @@ where
 }
 
 /// `SELECT … FROM audit_events WHERE <filter> ORDER BY seq … LIMIT n+1`.
-pub(crate) fn select_page<'a, DB>(query: &'a AuditQuery) -> Result<QueryBuilder<'a, DB>, StoreError>
+///
+/// The event kind has no column of its own (adding one would change the write path and
+/// every stored row), so it is read from the canonical body with `kind_expr`, the
+/// backend's expression for the body's top-level `kind` field.
+pub(crate) fn select_page<'a, DB>(
+    query: &'a AuditQuery,
+    kind_expr: &str,
+) -> Result<QueryBuilder<'a, DB>, StoreError>
 where
     DB: Database,
     i64: Encode<'a, DB> + Type<DB>,
@@ -165,6 +172,10 @@ where
     }
     if let Some(until) = f.until {
         qb.push(" AND ts < ").push_bind(micros(until));
+    }
+    if let Some(kind) = f.kind {
+        qb.push(format!(" AND {kind_expr} = "))
+            .push_bind(kind_name(kind));
     }
     let text_filters: [(&str, Option<&'a str>); 7] = [
         ("workspace", f.workspace.as_deref()),

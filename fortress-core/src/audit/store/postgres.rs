@@ -302,7 +302,7 @@ impl AuditStore for PostgresAuditStore {
     }
 
     async fn query(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        let rows = select_page::<sqlx::Postgres>(query)?
+        let rows = select_page::<sqlx::Postgres>(query, "(body::jsonb ->> 'kind')")?
             .build()
             .fetch_all(&self.pool)
             .await?

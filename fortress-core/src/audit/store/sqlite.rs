@@ -292,7 +292,7 @@ impl AuditStore for SqliteAuditStore {
     }
 
     async fn query(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        let rows = select_page::<sqlx::Sqlite>(query)?
+        let rows = select_page::<sqlx::Sqlite>(query, "json_extract(body, '$.kind')")?
             .build()
             .fetch_all(&self.pool)
             .await?

@@ -1,0 +1,89 @@
+//! The dashboard over the embedded default storage, opened the same way by both binaries.
+//!
+//! In one data directory: admin accounts (`admin.sqlite3`), the hash-chained audit store
+//! (`audit.sqlite3`, checkpoints signed with the deployment's audit key), and the engaged
+//! kill switches (`kill_switches.json`). [`EmbeddedAdmin::open`] returns the sink the
+//! gateway's stack must record into (the durable sink, observed by the Status Board, the
+//! Traffic Feed and `/metrics`) and the kill switch its guard must consult.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::accounts::{AccountError, AccountStore};
+use super::api::AdminState;
+use super::switches::{BoardError, KillSwitchBoard};
+use crate::audit::keys::{Ed25519KeyProvider, KeyError, default_key_path};
+use crate::audit::store::StoreError;
+use crate::audit::{AuditSink, DurableAuditSink, SinkConfig, SqliteAuditStore};
+use crate::guard::KillSwitch;
+use crate::subject::WorkspaceId;
+
+/// The file of engaged kill switches in the data directory.
+pub const KILL_SWITCH_FILE: &str = "kill_switches.json";
+/// The admin accounts database in the data directory.
+pub const ACCOUNTS_FILE: &str = "admin.sqlite3";
+
+/// Why the embedded storage could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbedError {
+    /// The data directory could not be created.
+    #[error("data directory cannot be created")]
+    DataDir(#[source] std::io::Error),
+    /// The audit signing key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The audit store failed to open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The account store failed to open.
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
+    /// The kill switch state could not be restored.
+    #[error(transparent)]
+    KillSwitch(#[from] BoardError),
+}
+
+/// The dashboard's state and what the gateway must share with it.
+pub struct EmbeddedAdmin {
+    /// The dashboard's state (store, kill switches and activity set).
+    pub state: AdminState,
+    /// The sink for the gateway's stack: durable, and observed by the dashboard.
+    pub audit: Arc<dyn AuditSink>,
+    /// The kill switch for the gateway's guard (the one the dashboard flips).
+    pub kill_switch: Arc<KillSwitch>,
+    /// The durable sink underneath, to flush and shut down at exit.
+    pub durable: Arc<DurableAuditSink>,
+}
+
+impl EmbeddedAdmin {
+    /// Opens (creating if needed) the embedded stores in `data_dir`; admin events belong
+    /// to `workspace`.
+    pub async fn open(data_dir: &Path, workspace: WorkspaceId) -> Result<Self, EmbedError> {
+        std::fs::create_dir_all(data_dir).map_err(EmbedError::DataDir)?;
+        let signer = Ed25519KeyProvider::load_or_create(&default_key_path(data_dir))?;
+        let store = Arc::new(
+            SqliteAuditStore::open_in(data_dir)
+                .await?
+                .with_signer(Arc::new(signer)),
+        );
+        let durable = Arc::new(DurableAuditSink::start(
+            store.clone(),
+            SinkConfig::default(),
+        ));
+        let accounts = AccountStore::open(&data_dir.join(ACCOUNTS_FILE)).await?;
+        let state = AdminState::new(accounts, durable.clone(), workspace).with_store(store);
+        let audit = state.observe(durable.clone());
+        let kill_switch = Arc::new(KillSwitch::new(audit.clone()));
+        let board = KillSwitchBoard::open(kill_switch.clone(), &data_dir.join(KILL_SWITCH_FILE))?;
+        let mut state = state.with_kill_switches(board);
+        // Admin actions are observed too, so `/metrics` counts them.
+        state.audit = audit.clone();
+        Ok(Self {
+            state,
+            audit,
+            kill_switch,
+            durable,
+        })
+    }
+}
