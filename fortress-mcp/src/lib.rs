@@ -20,9 +20,13 @@
 //! - [`bridge`]: `fortress-mcp connect URL`, stdio for stdio-only clients.
 //! - [`config`]: the configuration file.
 
+pub mod auth;
 pub mod bridge;
+pub mod cli;
 pub mod config;
+pub mod governance;
 pub mod jsonrpc;
+pub mod pinning;
 pub mod seam;
 pub mod server;
 pub mod sse;

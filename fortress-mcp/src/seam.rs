@@ -252,6 +252,18 @@ where
             .unwrap_or_else(|| self.layer.default_subject.clone());
         let mut call = describe(subject, request.body(), target.as_ref());
         call.attributes.client_ip = request.extensions().get::<ClientAddr>().map(|a| a.0);
+        // An API key limited to some actions cannot reach the others, whatever policy says.
+        if let Some(scopes) = request.extensions().get::<crate::auth::KeyScopes>()
+            && !scopes.allows(&call.action)
+        {
+            let denial = Denial::new(
+                DenialKind::Forbidden,
+                format!("the API key's scopes do not cover {}", call.action),
+            );
+            return futures_util::future::Either::Right(std::future::ready(Ok(
+                JsonRpcResponder.respond(&denial)
+            )));
+        }
         request.extensions_mut().insert(Arc::new(call));
         if let Some(target) = target {
             request.extensions_mut().insert(target);

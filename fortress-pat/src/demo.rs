@@ -36,7 +36,7 @@ pub async fn build() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>> {
     vault.put(&slot, Secret::from_text(upstream_key)).await?;
     let mut pepper = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut pepper);
-    let keys = KeyStore::in_memory(Secret::new(pepper.to_vec())).await?;
+    let keys = KeyStore::in_memory(crate::keys::FORMAT, Secret::new(pepper.to_vec())).await?;
     let issued = keys.create(NewKey::user("demo", "demo-user")).await?;
     let policy = AllowListPolicy::new([
         AllowRule::anyone("*", "model:claude-sonnet*"),

@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 use super::ServerConfig;
 use super::session::{Session, SessionRequester, Sessions};
+use crate::auth::{Authenticated, Authenticator};
 use crate::jsonrpc::{
     ErrorObject, INVALID_PARAMS, Id, Incoming, Message, Notification, Request, Response, parse,
 };
@@ -43,9 +44,17 @@ const RELAYED: &[&str] = &[
     "completion/complete",
 ];
 
+/// Who sent a request: its address and, when authentication is on, the subject it proved.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Caller {
+    pub(super) peer: Option<SocketAddr>,
+    pub(super) who: Option<Authenticated>,
+}
+
 /// Handles requests to the MCP endpoint.
 #[derive(Clone)]
 pub struct Handler {
+    auth: Option<Arc<Authenticator>>,
     config: Arc<ServerConfig>,
     server: Arc<VirtualServer>,
     seam: SeamService,
@@ -177,6 +186,7 @@ impl Handler {
     ) -> Self {
         let idle = config.session_idle_timeout;
         Self {
+            auth: None,
             config,
             server,
             seam,
@@ -184,6 +194,17 @@ impl Handler {
             legacy_channels: Arc::default(),
             shutdown,
         }
+    }
+
+    pub(super) fn set_authenticator(&mut self, auth: Arc<Authenticator>) {
+        self.auth = Some(auth);
+    }
+
+    /// The origin the client reached us at, for absolute URLs in auth challenges.
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        let host = header(headers, "host").unwrap_or("localhost");
+        let scheme = if self.config.tls { "https" } else { "http" };
+        format!("{scheme}://{host}")
     }
 
     pub(super) fn shutdown_token(&self) -> CancellationToken {
@@ -252,6 +273,25 @@ impl Handler {
                 );
             }
         }
+        let mut caller = Caller { peer, who: None };
+        if let Some(auth) = &self.auth {
+            // The resource metadata is public: clients read it to learn how to authenticate.
+            if request.method() == Method::GET
+                && auth.metadata().is_document_path(request.uri().path())
+            {
+                return auth.metadata().response(&self.base_url(request.headers()));
+            }
+            match auth
+                .authenticate(request.headers(), peer.map(|p| p.ip()))
+                .await
+            {
+                Ok(who) => caller.who = Some(who),
+                Err(failure) => {
+                    tracing::info!(%failure, path = request.uri().path(), "refused an unauthenticated request");
+                    return auth.challenge(&failure, &self.base_url(request.headers()));
+                }
+            }
+        }
         if request.uri().path() != self.config.path {
             let path = request.uri().path();
             if self.config.legacy_sse_path.as_deref() == Some(path)
@@ -263,12 +303,12 @@ impl Handler {
                 && path == self.config.legacy_messages_path
                 && request.method() == Method::POST
             {
-                return self.legacy_sse_post(request, peer).await;
+                return self.legacy_sse_post(request, caller).await;
             }
             return plain(StatusCode::NOT_FOUND);
         }
         match *request.method() {
-            Method::POST => self.post(request, peer).await,
+            Method::POST => self.post(request, caller).await,
             Method::GET => self.get(request.headers()),
             Method::DELETE => self.delete(request.headers()),
             _ => {
@@ -318,7 +358,7 @@ impl Handler {
     pub(super) async fn post<B>(
         &self,
         request: http::Request<B>,
-        peer: Option<SocketAddr>,
+        peer: Caller,
     ) -> http::Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -414,7 +454,7 @@ impl Handler {
         &self,
         headers: &HeaderMap,
         items: Vec<Result<Message, Box<crate::jsonrpc::BatchError>>>,
-        peer: Option<SocketAddr>,
+        peer: Caller,
     ) -> http::Response<Body> {
         let session = header(headers, SESSION_HEADER).and_then(|id| self.sessions.get(id));
         let Some(session) = session
@@ -444,7 +484,7 @@ impl Handler {
                 }
                 Ok(Message::Request(request)) => {
                     let response = self
-                        .serve(request, Scope::Legacy(session.clone()), peer)
+                        .serve(request, Scope::Legacy(session.clone()), peer.clone())
                         .await;
                     if let Some(answer) = final_message(response).await {
                         answers.push(answer);
@@ -616,12 +656,7 @@ impl Handler {
         response
     }
 
-    async fn serve(
-        &self,
-        request: Request,
-        scope: Scope,
-        peer: Option<SocketAddr>,
-    ) -> http::Response<Body> {
+    async fn serve(&self, request: Request, scope: Scope, peer: Caller) -> http::Response<Body> {
         let era = scope.era();
         let id = request.id.clone();
         let not_found = |method: &str| {
@@ -670,12 +705,7 @@ impl Handler {
 
     /// Relays a request through the seam; answers JSON when the first message is the final
     /// response, SSE otherwise.
-    async fn relay(
-        &self,
-        request: Request,
-        scope: Scope,
-        peer: Option<SocketAddr>,
-    ) -> http::Response<Body> {
+    async fn relay(&self, request: Request, scope: Scope, caller: Caller) -> http::Response<Body> {
         let era = scope.era();
         let id = request.id.clone();
         let method = request.method.clone();
@@ -696,8 +726,14 @@ impl Handler {
             cancel,
         };
         let mut http_request = message.into_http();
-        if let Some(peer) = peer {
+        if let Some(peer) = caller.peer {
             http_request.extensions_mut().insert(ClientAddr(peer.ip()));
+        }
+        if let Some(who) = caller.who {
+            http_request.extensions_mut().insert(who.subject);
+            if let Some(scopes) = who.scopes {
+                http_request.extensions_mut().insert(scopes);
+            }
         }
         let response = match self.seam.clone().oneshot(http_request).await {
             Ok(response) => response,
@@ -715,6 +751,9 @@ impl Handler {
         };
         match reader.next().await {
             Some(Ok(first @ Message::Response(_))) => {
+                // Read the seam body to its end: governance completes there (the audit
+                // record is made durable before the body ends).
+                while reader.next().await.is_some() {}
                 json_response(StatusCode::OK, &finish(first).to_value())
             }
             None => json_response(
@@ -745,6 +784,9 @@ impl Handler {
                             Err(e) => Message::Response(Response::error(None, e)),
                         };
                         let last = matches!(message, Message::Response(_));
+                        if last {
+                            while reader.next().await.is_some() {}
+                        }
                         let frame = sse_frame(&finish(message));
                         Some((
                             Ok::<_, Infallible>(frame),
