@@ -17,8 +17,6 @@ pub struct ResourceMetadata {
     /// The resource identifier (the endpoint's canonical URL). When empty, the URL the
     /// client used is reported (origin from the `Host` header plus the endpoint path).
     pub resource: String,
-    /// The endpoint path (for the default resource identifier).
-    pub path: String,
     /// Issuers of accepted access tokens.
     pub authorization_servers: Vec<String>,
     /// Scopes clients may request.
@@ -28,12 +26,13 @@ pub struct ResourceMetadata {
 }
 
 impl ResourceMetadata {
-    /// Whether `path` is one of the document's well-known paths.
-    pub fn is_document_path(&self, path: &str) -> bool {
+    /// Whether `path` is one of the document's well-known paths for the endpoint at
+    /// `endpoint` (e.g. `/mcp`).
+    pub fn is_document_path(&self, path: &str, endpoint: &str) -> bool {
         path == WELL_KNOWN
             || path
                 .strip_prefix(WELL_KNOWN)
-                .is_some_and(|rest| rest == self.path)
+                .is_some_and(|rest| rest == endpoint)
     }
 
     fn base<'a>(&'a self, base: &'a str) -> &'a str {
@@ -48,19 +47,19 @@ impl ResourceMetadata {
         format!("{}{WELL_KNOWN}", self.base(base))
     }
 
-    /// The resource identifier.
-    pub fn resource_id(&self, base: &str) -> String {
+    /// The resource identifier of the endpoint at `endpoint`.
+    pub fn resource_id(&self, base: &str, endpoint: &str) -> String {
         if self.resource.is_empty() {
-            format!("{}{}", self.base(base), self.path)
+            format!("{}{endpoint}", self.base(base))
         } else {
             self.resource.clone()
         }
     }
 
     /// The document as JSON.
-    pub fn document(&self, base: &str) -> Value {
+    pub fn document(&self, base: &str, endpoint: &str) -> Value {
         let mut doc = json!({
-            "resource": self.resource_id(base),
+            "resource": self.resource_id(base, endpoint),
             "bearer_methods_supported": ["header"],
             "resource_name": "MCP Fortress",
         });
@@ -74,8 +73,9 @@ impl ResourceMetadata {
     }
 
     /// The HTTP answer serving the document.
-    pub fn response(&self, base: &str) -> http::Response<Body> {
-        let mut response = http::Response::new(body::full(self.document(base).to_string()));
+    pub fn response(&self, base: &str, endpoint: &str) -> http::Response<Body> {
+        let document = self.document(base, endpoint);
+        let mut response = http::Response::new(body::full(document.to_string()));
         *response.status_mut() = StatusCode::OK;
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -92,14 +92,13 @@ mod tests {
     #[test]
     fn the_document_names_the_resource_and_its_authorization_servers() {
         let meta = ResourceMetadata {
-            path: "/mcp".into(),
             authorization_servers: vec!["https://idp.example".into()],
             ..ResourceMetadata::default()
         };
-        assert!(meta.is_document_path(WELL_KNOWN));
-        assert!(meta.is_document_path("/.well-known/oauth-protected-resource/mcp"));
-        assert!(!meta.is_document_path("/.well-known/oauth-protected-resource/other"));
-        let doc = meta.document("http://127.0.0.1:8080");
+        assert!(meta.is_document_path(WELL_KNOWN, "/mcp"));
+        assert!(meta.is_document_path("/.well-known/oauth-protected-resource/mcp", "/mcp"));
+        assert!(!meta.is_document_path("/.well-known/oauth-protected-resource/other", "/mcp"));
+        let doc = meta.document("http://127.0.0.1:8080", "/mcp");
         assert_eq!(doc["resource"], "http://127.0.0.1:8080/mcp");
         assert_eq!(doc["authorization_servers"][0], "https://idp.example");
     }

@@ -215,7 +215,6 @@ async fn authenticator(config: &Config) -> Result<Authenticator, ConfigError> {
     Ok(builder
         .metadata(ResourceMetadata {
             resource: section.resource.clone().unwrap_or_default(),
-            path: config.server.path.clone(),
             authorization_servers: Vec::new(),
             scopes_supported: section.scopes_supported.clone(),
             public_base: section.public_url.clone(),

@@ -136,6 +136,13 @@ pub fn redact_message(
     message: &mut Value,
     session: &RedactionSession,
 ) -> Result<bool, RedactError> {
+    // A JSON-RPC error inside a 200 answer is a failed call for the audit trail (its
+    // code only; the message may quote content).
+    if let Some(code) = message.pointer("/error/code").and_then(Value::as_i64)
+        && message.get("id").is_some()
+    {
+        session.notes.failed(format!("json-rpc error {code}"));
+    }
     let mut changed = false;
     let mut redact = |value: &mut Value| -> Result<(), RedactError> {
         let report = session.redactor.redact_json(&session.scope, value)?;

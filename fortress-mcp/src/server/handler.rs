@@ -277,9 +277,13 @@ impl Handler {
         if let Some(auth) = &self.auth {
             // The resource metadata is public: clients read it to learn how to authenticate.
             if request.method() == Method::GET
-                && auth.metadata().is_document_path(request.uri().path())
+                && auth
+                    .metadata()
+                    .is_document_path(request.uri().path(), &self.config.path)
             {
-                return auth.metadata().response(&self.base_url(request.headers()));
+                return auth
+                    .metadata()
+                    .response(&self.base_url(request.headers()), &self.config.path);
             }
             match auth
                 .authenticate(request.headers(), peer.map(|p| p.ip()))
