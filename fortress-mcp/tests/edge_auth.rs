@@ -121,6 +121,35 @@ async fn every_endpoint_needs_a_credential_and_says_where_to_get_one() {
     )
     .await;
     assert_eq!(session.status, 200, "{}", session.body);
+
+    // A legacy session belongs to whoever opened it: another key cannot borrow its id.
+    let id = session.headers["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    let own = common::post(
+        &mcp,
+        &[("x-api-key", &e.key), ("mcp-session-id", &id)],
+        list.clone(),
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    let borrowed = common::post(
+        &mcp,
+        &[("x-api-key", &e.list_only_key), ("mcp-session-id", &id)],
+        list,
+    )
+    .await;
+    assert_eq!(borrowed.status, 404, "{}", borrowed.body);
+    let delete = common::send(
+        http::Method::DELETE,
+        &mcp,
+        &[("x-api-key", &e.list_only_key), ("mcp-session-id", &id)],
+        "",
+    )
+    .await;
+    assert_eq!(delete.status, 404);
 }
 
 #[tokio::test]

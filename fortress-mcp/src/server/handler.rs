@@ -51,6 +51,18 @@ pub(super) struct Caller {
     pub(super) who: Option<Authenticated>,
 }
 
+impl Caller {
+    /// The (workspace, subject id) a legacy session opened by this caller belongs to.
+    fn owner(&self) -> Option<(String, String)> {
+        self.who.as_ref().map(|w| {
+            (
+                w.subject.workspace.as_str().to_owned(),
+                w.subject.id.clone(),
+            )
+        })
+    }
+}
+
 /// Handles requests to the MCP endpoint.
 #[derive(Clone)]
 pub struct Handler {
@@ -207,6 +219,14 @@ impl Handler {
         format!("{scheme}://{host}")
     }
 
+    /// The session `id`, if it exists and belongs to `caller` (another subject's session
+    /// is reported unknown, so session ids cannot be borrowed).
+    fn session(&self, id: &str, caller: &Caller) -> Option<Arc<Session>> {
+        self.sessions
+            .get(id)
+            .filter(|s| s.owner.is_none() || s.owner == caller.owner())
+    }
+
     pub(super) fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
@@ -313,8 +333,8 @@ impl Handler {
         }
         match *request.method() {
             Method::POST => self.post(request, caller).await,
-            Method::GET => self.get(request.headers()),
-            Method::DELETE => self.delete(request.headers()),
+            Method::GET => self.get(request.headers(), &caller),
+            Method::DELETE => self.delete(request.headers(), &caller),
             _ => {
                 let mut response = plain(StatusCode::METHOD_NOT_ALLOWED);
                 response.headers_mut().insert(
@@ -389,7 +409,7 @@ impl Handler {
             header(headers, SESSION_HEADER)
         };
         let session = match session_header {
-            Some(id) => match self.sessions.get(id) {
+            Some(id) => match self.session(id, &peer) {
                 Some(session) => Some(session),
                 None => {
                     return error(
@@ -426,7 +446,7 @@ impl Handler {
             }
             Message::Request(request) => {
                 if request.method == "initialize" {
-                    return self.initialize(request).await;
+                    return self.initialize(request, &peer).await;
                 }
                 let scope = match session {
                     Some(session) => {
@@ -460,7 +480,7 @@ impl Handler {
         items: Vec<Result<Message, Box<crate::jsonrpc::BatchError>>>,
         peer: Caller,
     ) -> http::Response<Body> {
-        let session = header(headers, SESSION_HEADER).and_then(|id| self.sessions.get(id));
+        let session = header(headers, SESSION_HEADER).and_then(|id| self.session(id, &peer));
         let Some(session) = session
             .filter(|s| ["2024-11-05", "2025-03-26"].contains(&s.client.protocol_version.as_str()))
         else {
@@ -607,7 +627,7 @@ impl Handler {
         })
     }
 
-    async fn initialize(&self, request: Request) -> http::Response<Body> {
+    async fn initialize(&self, request: Request, caller: &Caller) -> http::Response<Body> {
         let Some(requested) = request.str_param("protocolVersion") else {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -633,7 +653,9 @@ impl Handler {
             .unwrap_or_default();
         let client =
             ClientContext::legacy(version, capabilities, request.param("clientInfo").cloned());
-        let session = Arc::new(Session::new(client, self.config.client_answer_timeout));
+        let session = Arc::new(
+            Session::new(client, self.config.client_answer_timeout).owned_by(caller.owner()),
+        );
         self.sessions.insert(session.clone());
         let mut result = Map::new();
         result.insert("protocolVersion".into(), Value::from(version));
@@ -888,11 +910,11 @@ impl Handler {
     }
 
     /// The legacy GET stream: notifications not tied to a request.
-    fn get(&self, headers: &HeaderMap) -> http::Response<Body> {
+    fn get(&self, headers: &HeaderMap, caller: &Caller) -> http::Response<Body> {
         let Some(id) = header(headers, SESSION_HEADER) else {
             return plain(StatusCode::METHOD_NOT_ALLOWED);
         };
-        let Some(session) = self.sessions.get(id) else {
+        let Some(session) = self.session(id, caller) else {
             return error(
                 StatusCode::NOT_FOUND,
                 None,
@@ -927,12 +949,17 @@ impl Handler {
         response
     }
 
-    fn delete(&self, headers: &HeaderMap) -> http::Response<Body> {
+    fn delete(&self, headers: &HeaderMap, caller: &Caller) -> http::Response<Body> {
         match header(headers, SESSION_HEADER) {
             None => error(
                 StatusCode::BAD_REQUEST,
                 None,
                 ErrorObject::invalid_request("Mcp-Session-Id is required"),
+            ),
+            Some(id) if self.session(id, caller).is_none() => error(
+                StatusCode::NOT_FOUND,
+                None,
+                ErrorObject::invalid_request("unknown or expired session"),
             ),
             Some(id) => match self.sessions.remove(id) {
                 Some(_) => plain(StatusCode::OK),
