@@ -408,11 +408,9 @@ async fn governed_calls_through_the_real_binary_with_the_python_sdk() {
     assert!(lookups.iter().any(
         |e| e.outcome == Outcome::Denied && e.detail.get("pin") == Some(&json!("not_approved"))
     ));
-    assert!(
-        events
-            .iter()
-            .all(|e| e.subject.id == "alice" || e.kind != fortress_core::audit::EventKind::Access)
-    );
+    assert!(events.iter().all(|e| e.subject.id == "alice"
+        || e.action == "authenticate"
+        || e.kind != fortress_core::audit::EventKind::Access));
     let admin: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     for action in [
         "tool.discovered",
@@ -422,6 +420,12 @@ async fn governed_calls_through_the_real_binary_with_the_python_sdk() {
     ] {
         assert!(admin.contains(&action), "{action} audited: {admin:?}");
     }
+    let refused = events
+        .iter()
+        .find(|e| e.action == "authenticate")
+        .expect("the request without a key is audited");
+    assert_eq!(refused.outcome, Outcome::Denied);
+    assert_eq!(refused.client_ip, Some("127.0.0.1".parse().unwrap()));
     let listed = events.iter().find(|e| e.action == "tools/list").unwrap();
     assert!(listed.latency_us > 0);
     let mut files = String::new();

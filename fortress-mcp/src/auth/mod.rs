@@ -33,10 +33,11 @@ pub mod oauth;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use fortress_core::audit::{AuditEvent, AuditSink, EventKind, Outcome, SubjectRef};
 use fortress_core::body::{self, Body};
 use fortress_core::call::Action;
 use fortress_core::keys::{AuthError, KeyStore, token_of};
-use fortress_core::subject::Subject;
+use fortress_core::subject::{Subject, SubjectKind, WorkspaceId};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
@@ -96,6 +97,7 @@ pub enum AuthFailure {
 /// Authenticates requests with the configured methods.
 #[derive(Clone, Default)]
 pub struct Authenticator {
+    audit: Option<Arc<dyn AuditSink>>,
     keys: Option<KeyStore>,
     oauth: Option<Arc<OAuthVerifier>>,
     anonymous: Option<Subject>,
@@ -120,6 +122,12 @@ impl AuthenticatorBuilder {
     pub fn oauth(mut self, verifier: OAuthVerifier) -> Self {
         self.inner.metadata.authorization_servers = vec![verifier.issuer().to_owned()];
         self.inner.oauth = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Records refused requests (no or bad credential) in `audit`.
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.inner.audit = Some(sink);
         self
     }
 
@@ -159,6 +167,40 @@ impl Authenticator {
     /// The metadata settings.
     pub fn metadata(&self) -> &ResourceMetadata {
         &self.metadata
+    }
+
+    /// Authenticates a request from `peer` to `path`; a refusal is audited (who is unknown,
+    /// so the event names the client address and the kind of failure, never the credential).
+    pub async fn authenticate_audited(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+        path: &str,
+    ) -> Result<Authenticated, AuthFailure> {
+        let result = self.authenticate(headers, peer).await;
+        if let (Err(failure), Some(audit)) = (&result, &self.audit) {
+            let mut event = AuditEvent::activity(
+                EventKind::Access,
+                WorkspaceId::new("unknown"),
+                SubjectRef {
+                    id: "unauthenticated".into(),
+                    kind: SubjectKind::App,
+                },
+                "authenticate",
+                format!("endpoint:{path}"),
+            );
+            event.outcome = Outcome::Denied;
+            event.denial = Some("unauthenticated".into());
+            event.client_ip = peer;
+            event.detail.insert(
+                "failure".into(),
+                serde_json::Value::from(failure.to_string()),
+            );
+            if let Err(error) = audit.record(event).await {
+                tracing::error!(%error, "refused authentication was not audited");
+            }
+        }
+        result
     }
 
     /// Authenticates a request from `peer`.

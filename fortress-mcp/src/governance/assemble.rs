@@ -193,9 +193,12 @@ pub fn kill_file(config: &Config) -> KillFile {
     )
 }
 
-async fn authenticator(config: &Config) -> Result<Authenticator, ConfigError> {
+async fn authenticator(
+    config: &Config,
+    audit: Arc<dyn AuditSink>,
+) -> Result<Authenticator, ConfigError> {
     let section = &config.auth;
-    let mut builder = Authenticator::builder();
+    let mut builder = Authenticator::builder().audit(audit);
     if section.api_keys {
         builder = builder.api_keys(open_keys(config).await?);
     }
@@ -276,10 +279,10 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
         .responder(Arc::new(JsonRpcResponder))
         .build()
         .map_err(|e| invalid("governance")(e.to_string()))?;
-    let pins = open_pins(config, Some(audit_dyn)).await?;
+    let pins = open_pins(config, Some(audit_dyn.clone())).await?;
     Ok(Assembled {
         governance: Governance::new(stack, policy, pins),
-        authenticator: authenticator(config).await?,
+        authenticator: authenticator(config, audit_dyn).await?,
         audit,
         kill_switch,
         tasks,

@@ -306,7 +306,11 @@ impl Handler {
                     .response(&self.base_url(request.headers()), &self.config.path);
             }
             match auth
-                .authenticate(request.headers(), peer.map(|p| p.ip()))
+                .authenticate_audited(
+                    request.headers(),
+                    peer.map(|p| p.ip()),
+                    request.uri().path(),
+                )
                 .await
             {
                 Ok(who) => caller.who = Some(who),
