@@ -164,6 +164,14 @@ impl OAuthVerifier {
         })
     }
 
+    /// The shortest time between two JWKS fetches caused by unknown key ids (default 10 s),
+    /// so tokens with made-up `kid`s cannot make Fortress hammer the issuer.
+    #[must_use]
+    pub fn with_min_refresh(mut self, interval: Duration) -> Self {
+        self.min_refresh = interval;
+        self
+    }
+
     /// The issuer whose tokens are accepted.
     pub fn issuer(&self) -> &str {
         &self.config.issuer
@@ -315,6 +323,85 @@ mod tests {
         assert_eq!(subject.workspace.as_str(), "default");
         assert_eq!(subject.groups, ["a", "b"]);
         assert!(verifier.subject(&Map::new()).is_err());
+    }
+
+    /// Serves whatever `body` holds at the time of each request.
+    fn jwks_server(body: std::sync::Arc<Mutex<String>>) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = body.lock().unwrap().clone();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        format!("http://{addr}/jwks")
+    }
+
+    fn es256(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
+        use base64::Engine as _;
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+        let point = pair.public_key_raw();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid,
+            "x": b64(&point[1..33]), "y": b64(&point[33..])});
+        (key, jwk)
+    }
+
+    fn sign(key: &jsonwebtoken::EncodingKey, kid: &str) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+        header.kid = Some(kid.into());
+        let claims = serde_json::json!({"iss": "https://idp", "aud": "https://mcp", "sub": "ada",
+            "exp": chrono::Utc::now().timestamp() + 60});
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_rotated_issuer_key_is_fetched_when_first_seen() {
+        let (k1, jwk1) = es256("k1");
+        let (k2, jwk2) = es256("k2");
+        let body = std::sync::Arc::new(Mutex::new(serde_json::json!({"keys": [jwk1]}).to_string()));
+        let url = jwks_server(body.clone());
+        let verifier = OAuthVerifier::new(OAuthConfig::new("https://idp", "https://mcp", url))
+            .unwrap()
+            .with_min_refresh(Duration::ZERO);
+        assert_eq!(verifier.verify(&sign(&k1, "k1")).await.unwrap().id, "ada");
+        assert_eq!(
+            verifier.verify(&sign(&k2, "k2")).await,
+            Err(AuthFailure::Invalid)
+        );
+        *body.lock().unwrap() = serde_json::json!({"keys": [jwk1, jwk2]}).to_string();
+        assert_eq!(verifier.verify(&sign(&k2, "k2")).await.unwrap().id, "ada");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_jwks_is_unavailable_not_invalid() {
+        let (k1, _) = es256("k1");
+        let verifier = OAuthVerifier::new(OAuthConfig::new(
+            "https://idp",
+            "https://mcp",
+            "http://127.0.0.1:1/jwks",
+        ))
+        .unwrap();
+        assert_eq!(
+            verifier.verify(&sign(&k1, "k1")).await,
+            Err(AuthFailure::Unavailable)
+        );
     }
 
     #[tokio::test]
