@@ -397,7 +397,10 @@ pub fn line(message: &Message) -> Bytes {
 }
 
 /// Assembles the seam: describe, then the governance stack when one is given, then the
-/// virtual server.
+/// virtual server. Build such a stack with
+/// [`McpResultRedaction`](crate::governance::McpResultRedaction) as its body redaction (the
+/// core default would treat the NDJSON seam body as plain text). For list filtering and
+/// tool pinning as well, use [`Governance::seam`](crate::governance::Governance::seam).
 pub fn seam_service(
     server: Arc<crate::virtual_server::VirtualServer>,
     governance: Option<&fortress_core::stack::GovernanceStack>,
