@@ -146,6 +146,18 @@ pub fn describe(subject: Subject, message: &McpMessage, target: Option<&Target>)
         "tools/list" => (Action::ListTools, workspace.clone()),
         "resources/list" | "resources/templates/list" => (Action::ListResources, workspace.clone()),
         "prompts/list" => (Action::ListPrompts, workspace.clone()),
+        // Subscribing to a resource, or completing a prompt's or resource template's
+        // arguments, reveals what reading it would: decided as reading it (the Cedar schema
+        // has no separate actions, so they would otherwise always fail closed).
+        "resources/subscribe" | "resources/unsubscribe" if target.is_some() => {
+            (Action::ReadResource, on_target(ResourceKind::Resource))
+        }
+        "completion/complete" if target.is_some_and(|t| t.kind == ResourceKind::Prompt) => {
+            (Action::GetPrompt, on_target(ResourceKind::Prompt))
+        }
+        "completion/complete" if target.is_some() => {
+            (Action::ReadResource, on_target(ResourceKind::Resource))
+        }
         other => {
             let kind = target.map(|t| t.kind).unwrap_or(ResourceKind::Workspace);
             (Action::Custom(other.to_owned()), on_target(kind))
@@ -494,6 +506,25 @@ mod tests {
         }
         let other = describe(alice(), &message("completion/complete", json!({})), None);
         assert_eq!(other.action, Action::Custom("completion/complete".into()));
+        let completion = describe(
+            alice(),
+            &message(
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "p"}}),
+            ),
+            Some(&target(ResourceKind::Prompt, "p")),
+        );
+        assert_eq!(completion.action, Action::GetPrompt);
+        assert_eq!(
+            completion.attributes.extra["mcp.method"],
+            "completion/complete"
+        );
+        let subscribe = describe(
+            alice(),
+            &message("resources/subscribe", json!({"uri": "zendesk__ticket://1"})),
+            Some(&target(ResourceKind::Resource, "ticket://1")),
+        );
+        assert_eq!(subscribe.action, Action::ReadResource);
     }
 
     #[test]
