@@ -22,6 +22,7 @@ pub mod cli;
 pub mod decision;
 pub mod denial;
 pub mod guard;
+pub mod keys;
 pub mod layer;
 pub mod policy;
 pub mod redact;
@@ -29,6 +30,7 @@ pub mod secret;
 pub mod stack;
 pub mod subject;
 pub mod tier;
+pub mod tls;
 pub mod vault;
 
 /// The names most embedders need.

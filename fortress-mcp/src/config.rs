@@ -66,6 +66,9 @@ pub enum ConfigError {
     /// The virtual server cannot be formed.
     #[error(transparent)]
     VirtualServer(#[from] VirtualServerError),
+    /// A governance setting cannot be used.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The whole file.
@@ -81,6 +84,213 @@ pub struct Config {
     /// The upstream MCP servers.
     #[serde(default)]
     pub upstream: Vec<UpstreamSection>,
+    /// Where state lives (keys, audit, pins, vault).
+    #[serde(default)]
+    pub data: DataSection,
+    /// Client authentication.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// Policy (Cedar) and rate limits.
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// The credential vault.
+    #[serde(default)]
+    pub vault: Option<VaultSection>,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditSection,
+    /// Redaction of results.
+    #[serde(default)]
+    pub redaction: RedactionSection,
+    /// Tool-definition pinning.
+    #[serde(default)]
+    pub pinning: PinningSection,
+    /// Kill switches.
+    #[serde(default)]
+    pub kill_switch: KillSwitchSection,
+}
+
+/// `[data]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// The data directory (default `.fortress-data/mcp`).
+    #[serde(default = "default_data_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            dir: default_data_dir(),
+        }
+    }
+}
+
+/// `[auth]`: how clients authenticate. With no method enabled every request is refused.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Accept gateway API keys (`fmk_…`; default true).
+    #[serde(default = "yes")]
+    pub api_keys: bool,
+    /// The environment variable holding the key pepper (else `<data>/pepper`).
+    #[serde(default = "default_pepper_env")]
+    pub pepper_env: String,
+    /// Map unauthenticated loopback clients to `anonymous_subject` (default false).
+    #[serde(default)]
+    pub anonymous: bool,
+    /// The subject of anonymous loopback clients.
+    #[serde(default = "default_anonymous_subject")]
+    pub anonymous_subject: String,
+    /// Its workspace.
+    #[serde(default = "default_anonymous_workspace")]
+    pub anonymous_workspace: String,
+    /// Its groups.
+    #[serde(default)]
+    pub anonymous_groups: Vec<String>,
+    /// The resource identifier in the Protected Resource Metadata (default: the URL the
+    /// client used).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The public origin (`https://mcp.example.com`) when behind a proxy.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Scopes advertised in the metadata.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    /// OAuth 2.1 resource-server mode.
+    #[serde(default)]
+    pub oauth: Option<crate::auth::OAuthConfig>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            api_keys: true,
+            pepper_env: default_pepper_env(),
+            anonymous: false,
+            anonymous_subject: default_anonymous_subject(),
+            anonymous_workspace: default_anonymous_workspace(),
+            anonymous_groups: Vec::new(),
+            resource: None,
+            public_url: None,
+            scopes_supported: Vec::new(),
+            oauth: None,
+        }
+    }
+}
+
+/// `[policy]`: Cedar policies (deny everything when none are given).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// A directory of `*.cedar`, `*.cedarschema` and `limits.toml`, reloaded on change.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Individual files (`.cedar`, `.cedarschema`, `limits.toml`), read at start.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// How often the directory is checked for changes (default 2 s).
+    #[serde(default)]
+    pub reload_secs: Option<u64>,
+    /// Whether callers see the reasons (`@reason`) of a denial (default false).
+    #[serde(default)]
+    pub show_reasons: bool,
+}
+
+/// `[vault]`: the envelope-encrypted credential vault (SQLite in the data directory, or
+/// PostgreSQL). Without it, no connector credential is available.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// File holding the master key (else the `FORTRESS_MASTER_KEY` variable).
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// A `postgres://` URL instead of SQLite.
+    #[serde(default)]
+    pub database_url: Option<String>,
+}
+
+/// `[audit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Sign checkpoints with the Ed25519 key in the data directory (default true).
+    #[serde(default = "yes")]
+    pub sign: bool,
+    /// Environment variable holding the key that digests tool arguments (else a key kept
+    /// in the data directory).
+    #[serde(default)]
+    pub argument_key_env: Option<String>,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            sign: true,
+            argument_key_env: None,
+        }
+    }
+}
+
+/// `[redaction]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionSection {
+    /// Redact tool results, resources and prompts (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A redaction rules file (TOML, `fortress_core::redact::RedactionConfig`).
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
+}
+
+impl Default for RedactionSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules: None,
+        }
+    }
+}
+
+/// `[pinning]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinningSection {
+    /// `require_approval` (default), `trust_on_first_use`, or `off`.
+    #[serde(default = "default_pin_mode")]
+    pub mode: String,
+}
+
+impl Default for PinningSection {
+    fn default() -> Self {
+        Self {
+            mode: default_pin_mode(),
+        }
+    }
+}
+
+/// `[kill_switch]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillSwitchSection {
+    /// The file `fortress-mcp kill` writes (default `<data>/kill-switches.json`).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// How often it is read, in milliseconds (default 1000).
+    #[serde(default = "default_kill_poll")]
+    pub poll_ms: u64,
+}
+
+impl Default for KillSwitchSection {
+    fn default() -> Self {
+        Self {
+            file: None,
+            poll_ms: default_kill_poll(),
+        }
+    }
 }
 
 /// `[server]`.
@@ -102,6 +312,19 @@ pub struct ServerSection {
     /// Largest request body in bytes (default 4 MiB).
     #[serde(default = "default_body")]
     pub max_body_bytes: usize,
+    /// Serve HTTPS (TLS 1.3 only) with this certificate chain and key.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+}
+
+/// `[server.tls]`: PEM files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
 }
 
 impl Default for ServerSection {
@@ -112,6 +335,7 @@ impl Default for ServerSection {
             allowed_origins: Vec::new(),
             allow_loopback_origins: true,
             max_body_bytes: default_body(),
+            tls: None,
         }
     }
 }
@@ -173,6 +397,24 @@ pub struct UpstreamSection {
     pub settings: std::collections::BTreeMap<String, String>,
 }
 
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".fortress-data/mcp")
+}
+fn default_pepper_env() -> String {
+    "FORTRESS_MCP_PEPPER".into()
+}
+fn default_anonymous_subject() -> String {
+    "local-user".into()
+}
+fn default_anonymous_workspace() -> String {
+    "local".into()
+}
+fn default_pin_mode() -> String {
+    "require_approval".into()
+}
+fn default_kill_poll() -> u64 {
+    1000
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -209,6 +451,7 @@ impl Config {
             allowed_origins: self.server.allowed_origins.clone(),
             allow_loopback_origins: self.server.allow_loopback_origins,
             max_body_bytes: self.server.max_body_bytes,
+            tls: self.server.tls.is_some(),
             ..ServerConfig::default()
         }
     }

@@ -23,12 +23,16 @@
 //! - [`demo`]: `fortress-mcp demo`, the embedded default with a mock helpdesk.
 //! - [`mock`]: mock Zendesk and Salesforce servers for tests and the demo.
 
+pub mod auth;
 pub mod bridge;
+pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod demo;
+pub mod governance;
 pub mod jsonrpc;
 pub mod mock;
+pub mod pinning;
 pub mod seam;
 pub mod server;
 pub mod sse;

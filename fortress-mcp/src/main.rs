@@ -41,6 +41,30 @@ enum Command {
         /// The endpoint URL, e.g. http://127.0.0.1:8080/mcp.
         url: String,
     },
+    /// Manage gateway API keys (`fmk_…`).
+    Keys {
+        /// The TOML configuration (for the data directory and pepper).
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: fortress_core::keys::cli::KeysCommand,
+    },
+    /// Review and approve upstream tool definitions (pinning).
+    Tools {
+        /// The TOML configuration (for the data directory).
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: fortress_mcp::cli::ToolsCommand,
+    },
+    /// Engage or release kill switches of a running gateway.
+    Kill {
+        /// The TOML configuration (for the kill-switch file).
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: fortress_mcp::cli::KillCommand,
+    },
     #[command(flatten)]
     Ops(fortress_core::cli::OpsCommand),
 }
@@ -57,18 +81,47 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { config } => {
             let config = fortress_mcp::config::Config::load(&config)?;
+            let governed = fortress_mcp::governance::assemble::assemble(&config).await?;
             let server = Arc::new(config.virtual_server()?);
-            let seam = fortress_mcp::seam::seam_service(server.clone(), None);
+            let describe = fortress_mcp::seam::DescribeLayer::anonymous(server.clone());
+            let seam = governed.governance.seam(server.clone(), describe);
+            let tls = match &config.server.tls {
+                Some(files) => Some(fortress_core::tls::server_config(&files.cert, &files.key)?),
+                None => None,
+            };
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.server.listen))?;
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, path = %config.server.path, "fortress-mcp listening");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(%addr, path = %config.server.path, tls = tls.is_some(), "fortress-mcp listening");
             // Tests and scripts read the bound address from this line.
-            println!("listening on http://{addr}{}", config.server.path);
+            println!("listening on {scheme}://{addr}{}", config.server.path);
             let endpoint =
-                fortress_mcp::server::McpServer::new(config.server_config(), server, seam);
-            endpoint.serve(listener, shutdown_signal()).await?;
+                fortress_mcp::server::McpServer::new(config.server_config(), server, seam)
+                    .with_authenticator(Arc::new(governed.authenticator.clone()));
+            let served = match tls {
+                Some(tls) => endpoint.serve_tls(listener, tls, shutdown_signal()).await,
+                None => endpoint.serve(listener, shutdown_signal()).await,
+            };
+            governed.shutdown().await;
+            served?;
+        }
+        Command::Keys { config, command } => {
+            let config = fortress_mcp::config::Config::load(&config)?;
+            let store = fortress_mcp::governance::assemble::open_keys(&config).await?;
+            command
+                .run(&store, &mut std::io::stdout())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Command::Tools { config, command } => {
+            let config = fortress_mcp::config::Config::load(&config)?;
+            command.run(&config, &mut std::io::stdout()).await?;
+        }
+        Command::Kill { config, command } => {
+            let config = fortress_mcp::config::Config::load(&config)?;
+            command.run(&config, &mut std::io::stdout())?;
         }
         Command::Demo { listen, data_dir } => {
             let demo =

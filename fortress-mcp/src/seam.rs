@@ -146,6 +146,18 @@ pub fn describe(subject: Subject, message: &McpMessage, target: Option<&Target>)
         "tools/list" => (Action::ListTools, workspace.clone()),
         "resources/list" | "resources/templates/list" => (Action::ListResources, workspace.clone()),
         "prompts/list" => (Action::ListPrompts, workspace.clone()),
+        // Subscribing to a resource, or completing a prompt's or resource template's
+        // arguments, reveals what reading it would: decided as reading it (the Cedar schema
+        // has no separate actions, so they would otherwise always fail closed).
+        "resources/subscribe" | "resources/unsubscribe" if target.is_some() => {
+            (Action::ReadResource, on_target(ResourceKind::Resource))
+        }
+        "completion/complete" if target.is_some_and(|t| t.kind == ResourceKind::Prompt) => {
+            (Action::GetPrompt, on_target(ResourceKind::Prompt))
+        }
+        "completion/complete" if target.is_some() => {
+            (Action::ReadResource, on_target(ResourceKind::Resource))
+        }
         other => {
             let kind = target.map(|t| t.kind).unwrap_or(ResourceKind::Workspace);
             (Action::Custom(other.to_owned()), on_target(kind))
@@ -252,6 +264,18 @@ where
             .unwrap_or_else(|| self.layer.default_subject.clone());
         let mut call = describe(subject, request.body(), target.as_ref());
         call.attributes.client_ip = request.extensions().get::<ClientAddr>().map(|a| a.0);
+        // An API key limited to some actions cannot reach the others, whatever policy says.
+        if let Some(scopes) = request.extensions().get::<crate::auth::KeyScopes>()
+            && !scopes.allows(&call.action)
+        {
+            let denial = Denial::new(
+                DenialKind::Forbidden,
+                format!("the API key's scopes do not cover {}", call.action),
+            );
+            return futures_util::future::Either::Right(std::future::ready(Ok(
+                JsonRpcResponder.respond(&denial)
+            )));
+        }
         request.extensions_mut().insert(Arc::new(call));
         if let Some(target) = target {
             request.extensions_mut().insert(target);
@@ -385,7 +409,10 @@ pub fn line(message: &Message) -> Bytes {
 }
 
 /// Assembles the seam: describe, then the governance stack when one is given, then the
-/// virtual server.
+/// virtual server. Build such a stack with
+/// [`McpResultRedaction`](crate::governance::McpResultRedaction) as its body redaction (the
+/// core default would treat the NDJSON seam body as plain text). For list filtering and
+/// tool pinning as well, use [`Governance::seam`](crate::governance::Governance::seam).
 pub fn seam_service(
     server: Arc<crate::virtual_server::VirtualServer>,
     governance: Option<&fortress_core::stack::GovernanceStack>,
@@ -479,6 +506,25 @@ mod tests {
         }
         let other = describe(alice(), &message("completion/complete", json!({})), None);
         assert_eq!(other.action, Action::Custom("completion/complete".into()));
+        let completion = describe(
+            alice(),
+            &message(
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "p"}}),
+            ),
+            Some(&target(ResourceKind::Prompt, "p")),
+        );
+        assert_eq!(completion.action, Action::GetPrompt);
+        assert_eq!(
+            completion.attributes.extra["mcp.method"],
+            "completion/complete"
+        );
+        let subscribe = describe(
+            alice(),
+            &message("resources/subscribe", json!({"uri": "zendesk__ticket://1"})),
+            Some(&target(ResourceKind::Resource, "ticket://1")),
+        );
+        assert_eq!(subscribe.action, Action::ReadResource);
     }
 
     #[test]

@@ -141,11 +141,19 @@ fn modern_http() -> (Proc, String) {
     (proc, format!("http://127.0.0.1:{port}/mcp"))
 }
 
-/// Starts the real binary with one upstream, transparently (no prefix).
+/// Starts the real binary with one upstream, transparently (no prefix), with governance
+/// that lets everything through unchanged: loopback clients anonymous, a permit-all policy,
+/// no pinning, no redaction (the results must equal the upstream's).
 fn fortress(upstream: &str) -> (Proc, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("permit-all.cedar");
+    std::fs::write(&policy, "permit (principal, action, resource);").expect("policy");
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[naming]\nprefix = false\n\n[[upstream]]\nname = \"up\"\n{upstream}\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[naming]\nprefix = false\n\n\
+         [data]\ndir = {data:?}\n\n[auth]\nanonymous = true\n\n[policy]\nfiles = [{policy:?}]\n\n\
+         [pinning]\nmode = \"off\"\n\n[redaction]\nenabled = false\n\n\
+         [[upstream]]\nname = \"up\"\n{upstream}\n",
+        data = dir.path().join("data"),
     );
     let path = dir.path().join("fortress.toml");
     std::fs::write(&path, config).expect("config");

@@ -149,7 +149,7 @@ async fn start_pat(mock: &MockClaude, archive_dir: std::path::PathBuf) -> (Strin
     let vault = MemoryVault::new();
     let slot = CredentialSlot::workspace(WorkspaceId::new("acme"), ANTHROPIC_CONNECTOR);
     let _ = vault.put(&slot, Secret::from(UPSTREAM_KEY)).await;
-    let keys = KeyStore::in_memory(Secret::from("pepper"))
+    let keys = KeyStore::in_memory(fortress_pat::keys::FORMAT, Secret::from("pepper"))
         .await
         .expect("key store");
     let key = keys

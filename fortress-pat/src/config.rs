@@ -262,23 +262,12 @@ impl Config {
 
     /// The key pepper: from the environment, else a random one kept in the data directory.
     pub fn pepper(&self) -> Result<Secret, ConfigError> {
-        if let Ok(value) = std::env::var(&self.pepper_env) {
-            return Ok(Secret::from_text(value));
-        }
-        let path = self.data_dir.join("pepper");
-        let io = |source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        };
-        if let Ok(existing) = std::fs::read_to_string(&path) {
-            return Ok(Secret::from_text(existing));
-        }
-        std::fs::create_dir_all(&self.data_dir).map_err(io)?;
-        let mut bytes = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
-        let text = hex::encode(bytes);
-        write_private(&path, &text).map_err(io)?;
-        Ok(Secret::from_text(text))
+        fortress_core::keys::load_or_create_pepper(&self.data_dir, &self.pepper_env).map_err(
+            |source| ConfigError::Read {
+                path: self.data_dir.join("pepper"),
+                source,
+            },
+        )
     }
 
     /// Opens the key store.
@@ -287,7 +276,7 @@ impl Config {
             path: self.data_dir.clone(),
             source,
         })?;
-        KeyStore::open(&self.data_dir, self.pepper()?)
+        KeyStore::open(&self.data_dir, crate::keys::FORMAT, self.pepper()?)
             .await
             .map_err(|e| ConfigError::Invalid(format!("key store: {e}")))
     }
@@ -421,18 +410,6 @@ impl Config {
             4096,
         )))
     }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(text.as_bytes())
 }
 
 #[cfg(test)]

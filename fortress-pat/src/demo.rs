@@ -54,7 +54,7 @@ pub async fn build(data_dir: &Path) -> Result<Demo, Box<dyn std::error::Error + 
     let vault: Arc<dyn Vault> = Arc::new(vault);
     let mut pepper = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut pepper);
-    let keys = KeyStore::in_memory(Secret::new(pepper.to_vec())).await?;
+    let keys = KeyStore::in_memory(crate::keys::FORMAT, Secret::new(pepper.to_vec())).await?;
     let issued = keys
         .create(NewKey::user(DEMO_WORKSPACE, "demo-user"))
         .await?;

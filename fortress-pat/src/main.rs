@@ -1,13 +1,10 @@
 //! `fortress-pat`: serve the governed Claude API proxy, run the offline demo, manage keys.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fortress_core::subject::SubjectKind;
 use fortress_pat::config::Config;
-use fortress_pat::keys::NewKey;
 
 #[derive(Parser)]
 #[command(
@@ -64,60 +61,7 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
         #[command(subcommand)]
-        action: KeyAction,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeyAction {
-    /// Issue a key (printed once).
-    Create {
-        /// Workspace.
-        #[arg(long)]
-        workspace: String,
-        /// User or app id the key acts as.
-        #[arg(long)]
-        subject: String,
-        /// The subject is an application.
-        #[arg(long)]
-        app: bool,
-        /// Team.
-        #[arg(long)]
-        team: Option<String>,
-        /// Groups (repeatable).
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// Scopes (repeatable; default `*`).
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// Allowed networks (repeatable).
-        #[arg(long = "cidr")]
-        cidrs: Vec<ipnet::IpNet>,
-        /// Days until expiry.
-        #[arg(long)]
-        expires_days: Option<i64>,
-        /// Label.
-        #[arg(long, default_value = "")]
-        name: String,
-    },
-    /// List keys (never their secrets).
-    List {
-        /// Only this workspace.
-        #[arg(long)]
-        workspace: Option<String>,
-    },
-    /// Revoke a key by id.
-    Revoke {
-        /// Key id.
-        id: String,
-    },
-    /// Issue a successor; the old key works for the overlap, then expires.
-    Rotate {
-        /// Key id.
-        id: String,
-        /// Overlap in seconds.
-        #[arg(long, default_value_t = 3600)]
-        overlap_secs: u64,
+        action: fortress_core::keys::cli::KeysCommand,
     },
 }
 
@@ -202,52 +146,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { config, action } => {
             let config = Config::load(&config)?;
             let store = config.key_store().await?;
-            match action {
-                KeyAction::Create {
-                    workspace,
-                    subject,
-                    app,
-                    team,
-                    groups,
-                    scopes,
-                    cidrs,
-                    expires_days,
-                    name,
-                } => {
-                    let mut new = NewKey::user(&workspace, &subject);
-                    if app {
-                        new.kind = SubjectKind::App;
-                    }
-                    new.team = team;
-                    new.groups = groups;
-                    if !scopes.is_empty() {
-                        new.scopes = scopes;
-                    }
-                    new.cidrs = cidrs;
-                    new.expires_at =
-                        expires_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d));
-                    new.name = name;
-                    let issued = store.create(new).await?;
-                    println!("id:  {}", issued.record.id);
-                    println!("key: {}", issued.token.expose_str().context("key is text")?);
-                    println!("(the key is shown once; it is stored only as a keyed hash)");
-                }
-                KeyAction::List { workspace } => {
-                    for record in store.list(workspace.as_deref()).await? {
-                        println!("{}", serde_json::to_string(&record)?);
-                    }
-                }
-                KeyAction::Revoke { id } => {
-                    store.revoke(&id).await?;
-                    println!("revoked {id}");
-                }
-                KeyAction::Rotate { id, overlap_secs } => {
-                    let issued = store.rotate(&id, Duration::from_secs(overlap_secs)).await?;
-                    println!("id:  {}", issued.record.id);
-                    println!("key: {}", issued.token.expose_str().context("key is text")?);
-                    println!("(the old key {id} keeps working for {overlap_secs} s)");
-                }
-            }
+            action
+                .run(&store, &mut std::io::stdout())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
         }
     }
     Ok(())

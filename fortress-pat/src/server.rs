@@ -30,24 +30,7 @@ pub enum ServeError {
 
 /// A TLS 1.3-only server configuration from PEM files.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeError> {
-    let certs =
-        std::fs::read(cert).map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut certs.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    let key = std::fs::read(key).map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?;
-    let key = rustls_pemfile::private_key(&mut key.as_slice())
-        .map_err(|e| ServeError::Tls(e.to_string()))?
-        .ok_or_else(|| ServeError::Tls("no private key in file".into()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ServeError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    fortress_core::tls::server_config(cert, key).map_err(|e| ServeError::Tls(e.0))
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then waits for open

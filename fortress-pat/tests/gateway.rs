@@ -40,7 +40,9 @@ async fn gateway_with(limits: LimitsConfig, archive: Option<Archiver>) -> Gatewa
     let vault = MemoryVault::new();
     let slot = CredentialSlot::workspace(WorkspaceId::new("acme"), ANTHROPIC_CONNECTOR);
     vault.put(&slot, Secret::from(UPSTREAM_KEY)).await.unwrap();
-    let keys = KeyStore::in_memory(Secret::from("pepper")).await.unwrap();
+    let keys = KeyStore::in_memory(fortress_pat::keys::FORMAT, Secret::from("pepper"))
+        .await
+        .unwrap();
     let issued = keys.create(NewKey::user("acme", "alice")).await.unwrap();
     let policy = AllowListPolicy::new([
         AllowRule::anyone("*", "model:claude-sonnet*"),

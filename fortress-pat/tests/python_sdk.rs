@@ -87,7 +87,9 @@ async fn the_official_python_sdk_works_through_the_gateway() {
     let vault = MemoryVault::new();
     let slot = CredentialSlot::workspace(WorkspaceId::new("acme"), ANTHROPIC_CONNECTOR);
     vault.put(&slot, Secret::from(upstream_key)).await.unwrap();
-    let keys = KeyStore::in_memory(Secret::from("pepper")).await.unwrap();
+    let keys = KeyStore::in_memory(fortress_pat::keys::FORMAT, Secret::from("pepper"))
+        .await
+        .unwrap();
     let key = keys.create(NewKey::user("acme", "alice")).await.unwrap();
     let service = PatService::new(PatParts {
         keys,

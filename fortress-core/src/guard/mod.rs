@@ -16,6 +16,7 @@
 //! ```
 
 pub mod combined;
+pub mod kill_file;
 pub mod kill_switch;
 pub mod limits;
 pub mod rate_limit;

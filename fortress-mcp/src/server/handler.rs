@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 use super::ServerConfig;
 use super::session::{Session, SessionRequester, Sessions};
+use crate::auth::{Authenticated, Authenticator};
 use crate::jsonrpc::{
     ErrorObject, INVALID_PARAMS, Id, Incoming, Message, Notification, Request, Response, parse,
 };
@@ -43,9 +44,29 @@ const RELAYED: &[&str] = &[
     "completion/complete",
 ];
 
+/// Who sent a request: its address and, when authentication is on, the subject it proved.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Caller {
+    pub(super) peer: Option<SocketAddr>,
+    pub(super) who: Option<Authenticated>,
+}
+
+impl Caller {
+    /// The (workspace, subject id) a legacy session opened by this caller belongs to.
+    fn owner(&self) -> Option<(String, String)> {
+        self.who.as_ref().map(|w| {
+            (
+                w.subject.workspace.as_str().to_owned(),
+                w.subject.id.clone(),
+            )
+        })
+    }
+}
+
 /// Handles requests to the MCP endpoint.
 #[derive(Clone)]
 pub struct Handler {
+    auth: Option<Arc<Authenticator>>,
     config: Arc<ServerConfig>,
     server: Arc<VirtualServer>,
     seam: SeamService,
@@ -177,6 +198,7 @@ impl Handler {
     ) -> Self {
         let idle = config.session_idle_timeout;
         Self {
+            auth: None,
             config,
             server,
             seam,
@@ -184,6 +206,25 @@ impl Handler {
             legacy_channels: Arc::default(),
             shutdown,
         }
+    }
+
+    pub(super) fn set_authenticator(&mut self, auth: Arc<Authenticator>) {
+        self.auth = Some(auth);
+    }
+
+    /// The origin the client reached us at, for absolute URLs in auth challenges.
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        let host = header(headers, "host").unwrap_or("localhost");
+        let scheme = if self.config.tls { "https" } else { "http" };
+        format!("{scheme}://{host}")
+    }
+
+    /// The session `id`, if it exists and belongs to `caller` (another subject's session
+    /// is reported unknown, so session ids cannot be borrowed).
+    fn session(&self, id: &str, caller: &Caller) -> Option<Arc<Session>> {
+        self.sessions
+            .get(id)
+            .filter(|s| s.owner.is_none() || s.owner == caller.owner())
     }
 
     pub(super) fn shutdown_token(&self) -> CancellationToken {
@@ -252,6 +293,33 @@ impl Handler {
                 );
             }
         }
+        let mut caller = Caller { peer, who: None };
+        if let Some(auth) = &self.auth {
+            // The resource metadata is public: clients read it to learn how to authenticate.
+            if request.method() == Method::GET
+                && auth
+                    .metadata()
+                    .is_document_path(request.uri().path(), &self.config.path)
+            {
+                return auth
+                    .metadata()
+                    .response(&self.base_url(request.headers()), &self.config.path);
+            }
+            match auth
+                .authenticate_audited(
+                    request.headers(),
+                    peer.map(|p| p.ip()),
+                    request.uri().path(),
+                )
+                .await
+            {
+                Ok(who) => caller.who = Some(who),
+                Err(failure) => {
+                    tracing::info!(%failure, path = request.uri().path(), "refused an unauthenticated request");
+                    return auth.challenge(&failure, &self.base_url(request.headers()));
+                }
+            }
+        }
         if request.uri().path() != self.config.path {
             let path = request.uri().path();
             if self.config.legacy_sse_path.as_deref() == Some(path)
@@ -263,14 +331,14 @@ impl Handler {
                 && path == self.config.legacy_messages_path
                 && request.method() == Method::POST
             {
-                return self.legacy_sse_post(request, peer).await;
+                return self.legacy_sse_post(request, caller).await;
             }
             return plain(StatusCode::NOT_FOUND);
         }
         match *request.method() {
-            Method::POST => self.post(request, peer).await,
-            Method::GET => self.get(request.headers()),
-            Method::DELETE => self.delete(request.headers()),
+            Method::POST => self.post(request, caller).await,
+            Method::GET => self.get(request.headers(), &caller),
+            Method::DELETE => self.delete(request.headers(), &caller),
             _ => {
                 let mut response = plain(StatusCode::METHOD_NOT_ALLOWED);
                 response.headers_mut().insert(
@@ -318,7 +386,7 @@ impl Handler {
     pub(super) async fn post<B>(
         &self,
         request: http::Request<B>,
-        peer: Option<SocketAddr>,
+        peer: Caller,
     ) -> http::Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -345,7 +413,7 @@ impl Handler {
             header(headers, SESSION_HEADER)
         };
         let session = match session_header {
-            Some(id) => match self.sessions.get(id) {
+            Some(id) => match self.session(id, &peer) {
                 Some(session) => Some(session),
                 None => {
                     return error(
@@ -382,7 +450,7 @@ impl Handler {
             }
             Message::Request(request) => {
                 if request.method == "initialize" {
-                    return self.initialize(request).await;
+                    return self.initialize(request, &peer).await;
                 }
                 let scope = match session {
                     Some(session) => {
@@ -414,9 +482,9 @@ impl Handler {
         &self,
         headers: &HeaderMap,
         items: Vec<Result<Message, Box<crate::jsonrpc::BatchError>>>,
-        peer: Option<SocketAddr>,
+        peer: Caller,
     ) -> http::Response<Body> {
-        let session = header(headers, SESSION_HEADER).and_then(|id| self.sessions.get(id));
+        let session = header(headers, SESSION_HEADER).and_then(|id| self.session(id, &peer));
         let Some(session) = session
             .filter(|s| ["2024-11-05", "2025-03-26"].contains(&s.client.protocol_version.as_str()))
         else {
@@ -444,7 +512,7 @@ impl Handler {
                 }
                 Ok(Message::Request(request)) => {
                     let response = self
-                        .serve(request, Scope::Legacy(session.clone()), peer)
+                        .serve(request, Scope::Legacy(session.clone()), peer.clone())
                         .await;
                     if let Some(answer) = final_message(response).await {
                         answers.push(answer);
@@ -563,7 +631,7 @@ impl Handler {
         })
     }
 
-    async fn initialize(&self, request: Request) -> http::Response<Body> {
+    async fn initialize(&self, request: Request, caller: &Caller) -> http::Response<Body> {
         let Some(requested) = request.str_param("protocolVersion") else {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -589,7 +657,9 @@ impl Handler {
             .unwrap_or_default();
         let client =
             ClientContext::legacy(version, capabilities, request.param("clientInfo").cloned());
-        let session = Arc::new(Session::new(client, self.config.client_answer_timeout));
+        let session = Arc::new(
+            Session::new(client, self.config.client_answer_timeout).owned_by(caller.owner()),
+        );
         self.sessions.insert(session.clone());
         let mut result = Map::new();
         result.insert("protocolVersion".into(), Value::from(version));
@@ -616,12 +686,7 @@ impl Handler {
         response
     }
 
-    async fn serve(
-        &self,
-        request: Request,
-        scope: Scope,
-        peer: Option<SocketAddr>,
-    ) -> http::Response<Body> {
+    async fn serve(&self, request: Request, scope: Scope, peer: Caller) -> http::Response<Body> {
         let era = scope.era();
         let id = request.id.clone();
         let not_found = |method: &str| {
@@ -670,12 +735,7 @@ impl Handler {
 
     /// Relays a request through the seam; answers JSON when the first message is the final
     /// response, SSE otherwise.
-    async fn relay(
-        &self,
-        request: Request,
-        scope: Scope,
-        peer: Option<SocketAddr>,
-    ) -> http::Response<Body> {
+    async fn relay(&self, request: Request, scope: Scope, caller: Caller) -> http::Response<Body> {
         let era = scope.era();
         let id = request.id.clone();
         let method = request.method.clone();
@@ -696,8 +756,14 @@ impl Handler {
             cancel,
         };
         let mut http_request = message.into_http();
-        if let Some(peer) = peer {
+        if let Some(peer) = caller.peer {
             http_request.extensions_mut().insert(ClientAddr(peer.ip()));
+        }
+        if let Some(who) = caller.who {
+            http_request.extensions_mut().insert(who.subject);
+            if let Some(scopes) = who.scopes {
+                http_request.extensions_mut().insert(scopes);
+            }
         }
         let response = match self.seam.clone().oneshot(http_request).await {
             Ok(response) => response,
@@ -715,6 +781,9 @@ impl Handler {
         };
         match reader.next().await {
             Some(Ok(first @ Message::Response(_))) => {
+                // Read the seam body to its end: governance completes there (the audit
+                // record is made durable before the body ends).
+                while reader.next().await.is_some() {}
                 json_response(StatusCode::OK, &finish(first).to_value())
             }
             None => json_response(
@@ -745,6 +814,9 @@ impl Handler {
                             Err(e) => Message::Response(Response::error(None, e)),
                         };
                         let last = matches!(message, Message::Response(_));
+                        if last {
+                            while reader.next().await.is_some() {}
+                        }
                         let frame = sse_frame(&finish(message));
                         Some((
                             Ok::<_, Infallible>(frame),
@@ -842,11 +914,11 @@ impl Handler {
     }
 
     /// The legacy GET stream: notifications not tied to a request.
-    fn get(&self, headers: &HeaderMap) -> http::Response<Body> {
+    fn get(&self, headers: &HeaderMap, caller: &Caller) -> http::Response<Body> {
         let Some(id) = header(headers, SESSION_HEADER) else {
             return plain(StatusCode::METHOD_NOT_ALLOWED);
         };
-        let Some(session) = self.sessions.get(id) else {
+        let Some(session) = self.session(id, caller) else {
             return error(
                 StatusCode::NOT_FOUND,
                 None,
@@ -881,12 +953,17 @@ impl Handler {
         response
     }
 
-    fn delete(&self, headers: &HeaderMap) -> http::Response<Body> {
+    fn delete(&self, headers: &HeaderMap, caller: &Caller) -> http::Response<Body> {
         match header(headers, SESSION_HEADER) {
             None => error(
                 StatusCode::BAD_REQUEST,
                 None,
                 ErrorObject::invalid_request("Mcp-Session-Id is required"),
+            ),
+            Some(id) if self.session(id, caller).is_none() => error(
+                StatusCode::NOT_FOUND,
+                None,
+                ErrorObject::invalid_request("unknown or expired session"),
             ),
             Some(id) => match self.sessions.remove(id) {
                 Some(_) => plain(StatusCode::OK),

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -124,7 +123,7 @@ impl Handler {
     pub(super) async fn legacy_sse_post<B>(
         &self,
         request: http::Request<B>,
-        peer: Option<SocketAddr>,
+        peer: super::handler::Caller,
     ) -> http::Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,

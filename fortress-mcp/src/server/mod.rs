@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// How long graceful shutdown waits for connections to finish.
     pub shutdown_grace: Duration,
+    /// Whether the endpoint is served over TLS (for the absolute URLs it reports).
+    pub tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +86,7 @@ impl Default for ServerConfig {
             client_answer_timeout: Duration::from_secs(300),
             keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
+            tls: false,
         }
     }
 }
@@ -108,6 +111,14 @@ impl McpServer {
         }
     }
 
+    /// Authenticates every request with `auth` (without one, every request is served as
+    /// the seam's default subject).
+    #[must_use]
+    pub fn with_authenticator(mut self, auth: Arc<crate::auth::Authenticator>) -> Self {
+        self.handler.set_authenticator(auth);
+        self
+    }
+
     /// The request handler, for embedding in another server.
     pub fn handler(&self) -> Handler {
         self.handler.clone()
@@ -120,12 +131,34 @@ impl McpServer {
         listener: TcpListener,
         signal: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_with(listener, None, signal).await
+    }
+
+    /// [`serve`](Self::serve) over TLS (build `tls` with `fortress_core::tls::server_config`:
+    /// TLS 1.3 only). A failed handshake closes that connection only.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: rustls::ServerConfig,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        self.serve_with(listener, Some(acceptor), signal).await
+    }
+
+    async fn serve_with(
+        self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.header_read_timeout);
+        let builder = Arc::new(builder);
         tokio::pin!(signal);
         loop {
             tokio::select! {
@@ -143,10 +176,33 @@ impl McpServer {
                         let handler = handler.clone();
                         async move { Ok::<_, std::convert::Infallible>(handler.handle(request, Some(peer)).await) }
                     });
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection.into_owned());
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    let tls = tls.clone();
+                    let handshake_timeout = self.config.header_read_timeout;
                     tokio::spawn(async move {
-                        if let Err(error) = connection.await {
+                        let result = match tls {
+                            None => {
+                                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(connection.into_owned()).await
+                            }
+                            Some(acceptor) => {
+                                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => stream,
+                                    Ok(Err(error)) => {
+                                        tracing::debug!(%error, %peer, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(connection.into_owned()).await
+                            }
+                        };
+                        if let Err(error) = result {
                             tracing::debug!(%error, "connection ended with an error");
                         }
                     });

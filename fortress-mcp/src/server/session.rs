@@ -26,6 +26,9 @@ pub(crate) struct Session {
     next: std::sync::atomic::AtomicU64,
     answer_timeout: Duration,
     last_seen: Mutex<std::time::Instant>,
+    /// Who opened the session (workspace, subject id), when the edge authenticates: only
+    /// they may use it.
+    pub(crate) owner: Option<(String, String)>,
 }
 
 impl Session {
@@ -39,7 +42,14 @@ impl Session {
             next: std::sync::atomic::AtomicU64::new(1),
             answer_timeout,
             last_seen: Mutex::new(std::time::Instant::now()),
+            owner: None,
         }
+    }
+
+    /// Binds the session to the subject that opened it.
+    pub(crate) fn owned_by(mut self, owner: Option<(String, String)>) -> Self {
+        self.owner = owner;
+        self
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Id, oneshot::Sender<Response>>> {
