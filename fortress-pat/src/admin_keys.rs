@@ -96,7 +96,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn keys_are_issued_listed_and_revoked_through_the_directory() {
-        let store = KeyStore::in_memory(Secret::from("pepper")).await.unwrap();
+        let store = KeyStore::in_memory(crate::keys::FORMAT, Secret::from("pepper"))
+            .await
+            .unwrap();
         let directory = PatKeyDirectory::new(store.clone());
         let (info, token) = directory
             .issue(KeyRequest {

@@ -1,6 +1,7 @@
 //! `fortress-pat`: serve the governed Claude API proxy, run the offline demo, manage keys.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
