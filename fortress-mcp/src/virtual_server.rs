@@ -569,17 +569,25 @@ async fn watch(
     parking: Arc<Parking>,
 ) {
     let id = request.id.clone();
+    let progress_token = request.meta().and_then(|m| m.get("progressToken")).cloned();
     loop {
         tokio::select! {
             event = run.events.recv() => {
-                if let Some(event) = event {
-                    if out.send(event).await.is_err() {
-                        return;
-                    }
+                let Some(event) = event else { continue };
+                let Some(event) = for_watcher(event, progress_token.as_ref()) else { continue };
+                if out.send(event).await.is_err() {
+                    return;
                 }
             }
             ask = run.asks.recv() => {
                 let Some(ask) = ask else { continue };
+                tracing::debug!(?id, method = %ask.method, "parking the call until the client answers");
+                // What the call reported before asking belongs to this request.
+                while let Ok(event) = run.events.try_recv() {
+                    if let Some(event) = for_watcher(event, progress_token.as_ref()) {
+                        let _ = out.send(event).await;
+                    }
+                }
                 let mut requests = Map::new();
                 requests.insert(INPUT_KEY.into(), json!({ "method": ask.method, "params": ask.params }));
                 let token = parking.park(Parked {
@@ -608,13 +616,43 @@ async fn watch(
                     });
                 // Events sent just before the outcome still belong before it.
                 while let Ok(event) = run.events.try_recv() {
-                    let _ = out.send(event).await;
+                    if let Some(event) = for_watcher(event, progress_token.as_ref()) {
+                        let _ = out.send(event).await;
+                    }
                 }
                 let _ = out.send(Message::Response(Response { id: Some(id), outcome })).await;
                 return;
             }
         }
     }
+}
+
+/// An event of a call, as the client request now watching it must see it. Progress carries
+/// the watcher's own progress token, or is dropped when the watcher gave none: a resumed call
+/// was started by an earlier request whose token the client stopped tracking when that
+/// request ended with `input_required` (spec 2026-07-28, Utilities › Progress: notifications
+/// only reference tokens of active requests; a retry is a new request).
+fn for_watcher(event: Message, progress_token: Option<&Value>) -> Option<Message> {
+    match event {
+        Message::Notification(mut n) if n.method == "notifications/progress" => {
+            let Some(token) = progress_token else {
+                tracing::debug!("progress dropped: the watching request has no progress token");
+                return None;
+            };
+            n.params
+                .get_or_insert_with(Map::new)
+                .insert("progressToken".into(), token.clone());
+            Some(Message::Notification(n))
+        }
+        other => Some(other),
+    }
+}
+
+/// Whether a result of `method` may be `input_required` (spec 2026-07-28, Basic › Patterns ›
+/// Multi Round-Trip Requests: `tools/call`, `prompts/get`, `resources/read`). A modern
+/// client's other requests cannot be parked: an upstream question during them is refused.
+fn may_require_input(method: &str) -> bool {
+    matches!(method, "tools/call" | "prompts/get" | "resources/read")
 }
 
 impl VirtualService {
@@ -653,11 +691,11 @@ impl VirtualService {
         let cancel = message.cancel.child_token();
         let requester = match (&message.requester, message.client.era) {
             (Some(r), _) => Some(r.clone()),
-            (None, crate::version::Era::Modern) => {
+            (None, crate::version::Era::Modern) if may_require_input(&message.request.method) => {
                 Some(Arc::new(ParkingRequester { asks: asks_tx })
                     as Arc<dyn crate::upstream::ClientRequester>)
             }
-            (None, crate::version::Era::Legacy) => None,
+            (None, _) => None,
         };
         let ctx = CallContext {
             client: message.client.clone(),
