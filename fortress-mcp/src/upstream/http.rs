@@ -123,7 +123,7 @@ impl HttpUpstream {
             name: name.into(),
             uri,
             config,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector()),
             session: tokio::sync::Mutex::new(None),
             era: Mutex::new(None),
             sse: Mutex::new(None),
@@ -578,6 +578,14 @@ impl HttpUpstream {
             )),
         }
     }
+}
+
+/// The upstream connector: `TCP_NODELAY`, since every exchange is one small request whose
+/// answer Fortress waits for (Nagle's algorithm would hold back the request's last segment).
+fn connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector
 }
 
 fn session_headers(session: &Session) -> Vec<(&'static str, String)> {

@@ -73,7 +73,7 @@ impl Peer {
     }
 
     pub(crate) async fn send(&self, message: &Message) -> Result<(), ErrorObject> {
-        let mut line = message.to_value().to_string().into_bytes();
+        let mut line = message.to_vec();
         line.push(b'\n');
         self.writer
             .send(Bytes::from(line))
