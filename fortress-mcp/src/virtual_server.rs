@@ -267,7 +267,35 @@ impl VirtualServer {
             | "resources/read"
             | "resources/subscribe"
             | "resources/unsubscribe"
-            | "completion/complete" => self.route(request, ctx).await,
+            | "completion/complete" => {
+                let params = request.params.clone().unwrap_or_default();
+                self.route(request, params, ctx).await
+            }
+            other => Err(ErrorObject::method_not_found(other)),
+        }
+    }
+
+    /// [`dispatch`](Self::dispatch) for a request the caller gives away: its params move
+    /// upstream instead of being copied.
+    async fn dispatch_owned(
+        &self,
+        mut request: Request,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
+        if list_kind(&request.method).is_some() {
+            return self.dispatch(&request, ctx).await;
+        }
+        match request.method.as_str() {
+            "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete" => {
+                let target = self.target(&request)?;
+                let params = request.params.take().unwrap_or_default();
+                self.route_to(target, &request.method, params, ctx).await
+            }
             other => Err(ErrorObject::method_not_found(other)),
         }
     }
@@ -365,15 +393,30 @@ impl VirtualServer {
         ))
     }
 
-    async fn route(&self, request: &Request, ctx: CallContext) -> Result<Value, ErrorObject> {
-        let target = self.target(request)?.ok_or_else(|| {
+    async fn route(
+        &self,
+        request: &Request,
+        params: Map<String, Value>,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
+        let target = self.target(request)?;
+        self.route_to(target, &request.method, params, ctx).await
+    }
+
+    async fn route_to(
+        &self,
+        target: Option<Target>,
+        method: &str,
+        mut params: Map<String, Value>,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
+        let target = target.ok_or_else(|| {
             ErrorObject::invalid_params("the request names no tool, prompt or resource")
         })?;
-        let mut params = request.params.clone().unwrap_or_default();
-        rename_target(&mut params, &request.method, &target.id);
+        rename_target(&mut params, method, &target.id);
         let upstream = &self.upstreams[target.upstream];
-        let mut result = upstream.request(&request.method, Some(params), ctx).await?;
-        if request.method == "resources/read" && self.naming.prefix {
+        let mut result = upstream.request(method, Some(params), ctx).await?;
+        if method == "resources/read" && self.naming.prefix {
             if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
                 for content in contents {
                     if let Some(Value::String(uri)) = content.get_mut("uri") {
@@ -767,7 +810,7 @@ impl VirtualService {
         };
         let server = self.server.clone();
         let request = message.request;
-        let call: CallFuture = Box::pin(async move { server.dispatch(&request, ctx).await });
+        let call: CallFuture = Box::pin(async move { server.dispatch_owned(request, ctx).await });
         Running {
             call: Some(call),
             events,
