@@ -17,6 +17,7 @@ pub mod stdio;
 
 mod legacy_sse;
 mod peer;
+mod pool;
 mod progress;
 
 use std::sync::Arc;
