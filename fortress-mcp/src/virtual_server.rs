@@ -856,9 +856,8 @@ impl Service<http::Request<McpMessage>> for VirtualService {
         watcher.run = Some(run);
         let stream = futures_util::stream::unfold(watcher, |mut watcher| async move {
             let message = watcher.next().await?;
-            let frame = Ok::<_, fortress_core::body::BoxError>(Frame::data(crate::seam::line(
-                &message,
-            )));
+            let frame =
+                Ok::<_, fortress_core::body::BoxError>(Frame::data(crate::seam::line(&message)));
             Some((frame, watcher))
         });
         let mut response =

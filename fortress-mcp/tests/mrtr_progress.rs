@@ -79,7 +79,10 @@ impl Upstream for AskingUpstream {
         Ok(ServerDescription {
             era: Era::Legacy,
             protocol_version: "2025-11-25".into(),
-            capabilities: json!({"tools": {}}).as_object().cloned().unwrap_or_default(),
+            capabilities: json!({"tools": {}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
             server_info: None,
             instructions: None,
         })

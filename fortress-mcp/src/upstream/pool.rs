@@ -290,7 +290,11 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(exchange(&pool, &addr).await, "ok");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one kept-alive connection");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one kept-alive connection"
+        );
     }
 
     #[tokio::test]
@@ -300,7 +304,11 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(exchange(&pool, &addr).await, "ok");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 3, "a new connection each time");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            3,
+            "a new connection each time"
+        );
     }
 
     #[tokio::test]
