@@ -284,44 +284,28 @@ pub enum Message {
 impl Message {
     /// The message as JSON.
     pub fn to_value(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("jsonrpc".into(), Value::from("2.0"));
-        match self {
-            Self::Request(r) => {
-                map.insert("id".into(), r.id.to_value());
-                map.insert("method".into(), Value::from(r.method.clone()));
-                if let Some(p) = &r.params {
-                    map.insert("params".into(), Value::Object(p.clone()));
-                }
-            }
-            Self::Notification(n) => {
-                map.insert("method".into(), Value::from(n.method.clone()));
-                if let Some(p) = &n.params {
-                    map.insert("params".into(), Value::Object(p.clone()));
-                }
-            }
-            Self::Response(r) => {
-                map.insert(
-                    "id".into(),
-                    r.id.as_ref().map(Id::to_value).unwrap_or(Value::Null),
-                );
-                match &r.outcome {
-                    Ok(result) => map.insert("result".into(), result.clone()),
-                    Err(error) => map.insert("error".into(), error.to_value()),
-                };
-            }
-        }
-        Value::Object(map)
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
-    /// The message as compact JSON bytes.
+    /// The message as compact JSON bytes, serialized straight from the borrowed message.
     pub fn to_bytes(&self) -> bytes::Bytes {
-        bytes::Bytes::from(self.to_value().to_string())
+        bytes::Bytes::from(self.to_vec())
+    }
+
+    /// The message as compact JSON, appended to a fresh buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        // Serializing maps of strings and JSON values cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// Reads one message from a JSON value.
     pub fn from_value(value: &Value) -> Result<Self, ErrorObject> {
-        let Some(obj) = value.as_object() else {
+        Self::from_owned(value.clone())
+    }
+
+    /// Reads one message from a JSON value it takes apart (no copy of params or results).
+    pub fn from_owned(value: Value) -> Result<Self, ErrorObject> {
+        let Value::Object(mut obj) = value else {
             return Err(ErrorObject::invalid_request(
                 "a message must be a JSON object",
             ));
@@ -330,13 +314,13 @@ impl Message {
             Some(Value::String(v)) if v == "2.0" => {}
             _ => return Err(ErrorObject::invalid_request("\"jsonrpc\" must be \"2.0\"")),
         }
-        let params = match obj.get("params") {
+        let params = match obj.remove("params") {
             None => None,
-            Some(Value::Object(p)) => Some(p.clone()),
+            Some(Value::Object(p)) => Some(p),
             Some(_) => return Err(ErrorObject::invalid_request("\"params\" must be an object")),
         };
-        if let Some(method) = obj.get("method") {
-            let Some(method) = method.as_str() else {
+        if let Some(method) = obj.remove("method") {
+            let Value::String(method) = method else {
                 return Err(ErrorObject::invalid_request("\"method\" must be a string"));
             };
             if obj.contains_key("result") || obj.contains_key("error") {
@@ -360,12 +344,12 @@ impl Message {
                 ErrorObject::invalid_request("\"id\" must be a string or an integer")
             })?),
         };
-        match (obj.get("result"), obj.get("error")) {
+        match (obj.remove("result"), obj.remove("error")) {
             (Some(result), None) => match id {
-                Some(id) => Ok(Self::Response(Response::result(id, result.clone()))),
+                Some(id) => Ok(Self::Response(Response::result(id, result))),
                 None => Err(ErrorObject::invalid_request("a result needs an \"id\"")),
             },
-            (None, Some(error)) => match ErrorObject::from_value(error) {
+            (None, Some(error)) => match ErrorObject::from_value(&error) {
                 Some(error) => Ok(Self::Response(Response::error(id, error))),
                 None => Err(ErrorObject::invalid_request(
                     "\"error\" needs an integer \"code\" and a string \"message\"",
@@ -384,6 +368,60 @@ impl Message {
             Self::Response(r) => r.id.as_ref(),
             Self::Notification(_) => None,
         }
+    }
+}
+
+impl serde::Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Number(n) => serializer.serialize_i64(*n),
+            Self::String(s) => serializer.serialize_str(s),
+        }
+    }
+}
+
+impl serde::Serialize for ErrorObject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("code", &self.code)?;
+        map.serialize_entry("message", &self.message)?;
+        if let Some(data) = &self.data {
+            map.serialize_entry("data", data)?;
+        }
+        map.end()
+    }
+}
+
+/// Serializes from borrowed parts: relaying a message never copies its params or result.
+impl serde::Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("jsonrpc", "2.0")?;
+        match self {
+            Self::Request(r) => {
+                map.serialize_entry("id", &r.id)?;
+                map.serialize_entry("method", &r.method)?;
+                if let Some(p) = &r.params {
+                    map.serialize_entry("params", p)?;
+                }
+            }
+            Self::Notification(n) => {
+                map.serialize_entry("method", &n.method)?;
+                if let Some(p) = &n.params {
+                    map.serialize_entry("params", p)?;
+                }
+            }
+            Self::Response(r) => {
+                map.serialize_entry("id", &r.id)?;
+                match &r.outcome {
+                    Ok(result) => map.serialize_entry("result", result)?,
+                    Err(error) => map.serialize_entry("error", error)?,
+                }
+            }
+        }
+        map.end()
     }
 }
 
@@ -428,7 +466,7 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ErrorObject> {
                     .collect(),
             ))
         }
-        value => Message::from_value(&value).map(Incoming::Single),
+        value => Message::from_owned(value).map(Incoming::Single),
     }
 }
 

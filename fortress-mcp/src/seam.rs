@@ -289,8 +289,8 @@ where
 /// A seam response carrying one JSON-RPC error (its id is filled in by the edge).
 pub fn error_response(error: ErrorObject) -> http::Response<Body> {
     let message = Message::Response(crate::jsonrpc::Response::error(None, error));
-    let mut line = message.to_value().to_string();
-    line.push('\n');
+    let mut line = message.to_vec();
+    line.push(b'\n');
     let mut response = http::Response::new(body::full(line));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -403,8 +403,8 @@ impl MessageReader {
 
 /// Frames one message as a seam body line.
 pub fn line(message: &Message) -> Bytes {
-    let mut text = message.to_value().to_string();
-    text.push('\n');
+    let mut text = message.to_vec();
+    text.push(b'\n');
     Bytes::from(text)
 }
 

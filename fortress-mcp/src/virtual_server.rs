@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tower::Service;
 
-use crate::jsonrpc::{ErrorObject, Message, Notification, Request, Response, UPSTREAM_ERROR};
+use crate::jsonrpc::{ErrorObject, Id, Message, Notification, Request, Response, UPSTREAM_ERROR};
 use crate::seam::{McpMessage, Resolve, SEAM_CONTENT_TYPE, Target};
 use crate::upstream::{CallContext, ServerDescription, Upstream};
 
@@ -267,7 +267,35 @@ impl VirtualServer {
             | "resources/read"
             | "resources/subscribe"
             | "resources/unsubscribe"
-            | "completion/complete" => self.route(request, ctx).await,
+            | "completion/complete" => {
+                let params = request.params.clone().unwrap_or_default();
+                self.route(request, params, ctx).await
+            }
+            other => Err(ErrorObject::method_not_found(other)),
+        }
+    }
+
+    /// [`dispatch`](Self::dispatch) for a request the caller gives away: its params move
+    /// upstream instead of being copied.
+    async fn dispatch_owned(
+        &self,
+        mut request: Request,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
+        if list_kind(&request.method).is_some() {
+            return self.dispatch(&request, ctx).await;
+        }
+        match request.method.as_str() {
+            "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete" => {
+                let target = self.target(&request)?;
+                let params = request.params.take().unwrap_or_default();
+                self.route_to(target, &request.method, params, ctx).await
+            }
             other => Err(ErrorObject::method_not_found(other)),
         }
     }
@@ -365,15 +393,30 @@ impl VirtualServer {
         ))
     }
 
-    async fn route(&self, request: &Request, ctx: CallContext) -> Result<Value, ErrorObject> {
-        let target = self.target(request)?.ok_or_else(|| {
+    async fn route(
+        &self,
+        request: &Request,
+        params: Map<String, Value>,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
+        let target = self.target(request)?;
+        self.route_to(target, &request.method, params, ctx).await
+    }
+
+    async fn route_to(
+        &self,
+        target: Option<Target>,
+        method: &str,
+        mut params: Map<String, Value>,
+        ctx: CallContext,
+    ) -> Result<Value, ErrorObject> {
+        let target = target.ok_or_else(|| {
             ErrorObject::invalid_params("the request names no tool, prompt or resource")
         })?;
-        let mut params = request.params.clone().unwrap_or_default();
-        rename_target(&mut params, &request.method, &target.id);
+        rename_target(&mut params, method, &target.id);
         let upstream = &self.upstreams[target.upstream];
-        let mut result = upstream.request(&request.method, Some(params), ctx).await?;
-        if request.method == "resources/read" && self.naming.prefix {
+        let mut result = upstream.request(method, Some(params), ctx).await?;
+        if method == "resources/read" && self.naming.prefix {
             if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
                 for content in contents {
                     if let Some(Value::String(uri)) = content.get_mut("uri") {
@@ -478,18 +521,33 @@ struct Ask {
     answer: tokio::sync::oneshot::Sender<Result<Value, ErrorObject>>,
 }
 
+/// The upstream side of a call: a future the watching client request polls.
+type CallFuture = std::pin::Pin<Box<dyn Future<Output = Result<Value, ErrorObject>> + Send>>;
+
 /// An upstream call in progress, independent of the client request currently watching it.
+/// It runs inside the watcher's response body (no task per request); a parked call is not
+/// polled until the client's retry resumes it, since it waits for that answer anyway.
 struct Running {
+    /// `None` once it has answered.
+    call: Option<CallFuture>,
     events: mpsc::Receiver<Message>,
     asks: mpsc::Receiver<Ask>,
-    done: tokio::sync::oneshot::Receiver<Result<Value, ErrorObject>>,
     cancel: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // A call nobody watches any more (expired or abandoned) stops upstream.
+        // A call nobody watches any more (expired or abandoned) stops upstream: it sees the
+        // cancellation and tells the upstream (notifications/cancelled), so it is run to
+        // its end rather than dropped mid-exchange.
         self.cancel.cancel();
+        if let Some(call) = self.call.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = call.await;
+                });
+            }
+        }
     }
 }
 
@@ -560,61 +618,147 @@ fn target_name(request: &Request) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Watches a running call on behalf of one client request: relays its events, and ends with
-/// its outcome, or with an `input_required` result when it asks a question.
-async fn watch(
-    mut run: Running,
-    out: mpsc::Sender<Message>,
-    request: Request,
+/// One client request watching a running call: it relays the call's events, and ends with
+/// the call's outcome, or with an `input_required` result when the call asks a question.
+struct Watcher {
+    run: Option<Running>,
+    id: Id,
+    method: String,
+    target: Option<String>,
+    progress_token: Option<Value>,
     parking: Arc<Parking>,
-) {
-    let id = request.id.clone();
-    loop {
-        tokio::select! {
-            event = run.events.recv() => {
-                if let Some(event) = event {
-                    if out.send(event).await.is_err() {
-                        return;
+    /// Messages due before anything else (events drained ahead of a final response).
+    queued: std::collections::VecDeque<Message>,
+}
+
+/// What woke a watcher.
+enum Step {
+    Event(Message),
+    Ask(Ask),
+    Done(Result<Value, ErrorObject>),
+}
+
+impl Watcher {
+    /// A watcher for `request`, before its call is attached.
+    fn new(request: &Request, parking: Arc<Parking>) -> Self {
+        Self {
+            run: None,
+            id: request.id.clone(),
+            method: request.method.clone(),
+            target: target_name(request),
+            progress_token: request.meta().and_then(|m| m.get("progressToken")).cloned(),
+            parking,
+            queued: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The next message for the client; `None` after the final response.
+    async fn next(&mut self) -> Option<Message> {
+        loop {
+            if let Some(message) = self.queued.pop_front() {
+                return Some(message);
+            }
+            let step = {
+                let run = self.run.as_mut()?;
+                let call = run.call.as_mut()?;
+                tokio::select! {
+                    Some(event) = run.events.recv() => Step::Event(event),
+                    Some(ask) = run.asks.recv() => Step::Ask(ask),
+                    outcome = call => Step::Done(outcome),
+                }
+            };
+            match step {
+                Step::Event(event) => {
+                    if let Some(event) = for_watcher(event, self.progress_token.as_ref()) {
+                        return Some(event);
                     }
                 }
-            }
-            ask = run.asks.recv() => {
-                let Some(ask) = ask else { continue };
-                let mut requests = Map::new();
-                requests.insert(INPUT_KEY.into(), json!({ "method": ask.method, "params": ask.params }));
-                let token = parking.park(Parked {
-                    method: request.method.clone(),
-                    target: target_name(&request),
-                    answer: ask.answer,
-                    run,
-                    expires: std::time::Instant::now() + PARK_TTL,
-                });
-                let result = json!({
-                    "resultType": "input_required",
-                    "inputRequests": Value::Object(requests),
-                    "requestState": token,
-                });
-                let _ = out.send(Message::Response(Response { id: Some(id), outcome: Ok(result) })).await;
-                return;
-            }
-            outcome = &mut run.done => {
-                let outcome = outcome
-                    .unwrap_or_else(|_| Err(ErrorObject::internal("the call ended without an answer")))
-                    .map_err(|mut e| {
-                        if e.code == UPSTREAM_ERROR && !e.message.starts_with("upstream error") {
-                            e.message = format!("upstream error: {}", e.message);
-                        }
-                        e
-                    });
-                // Events sent just before the outcome still belong before it.
-                while let Ok(event) = run.events.try_recv() {
-                    let _ = out.send(event).await;
-                }
-                let _ = out.send(Message::Response(Response { id: Some(id), outcome })).await;
-                return;
+                Step::Ask(ask) => self.park(ask),
+                Step::Done(outcome) => self.finish(outcome),
             }
         }
     }
+
+    /// Queues the events the call sent before it asked or answered: they belong before.
+    fn drain_events(&mut self) {
+        let Some(run) = self.run.as_mut() else { return };
+        while let Ok(event) = run.events.try_recv() {
+            if let Some(event) = for_watcher(event, self.progress_token.as_ref()) {
+                self.queued.push_back(event);
+            }
+        }
+    }
+
+    fn park(&mut self, ask: Ask) {
+        tracing::debug!(id = ?self.id, method = %ask.method, "parking the call until the client answers");
+        self.drain_events();
+        let Some(run) = self.run.take() else { return };
+        let mut requests = Map::new();
+        requests.insert(
+            INPUT_KEY.into(),
+            json!({ "method": ask.method, "params": ask.params }),
+        );
+        let token = self.parking.park(Parked {
+            method: self.method.clone(),
+            target: self.target.clone(),
+            answer: ask.answer,
+            run,
+            expires: std::time::Instant::now() + PARK_TTL,
+        });
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": Value::Object(requests),
+            "requestState": token,
+        });
+        self.queued
+            .push_back(Message::Response(Response::result(self.id.clone(), result)));
+    }
+
+    fn finish(&mut self, outcome: Result<Value, ErrorObject>) {
+        if let Some(run) = self.run.as_mut() {
+            run.call = None;
+        }
+        self.drain_events();
+        self.run = None;
+        let outcome = outcome.map_err(|mut e| {
+            if e.code == UPSTREAM_ERROR && !e.message.starts_with("upstream error") {
+                e.message = format!("upstream error: {}", e.message);
+            }
+            e
+        });
+        self.queued.push_back(Message::Response(Response {
+            id: Some(self.id.clone()),
+            outcome,
+        }));
+    }
+}
+
+/// An event of a call, as the client request now watching it must see it. Progress carries
+/// the watcher's own progress token, or is dropped when the watcher gave none: a resumed call
+/// was started by an earlier request whose token the client stopped tracking when that
+/// request ended with `input_required` (spec 2026-07-28, Utilities › Progress: notifications
+/// only reference tokens of active requests; a retry is a new request).
+fn for_watcher(event: Message, progress_token: Option<&Value>) -> Option<Message> {
+    match event {
+        Message::Notification(mut n) if n.method == "notifications/progress" => {
+            let Some(token) = progress_token else {
+                tracing::debug!("progress dropped: the watching request has no progress token");
+                return None;
+            };
+            n.params
+                .get_or_insert_with(Map::new)
+                .insert("progressToken".into(), token.clone());
+            Some(Message::Notification(n))
+        }
+        other => Some(other),
+    }
+}
+
+/// Whether a result of `method` may be `input_required` (spec 2026-07-28, Basic › Patterns ›
+/// Multi Round-Trip Requests: `tools/call`, `prompts/get`, `resources/read`). A modern
+/// client's other requests cannot be parked: an upstream question during them is refused.
+fn may_require_input(method: &str) -> bool {
+    matches!(method, "tools/call" | "prompts/get" | "resources/read")
 }
 
 impl VirtualService {
@@ -647,21 +791,20 @@ impl VirtualService {
 
     fn start(
         &self,
-        message: &McpMessage,
+        message: McpMessage,
         credential: Option<Arc<fortress_core::vault::Credential>>,
     ) -> Running {
         let (events_tx, events) = mpsc::channel::<Message>(64);
         let (asks_tx, asks) = mpsc::channel::<Ask>(4);
-        let (done_tx, done) = tokio::sync::oneshot::channel();
         // A child of the client's token: the client's cancellation reaches the call directly.
         let cancel = message.cancel.child_token();
         let requester = match (&message.requester, message.client.era) {
             (Some(r), _) => Some(r.clone()),
-            (None, crate::version::Era::Modern) => {
+            (None, crate::version::Era::Modern) if may_require_input(&message.request.method) => {
                 Some(Arc::new(ParkingRequester { asks: asks_tx })
                     as Arc<dyn crate::upstream::ClientRequester>)
             }
-            (None, crate::version::Era::Legacy) => None,
+            (None, _) => None,
         };
         let ctx = CallContext {
             client: message.client.clone(),
@@ -671,15 +814,12 @@ impl VirtualService {
             credential,
         };
         let server = self.server.clone();
-        let request = message.request.clone();
-        tokio::spawn(async move {
-            let outcome = server.dispatch(&request, ctx).await;
-            let _ = done_tx.send(outcome);
-        });
+        let request = message.request;
+        let call: CallFuture = Box::pin(async move { server.dispatch_owned(request, ctx).await });
         Running {
+            call: Some(call),
             events,
             asks,
-            done,
             cancel,
         }
     }
@@ -701,7 +841,7 @@ impl Service<http::Request<McpMessage>> for VirtualService {
             .extensions
             .remove::<fortress_core::layer::credential::InjectedCredential>()
             .map(|c| c.0);
-        let (out, rx) = mpsc::channel::<Message>(64);
+        let mut watcher = Watcher::new(&message.request, self.parked.clone());
         let run = match self.resume(&message) {
             Some(Ok(run)) => {
                 // A resumed call was started by another client request: link this one's
@@ -719,29 +859,17 @@ impl Service<http::Request<McpMessage>> for VirtualService {
             Some(Err(error)) => {
                 return std::future::ready(Ok(crate::seam::error_response(error)));
             }
-            None => self.start(&message, credential),
+            None => self.start(message, credential),
         };
-        let cancel = run.cancel.clone();
-        tokio::spawn(watch(run, out, message.request, self.parked.clone()));
-        // Dropping the body before the final message (the client went away) cancels the call.
-        let guard = cancel.drop_guard();
-        let stream =
-            futures_util::stream::unfold((rx, Some(guard)), |(mut rx, guard)| async move {
-                guard.as_ref()?;
-                let message = rx.recv().await?;
-                let last = matches!(message, Message::Response(_));
-                let frame = Ok::<_, fortress_core::body::BoxError>(Frame::data(crate::seam::line(
-                    &message,
-                )));
-                let guard = match (last, guard) {
-                    (true, Some(guard)) => {
-                        guard.disarm();
-                        None
-                    }
-                    (_, guard) => guard,
-                };
-                Some((frame, (rx, guard)))
-            });
+        // The body drives the call; dropping it before the final message (the client went
+        // away) drops the watcher and with it the running call, which cancels it.
+        watcher.run = Some(run);
+        let stream = futures_util::stream::unfold(watcher, |mut watcher| async move {
+            let message = watcher.next().await?;
+            let frame =
+                Ok::<_, fortress_core::body::BoxError>(Frame::data(crate::seam::line(&message)));
+            Some((frame, watcher))
+        });
         let mut response =
             http::Response::new(body::boxed(http_body_util::StreamBody::new(stream)));
         response.headers_mut().insert(

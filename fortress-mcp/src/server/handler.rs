@@ -98,7 +98,16 @@ impl Scope {
 }
 
 fn json_response(status: StatusCode, value: &Value) -> http::Response<Body> {
-    let mut response = http::Response::new(body::full(value.to_string()));
+    json_bytes_response(status, value.to_string().into_bytes())
+}
+
+/// A JSON-RPC message as the whole answer, serialized once from the message itself.
+fn message_response(message: &Message) -> http::Response<Body> {
+    json_bytes_response(StatusCode::OK, message.to_vec())
+}
+
+fn json_bytes_response(status: StatusCode, json: Vec<u8>) -> http::Response<Body> {
+    let mut response = http::Response::new(body::full(json));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -142,9 +151,10 @@ pub(super) fn sse_headers(response: &mut http::Response<Body>) {
 }
 
 fn sse_frame(message: &Message) -> Frame<Bytes> {
+    let json = message.to_vec();
     Frame::data(crate::sse::encode(
         Some("message"),
-        &message.to_value().to_string(),
+        &String::from_utf8_lossy(&json),
     ))
 }
 
@@ -784,20 +794,13 @@ impl Handler {
                 // Read the seam body to its end: governance completes there (the audit
                 // record is made durable before the body ends).
                 while reader.next().await.is_some() {}
-                json_response(StatusCode::OK, &finish(first).to_value())
+                message_response(&finish(first))
             }
-            None => json_response(
-                StatusCode::OK,
-                &finish(Message::Response(Response::error(
-                    None,
-                    ErrorObject::internal("no answer"),
-                )))
-                .to_value(),
-            ),
-            Some(Err(e)) => json_response(
-                StatusCode::OK,
-                &finish(Message::Response(Response::error(None, e))).to_value(),
-            ),
+            None => message_response(&finish(Message::Response(Response::error(
+                None,
+                ErrorObject::internal("no answer"),
+            )))),
+            Some(Err(e)) => message_response(&finish(Message::Response(Response::error(None, e)))),
             Some(Ok(first)) => {
                 let stream = futures_util::stream::unfold(
                     (Some(first), reader, finish, guard, false),

@@ -80,6 +80,11 @@ pub struct HttpUpstream {
     uri: Uri,
     config: HttpConfig,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The connections request/response exchanges use (the hot path).
+    pool: Arc<super::pool::Pool>,
+    /// `Host` and the origin-form target of those exchanges.
+    host: HeaderValue,
+    target: Uri,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     era: Mutex<Option<Era>>,
     sse: Mutex<Option<Arc<super::peer::Peer>>>,
@@ -119,11 +124,31 @@ impl HttpUpstream {
                 "only http:// upstream URLs are supported",
             ));
         }
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .ok_or_else(|| ErrorObject::new(UPSTREAM_ERROR, "upstream URL has no host"))?;
+        let host = HeaderValue::from_str(&authority)
+            .map_err(|e| ErrorObject::new(UPSTREAM_ERROR, format!("bad upstream host: {e}")))?;
+        let address = if uri.port_u16().is_some() {
+            authority
+        } else {
+            format!("{authority}:80")
+        };
+        let target: Uri = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .parse()
+            .map_err(|e| ErrorObject::new(UPSTREAM_ERROR, format!("bad upstream URL: {e}")))?;
         Ok(Self {
             name: name.into(),
+            pool: super::pool::Pool::new(address),
+            host,
+            target,
             uri,
             config,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector()),
             session: tokio::sync::Mutex::new(None),
             era: Mutex::new(None),
             sse: Mutex::new(None),
@@ -149,7 +174,8 @@ impl HttpUpstream {
     ) -> Result<Answer, ErrorObject> {
         let mut builder = http::Request::builder()
             .method(Method::POST)
-            .uri(self.uri.clone())
+            .uri(self.target.clone())
+            .header(http::header::HOST, self.host.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream");
         for (name, value) in headers {
@@ -159,7 +185,7 @@ impl HttpUpstream {
             .body(Full::new(message.to_bytes()))
             .map_err(ErrorObject::internal)?;
         let response =
-            self.client.request(request).await.map_err(|e| {
+            self.pool.send(request).await.map_err(|e| {
                 ErrorObject::new(UPSTREAM_ERROR, format!("upstream unreachable: {e}"))
             })?;
         let status = response.status();
@@ -578,6 +604,14 @@ impl HttpUpstream {
             )),
         }
     }
+}
+
+/// The upstream connector: `TCP_NODELAY`, since every exchange is one small request whose
+/// answer Fortress waits for (Nagle's algorithm would hold back the request's last segment).
+fn connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector
 }
 
 fn session_headers(session: &Session) -> Vec<(&'static str, String)> {

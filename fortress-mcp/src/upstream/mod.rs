@@ -17,6 +17,7 @@ pub mod stdio;
 
 mod legacy_sse;
 mod peer;
+mod pool;
 mod progress;
 
 use std::sync::Arc;
@@ -279,11 +280,15 @@ where
     F: FnMut(Map<String, Value>) -> Fut,
     Fut: std::future::Future<Output = Result<Value, ErrorObject>>,
 {
+    if ctx.client.era == Era::Modern {
+        // Modern clients answer `input_required` themselves: one exchange, no copy kept.
+        return send(params).await;
+    }
     for _ in 0..MAX_INPUT_ROUNDS {
         let result = send(params.clone()).await?;
         let input_required =
             result.get("resultType").and_then(Value::as_str) == Some("input_required");
-        if !input_required || ctx.client.era == Era::Modern {
+        if !input_required {
             return Ok(result);
         }
         let mut responses = Map::new();

@@ -73,7 +73,7 @@ impl Peer {
     }
 
     pub(crate) async fn send(&self, message: &Message) -> Result<(), ErrorObject> {
-        let mut line = message.to_value().to_string().into_bytes();
+        let mut line = message.to_vec();
         line.push(b'\n');
         self.writer
             .send(Bytes::from(line))
@@ -255,6 +255,9 @@ async fn on_request(conn: Arc<Peer>, request: Request) {
                 .or_else(|| inflight.last())
                 .map(|(_, c)| c.clone())
         };
+        // Debug aid: an unsolicited request (a server syncing roots after `initialize`) lands
+        // in whichever call is in flight; for a modern client that call is parked.
+        tracing::debug!(upstream = %conn.name, method = %request.method, routed = ctx.is_some(), "upstream request relayed to the newest askable call");
         match ctx {
             Some(ctx) => ctx.ask(&request.method, request.params.clone()).await,
             None => Err(ErrorObject::method_not_found(&request.method)),

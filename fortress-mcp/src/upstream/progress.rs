@@ -53,6 +53,7 @@ impl ProgressRoutes {
                 Some((ours, original))
             });
         let token = token.map(|(ours, original)| {
+            tracing::debug!(%ours, %original, "progress token mapped");
             self.lock().insert(ours.clone(), (original, events.clone()));
             ours
         });
@@ -75,13 +76,15 @@ impl ProgressRoutes {
             });
         let Some(key) = key else { return Err(n) };
         let Some((original, events)) = self.lock().get(&key).cloned() else {
+            tracing::debug!(token = %key, "progress for an unmapped token");
             return Err(n);
         };
         if let Some(params) = n.params.as_mut() {
             params.insert("progressToken".into(), original);
         }
         // A full or closed channel means the client is slow or gone: progress is advisory.
-        let _ = events.try_send(Message::Notification(n));
+        let sent = events.try_send(Message::Notification(n));
+        tracing::debug!(token = %key, ok = sent.is_ok(), "progress routed");
         Ok(())
     }
 }
