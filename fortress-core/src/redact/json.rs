@@ -93,7 +93,9 @@ fn apply_key_rule(
         _ => return Fate::Keep,
     };
     // Already redacted (`[NAME]`, a token, stars): leave it, so redacting twice is a no-op.
-    if is_redacted(&text) {
+    // A value without letters or digits identifies nobody (and `partial` would leave it
+    // as it is, so a second pass could not tell it was handled): leave it too.
+    if is_redacted(&text) || !text.chars().any(char::is_alphanumeric) {
         return Fate::Keep;
     }
     report.add(entity);

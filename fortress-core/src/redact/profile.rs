@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::config::{RuleSet, normalise_key};
+use super::config::RuleSet;
 use super::detect::custom::CustomDetector;
 use super::detect::dictionary::DictionaryDetector;
 use super::detect::email::EmailDetector;
 use super::detect::ip::Ipv6Detector;
-use super::detect::json_key::JsonKeyDetector;
+use super::detect::json_key::{JsonKeyDetector, KeyRules};
 use super::detect::keyword::{KeywordDetector, MAX_KEY_LEN, MRN_WORDS, SECRET_KEYS, Trigger};
 use super::detect::number::{NumberDetector, NumberFamilies};
 use super::detect::secret::PREFIXES;
@@ -140,18 +140,27 @@ impl MatchFinder for ProfileFinder {
     fn context_len(&self) -> usize {
         CONTEXT_LEN
     }
+
+    fn settled(&self, haystack: &str) -> usize {
+        let bytes = haystack.as_bytes();
+        self.detectors
+            .iter()
+            .map(|d| d.settled(bytes))
+            .min()
+            .unwrap_or(haystack.len())
+    }
 }
 
 /// A compiled scope: its finder and its key rules for JSON.
 pub(crate) struct Profile {
     pub(crate) finder: Arc<ProfileFinder>,
-    key_rules: HashMap<String, Arc<str>>,
+    key_rules: KeyRules,
 }
 
 impl Profile {
     /// The entity a JSON key's whole value is, if a key rule says so and it is not allowed.
     pub(crate) fn key_entity(&self, key: &str) -> Option<&Arc<str>> {
-        self.key_rules.get(&normalise_key(key))
+        self.key_rules.get(key)
     }
 
     /// Compiles a rule set.
@@ -236,7 +245,7 @@ impl Profile {
                 );
             }
         }
-        let mut key_rules = HashMap::new();
+        let mut key_rules = KeyRules::default();
         let custom_keys = rules
             .keys
             .iter()
@@ -257,7 +266,7 @@ impl Profile {
             if !on(entity_name) {
                 continue;
             }
-            key_rules.insert(normalise_key(key_name), intern(entity_name));
+            key_rules.insert(key_name, intern(entity_name));
         }
         if !key_rules.is_empty() {
             detectors.push(Box::new(JsonKeyDetector {

@@ -37,6 +37,17 @@ pub trait MatchFinder: Send + Sync + 'static {
 
     /// How many bytes of context either side of a span can change whether it matches.
     fn context_len(&self) -> usize;
+
+    /// Where the settled part of `haystack` ends: for every position before the returned
+    /// offset, whether a span starts there (and where it ends) no longer depends on text
+    /// appended later. The default holds back the longest span and its context; a finder
+    /// that can tell no long span may start near the end returns more, so a stream holds
+    /// back less.
+    fn settled(&self, haystack: &str) -> usize {
+        haystack
+            .len()
+            .saturating_sub(self.max_match_len() + self.context_len())
+    }
 }
 
 impl<F: MatchFinder + ?Sized> MatchFinder for Arc<F> {
@@ -48,6 +59,9 @@ impl<F: MatchFinder + ?Sized> MatchFinder for Arc<F> {
     }
     fn context_len(&self) -> usize {
         (**self).context_len()
+    }
+    fn settled(&self, haystack: &str) -> usize {
+        (**self).settled(haystack)
     }
 }
 
@@ -108,9 +122,16 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// The least pending text a stream scans at once, so that short chunks cost O(1) each and
+/// the held-back tail is rescanned rarely.
+const SCAN_BATCH: usize = 8 << 10;
+
 /// A streaming redactor over any local [`MatchFinder`].
 pub struct HoldBackRedactor<F> {
     finder: F,
+    /// Pending bytes at which the next scan runs: at least [`SCAN_BATCH`], and twice what
+    /// the last scan held back, so each byte is scanned a bounded number of times.
+    next_scan: usize,
     /// Already-emitted text kept as left context, followed by pending text.
     buf: String,
     /// Bytes at the start of `buf` that were already emitted.
@@ -124,28 +145,28 @@ impl<F: MatchFinder> HoldBackRedactor<F> {
     pub fn new(finder: F) -> Self {
         Self {
             finder,
+            next_scan: SCAN_BATCH,
             buf: String::new(),
             emitted: 0,
             spans: Vec::new(),
             report: RedactionReport::new(),
         }
     }
-
-    fn hold_back(&self) -> usize {
-        self.finder.max_match_len() + self.finder.context_len()
-    }
 }
 
 impl<F: MatchFinder> StreamRedactor for HoldBackRedactor<F> {
     fn push(&mut self, chunk: &str, out: &mut String) {
         self.buf.push_str(chunk);
-        let hold = self.hold_back();
         let pending = self.buf.len() - self.emitted;
-        // Scan only once enough text has accumulated, so short chunks cost O(1) each.
-        if pending <= hold.saturating_mul(2).max(64) {
+        if pending < self.next_scan {
             return;
         }
-        let cutoff = floor_boundary(&self.buf, self.buf.len() - hold);
+        let cutoff = floor_boundary(&self.buf, self.finder.settled(&self.buf));
+        if cutoff <= self.emitted {
+            // Nothing is settled yet (a long span may be starting): wait for more text.
+            self.next_scan = pending.saturating_mul(2);
+            return;
+        }
         self.spans.clear();
         self.finder.find(&self.buf, self.emitted, &mut self.spans);
         let stop = apply(
@@ -160,6 +181,9 @@ impl<F: MatchFinder> StreamRedactor for HoldBackRedactor<F> {
         let keep_from = floor_boundary(&self.buf, stop.saturating_sub(self.finder.context_len()));
         self.buf.drain(..keep_from);
         self.emitted = stop - keep_from;
+        self.next_scan = (self.buf.len() - self.emitted)
+            .saturating_mul(2)
+            .max(SCAN_BATCH);
     }
 
     fn flush(&mut self, out: &mut String) {
@@ -176,6 +200,7 @@ impl<F: MatchFinder> StreamRedactor for HoldBackRedactor<F> {
         );
         self.buf.clear();
         self.emitted = 0;
+        self.next_scan = SCAN_BATCH;
     }
 
     fn report(&self) -> &RedactionReport {

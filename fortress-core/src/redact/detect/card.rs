@@ -28,6 +28,11 @@ pub(crate) fn at(hay: &[u8], p: usize) -> Option<usize> {
             continue;
         }
         let next_is_digit = hay.get(i + 1).is_some_and(u8::is_ascii_digit);
+        if b == b' ' && matches!(hay.get(i + 1), Some(b'[' | b'*')) && sep.is_none_or(|s| s == b) {
+            // A replacement after a group separator stands for what was another group
+            // (which spoiled the number then), so the number must not match now either.
+            return None;
+        }
         if (b == b' ' || b == b'-') && next_is_digit && sep.is_none_or(|s| s == b) {
             // Groups of three to six digits, as printed on cards.
             if !(3..=6).contains(&group) {

@@ -11,14 +11,35 @@ use super::word_at;
 /// How far before a value a positive keyword may be.
 pub(crate) const NEAR: usize = 48;
 
+/// Positive keywords (lowercase ASCII) and a table of the bytes they can start with in
+/// either case, so a scan for them skips most bytes with one lookup.
+pub(crate) struct Words {
+    words: &'static [&'static [u8]],
+    first: [bool; 256],
+}
+
+impl Words {
+    const fn new(words: &'static [&'static [u8]]) -> Self {
+        let mut first = [false; 256];
+        let mut i = 0;
+        while i < words.len() {
+            let b = words[i][0];
+            first[b.to_ascii_lowercase() as usize] = true;
+            first[b.to_ascii_uppercase() as usize] = true;
+            i += 1;
+        }
+        Self { words, first }
+    }
+}
+
 /// Keywords that make a date a date of birth.
-pub(crate) const DOB_WORDS: &[&[u8]] = &[b"dob", b"d.o.b", b"birth", b"born"];
+pub(crate) const DOB_WORDS: Words = Words::new(&[b"dob", b"d.o.b", b"birth", b"born"]);
 /// Keywords that make nine bare digits an SSN.
-pub(crate) const SSN_WORDS: &[&[u8]] = &[b"ssn", b"social security", b"ss#", b"ss no"];
+pub(crate) const SSN_WORDS: Words = Words::new(&[b"ssn", b"social security", b"ss#", b"ss no"]);
 /// Keywords that make ten bare digits a phone number.
-pub(crate) const PHONE_WORDS: &[&[u8]] = &[
+pub(crate) const PHONE_WORDS: Words = Words::new(&[
     b"phone", b"tel", b"mobile", b"cell", b"call", b"fax", b"contact", b"sms",
-];
+]);
 /// Keywords right before a long number that make it an identifier, not a card.
 pub(crate) const ID_WORDS: &[&[u8]] = &[
     b"id",
@@ -39,20 +60,27 @@ pub(crate) const ID_WORDS: &[&[u8]] = &[
 
 /// Whether a keyword from `words` occurs within [`NEAR`] bytes before `p`, with no
 /// replacement boundary between it and `p`.
-pub(crate) fn near_before(hay: &[u8], p: usize, words: &[&[u8]]) -> bool {
-    let mut start = p.saturating_sub(NEAR);
-    if let Some(block) = hay[start..p]
-        .iter()
-        .rposition(|b| matches!(b, b'[' | b']' | b'*'))
-    {
-        start += block + 1;
+pub(crate) fn near_before(hay: &[u8], p: usize, words: &Words) -> bool {
+    // One backward pass that stops at the nearest replacement boundary.
+    let start = p.saturating_sub(NEAR);
+    let mut i = p;
+    while i > start {
+        i -= 1;
+        let b = hay[i];
+        if matches!(b, b'[' | b']' | b'*') {
+            return false;
+        }
+        if words.first[usize::from(b)]
+            && (i == 0 || !hay[i - 1].is_ascii_alphabetic())
+            && words
+                .words
+                .iter()
+                .any(|w| i + w.len() <= p && word_at(hay, i, w))
+        {
+            return true;
+        }
     }
-    (start..p).any(|i| {
-        let b = hay[i].to_ascii_lowercase();
-        words
-            .iter()
-            .any(|w| w.first() == Some(&b) && i + w.len() <= p && word_at(hay, i, w))
-    })
+    false
 }
 
 /// Whether a keyword from `words` ends right before `p`, separated only by punctuation

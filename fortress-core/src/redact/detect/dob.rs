@@ -41,7 +41,13 @@ pub(crate) fn month_before(hay: &[u8], q: usize) -> Option<usize> {
 
 /// A month name, full or abbreviated to three letters (or "Sept").
 fn month(word: &[u8]) -> Option<u32> {
-    if word.len() < 3 {
+    // Every month name starts with one of these letters: most words stop here.
+    if word.len() < 3
+        || !matches!(
+            word[0] | 0x20,
+            b'j' | b'f' | b'm' | b'a' | b's' | b'o' | b'n' | b'd'
+        )
+    {
         return None;
     }
     MONTHS
@@ -61,7 +67,7 @@ fn plausible(year: u32, month: u32, day: u32) -> bool {
 /// The end of a date of birth starting at `p`, if one does.
 pub(crate) fn at(hay: &[u8], p: usize) -> Option<usize> {
     let end = date_at(hay, p)?;
-    (right_ok(hay, end) && !number_goes_on(hay, end) && near_before(hay, p, DOB_WORDS))
+    (right_ok(hay, end) && !number_goes_on(hay, end) && near_before(hay, p, &DOB_WORDS))
         .then_some(end)
 }
 

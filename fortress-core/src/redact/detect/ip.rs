@@ -82,7 +82,10 @@ impl Detector for Ipv6Detector {
             while stop > start && bytes[stop - 1] == b'.' {
                 stop -= 1;
             }
-            if !right_ok(bytes, stop) || (stop < bytes.len() && is_word(bytes[stop])) {
+            // A replacement right after the run stands for text that may have continued
+            // it (`…::1.EMP-…` was `…::1.E` glued to a word): no address then, nor now.
+            let glued = matches!(bytes.get(end), Some(b'[' | b'*'));
+            if glued || !right_ok(bytes, stop) || (stop < bytes.len() && is_word(bytes[stop])) {
                 continue;
             }
             let text = &hay[start..stop];

@@ -7,11 +7,56 @@ use std::sync::Arc;
 
 use super::keyword::{MAX_KEY_LEN, json_value};
 use super::{CONTEXT_LEN, Detector, Hit, better};
+use crate::redact::config::normalise_key;
+
+/// Key rules by normalised key (case-folded, without `_`, `-`, `.` and spaces). ASCII keys,
+/// which is nearly all of them, are normalised on the stack: a lookup never allocates.
+#[derive(Clone, Default)]
+pub(crate) struct KeyRules {
+    by_key: HashMap<String, Arc<str>>,
+}
+
+impl KeyRules {
+    /// Adds a rule.
+    pub(crate) fn insert(&mut self, key: &str, entity: Arc<str>) {
+        self.by_key.insert(normalise_key(key), entity);
+    }
+
+    /// Whether there are no rules.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The entity of a key, if a rule names it.
+    pub(crate) fn get(&self, key: &str) -> Option<&Arc<str>> {
+        if key.is_ascii() {
+            if let Some(found) = self.get_ascii(key.as_bytes()) {
+                return found;
+            }
+        }
+        self.by_key.get(&normalise_key(key))
+    }
+
+    /// The entity of an ASCII key; `None` if the key is too long to normalise on the
+    /// stack (the caller then normalises it the slow way).
+    fn get_ascii(&self, key: &[u8]) -> Option<Option<&Arc<str>>> {
+        let mut buf = [0u8; 128];
+        let mut n = 0;
+        for &b in key {
+            if matches!(b, b'_' | b'-' | b' ' | b'.') {
+                continue;
+            }
+            *buf.get_mut(n)? = b.to_ascii_lowercase();
+            n += 1;
+        }
+        let key = std::str::from_utf8(&buf[..n]).ok()?;
+        Some(self.by_key.get(key))
+    }
+}
 
 /// Finds values under sensitive keys in JSON text.
 pub(crate) struct JsonKeyDetector {
-    /// Normalised key → entity.
-    pub(crate) keys: HashMap<String, Arc<str>>,
+    pub(crate) keys: KeyRules,
 }
 
 fn key_char(b: u8) -> bool {
@@ -23,7 +68,6 @@ impl Detector for JsonKeyDetector {
         let bytes = hay.as_bytes();
         let mut pos = at.saturating_sub(CONTEXT_LEN);
         let mut best: Option<Hit> = None;
-        let mut key = String::with_capacity(MAX_KEY_LEN);
         while let Some(off) = memchr::memchr(b'"', &bytes[pos..]) {
             let quote = pos + off;
             pos = quote + 1;
@@ -39,14 +83,8 @@ impl Detector for JsonKeyDetector {
             if len == 0 || len > MAX_KEY_LEN {
                 continue;
             }
-            key.clear();
-            key.extend(
-                bytes[k..k + len]
-                    .iter()
-                    .filter(|b| !matches!(b, b'_' | b'-' | b' ' | b'.'))
-                    .map(|b| char::from(b.to_ascii_lowercase())),
-            );
-            let Some(entity) = self.keys.get(&key) else {
+            // Key characters are ASCII, so the key fits the stack buffer.
+            let Some(Some(entity)) = self.keys.get_ascii(&bytes[k..k + len]) else {
                 continue;
             };
             if let Some((v, end)) = json_value(bytes, k, k + len) {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind, packed};
 use regex::Regex;
 
 use super::secret::{self, Prefixed};
@@ -44,9 +44,27 @@ pub(crate) const MRN_WORDS: &[&str] = &["mrn", "medical record"];
 /// The longest key accepted in a key rule (the keyword must fit in the context window).
 pub(crate) const MAX_KEY_LEN: usize = 40;
 
+/// How far past its keyword's start a match other than a JWT or PEM block can reach,
+/// look-ahead included: a token of [`secret::TOKEN_MAX`] bytes after at most 40 bytes of
+/// keyword, key continuation and separators.
+const SHORT_REACH: usize = secret::TOKEN_MAX + 64;
+
+/// The most text lowercased at once for the packed keyword search (on the stack).
+const BLOCK: usize = 4096;
+/// The first block of a search: most searches in keyword-rich text end within it.
+const FIRST_BLOCK: usize = 256;
+
 /// Finds keyword-triggered values.
 pub(crate) struct KeywordDetector {
+    /// The keywords (lowercase) as a SIMD (Teddy) searcher, run over lowercased blocks of
+    /// text: several times faster than the automaton, which scans a byte per step. `None`
+    /// where the CPU has no support; the automaton is used then.
+    packed: Option<packed::Searcher>,
+    /// The longest keyword.
+    longest: usize,
     ac: AhoCorasick,
+    /// The prefixes whose matches can be long (JWT, PEM), for the streaming hold-back.
+    long_prefixes: Vec<memchr::memmem::Finder<'static>>,
     triggers: Vec<Vec<Trigger>>,
     mrn_formats: Vec<Regex>,
     mrn_max: usize,
@@ -61,7 +79,14 @@ impl KeywordDetector {
     ) -> Result<Self, aho_corasick::BuildError> {
         let mut patterns: Vec<String> = Vec::new();
         let mut triggers: Vec<Vec<Trigger>> = Vec::new();
+        let mut long_prefixes = Vec::new();
         for (keyword, trigger) in pairs {
+            if let Trigger::Prefix(kind, _) = &trigger {
+                if kind.is_long() {
+                    long_prefixes
+                        .push(memchr::memmem::Finder::new(keyword.as_bytes()).into_owned());
+                }
+            }
             let lower = keyword.to_ascii_lowercase();
             match patterns.iter().position(|p| *p == lower) {
                 Some(i) => triggers[i].push(trigger),
@@ -71,15 +96,22 @@ impl KeywordDetector {
                 }
             }
         }
-        // Keywords start with too many different bytes for a prefilter to help; a DFA
-        // scans at a byte per step.
+        let packed = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostLongest)
+            .builder()
+            .extend(&patterns)
+            .build();
+        let longest = patterns.iter().map(String::len).max().unwrap_or(1);
         let ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)?;
         Ok(Self {
+            packed,
+            longest,
             ac,
+            long_prefixes,
             triggers,
             mrn_formats,
             mrn_max,
@@ -116,7 +148,8 @@ impl KeywordDetector {
                 secret::assigned_value(hay, k_end, *password).map(|(v, end)| hit(v, end, entity))
             }
             Trigger::Mrn(entity) => {
-                if !word_at(hay, k, &hay[k..k_end].to_ascii_lowercase()) {
+                // The keyword matched ignoring case; it must also start a word.
+                if k > 0 && hay[k - 1].is_ascii_alphabetic() {
                     return None;
                 }
                 let v = mrn_value_start(hay, k_end);
@@ -217,31 +250,84 @@ pub(crate) fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, u
 /// How far before a value its keyword may start.
 const LOOKBACK: usize = CONTEXT_LEN;
 
+impl KeywordDetector {
+    /// The leftmost (then longest) keyword at or after `pos`, ignoring ASCII case: its
+    /// start, end and pattern index.
+    fn keyword(&self, hay: &[u8], pos: usize) -> Option<(usize, usize, usize)> {
+        let Some(packed) = &self.packed else {
+            let m = self.ac.find(Input::new(hay).span(pos..hay.len()))?;
+            return Some((m.start(), m.end(), m.pattern().as_usize()));
+        };
+        // Blocks grow, so a search that stops early (the next keyword is close) neither
+        // clears nor lowercases a whole block.
+        let mut first = [0u8; FIRST_BLOCK];
+        let mut big: Option<[u8; BLOCK]> = None;
+        let mut size = FIRST_BLOCK;
+        let mut b = pos;
+        while b < hay.len() {
+            let e = (b + size).min(hay.len());
+            let block = if size == FIRST_BLOCK {
+                &mut first[..e - b]
+            } else {
+                &mut big.get_or_insert([0; BLOCK])[..e - b]
+            };
+            size = (size * 2).min(BLOCK);
+            for (l, h) in block.iter_mut().zip(&hay[b..e]) {
+                *l = h.to_ascii_lowercase();
+            }
+            let complete = e == hay.len();
+            match packed.find(&*block) {
+                // A longer keyword at the same start could run past the block's end:
+                // trust a match only if the longest keyword would fit.
+                Some(m) if complete || b + m.start() + self.longest <= e => {
+                    return Some((b + m.start(), b + m.end(), m.pattern().as_usize()));
+                }
+                Some(m) => b += m.start(),
+                None if complete => return None,
+                None => b = e + 1 - self.longest,
+            }
+        }
+        None
+    }
+}
+
 impl Detector for KeywordDetector {
     fn next(&self, hay: &str, at: usize) -> Option<Hit> {
         let bytes = hay.as_bytes();
         let mut pos = at.saturating_sub(LOOKBACK);
         let mut best: Option<Hit> = None;
         while pos < bytes.len() {
-            let Some(m) = self.ac.find(Input::new(bytes).span(pos..bytes.len())) else {
+            let Some((start, end, pattern)) = self.keyword(bytes, pos) else {
                 break;
             };
-            if best.as_ref().is_some_and(|b| m.start() >= b.start) {
+            if best.as_ref().is_some_and(|b| start >= b.start) {
                 break;
             }
-            for trigger in &self.triggers[m.pattern().as_usize()] {
-                if let Some(hit) = self.fire(bytes, m.start(), m.end(), trigger) {
+            for trigger in &self.triggers[pattern] {
+                if let Some(hit) = self.fire(bytes, start, end, trigger) {
                     if hit.start >= at && hit.end > hit.start && hay.is_char_boundary(hit.end) {
                         best = better(best, hit);
                     }
                 }
             }
-            pos = m.start() + 1;
+            pos = start + 1;
         }
         best
     }
 
     fn max_len(&self) -> usize {
         MAX_BUILTIN_MATCH.max(self.mrn_max)
+    }
+
+    /// Only a JWT or PEM prefix needs the long hold-back, from where it starts; every
+    /// other keyword decides its match within [`SHORT_REACH`] bytes.
+    fn settled(&self, hay: &[u8]) -> usize {
+        let short = hay.len().saturating_sub(SHORT_REACH + CONTEXT_LEN);
+        let window = hay.len().saturating_sub(self.max_len() + CONTEXT_LEN);
+        self.long_prefixes
+            .iter()
+            .filter_map(|f| f.find(&hay[window..]))
+            .map(|off| window + off)
+            .fold(short, usize::min)
     }
 }

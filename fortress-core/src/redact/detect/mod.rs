@@ -62,6 +62,13 @@ pub(crate) trait Detector: Send + Sync {
 
     /// The longest match this detector reports.
     fn max_len(&self) -> usize;
+
+    /// Where its settled part of `hay` ends: before it, whether this detector finds a
+    /// match starting at a position (and where that match ends) does not depend on text
+    /// appended later. By default it holds back its longest match and the context.
+    fn settled(&self, hay: &[u8]) -> usize {
+        hay.len().saturating_sub(self.max_len() + CONTEXT_LEN)
+    }
 }
 
 /// A character that continues a word: a match may not start right after one.

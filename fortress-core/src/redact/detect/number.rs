@@ -89,6 +89,20 @@ impl NumberDetector {
     }
 }
 
+/// Whether the digit run at `q` is glued to a word before it, so no family can start at
+/// it: not at `q` (the left boundary fails), not at a month name (that needs a space), not
+/// at `+` or `(`, and not at an IBAN's country letters (they need a boundary before them).
+/// Later runs of the same word are glued the same way.
+fn inside_word(hay: &[u8], q: usize) -> bool {
+    if q == 0 {
+        return false;
+    }
+    let b = hay[q - 1];
+    let iban_letters =
+        b.is_ascii_uppercase() && q >= 2 && hay[q - 2].is_ascii_uppercase() && left_ok(hay, q - 2);
+    (b.is_ascii_alphabetic() || b == b'_') && !iban_letters
+}
+
 /// A cheap test that rules out most digit runs in ordinary text: every family needs
 /// either nine or more digits in a row, or a separator (or a month name) right after
 /// the run, or a prefix (`+`, `(`, IBAN letters, a month name) right before it.
@@ -117,6 +131,16 @@ impl Detector for NumberDetector {
                 .iter()
                 .position(|b| !b.is_ascii_digit())
                 .unwrap_or(bytes.len() - q);
+            if inside_word(bytes, q) {
+                // Nothing can start at a run inside a word (hex, identifiers), nor at any
+                // later run of the same word: skip the word.
+                i = run_end
+                    + bytes[run_end..]
+                        .iter()
+                        .position(|&b| !super::is_word(b))
+                        .unwrap_or(bytes.len() - run_end);
+                continue;
+            }
             if !could_start(bytes, q, run_end) {
                 i = run_end;
                 continue;
@@ -127,7 +151,11 @@ impl Detector for NumberDetector {
                     starts[0] = m;
                 }
             }
-            if q >= 2 && self.families.iban.is_some() {
+            if q >= 2
+                && self.families.iban.is_some()
+                && bytes[q - 1].is_ascii_uppercase()
+                && bytes[q - 2].is_ascii_uppercase()
+            {
                 starts[1] = q - 2;
             }
             if q >= 1 && matches!(bytes[q - 1], b'+' | b'(') {
@@ -141,10 +169,7 @@ impl Detector for NumberDetector {
                     }
                 }
             }
-            i = q + bytes[q..]
-                .iter()
-                .position(|b| !b.is_ascii_digit())
-                .unwrap_or(bytes.len() - q);
+            i = run_end;
         }
     }
 

@@ -76,7 +76,7 @@ fn nanp(hay: &[u8], p: usize) -> Option<usize> {
                 if n != 7 || !valid_nxx(&hay[i..i + 3]) {
                     return None;
                 }
-                if !(country || near_before(hay, p, PHONE_WORDS)) {
+                if !(country || near_before(hay, p, &PHONE_WORDS)) {
                     return None;
                 }
                 return finish(hay, end);
@@ -132,6 +132,9 @@ fn e164(hay: &[u8], p: usize) -> Option<usize> {
         }
         match (hay.get(e), hay.get(e + 1)) {
             (Some(s), Some(d)) if is_sep(*s) && d.is_ascii_digit() => i = e + 1,
+            // A replacement after a separator stands for what was another group (which
+            // spoiled the number then), so the number must not match now either.
+            (Some(s), Some(b'[' | b'*')) if is_sep(*s) => return None,
             _ => break,
         }
     }

@@ -27,6 +27,13 @@ pub(crate) enum Prefixed {
     PemPrivateKey,
 }
 
+impl Prefixed {
+    /// Whether its matches can be longer than a token ([`TOKEN_MAX`]): JWTs and PEM blocks.
+    pub(crate) fn is_long(self) -> bool {
+        matches!(self, Prefixed::Jwt | Prefixed::PemPrivateKey)
+    }
+}
+
 /// The literal prefixes and their kinds.
 pub(crate) const PREFIXES: &[(&str, Prefixed)] = &[
     ("sk-ant-", Prefixed::Anthropic),
@@ -51,7 +58,7 @@ pub(crate) const PREFIXES: &[(&str, Prefixed)] = &[
 ];
 
 /// The longest token-like secret (not a PEM block).
-const TOKEN_MAX: usize = 1024;
+pub(crate) const TOKEN_MAX: usize = 1024;
 
 fn run(hay: &[u8], from: usize, max: usize, ok: impl Fn(u8) -> bool) -> usize {
     let mut i = from;
