@@ -121,7 +121,12 @@ impl Tally {
 
     fn report(&self, name: &str) -> f64 {
         let (time, events) = *self.time.lock().expect("lock");
-        report(name, time, events, &mut self.latencies.lock().expect("lock"))
+        report(
+            name,
+            time,
+            events,
+            &mut self.latencies.lock().expect("lock"),
+        )
     }
 }
 

@@ -190,8 +190,7 @@ impl CompiledSet {
                     allow_reason: reason
                         .clone()
                         .unwrap_or_else(|| format!("permitted by policy `{id}`")),
-                    deny_reason: reason
-                        .unwrap_or_else(|| format!("forbidden by policy `{id}`")),
+                    deny_reason: reason.unwrap_or_else(|| format!("forbidden by policy `{id}`")),
                     reads: ContextReads::of_policy(policy),
                     policy: policy.new_id(PolicyId::new(&id)),
                     effect: match policy.effect() {
@@ -375,12 +374,11 @@ impl CompiledSet {
                     ContextReads::ALL,
                 )?),
             };
-            let entities = self.requests.entities(
-                &template.subject,
-                action_name,
-                candidate,
-                || Self::entities(&principal, action, &resource),
-            )?;
+            let entities =
+                self.requests
+                    .entities(&template.subject, action_name, candidate, || {
+                        Self::entities(&principal, action, &resource)
+                    })?;
             let response = self.authorize(
                 &principal,
                 action,
@@ -474,7 +472,16 @@ impl CompiledSet {
         } else {
             (Arc::clone(&self.full), self.entries.len())
         };
-        let context = translate::context(call, &self.schema, action, selection.reads)?;
+        let context = if indexed {
+            // A cached context skips building, so check what building would refuse.
+            translate::check_attributes(call)?;
+            let key = translate::ContextKey::of(call, selection.reads);
+            self.requests.context(key, || {
+                translate::context(call, &self.schema, action, selection.reads)
+            })?
+        } else {
+            translate::context(call, &self.schema, action, selection.reads)?
+        };
         let entities = if indexed {
             self.requests
                 .entities(&call.subject, action_name, &call.resource, || {

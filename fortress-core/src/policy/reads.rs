@@ -181,7 +181,10 @@ mod tests {
         assert!(!office.contains(ContextAttr::Time));
         assert_ne!(office, ContextReads::ALL);
 
-        assert_eq!(reads("permit (principal, action, resource);"), ContextReads::NONE);
+        assert_eq!(
+            reads("permit (principal, action, resource);"),
+            ContextReads::NONE
+        );
 
         let nested = reads(
             r#"permit (principal, action, resource)

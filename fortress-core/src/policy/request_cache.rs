@@ -12,12 +12,12 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
-use cedar_policy::Entities;
+use cedar_policy::{Context, Entities};
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
 use super::PolicyError;
-use super::translate::{self, PrincipalPart};
+use super::translate::{self, ContextKey, PrincipalPart};
 use crate::call::Resource;
 use crate::subject::Subject;
 
@@ -26,6 +26,9 @@ const PRINCIPALS: usize = 4096;
 
 /// (subject, action, resource) triples whose entity store is kept.
 const ENTITY_STORES: usize = 4096;
+
+/// Contexts kept (by the values of the attributes they hold).
+const CONTEXTS: usize = 4096;
 
 /// The key of one request's entity store.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -64,6 +67,7 @@ impl StoreKeyRef<'_> {
 pub(crate) struct RequestCache {
     principals: Cache<Subject, Arc<PrincipalPart>>,
     stores: Cache<StoreKey, Arc<Entities>>,
+    contexts: Cache<ContextKey, Context>,
 }
 
 impl std::fmt::Debug for RequestCache {
@@ -71,6 +75,7 @@ impl std::fmt::Debug for RequestCache {
         f.debug_struct("RequestCache")
             .field("principals", &self.principals.len())
             .field("stores", &self.stores.len())
+            .field("contexts", &self.contexts.len())
             .finish()
     }
 }
@@ -80,6 +85,7 @@ impl Default for RequestCache {
         Self {
             principals: Cache::new(PRINCIPALS),
             stores: Cache::new(ENTITY_STORES),
+            contexts: Cache::new(CONTEXTS),
         }
     }
 }
@@ -115,6 +121,26 @@ impl RequestCache {
         let store = Arc::new(build()?);
         self.stores.insert(key.to_owned(), Arc::clone(&store));
         Ok(store)
+    }
+
+    /// The context with key `key` (see [`ContextKey::of`]), built by `build` on first use;
+    /// without a key, built every time. A Cedar context is reference-counted, so a hit
+    /// costs no copy. `ipaddr` values are parsed by Cedar each time a context is built,
+    /// which is what a hit saves.
+    pub(crate) fn context(
+        &self,
+        key: Option<ContextKey>,
+        build: impl FnOnce() -> Result<Context, PolicyError>,
+    ) -> Result<Context, PolicyError> {
+        let Some(key) = key else {
+            return build();
+        };
+        if let Some(context) = self.contexts.get(&key) {
+            return Ok(context);
+        }
+        let context = build()?;
+        self.contexts.insert(key, context.clone());
+        Ok(context)
     }
 }
 

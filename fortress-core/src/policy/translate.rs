@@ -147,13 +147,68 @@ pub(crate) fn check_attributes(call: &Call) -> Result<(), PolicyError> {
     // refuses the dotted IPv4-in-IPv6 forms (`::ffff:10.0.0.1`). Either fails the whole
     // context: build that attribute alone to fail with the very same error.
     let bad_time = !(0..=9999).contains(&t.year()) || t.nanosecond() >= 1_000_000_000;
-    let bad_ip = matches!(call.attributes.client_ip, Some(IpAddr::V6(ip)) if ip.to_string().contains('.'));
-    for (bad, attr) in [(bad_time, ContextAttr::Time), (bad_ip, ContextAttr::ClientIp)] {
+    let bad_ip =
+        matches!(call.attributes.client_ip, Some(IpAddr::V6(ip)) if ip.to_string().contains('.'));
+    for (bad, attr) in [
+        (bad_time, ContextAttr::Time),
+        (bad_ip, ContextAttr::ClientIp),
+    ] {
         if bad {
             build_context(call, ContextReads::only(attr), None, false)?;
         }
     }
     Ok(())
+}
+
+/// What a context built for `reads` depends on, when that is not the call's time or its
+/// tool arguments (which differ from call to call, so such contexts are not cached).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ContextKey {
+    reads: ContextReads,
+    hour: Option<u32>,
+    weekday: Option<u32>,
+    betas: Option<Vec<String>>,
+    client_ip: Option<IpAddr>,
+    model: Option<String>,
+    max_tokens: Option<u64>,
+    stream: Option<bool>,
+}
+
+impl ContextKey {
+    /// The key of the context [`context`] builds for `call` and `reads`, or `None` when it
+    /// holds the time or the tool arguments.
+    pub(crate) fn of(call: &Call, reads: ContextReads) -> Option<Self> {
+        if reads == ContextReads::ALL
+            || reads.contains(ContextAttr::Time)
+            || reads.contains(ContextAttr::ToolArguments)
+            || reads.contains(ContextAttr::ToolArgumentsUnmatched)
+        {
+            return None;
+        }
+        let a = &call.attributes;
+        let t = call.received_at;
+        let when = |attr: ContextAttr| reads.contains(attr);
+        Some(Self {
+            reads,
+            hour: when(ContextAttr::Hour).then(|| t.hour()),
+            weekday: when(ContextAttr::Weekday).then(|| t.weekday().number_from_monday()),
+            betas: when(ContextAttr::Betas).then(|| a.betas.clone()),
+            client_ip: a.client_ip.filter(|_| when(ContextAttr::ClientIp)),
+            model: model_of(call)
+                .filter(|_| when(ContextAttr::Model))
+                .map(str::to_owned),
+            max_tokens: a.max_tokens.filter(|_| when(ContextAttr::MaxTokens)),
+            stream: a.stream.filter(|_| when(ContextAttr::Stream)),
+        })
+    }
+}
+
+/// The model a call names: its `model` attribute, or the model it acts on.
+fn model_of(call: &Call) -> Option<&str> {
+    call.attributes
+        .model
+        .as_deref()
+        .or((call.resource.kind == ResourceKind::Model).then_some(call.resource.id.as_str()))
 }
 
 /// The request context of `call` for `action`, holding the attributes in `reads` (the
@@ -228,11 +283,7 @@ fn build_context(
             RestrictedExpression::new_ip(ip.to_string())
         });
     }
-    let model = a
-        .model
-        .as_deref()
-        .or((call.resource.kind == ResourceKind::Model).then_some(call.resource.id.as_str()));
-    if let Some(model) = model {
+    if let Some(model) = model_of(call) {
         push(ContextAttr::Model, &|| {
             RestrictedExpression::new_string(model.to_owned())
         });
@@ -240,10 +291,14 @@ fn build_context(
     if let Some(max_tokens) = a.max_tokens {
         let value = i64::try_from(max_tokens)
             .map_err(|_| PolicyError::Request("max_tokens is out of range".into()))?;
-        push(ContextAttr::MaxTokens, &|| RestrictedExpression::new_long(value));
+        push(ContextAttr::MaxTokens, &|| {
+            RestrictedExpression::new_long(value)
+        });
     }
     if let Some(stream) = a.stream {
-        push(ContextAttr::Stream, &|| RestrictedExpression::new_bool(stream));
+        push(ContextAttr::Stream, &|| {
+            RestrictedExpression::new_bool(stream)
+        });
     }
     if let Some(args) = arguments {
         if reads.contains(ContextAttr::ToolArguments) {

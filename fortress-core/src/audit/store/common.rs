@@ -226,7 +226,11 @@ mod tests {
         for n in [0usize, 1, 2, 3, 255, 256, 257, 511, 512, 513, 1500] {
             let rows: Vec<usize> = (0..n).collect();
             let chunks: Vec<&[usize]> = insert_chunks(&rows).collect();
-            assert!(chunks.iter().all(|c| c.len().is_power_of_two() && c.len() <= INSERT_CHUNK));
+            assert!(
+                chunks
+                    .iter()
+                    .all(|c| c.len().is_power_of_two() && c.len() <= INSERT_CHUNK)
+            );
             assert_eq!(chunks.concat(), rows, "{n}");
             assert!(chunks.len() <= n / INSERT_CHUNK + INSERT_CHUNK.ilog2() as usize + 1);
         }
