@@ -10,9 +10,8 @@
 //!   file. An acknowledged event survives `kill -9` of the process (its WAL frames are in
 //!   the kernel's page cache, which outlives the process), but a power loss or kernel
 //!   crash can roll back the last commits before the next WAL checkpoint. The database
-//!   stays consistent and the chain still verifies (it is only shorter); the signed
-//!   checkpoint anchor kept outside the database (see `docs/audit.md`) makes such a
-//!   truncation visible to `audit verify`.
+//!   stays consistent and the chain still verifies; it is only shorter than what was
+//!   acknowledged.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
