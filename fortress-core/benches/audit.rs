@@ -1,8 +1,10 @@
 //! Audit throughput and latency: durable events per second through the group-committing
-//! sink on SQLite (with p50/p99 append latency), against two baselines measured in the
-//! same run — one SQLite transaction per event (plain insert, same durability), and the
-//! JSON Lines sink (one fsync per event). A fourth figure times the store alone (one
-//! pre-encoded batch of 256 per transaction) to separate storage from queueing costs.
+//! sink on SQLite (with p50/p99 append latency), with each durability setting
+//! (`power_loss`: fsync per commit; `process_crash`: no fsync at commit) and with 256 and
+//! 1,024 concurrent callers, against two baselines measured in the same run — one SQLite
+//! transaction per event (plain insert, `synchronous = FULL`), and the JSON Lines sink (one
+//! fsync per event). A last figure times the store alone (one pre-encoded batch of 256 per
+//! transaction) to separate storage from queueing costs.
 //!
 //! Run: `cargo bench -p fortress-core --bench audit -- --warm-up-time 1 --measurement-time 3`
 
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_main};
 use fortress_core::audit::keys::Ed25519KeyProvider;
 use fortress_core::audit::row::EncodedEvent;
-use fortress_core::audit::store::{AuditStore, SqliteAuditStore};
+use fortress_core::audit::store::{AuditStore, SqliteAuditStore, SqliteDurability};
 use fortress_core::audit::{
     AuditEvent, AuditSink, DurableAuditSink, EventKind, JsonLinesAuditSink, SinkConfig, SubjectRef,
 };
@@ -20,6 +22,7 @@ use fortress_core::subject::{SubjectKind, WorkspaceId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 const CONCURRENCY: usize = 256;
+const HIGH_CONCURRENCY: usize = 1024;
 const GROUP_EVENTS: usize = 20_000;
 const BASELINE_EVENTS: usize = 200;
 
@@ -56,10 +59,14 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 /// Runs `events` records from `CONCURRENCY` tasks; returns the elapsed time and each latency.
-async fn load(sink: Arc<dyn AuditSink>, events: usize) -> (Duration, Vec<Duration>) {
+async fn load(
+    sink: Arc<dyn AuditSink>,
+    events: usize,
+    concurrency: usize,
+) -> (Duration, Vec<Duration>) {
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for t in 0..CONCURRENCY {
+    for t in 0..concurrency {
         let sink = sink.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -68,7 +75,7 @@ async fn load(sink: Arc<dyn AuditSink>, events: usize) -> (Duration, Vec<Duratio
                 let began = Instant::now();
                 sink.record(event(i)).await.expect("record");
                 latencies.push(began.elapsed());
-                i += CONCURRENCY;
+                i += concurrency;
             }
             latencies
         }));
@@ -97,22 +104,68 @@ fn report(name: &str, total: Duration, events: usize, latencies: &mut [Duration]
     rate
 }
 
+/// Latencies and (elapsed, events) of every iteration of one benchmark.
+#[derive(Default)]
+struct Tally {
+    latencies: Mutex<Vec<Duration>>,
+    time: Mutex<(Duration, usize)>,
+}
+
+impl Tally {
+    fn add(&self, elapsed: Duration, events: usize, latencies: Vec<Duration>) {
+        self.latencies.lock().expect("lock").extend(latencies);
+        let mut t = self.time.lock().expect("lock");
+        t.0 += elapsed;
+        t.1 += events;
+    }
+
+    fn report(&self, name: &str) -> f64 {
+        let (time, events) = *self.time.lock().expect("lock");
+        report(
+            name,
+            time,
+            events,
+            &mut self.latencies.lock().expect("lock"),
+        )
+    }
+}
+
 fn audit(c: &mut Criterion) {
     let rt = runtime();
     let dir = bench_dir();
-    let store = rt.block_on(async {
-        SqliteAuditStore::open_in(&dir.path().join("chained"))
-            .await
-            .expect("store")
-            .with_signer(Arc::new(Ed25519KeyProvider::generate()))
-    });
-    let sink: Arc<dyn AuditSink> = {
+    let sink_with = |name: &str, durability: SqliteDurability| -> Arc<dyn AuditSink> {
+        let store = rt.block_on(async {
+            SqliteAuditStore::open_in_with(&dir.path().join(name), durability)
+                .await
+                .expect("store")
+                .with_signer(Arc::new(Ed25519KeyProvider::generate()))
+        });
         let _guard = rt.enter();
         Arc::new(DurableAuditSink::start(
             Arc::new(store),
             SinkConfig::default(),
         ))
     };
+    let group_commit = [
+        (
+            "sqlite_group_commit_sink/power_loss/256",
+            sink_with("full-256", SqliteDurability::PowerLoss),
+            CONCURRENCY,
+            Tally::default(),
+        ),
+        (
+            "sqlite_group_commit_sink/power_loss/1024",
+            sink_with("full-1024", SqliteDurability::PowerLoss),
+            HIGH_CONCURRENCY,
+            Tally::default(),
+        ),
+        (
+            "sqlite_group_commit_sink/process_crash/256",
+            sink_with("normal-256", SqliteDurability::ProcessCrash),
+            CONCURRENCY,
+            Tally::default(),
+        ),
+    ];
     let jsonl: Arc<dyn AuditSink> = rt.block_on(async {
         Arc::new(
             JsonLinesAuditSink::open(dir.path().join("audit.jsonl"))
@@ -136,29 +189,26 @@ fn audit(c: &mut Criterion) {
         pool
     });
 
-    let group_latencies = Arc::new(Mutex::new(Vec::new()));
-    let group_time = Arc::new(Mutex::new((Duration::ZERO, 0usize)));
     let mut group = c.benchmark_group("audit");
     group.sample_size(10);
 
     group.throughput(Throughput::Elements(GROUP_EVENTS as u64));
-    group.bench_function("sqlite_group_commit_sink", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (elapsed, latencies) = rt.block_on(load(sink.clone(), GROUP_EVENTS));
-                total += elapsed;
-                group_latencies.lock().expect("lock").extend(latencies);
-                let mut t = group_time.lock().expect("lock");
-                t.0 += elapsed;
-                t.1 += GROUP_EVENTS;
-            }
-            total
-        })
-    });
+    for (name, sink, concurrency, tally) in &group_commit {
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (elapsed, latencies) =
+                        rt.block_on(load(sink.clone(), GROUP_EVENTS, *concurrency));
+                    total += elapsed;
+                    tally.add(elapsed, GROUP_EVENTS, latencies);
+                }
+                total
+            })
+        });
+    }
 
-    let baseline_latencies = Arc::new(Mutex::new(Vec::new()));
-    let baseline_time = Arc::new(Mutex::new((Duration::ZERO, 0usize)));
+    let baseline = Tally::default();
     group.throughput(Throughput::Elements(BASELINE_EVENTS as u64));
     group.bench_function("sqlite_one_transaction_per_event", |b| {
         b.iter_custom(|iters| {
@@ -181,27 +231,21 @@ fn audit(c: &mut Criterion) {
                     (start.elapsed(), latencies)
                 });
                 total += elapsed;
-                baseline_latencies.lock().expect("lock").extend(latencies);
-                let mut t = baseline_time.lock().expect("lock");
-                t.0 += elapsed;
-                t.1 += BASELINE_EVENTS;
+                baseline.add(elapsed, BASELINE_EVENTS, latencies);
             }
             total
         })
     });
 
-    let jsonl_latencies = Arc::new(Mutex::new(Vec::new()));
-    let jsonl_time = Arc::new(Mutex::new((Duration::ZERO, 0usize)));
+    let jsonl_tally = Tally::default();
     group.bench_function("jsonl_sink_fsync_per_event", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let (elapsed, latencies) = rt.block_on(load(jsonl.clone(), BASELINE_EVENTS));
+                let (elapsed, latencies) =
+                    rt.block_on(load(jsonl.clone(), BASELINE_EVENTS, CONCURRENCY));
                 total += elapsed;
-                jsonl_latencies.lock().expect("lock").extend(latencies);
-                let mut t = jsonl_time.lock().expect("lock");
-                t.0 += elapsed;
-                t.1 += BASELINE_EVENTS;
+                jsonl_tally.add(elapsed, BASELINE_EVENTS, latencies);
             }
             total
         })
@@ -229,32 +273,19 @@ fn audit(c: &mut Criterion) {
     });
     group.finish();
 
-    let (gt, gn) = *group_time.lock().expect("lock");
-    let group_rate = report(
-        "sqlite_group_commit_sink",
-        gt,
-        gn,
-        &mut group_latencies.lock().expect("lock"),
-    );
-    let (bt, bn) = *baseline_time.lock().expect("lock");
-    let baseline_rate = report(
-        "sqlite_one_transaction_per_event",
-        bt,
-        bn,
-        &mut baseline_latencies.lock().expect("lock"),
-    );
-    let (jt, jn) = *jsonl_time.lock().expect("lock");
-    let jsonl_rate = report(
-        "jsonl_sink_fsync_per_event",
-        jt,
-        jn,
-        &mut jsonl_latencies.lock().expect("lock"),
-    );
-    println!(
-        "ratio: group commit = {:.1}x one-transaction-per-event, {:.1}x JSON Lines sink",
-        group_rate / baseline_rate,
-        group_rate / jsonl_rate
-    );
+    let rates: Vec<(&str, f64)> = group_commit
+        .iter()
+        .map(|(name, _, _, tally)| (*name, tally.report(name)))
+        .collect();
+    let baseline_rate = baseline.report("sqlite_one_transaction_per_event");
+    let jsonl_rate = jsonl_tally.report("jsonl_sink_fsync_per_event");
+    for (name, rate) in rates {
+        println!(
+            "ratio: {name} = {:.1}x one-transaction-per-event, {:.1}x JSON Lines sink",
+            rate / baseline_rate,
+            rate / jsonl_rate
+        );
+    }
 }
 
 mod group {

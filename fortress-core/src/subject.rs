@@ -61,7 +61,7 @@ impl SubjectKind {
 }
 
 /// An authenticated caller.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Subject {
     /// Stable identifier, unique within the workspace.
     pub id: String,

@@ -209,6 +209,17 @@ async fn storage_failure_reaches_the_caller() {
 
 #[test]
 fn acknowledged_events_survive_sigkill_of_the_writer_process() {
+    sigkill_mid_load("power_loss");
+}
+
+/// `synchronous = NORMAL` skips the fsync at commit, but a commit is in the kernel's page
+/// cache when it is acknowledged, so a crash of the process loses nothing acknowledged.
+#[test]
+fn acknowledged_events_survive_sigkill_with_process_crash_durability() {
+    sigkill_mid_load("process_crash");
+}
+
+fn sigkill_mid_load(durability: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let key_file = dir.path().join("keys").join("audit.key");
@@ -218,6 +229,7 @@ fn acknowledged_events_survive_sigkill_of_the_writer_process() {
             key_file.to_str().unwrap(),
             "100000000",
             "64",
+            durability,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

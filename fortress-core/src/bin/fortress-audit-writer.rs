@@ -3,14 +3,15 @@
 //! `ack <seq> <request_id>` for each event only after the sink has acknowledged it as
 //! durable. Meant to be killed with SIGKILL mid-load.
 //!
-//! Usage: `fortress-audit-writer <data-dir> <key-file> <events> <concurrency>`
+//! Usage: `fortress-audit-writer <data-dir> <key-file> <events> <concurrency> [durability]`
+//! where `durability` is `power_loss` (the default) or `process_crash`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use fortress_core::audit::keys::Ed25519KeyProvider;
-use fortress_core::audit::store::SqliteAuditStore;
+use fortress_core::audit::store::{SqliteAuditStore, SqliteDurability};
 use fortress_core::audit::{AuditEvent, DurableAuditSink, EventKind, SinkConfig, SubjectRef};
 use fortress_core::subject::{SubjectKind, WorkspaceId};
 
@@ -29,9 +30,15 @@ async fn main() -> Result<(), BoxError> {
     let key_file = PathBuf::from(arg(&args, 2, "key-file")?);
     let events: u64 = arg(&args, 3, "events")?.parse()?;
     let concurrency: u64 = arg(&args, 4, "concurrency")?.parse::<u64>()?.max(1);
+    let durability: SqliteDurability = match args.get(5) {
+        Some(value) => value.parse()?,
+        None => SqliteDurability::default(),
+    };
 
     let key = Arc::new(Ed25519KeyProvider::load_or_create(&key_file)?);
-    let store = SqliteAuditStore::open_in(&data_dir).await?.with_signer(key);
+    let store = SqliteAuditStore::open_in_with(&data_dir, durability)
+        .await?
+        .with_signer(key);
     let sink = Arc::new(DurableAuditSink::start(
         Arc::new(store),
         SinkConfig::default(),

@@ -35,7 +35,9 @@ use serde::Serialize;
 use super::PolicyError;
 use super::documents::{DocumentKind, PolicyDocuments, invalid_at};
 use super::index::PolicyIndex;
-use super::schema::FortressSchema;
+use super::reads::ContextReads;
+use super::request_cache::RequestCache;
+use super::schema::{ActionInfo, FortressSchema};
 use super::translate::{self, PrincipalPart, ResourcePart};
 use crate::call::{Call, Resource};
 use crate::decision::{Decision, Effect};
@@ -69,6 +71,20 @@ struct Entry {
     conditional: bool,
     /// The principal scope, checked natively for condition-free selections.
     principal: PrincipalConstraint,
+    /// The context attributes the policy can read.
+    reads: ContextReads,
+    /// The decision reason when the policy determines an allow.
+    allow_reason: String,
+    /// The decision reason when the policy determines a deny.
+    deny_reason: String,
+}
+
+/// A pre-built Cedar policy set for one index selection, with the context attributes its
+/// policies can read (the only ones a decision over it builds).
+#[derive(Debug)]
+struct Selection {
+    set: PolicySet,
+    reads: ContextReads,
 }
 
 /// A parsed, validated, indexed policy set with its limits.
@@ -78,11 +94,12 @@ pub struct CompiledSet {
     schema: FortressSchema,
     entries: Vec<Entry>,
     by_id: HashMap<String, usize>,
-    full: Arc<PolicySet>,
+    full: Arc<Selection>,
     index: PolicyIndex,
     limits: Arc<LimitsConfig>,
     authorizer: Authorizer,
-    cache: RwLock<HashMap<Box<[u32]>, Arc<PolicySet>>>,
+    cache: RwLock<HashMap<Box<[u32]>, Arc<Selection>>>,
+    requests: RequestCache,
 }
 
 /// One determining or erroring policy in an [`Explanation`].
@@ -168,7 +185,13 @@ impl CompiledSet {
                         format!("duplicate policy id `{id}`"),
                     ));
                 }
+                let reason = policy.annotation("reason").map(str::to_owned);
                 entries.push(Entry {
+                    allow_reason: reason
+                        .clone()
+                        .unwrap_or_else(|| format!("permitted by policy `{id}`")),
+                    deny_reason: reason.unwrap_or_else(|| format!("forbidden by policy `{id}`")),
+                    reads: ContextReads::of_policy(policy),
                     policy: policy.new_id(PolicyId::new(&id)),
                     effect: match policy.effect() {
                         cedar_policy::Effect::Permit => Effect::Allow,
@@ -238,11 +261,16 @@ impl CompiledSet {
             schema,
             entries,
             by_id,
-            full: Arc::new(full),
+            // The unindexed reference builds the whole context, as a plain evaluation would.
+            full: Arc::new(Selection {
+                set: full,
+                reads: ContextReads::ALL,
+            }),
             index,
             limits: Arc::new(limits),
             authorizer: Authorizer::new(),
             cache: RwLock::new(HashMap::new()),
+            requests: RequestCache::default(),
         })
     }
 
@@ -276,36 +304,41 @@ impl CompiledSet {
         &self.schema
     }
 
-    /// Decides `call` evaluating only the policies the index selects.
+    /// Decides `call` evaluating only the policies the index selects. The principal side
+    /// and the entity store come from this set's caches, and the context holds only the
+    /// attributes the selected policies can read.
     pub fn decide(&self, call: &Call) -> Result<Decision, PolicyError> {
-        let principal = translate::principal(call)?;
+        let principal = self.requests.principal(&call.subject)?;
         let resource = translate::resource(&call.resource, &principal.workspace);
         self.evaluate(call, &principal, &resource, true)
             .map(|(d, _)| d)
     }
 
-    /// Decides `call` evaluating every policy of the set (the reference the index is
-    /// checked against, and the baseline of the benchmarks).
+    /// Decides `call` evaluating every policy of the set, with a freshly built request and
+    /// the whole context (the reference the index and the caches are checked against, and
+    /// the baseline of the benchmarks).
     pub fn decide_unindexed(&self, call: &Call) -> Result<Decision, PolicyError> {
-        let principal = translate::principal(call)?;
+        let principal = translate::principal(&call.subject)?;
         let resource = translate::resource(&call.resource, &principal.workspace);
         self.evaluate(call, &principal, &resource, false)
             .map(|(d, _)| d)
     }
 
-    /// Decides, for a listing, each candidate resource in one pass: the principal and
-    /// context are built once; a candidate whose selected policies hold no `permit` is denied
-    /// without evaluation; a candidate whose selected policies are all condition-free is
-    /// decided by principal scope without Cedar.
+    /// Decides, for a listing, each candidate resource in one pass: the principal is built
+    /// once and the context at most once; a candidate whose selected policies hold no
+    /// `permit` is denied without evaluation; a candidate whose selected policies are all
+    /// condition-free is decided by principal scope without Cedar.
     pub fn decide_each(
         &self,
         template: &Call,
         candidates: &[Resource],
     ) -> Result<Vec<Decision>, PolicyError> {
-        let principal = translate::principal(template)?;
+        let principal = self.requests.principal(&template.subject)?;
         let action_name = template.action.as_str();
         let action = self.action_info(action_name)?;
-        let context = translate::context(template, &self.schema, action)?;
+        // Fail as a full context would, even when no candidate needs one.
+        translate::check_attributes(template)?;
+        let mut context = None;
         let mut out = Vec::with_capacity(candidates.len());
         for candidate in candidates {
             let resource = translate::resource(candidate, &principal.workspace);
@@ -331,17 +364,37 @@ impl CompiledSet {
                 out.push(self.decide_scopes(&principal, &selected));
                 continue;
             }
-            let set = self.set_for(&selected);
-            let response = self.authorize(&principal, action, &resource, context.clone(), &set)?;
-            let decision = self.decision_of(&response);
-            out.push(decision);
+            let selection = self.set_for(&selected);
+            let context = match &context {
+                Some(context) => context,
+                None => context.insert(translate::context(
+                    template,
+                    &self.schema,
+                    action,
+                    ContextReads::ALL,
+                )?),
+            };
+            let entities =
+                self.requests
+                    .entities(&template.subject, action_name, candidate, || {
+                        Self::entities(&principal, action, &resource)
+                    })?;
+            let response = self.authorize(
+                &principal,
+                action,
+                &resource,
+                context.clone(),
+                &selection.set,
+                &entities,
+            )?;
+            out.push(self.decision_of(&response));
         }
         Ok(out)
     }
 
     /// Decides `call` and says why, with the text of the determining policies.
     pub fn explain(&self, call: &Call) -> Result<Explanation, PolicyError> {
-        let principal = translate::principal(call)?;
+        let principal = self.requests.principal(&call.subject)?;
         let resource = translate::resource(&call.resource, &principal.workspace);
         let (decision, evaluated) = self.evaluate(call, &principal, &resource, true)?;
         let determining = decision
@@ -373,7 +426,7 @@ impl CompiledSet {
         self.by_id.get(id).map(|&i| &self.entries[i])
     }
 
-    fn action_info(&self, name: &str) -> Result<&super::schema::ActionInfo, PolicyError> {
+    fn action_info(&self, name: &str) -> Result<&ActionInfo, PolicyError> {
         self.schema
             .action(name)
             .ok_or_else(|| PolicyError::Request(format!("action `{name}` is not in the schema")))
@@ -397,7 +450,7 @@ impl CompiledSet {
         if !action.applies_to(principal.uid.type_name(), resource.ty) {
             return Ok((self.not_applicable(action_name, resource.ty.basename()), 0));
         }
-        let (set, evaluated) = if indexed {
+        let (selection, evaluated) = if indexed {
             let selected = self.index.candidates(action_name, resource);
             if selected.is_empty() {
                 // Nothing can apply: the answer is a default deny without evaluation.
@@ -419,18 +472,62 @@ impl CompiledSet {
         } else {
             (Arc::clone(&self.full), self.entries.len())
         };
-        let context = translate::context(call, &self.schema, action)?;
-        let response = self.authorize(principal, action, resource, context, &set)?;
+        let context = if indexed {
+            // A cached context skips building, so check what building would refuse.
+            translate::check_attributes(call)?;
+            let key = translate::ContextKey::of(call, selection.reads);
+            self.requests.context(key, || {
+                translate::context(call, &self.schema, action, selection.reads)
+            })?
+        } else {
+            translate::context(call, &self.schema, action, selection.reads)?
+        };
+        let entities = if indexed {
+            self.requests
+                .entities(&call.subject, action_name, &call.resource, || {
+                    Self::entities(principal, action, resource)
+                })?
+        } else {
+            Arc::new(Self::entities(principal, action, resource)?)
+        };
+        let response = self.authorize(
+            principal,
+            action,
+            resource,
+            context,
+            &selection.set,
+            &entities,
+        )?;
         Ok((self.decision_of(&response), evaluated))
+    }
+
+    /// The entity store of a request: the principal side, the resource side and the
+    /// action with its groups.
+    fn entities(
+        principal: &PrincipalPart,
+        action: &ActionInfo,
+        resource: &ResourcePart,
+    ) -> Result<Entities, PolicyError> {
+        Entities::from_entities(
+            principal
+                .entities
+                .iter()
+                .cloned()
+                .chain(translate::resource_entities(resource, &principal.workspace))
+                .chain(action.entities.iter().cloned()),
+            None,
+        )
+        .map_err(|e| PolicyError::Request(format!("entities: {e}")))
     }
 
     fn authorize(
         &self,
         principal: &PrincipalPart,
-        action: &super::schema::ActionInfo,
+        action: &ActionInfo,
         resource: &ResourcePart,
         context: cedar_policy::Context,
         set: &PolicySet,
+        entities: &Entities,
     ) -> Result<Response, PolicyError> {
         let request = Request::new(
             principal.uid.clone(),
@@ -440,41 +537,28 @@ impl CompiledSet {
             None,
         )
         .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let entities = Entities::from_entities(
-            principal
-                .entities
-                .iter()
-                .chain(&resource.entities)
-                .chain(&action.entities)
-                .cloned(),
-            None,
-        )
-        .map_err(|e| PolicyError::Request(format!("entities: {e}")))?;
-        Ok(self.authorizer.is_authorized(&request, set, &entities))
+        Ok(self.authorizer.is_authorized(&request, set, entities))
     }
 
     /// The pre-built policy set holding exactly the `selected` policies.
-    fn set_for(&self, selected: &[u32]) -> Arc<PolicySet> {
+    fn set_for(&self, selected: &[u32]) -> Arc<Selection> {
         if let Ok(cache) = self.cache.read() {
-            if let Some(set) = cache.get(selected) {
-                return Arc::clone(set);
+            if let Some(selection) = cache.get(selected) {
+                return Arc::clone(selection);
             }
         }
-        let set = Arc::new(
-            PolicySet::from_policies(
-                selected
-                    .iter()
-                    .map(|&p| self.entries[p as usize].policy.clone()),
-            )
+        let chosen = || selected.iter().map(|&p| &self.entries[p as usize]);
+        let selection = Arc::new(Selection {
             // Ids are unique in the full set, so any subset builds.
-            .unwrap_or_default(),
-        );
+            set: PolicySet::from_policies(chosen().map(|e| e.policy.clone())).unwrap_or_default(),
+            reads: chosen().fold(ContextReads::NONE, |r, e| r.union(e.reads)),
+        });
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() < CACHE_LIMIT {
-                cache.insert(selected.into(), Arc::clone(&set));
+                cache.insert(selected.into(), Arc::clone(&selection));
             }
         }
-        set
+        selection
     }
 
     fn decision_of(&self, response: &Response) -> Decision {
@@ -543,15 +627,16 @@ impl CompiledSet {
             return d.with_reason("no policy permits this call (default deny)");
         }
         for id in ids {
-            let reason = self
-                .entry(&id)
-                .and_then(|e| e.policy.annotation("reason").map(str::to_owned));
-            d.reasons.push(reason.unwrap_or_else(|| {
-                format!(
+            let reason = match self.entry(&id) {
+                Some(e) if allowed => e.allow_reason.clone(),
+                Some(e) => e.deny_reason.clone(),
+                // Every id comes from this set; a stranger still gets a reason.
+                None => format!(
                     "{} by policy `{id}`",
                     if allowed { "permitted" } else { "forbidden" }
-                )
-            }));
+                ),
+            };
+            d.reasons.push(reason);
             d.policy_ids.push(id);
         }
         d

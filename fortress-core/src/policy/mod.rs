@@ -26,6 +26,8 @@ pub mod compiled;
 pub mod documents;
 mod engine;
 mod index;
+mod reads;
+mod request_cache;
 pub mod schema;
 pub mod shadow;
 mod translate;

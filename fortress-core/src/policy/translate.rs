@@ -10,16 +10,18 @@
 //!   `stream`, `betas`.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
 use cedar_policy::{Context, Entity, EntityTypeName, EntityUid, RestrictedExpression};
 use chrono::{Datelike, Timelike};
 
 use super::PolicyError;
+use super::reads::{ContextAttr, ContextReads};
 use super::schema::{ActionInfo, FortressSchema, TYPES, Types};
 use crate::call::{Call, Resource, ResourceKind};
-use crate::subject::SubjectKind;
+use crate::subject::{Subject, SubjectKind};
 
-/// The principal side of a request: built once per call (or once per listing).
+/// The principal side of a request: built once per subject (see [`super::request_cache`]).
 pub(crate) struct PrincipalPart {
     pub(crate) uid: EntityUid,
     pub(crate) workspace: EntityUid,
@@ -28,17 +30,17 @@ pub(crate) struct PrincipalPart {
     pub(crate) entities: Vec<Entity>,
 }
 
-/// The resource side of a request.
+/// The resource side of a request. Its entities are built only when Cedar evaluates
+/// (see [`resource_entities`]); the index and scope-only decisions need the uids alone.
 pub(crate) struct ResourcePart {
     pub(crate) uid: EntityUid,
     pub(crate) ty: &'static EntityTypeName,
-    /// Every entity the resource is `in` (connector, workspace).
+    /// Every entity the resource is `in` (connector, workspace), nearest first.
     pub(crate) ancestors: Vec<EntityUid>,
-    pub(crate) entities: Vec<Entity>,
+    /// The resource's connector, which is an entity of the request of its own.
+    connector: Option<EntityUid>,
 }
-
-pub(crate) fn principal(call: &Call) -> Result<PrincipalPart, PolicyError> {
-    let subject = &call.subject;
+pub(crate) fn principal(subject: &Subject) -> Result<PrincipalPart, PolicyError> {
     let workspace = Types::uid(&TYPES.workspace, subject.workspace.as_str());
     let ty = match subject.kind {
         SubjectKind::User => &TYPES.user,
@@ -74,8 +76,7 @@ pub(crate) fn principal(call: &Call) -> Result<PrincipalPart, PolicyError> {
 pub(crate) fn resource(resource: &Resource, workspace: &EntityUid) -> ResourcePart {
     let ty = TYPES.of_resource(resource.kind);
     let mut ancestors = Vec::with_capacity(2);
-    let mut entities = Vec::with_capacity(2);
-    let ws_set = || HashSet::from([workspace.clone()]);
+    let mut connector_uid = None;
     let uid = match resource.kind {
         ResourceKind::Workspace => Types::uid(ty, &resource.id),
         ResourceKind::Connector => {
@@ -91,10 +92,10 @@ pub(crate) fn resource(resource: &Resource, workspace: &EntityUid) -> ResourcePa
         | ResourceKind::Prompt
         | ResourceKind::Endpoint => match &resource.connector {
             Some(connector) => {
-                let connector_uid = Types::uid(&TYPES.connector, connector);
-                entities.push(Entity::new_no_attrs(connector_uid.clone(), ws_set()));
-                ancestors.push(connector_uid);
+                let uid = Types::uid(&TYPES.connector, connector);
+                ancestors.push(uid.clone());
                 ancestors.push(workspace.clone());
+                connector_uid = Some(uid);
                 let mut id = String::with_capacity(connector.len() + 1 + resource.id.len());
                 id.push_str(connector);
                 id.push('/');
@@ -107,110 +108,202 @@ pub(crate) fn resource(resource: &Resource, workspace: &EntityUid) -> ResourcePa
             }
         },
     };
-    // The caller's workspace entity is already in the principal part.
-    if uid != *workspace {
-        let parents: HashSet<EntityUid> = ancestors.iter().take(1).cloned().collect();
-        entities.push(Entity::new_no_attrs(uid.clone(), parents));
-    }
     ResourcePart {
         uid,
         ty,
         ancestors,
-        entities,
+        connector: connector_uid,
     }
 }
 
-/// Fails as building the context would, without building it (for decisions that need no
-/// context).
+/// The entities of the resource side: the resource (unless it is the caller's workspace,
+/// which the principal side holds) and its connector.
+pub(crate) fn resource_entities(resource: &ResourcePart, workspace: &EntityUid) -> Vec<Entity> {
+    let mut entities = Vec::with_capacity(2);
+    if let Some(connector) = &resource.connector {
+        entities.push(Entity::new_no_attrs(
+            connector.clone(),
+            HashSet::from([workspace.clone()]),
+        ));
+    }
+    if resource.uid != *workspace {
+        let parents: HashSet<EntityUid> = resource.ancestors.iter().take(1).cloned().collect();
+        entities.push(Entity::new_no_attrs(resource.uid.clone(), parents));
+    }
+    entities
+}
+
+/// Fails as building the whole context would, without building it: a decision that
+/// builds only part of the context (or none) still fails where the full context would,
+/// so leaving attributes out never turns an error into a decision.
 pub(crate) fn check_attributes(call: &Call) -> Result<(), PolicyError> {
-    match call.attributes.max_tokens {
-        Some(n) if i64::try_from(n).is_err() => {
-            Err(PolicyError::Request("max_tokens is out of range".into()))
+    if let Some(n) = call.attributes.max_tokens {
+        if i64::try_from(n).is_err() {
+            return Err(PolicyError::Request("max_tokens is out of range".into()));
         }
-        _ => Ok(()),
+    }
+    let t = call.received_at;
+    // Cedar's `datetime` reads a four-digit year and refuses a leap second; its `ip`
+    // refuses the dotted IPv4-in-IPv6 forms (`::ffff:10.0.0.1`). Either fails the whole
+    // context: build that attribute alone to fail with the very same error.
+    let bad_time = !(0..=9999).contains(&t.year()) || t.nanosecond() >= 1_000_000_000;
+    let bad_ip =
+        matches!(call.attributes.client_ip, Some(IpAddr::V6(ip)) if ip.to_string().contains('.'));
+    for (bad, attr) in [
+        (bad_time, ContextAttr::Time),
+        (bad_ip, ContextAttr::ClientIp),
+    ] {
+        if bad {
+            build_context(call, ContextReads::only(attr), None, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a context built for `reads` depends on, when that is not the call's time or its
+/// tool arguments (which differ from call to call, so such contexts are not cached).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ContextKey {
+    reads: ContextReads,
+    hour: Option<u32>,
+    weekday: Option<u32>,
+    betas: Option<Vec<String>>,
+    client_ip: Option<IpAddr>,
+    model: Option<String>,
+    max_tokens: Option<u64>,
+    stream: Option<bool>,
+}
+
+impl ContextKey {
+    /// The key of the context [`context`] builds for `call` and `reads`, or `None` when it
+    /// holds the time or the tool arguments.
+    pub(crate) fn of(call: &Call, reads: ContextReads) -> Option<Self> {
+        if reads == ContextReads::ALL
+            || reads.contains(ContextAttr::Time)
+            || reads.contains(ContextAttr::ToolArguments)
+            || reads.contains(ContextAttr::ToolArgumentsUnmatched)
+        {
+            return None;
+        }
+        let a = &call.attributes;
+        let t = call.received_at;
+        let when = |attr: ContextAttr| reads.contains(attr);
+        Some(Self {
+            reads,
+            hour: when(ContextAttr::Hour).then(|| t.hour()),
+            weekday: when(ContextAttr::Weekday).then(|| t.weekday().number_from_monday()),
+            betas: when(ContextAttr::Betas).then(|| a.betas.clone()),
+            client_ip: a.client_ip.filter(|_| when(ContextAttr::ClientIp)),
+            model: model_of(call)
+                .filter(|_| when(ContextAttr::Model))
+                .map(str::to_owned),
+            max_tokens: a.max_tokens.filter(|_| when(ContextAttr::MaxTokens)),
+            stream: a.stream.filter(|_| when(ContextAttr::Stream)),
+        })
     }
 }
 
-/// The request context of `call` for `action`.
+/// The model a call names: its `model` attribute, or the model it acts on.
+fn model_of(call: &Call) -> Option<&str> {
+    call.attributes
+        .model
+        .as_deref()
+        .or((call.resource.kind == ResourceKind::Model).then_some(call.resource.id.as_str()))
+}
+
+/// The request context of `call` for `action`, holding the attributes in `reads` (the
+/// attributes the policies about to be evaluated can read; see [`super::reads`]).
 pub(crate) fn context(
     call: &Call,
     schema: &FortressSchema,
     action: &ActionInfo,
+    reads: ContextReads,
 ) -> Result<Context, PolicyError> {
     let arguments = call
         .attributes
         .tool_arguments
         .as_ref()
         .filter(|v| !v.is_null());
-    if let Some(arguments) = arguments {
-        if let Some(record) = json_to_cedar(arguments) {
-            let with = build_context(call, Some(record), false)?;
-            if with.validate(&schema.schema, &action.uid).is_ok() {
-                return Ok(with);
+    if reads.contains(ContextAttr::ToolArguments)
+        || reads.contains(ContextAttr::ToolArgumentsUnmatched)
+    {
+        // Whether the arguments fit `ToolArguments` is decided by validating the whole
+        // context against the schema, so this path builds every attribute.
+        if let Some(arguments) = arguments {
+            if let Some(record) = json_to_cedar(arguments) {
+                let with = build_context(call, ContextReads::ALL, Some(record), false)?;
+                if with.validate(&schema.schema, &action.uid).is_ok() {
+                    return Ok(with);
+                }
             }
         }
+        return build_context(call, ContextReads::ALL, None, arguments.is_some());
     }
-    build_context(call, None, arguments.is_some())
+    if reads != ContextReads::ALL {
+        check_attributes(call)?;
+    }
+    build_context(call, reads, None, arguments.is_some())
 }
 
 fn build_context(
     call: &Call,
+    reads: ContextReads,
     arguments: Option<RestrictedExpression>,
     unmatched: bool,
 ) -> Result<Context, PolicyError> {
     let a = &call.attributes;
     let t = call.received_at;
     let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(10);
-    pairs.push((
-        "time".into(),
-        RestrictedExpression::new_datetime(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
-    ));
-    pairs.push((
-        "hour".into(),
-        RestrictedExpression::new_long(i64::from(t.hour())),
-    ));
-    pairs.push((
-        "weekday".into(),
-        RestrictedExpression::new_long(i64::from(t.weekday().number_from_monday())),
-    ));
-    pairs.push((
-        "tool_arguments_unmatched".into(),
-        RestrictedExpression::new_bool(unmatched),
-    ));
-    pairs.push((
-        "betas".into(),
+    let mut push = |attr: ContextAttr, value: &dyn Fn() -> RestrictedExpression| {
+        if reads.contains(attr) {
+            pairs.push((attr.name().to_owned(), value()));
+        }
+    };
+    push(ContextAttr::Time, &|| {
+        RestrictedExpression::new_datetime(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+    });
+    push(ContextAttr::Hour, &|| {
+        RestrictedExpression::new_long(i64::from(t.hour()))
+    });
+    push(ContextAttr::Weekday, &|| {
+        RestrictedExpression::new_long(i64::from(t.weekday().number_from_monday()))
+    });
+    push(ContextAttr::ToolArgumentsUnmatched, &|| {
+        RestrictedExpression::new_bool(unmatched)
+    });
+    push(ContextAttr::Betas, &|| {
         RestrictedExpression::new_set(
             a.betas
                 .iter()
                 .map(|b| RestrictedExpression::new_string(b.clone())),
-        ),
-    ));
+        )
+    });
     if let Some(ip) = a.client_ip {
-        pairs.push((
-            "client_ip".into(),
-            RestrictedExpression::new_ip(ip.to_string()),
-        ));
+        push(ContextAttr::ClientIp, &|| {
+            RestrictedExpression::new_ip(ip.to_string())
+        });
     }
-    if let Some(args) = arguments {
-        pairs.push(("tool_arguments".into(), args));
-    }
-    let model = a
-        .model
-        .as_deref()
-        .or((call.resource.kind == ResourceKind::Model).then_some(call.resource.id.as_str()));
-    if let Some(model) = model {
-        pairs.push((
-            "model".into(),
-            RestrictedExpression::new_string(model.to_owned()),
-        ));
+    if let Some(model) = model_of(call) {
+        push(ContextAttr::Model, &|| {
+            RestrictedExpression::new_string(model.to_owned())
+        });
     }
     if let Some(max_tokens) = a.max_tokens {
         let value = i64::try_from(max_tokens)
             .map_err(|_| PolicyError::Request("max_tokens is out of range".into()))?;
-        pairs.push(("max_tokens".into(), RestrictedExpression::new_long(value)));
+        push(ContextAttr::MaxTokens, &|| {
+            RestrictedExpression::new_long(value)
+        });
     }
     if let Some(stream) = a.stream {
-        pairs.push(("stream".into(), RestrictedExpression::new_bool(stream)));
+        push(ContextAttr::Stream, &|| {
+            RestrictedExpression::new_bool(stream)
+        });
+    }
+    if let Some(args) = arguments {
+        if reads.contains(ContextAttr::ToolArguments) {
+            pairs.push((ContextAttr::ToolArguments.name().to_owned(), args));
+        }
     }
     Context::from_pairs(pairs).map_err(|e| PolicyError::Request(format!("context: {e}")))
 }

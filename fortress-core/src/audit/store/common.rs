@@ -19,8 +19,29 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, recorded_at, ts, workspace, subject
 pub(crate) const CHECKPOINT_COLUMNS: &str =
     "first_seq, last_seq, chain_head, merkle_root, created_at, key_id, signature";
 
-/// Rows per INSERT statement: well under both databases' bound-parameter limits.
+/// Rows per INSERT statement at most: well under both databases' bound-parameter limits.
 pub(crate) const INSERT_CHUNK: usize = 512;
+
+/// Splits `rows` into chunks whose sizes are powers of two up to [`INSERT_CHUNK`]. A batch
+/// of any size is then written by statements of at most ten shapes, which each connection
+/// prepares once and keeps in its statement cache; chunks of arbitrary sizes would make
+/// nearly every group-commit batch prepare a statement with thousands of parameters anew.
+pub(crate) fn insert_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = if rest.len() >= INSERT_CHUNK {
+            INSERT_CHUNK
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
 pub(crate) fn seq_to_db(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| StoreError::Malformed("sequence number out of range"))
@@ -206,3 +227,23 @@ where
 
 /// The hash a purge's anchor or the newest event leaves as the chain head.
 pub(crate) type Head = (u64, Hash);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_and_cover_every_row_in_order() {
+        for n in [0usize, 1, 2, 3, 255, 256, 257, 511, 512, 513, 1500] {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = insert_chunks(&rows).collect();
+            assert!(
+                chunks
+                    .iter()
+                    .all(|c| c.len().is_power_of_two() && c.len() <= INSERT_CHUNK)
+            );
+            assert_eq!(chunks.concat(), rows, "{n}");
+            assert!(chunks.len() <= n / INSERT_CHUNK + INSERT_CHUNK.ilog2() as usize + 1);
+        }
+    }
+}

@@ -22,7 +22,7 @@ use super::query::{AuditPage, AuditQuery};
 use super::row::{EncodedEvent, StoredEvent};
 
 pub use postgres::PostgresAuditStore;
-pub use sqlite::{SQLITE_FILE_NAME, SqliteAuditStore};
+pub use sqlite::{SQLITE_FILE_NAME, SqliteAuditStore, SqliteDurability};
 
 /// Why a store operation failed. Carries no event content and no key material.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,17 @@
-//! The default store: SQLite in the data directory (WAL, `synchronous = FULL`).
+//! The default store: SQLite in the data directory, in WAL mode.
 //!
-//! Why `FULL` and not `NORMAL`: in WAL mode `NORMAL` skips the fsync at commit, so a power
-//! loss can roll back transactions that had already been acknowledged. `FULL` syncs the
-//! WAL at every commit — one fsync per group-commit batch, not per event — which is what
-//! "acknowledged means durable" needs.
+//! How durable an acknowledged event is, is a setting ([`SqliteDurability`]):
+//!
+//! - [`SqliteDurability::PowerLoss`] (the default, `synchronous = FULL`): the WAL is synced
+//!   at every commit — one fsync per group-commit batch, not per event — so an
+//!   acknowledged event survives a crash of the process, of the kernel and a power loss.
+//! - [`SqliteDurability::ProcessCrash`] (`synchronous = NORMAL`): a commit is written to
+//!   the WAL but not synced; the WAL is synced before each checkpoint into the database
+//!   file. An acknowledged event survives `kill -9` of the process (its WAL frames are in
+//!   the kernel's page cache, which outlives the process), but a power loss or kernel
+//!   crash can roll back the last commits before the next WAL checkpoint. The database
+//!   stays consistent and the chain still verifies; it is only shorter than what was
+//!   acknowledged.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,8 +24,8 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Mutex;
 
 use super::common::{
-    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, INSERT_CHUNK, bytes_to, decode_checkpoint,
-    decode_event, insert_checkpoint, insert_events, select_page, seq_from_db, seq_to_db,
+    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, bytes_to, decode_checkpoint, decode_event,
+    insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db, seq_to_db,
 };
 use super::{AppendReceipt, AuditStore, PurgeReport, StoreError};
 use crate::audit::SubjectRef;
@@ -72,6 +80,41 @@ WHEN NOT EXISTS (SELECT 1 FROM audit_purge_guard WHERE id = 1 AND OLD.last_seq <
 BEGIN SELECT RAISE(ABORT, 'audit trail is append-only: DELETE refused outside a retention purge'); END;
 "#;
 
+/// How far an acknowledged event survives (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqliteDurability {
+    /// `synchronous = FULL`: acknowledged events survive a power loss.
+    #[default]
+    PowerLoss,
+    /// `synchronous = NORMAL`: acknowledged events survive a crash of the process, not
+    /// necessarily a power loss or kernel crash; commits skip the fsync.
+    ProcessCrash,
+}
+
+impl SqliteDurability {
+    fn synchronous(self) -> SqliteSynchronous {
+        match self {
+            Self::PowerLoss => SqliteSynchronous::Full,
+            Self::ProcessCrash => SqliteSynchronous::Normal,
+        }
+    }
+}
+
+impl std::str::FromStr for SqliteDurability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "power_loss" | "full" => Ok(Self::PowerLoss),
+            "process_crash" | "normal" => Ok(Self::ProcessCrash),
+            other => Err(format!(
+                "unknown audit durability `{other}` (expected `power_loss` or `process_crash`)"
+            )),
+        }
+    }
+}
+
 /// The file name of the audit database inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "audit.sqlite3";
 
@@ -87,18 +130,31 @@ pub struct SqliteAuditStore {
 impl SqliteAuditStore {
     /// Opens (creating if needed) `audit.sqlite3` in `data_dir`.
     pub async fn open_in(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_in_with(data_dir, SqliteDurability::default()).await
+    }
+
+    /// Opens (creating if needed) `audit.sqlite3` in `data_dir`, with `durability`.
+    pub async fn open_in_with(
+        data_dir: &Path,
+        durability: SqliteDurability,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::DataDir)?;
-        Self::open(&data_dir.join(SQLITE_FILE_NAME)).await
+        Self::open_with(&data_dir.join(SQLITE_FILE_NAME), durability).await
     }
 
     /// Opens (creating if needed) the database file at `path`. The store is read-only
     /// until [`with_signer`](Self::with_signer) gives it a checkpoint key.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteDurability::default()).await
+    }
+
+    /// Opens (creating if needed) the database file at `path`, with `durability`.
+    pub async fn open_with(path: &Path, durability: SqliteDurability) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(durability.synchronous())
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -190,7 +246,7 @@ impl SqliteAuditStore {
             }
         }
         let prepared = state.advance(events, Utc::now(), &self.policy, force, key)?;
-        for chunk in prepared.rows.chunks(INSERT_CHUNK) {
+        for chunk in insert_chunks(&prepared.rows) {
             insert_events::<sqlx::Sqlite>(chunk)?
                 .build()
                 .execute(&mut *tx)
