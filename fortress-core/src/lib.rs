@@ -23,6 +23,7 @@ pub mod decision;
 pub mod denial;
 pub mod guard;
 pub mod layer;
+pub mod logging;
 pub mod policy;
 pub mod redact;
 pub mod secret;
