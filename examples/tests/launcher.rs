@@ -113,11 +113,11 @@ async fn one_command_starts_both_gateways_under_one_dashboard() {
         .to_owned();
     let session: Value = login.json().await.unwrap();
     let csrf = session["csrf_token"].as_str().unwrap().to_owned();
-    let traffic = |connector: &'static str| {
+    let traffic = |filter: &'static str| {
         let (client, dash, cookie) = (client.clone(), dash.clone(), cookie.clone());
         async move {
             let page: Value = client
-                .get(format!("{dash}/api/traffic?connector={connector}"))
+                .get(format!("{dash}/api/traffic?{filter}"))
                 .header("cookie", cookie)
                 .send()
                 .await
@@ -131,8 +131,8 @@ async fn one_command_starts_both_gateways_under_one_dashboard() {
     // Recording is asynchronous: poll the history, with a deadline.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let claude = traffic("anthropic").await;
-        let helpdesk = traffic("zendesk").await;
+        let claude = traffic("model=claude-sonnet-4-5").await;
+        let helpdesk = traffic("connector=zendesk").await;
         if !claude.is_empty() && !helpdesk.is_empty() {
             break;
         }
