@@ -96,8 +96,14 @@ mod tests {
         let local = WorkspaceId::new("local");
         let zendesk = CredentialSlot::workspace(local.clone(), "zendesk");
         let other = CredentialSlot::workspace(local.clone(), "salesforce");
-        vault.put(&zendesk, Secret::from_text("zd".into())).await.unwrap();
-        vault.put(&other, Secret::from_text("sf".into())).await.unwrap();
+        vault
+            .put(&zendesk, Secret::from_text("zd".into()))
+            .await
+            .unwrap();
+        vault
+            .put(&other, Secret::from_text("sf".into()))
+            .await
+            .unwrap();
         let directory = DemoConnectors::new(
             vault.clone(),
             local.clone(),
