@@ -24,6 +24,7 @@ pub mod denial;
 pub mod guard;
 pub mod keys;
 pub mod layer;
+pub mod logging;
 pub mod policy;
 pub mod redact;
 pub mod secret;

@@ -6,17 +6,24 @@
 //!   per call by the governance stack;
 //! - the default core stack: Cedar policy (a file written for the demo), the default
 //!   redactor, the durable audit trail;
-//! - the MCP endpoint on `127.0.0.1` (port from [`DemoOptions::listen`]).
+//! - the MCP endpoint on `127.0.0.1` (port from [`DemoOptions::listen`]), with the admin
+//!   dashboard under `/admin/` on the same listener (owner `admin`, password printed on
+//!   first start): its Traffic Feed shows every call, its kill switch stops them, and its
+//!   connector list is [`DemoConnectors`].
 //!
 //! Another binary can start the same thing in-process with [`start`] and serve it until it
-//! calls [`DemoHandle::shutdown`].
+//! calls [`DemoHandle::shutdown`]. Given [`DemoOptions::shared`], the demo records into a
+//! dashboard shared with other gateways and obeys its kill switch, and mounts none itself.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
-use fortress_core::audit::{AuditSink as _, DurableAuditSink, SinkConfig, SqliteAuditStore};
+use fortress_core::admin::directory::ConnectorSummary;
+use fortress_core::admin::embedded::{EmbeddedAdmin, SharedAdmin};
+use fortress_core::admin::mount::MountedAdmin;
+use fortress_core::admin::{AdminServer, bootstrap_owner};
+use fortress_core::audit::{AuditSink, DurableAuditSink};
 use fortress_core::policy::CedarEngine;
 use fortress_core::redact::DefaultRedactor;
 use fortress_core::secret::Secret;
@@ -31,6 +38,10 @@ use crate::mock::MockZendesk;
 use crate::server::{McpServer, ServerConfig};
 use crate::upstream::Upstream;
 use crate::virtual_server::{Naming, VirtualServer};
+
+mod directory;
+
+pub use directory::DemoConnectors;
 
 /// The connector (and namespace) name of the demo helpdesk.
 pub const DEMO_CONNECTOR: &str = "zendesk";
@@ -92,6 +103,9 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
     /// The data directory (default `./fortress-demo-data`).
     pub data_dir: PathBuf,
+    /// A dashboard shared with other gateways (its audit sink and kill switch); `None`:
+    /// the demo opens its own, under `/admin/` on its listener.
+    pub shared: Option<SharedAdmin>,
 }
 
 impl Default for DemoOptions {
@@ -99,9 +113,15 @@ impl Default for DemoOptions {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
             data_dir: PathBuf::from("fortress-demo-data"),
+            shared: None,
         }
     }
 }
+
+/// Where the standalone demo mounts its dashboard.
+pub const DASHBOARD_PATH: &str = "/admin";
+/// The owner account of the standalone demo's dashboard.
+pub const DASHBOARD_OWNER: &str = "admin";
 
 /// The demo could not start.
 #[derive(Debug, thiserror::Error)]
@@ -130,12 +150,21 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DemoError + '_ {
     move |e| DemoError::Setup(format!("{what}: {e}"))
 }
 
+/// The standalone demo's own dashboard.
+struct OwnDashboard {
+    url: String,
+    password: Option<Secret>,
+    durable: Arc<DurableAuditSink>,
+}
+
 /// A running demo.
 pub struct DemoHandle {
     url: String,
     data_dir: PathBuf,
     mock: MockZendesk,
-    audit: Arc<DurableAuditSink>,
+    audit: Arc<dyn AuditSink>,
+    dashboard: Option<OwnDashboard>,
+    connectors: Arc<DemoConnectors>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -155,18 +184,18 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
         .map_err(io(format!("cannot create {}", data_dir.display())))?;
     let policy_dir = write_policy(&data_dir)?;
 
-    // The audit trail, signed with the deployment's checkpoint key (kept in the data dir,
-    // as the operator commands do).
-    let signer = Ed25519KeyProvider::load_or_create(&default_key_path(&data_dir))
-        .map_err(setup("audit signing key"))?;
-    let store = SqliteAuditStore::open_in(&data_dir)
-        .await
-        .map_err(setup("audit store"))?
-        .with_signer(Arc::new(signer));
-    let audit = Arc::new(DurableAuditSink::start(
-        Arc::new(store),
-        SinkConfig::default(),
-    ));
+    // The audit trail and kill switch: a shared dashboard's, or the embedded dashboard's
+    // own (hash-chained in the data dir, checkpoints signed with the deployment's key).
+    let (shared, embedded) = match options.shared.clone() {
+        Some(shared) => (shared, None),
+        None => {
+            let embedded = EmbeddedAdmin::open(&data_dir, WorkspaceId::new(DEMO_WORKSPACE))
+                .await
+                .map_err(setup("dashboard stores"))?;
+            (embedded.shared(), Some(embedded))
+        }
+    };
+    let audit = shared.audit.clone();
 
     // The vault. The master key never sits next to the data: it comes from
     // FORTRESS_MASTER_KEY, or lives only as long as this process (the demo stores its
@@ -176,7 +205,7 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     } else {
         RootKey::generate()
     };
-    let vault = Arc::new(
+    let vault: Arc<dyn Vault> = Arc::new(
         EnvelopeVault::open_sqlite(&data_dir, Arc::new(ManagedKeys::new(master)), audit.clone())
             .await
             .map_err(setup("vault"))?,
@@ -198,6 +227,15 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     };
     rest.settings
         .insert("email".into(), DEMO_AGENT_EMAIL.into());
+    let connectors = Arc::new(DemoConnectors::new(
+        vault.clone(),
+        WorkspaceId::new(DEMO_WORKSPACE),
+        vec![ConnectorSummary {
+            name: DEMO_CONNECTOR.into(),
+            kind: "rest".into(),
+            config: serde_json::json!({"definition": "zendesk", "base_url": mock.base_url()}),
+        }],
+    ));
     let connector =
         RestUpstream::new(DEMO_CONNECTOR, definition, rest).map_err(setup("connector"))?;
     let upstreams: Vec<Arc<dyn Upstream>> = vec![Arc::new(connector)];
@@ -206,11 +244,13 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     );
 
     let policy = CedarEngine::from_dir(&policy_dir).map_err(setup("demo policy"))?;
+    // The guard is the dashboard's kill switch: an engaged switch refuses the next call.
     let stack = GovernanceStack::builder()
         .audit(audit.clone())
+        .guard(shared.kill_switch.clone())
         .policy(Arc::new(policy))
         .redactor(Arc::new(DefaultRedactor::new()))
-        .vault(vault)
+        .vault(vault.clone())
         .responder(Arc::new(crate::seam::JsonRpcResponder))
         .build()
         .map_err(setup("governance stack"))?;
@@ -225,17 +265,43 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     let addr = listener.local_addr().map_err(io("local address"))?;
     let config = ServerConfig::default();
     let url = format!("http://{addr}{}", config.path);
-    let endpoint = McpServer::new(config, server, seam);
+    let (mounted, dashboard) = match embedded {
+        Some(embedded) => {
+            let state = embedded
+                .state
+                .with_vault(vault)
+                .with_connectors(connectors.clone());
+            let password = bootstrap_owner(&state.accounts, DASHBOARD_OWNER)
+                .await
+                .map_err(setup("dashboard owner"))?;
+            let server = AdminServer::new(state);
+            let own = OwnDashboard {
+                url: format!("http://{addr}{DASHBOARD_PATH}/"),
+                password,
+                durable: embedded.durable,
+            };
+            (Some(MountedAdmin::new(DASHBOARD_PATH, server)), Some(own))
+        }
+        None => (None, None),
+    };
+    let handler = McpServer::new(config, server, seam).handler();
+    let gateway = move |request, peer| {
+        let handler = handler.clone();
+        async move { handler.handle(request, Some(peer)).await }
+    };
     let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let task =
-        tokio::spawn(async move { endpoint.serve(listener, signal.cancelled_owned()).await });
+    let signal = stop.clone().cancelled_owned();
+    let task = tokio::spawn(fortress_core::admin::mount::serve(
+        listener, mounted, None, gateway, signal,
+    ));
     tracing::info!(%url, data_dir = %data_dir.display(), "fortress-mcp demo listening");
     Ok(DemoHandle {
         url,
         data_dir,
         mock,
         audit,
+        dashboard,
+        connectors,
         stop,
         task,
     })
@@ -273,8 +339,35 @@ impl DemoHandle {
         &self.mock
     }
 
-    /// What to print for the user: the URL and copy-paste commands to connect.
+    /// The connectors, as a dashboard manages them.
+    pub fn connectors(&self) -> Arc<DemoConnectors> {
+        self.connectors.clone()
+    }
+
+    /// The URL of the demo's own dashboard (`None` when it shares another one).
+    pub fn dashboard_url(&self) -> Option<&str> {
+        self.dashboard.as_ref().map(|d| d.url.as_str())
+    }
+
+    /// What to print for the user: the URL and copy-paste commands to connect, then the
+    /// demo's own dashboard and (on first start only) its owner's password.
     pub fn instructions(&self) -> String {
+        let mut text = self.connect_instructions();
+        if let Some(dashboard) = &self.dashboard {
+            let login = match dashboard.password.as_ref().and_then(|p| p.expose_str()) {
+                Some(password) => format!("owner {DASHBOARD_OWNER} / password {password}"),
+                None => format!("owner {DASHBOARD_OWNER} (password printed on first start)"),
+            };
+            text.push_str(&format!(
+                "\nDashboard: {}\nDashboard login: {login}\n",
+                dashboard.url
+            ));
+        }
+        text
+    }
+
+    /// The URL and copy-paste commands to connect.
+    pub fn connect_instructions(&self) -> String {
         let url = &self.url;
         let data = self.data_dir.display();
         format!(
@@ -304,10 +397,14 @@ zendesk__add_comment, and zendesk__update_ticket with "status": "closed" (denied
         served.map_err(io("serving"))?;
         self.mock.stop();
         self.audit.flush().await.map_err(setup("audit flush"))?;
-        self.audit
-            .shutdown()
-            .await
-            .map_err(setup("audit shutdown"))?;
+        // A shared sink is shut down by the one who opened it.
+        if let Some(dashboard) = self.dashboard {
+            dashboard
+                .durable
+                .shutdown()
+                .await
+                .map_err(setup("audit shutdown"))?;
+        }
         Ok(())
     }
 }

@@ -13,6 +13,14 @@ use clap::{Parser, Subcommand};
     about = "MCP Fortress: a governed, dual-era MCP gateway"
 )]
 struct Cli {
+    /// Log format: `text` or `json` (one JSON object per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "FORTRESS_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: fortress_core::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,14 +79,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FORTRESS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    fortress_core::logging::init(cli.log_format, "info");
+    match cli.command {
         Command::Serve { config } => {
             let config = fortress_mcp::config::Config::load(&config)?;
             let governed = fortress_mcp::governance::assemble::assemble(&config).await?;
@@ -124,10 +127,13 @@ async fn main() -> anyhow::Result<()> {
             command.run(&config, &mut std::io::stdout())?;
         }
         Command::Demo { listen, data_dir } => {
-            let demo =
-                fortress_mcp::demo::start(fortress_mcp::demo::DemoOptions { listen, data_dir })
-                    .await
-                    .context("the demo could not start")?;
+            let demo = fortress_mcp::demo::start(fortress_mcp::demo::DemoOptions {
+                listen,
+                data_dir,
+                shared: None,
+            })
+            .await
+            .context("the demo could not start")?;
             // Tests and scripts read the URL from the first line.
             println!("{}", demo.instructions());
             shutdown_signal().await;

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use fortress_core::admin::api::AdminState;
 use fortress_core::admin::embedded::{EmbedError, EmbeddedAdmin};
 use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::admin::{AdminServer, bootstrap_owner};
@@ -113,6 +114,7 @@ pub struct PatDashboard {
 }
 
 /// What the dashboard manages in a PAT gateway.
+#[derive(Clone)]
 pub struct PatManaged {
     /// The gateway keys.
     pub keys: KeyStore,
@@ -161,16 +163,10 @@ impl UsageSource for LedgerUsage {
     }
 }
 
-/// Opens the embedded admin stores in `data_dir` and assembles the dashboard.
-pub async fn mount(
-    data_dir: &Path,
-    section: AdminSection,
-    managed: PatManaged,
-) -> Result<PatDashboard, DashboardError> {
-    let embedded =
-        EmbeddedAdmin::open(data_dir, WorkspaceId::new(section.workspace.clone())).await?;
-    let mut state = embedded
-        .state
+/// Gives a dashboard's `state` the PAT gateway's keys, vault, policy editor and Claude
+/// usage — also for a dashboard shared with other gateways.
+pub fn manage(state: AdminState, managed: PatManaged) -> AdminState {
+    let mut state = state
         .with_vault(managed.vault)
         .with_keys(Arc::new(PatKeyDirectory::new(managed.keys)));
     if let Some(editor) = managed.policy {
@@ -180,6 +176,18 @@ pub async fn mount(
         state = state.with_usage(Arc::new(LedgerUsage(ledger)));
     }
     state.secure_cookies = managed.tls;
+    state
+}
+
+/// Opens the embedded admin stores in `data_dir` and assembles the dashboard.
+pub async fn mount(
+    data_dir: &Path,
+    section: AdminSection,
+    managed: PatManaged,
+) -> Result<PatDashboard, DashboardError> {
+    let embedded =
+        EmbeddedAdmin::open(data_dir, WorkspaceId::new(section.workspace.clone())).await?;
+    let mut state = manage(embedded.state, managed);
     state.open_metrics = section.open_metrics;
     let owner_password = bootstrap_owner(&state.accounts, &section.owner)
         .await

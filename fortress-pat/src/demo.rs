@@ -2,11 +2,17 @@
 //! store, the mock Claude API as upstream, a Cedar policy that permits two models and
 //! denies the third, a per-key rate limit, and the admin dashboard over an embedded audit
 //! store in a fresh data directory — with a key, an owner account and copy-paste snippets.
+//!
+//! [`build_shared`] builds the same gateway for a dashboard that watches other gateways
+//! too: it records into that dashboard's audit sink, consults its kill switch, and hands
+//! back what the dashboard manages ([`Demo::managed`]) instead of opening its own.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use fortress_core::admin::api::AdminState;
 use fortress_core::admin::billing::Money;
+use fortress_core::admin::embedded::SharedAdmin;
 use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::policy::{CedarEngine, PolicyDocuments};
 use fortress_core::redact::PatternRedactor;
@@ -40,12 +46,92 @@ pub struct Demo {
     pub key: Secret,
     /// The mock upstream.
     pub mock: MockClaude,
-    /// The dashboard.
-    pub dashboard: PatDashboard,
+    /// Its own dashboard ([`build`]); `None` when it shares another one ([`build_shared`]).
+    pub dashboard: Option<PatDashboard>,
+    /// What a dashboard manages in this gateway: keys, vault, policy editor, usage.
+    pub managed: PatManaged,
 }
 
-/// Builds the demo gateway, keeping the dashboard's stores in `data_dir`.
-pub async fn build(data_dir: &Path) -> Result<Demo, Box<dyn std::error::Error + Send + Sync>> {
+/// A demo failure (setup of one of its parts).
+pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds the demo gateway with its own dashboard, keeping the dashboard's stores in
+/// `data_dir`.
+pub async fn build(data_dir: &Path) -> Result<Demo, DemoError> {
+    let parts = parts().await?;
+    let dashboard = mount(
+        data_dir,
+        AdminSection {
+            owner: "admin".into(),
+            workspace: DEMO_WORKSPACE.into(),
+            ..AdminSection::default()
+        },
+        parts.managed.clone(),
+    )
+    .await?;
+    sample_contract(dashboard.server.state());
+    let shared = SharedAdmin {
+        audit: dashboard.audit.clone(),
+        kill_switch: dashboard.kill_switch.clone(),
+    };
+    parts.into_demo(shared, Some(dashboard))
+}
+
+/// Builds the demo gateway for a dashboard shared with other gateways: calls are recorded
+/// into `shared.audit` and refused while `shared.kill_switch` stops them. The caller gives
+/// the dashboard [`Demo::managed`] (see [`crate::dashboard::manage`]).
+pub async fn build_shared(shared: SharedAdmin) -> Result<Demo, DemoError> {
+    parts().await?.into_demo(shared, None)
+}
+
+/// A sample contract, so the Billing page has something to compute with.
+pub fn sample_contract(state: &AdminState) {
+    let mut settings = state.settings.write().unwrap_or_else(|e| e.into_inner());
+    settings.contract.pack_size = 10;
+    settings.contract.base_rate = Money::from_cents(2_500);
+    settings.monthly_fee = Money::from_cents(25_000);
+}
+
+/// Everything but the audit sink and the kill switch.
+struct Parts {
+    key: Secret,
+    mock: MockClaude,
+    managed: PatManaged,
+    policy: Arc<CedarEngine>,
+    ledger: Arc<Ledger>,
+    upstream: Upstream,
+}
+
+impl Parts {
+    fn into_demo(
+        self,
+        shared: SharedAdmin,
+        dashboard: Option<PatDashboard>,
+    ) -> Result<Demo, DemoError> {
+        let service = PatService::with_kill_switch(
+            PatParts {
+                keys: self.managed.keys.clone(),
+                ledger: self.ledger,
+                policy: self.policy,
+                vault: self.managed.vault.clone(),
+                redactor: Arc::new(PatternRedactor::basic()),
+                audit: shared.audit,
+                upstream: self.upstream,
+                archive: None,
+            },
+            Some(shared.kill_switch),
+        )?;
+        Ok(Demo {
+            service,
+            key: self.key,
+            mock: self.mock,
+            dashboard,
+            managed: self.managed,
+        })
+    }
+}
+
+async fn parts() -> Result<Parts, DemoError> {
     let upstream_key = format!("sk-ant-demo-{}", uuid::Uuid::new_v4().simple());
     let mock = MockClaude::start(&upstream_key, 8).await?;
     let vault = MemoryVault::new();
@@ -69,52 +155,21 @@ pub async fn build(data_dir: &Path) -> Result<Demo, Box<dyn std::error::Error + 
     let ledger = Arc::new(Ledger::new(limits));
     let docs = PolicyDocuments::new().with_policies("demo.cedar", DEMO_POLICY);
     let policy = Arc::new(CedarEngine::new(&docs)?);
-    let dashboard = mount(
-        data_dir,
-        AdminSection {
-            owner: "admin".into(),
-            workspace: DEMO_WORKSPACE.into(),
-            ..AdminSection::default()
-        },
-        PatManaged {
-            keys: keys.clone(),
-            vault: vault.clone(),
-            policy: Some(Arc::new(PolicyEditor::new(policy.clone(), docs))),
-            tls: false,
-            ledger: Some(ledger.clone()),
-        },
-    )
-    .await?;
-    {
-        // A sample contract, so the Billing page has something to compute with.
-        let mut settings = dashboard
-            .server
-            .state()
-            .settings
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        settings.contract.pack_size = 10;
-        settings.contract.base_rate = Money::from_cents(2_500);
-        settings.monthly_fee = Money::from_cents(25_000);
-    }
-    let service = PatService::with_kill_switch(
-        PatParts {
-            keys,
-            ledger,
-            policy,
-            vault,
-            redactor: Arc::new(PatternRedactor::basic()),
-            audit: dashboard.audit.clone(),
-            upstream: Upstream::new(&UpstreamConfig::new(mock.base_url()))?,
-            archive: None,
-        },
-        Some(dashboard.kill_switch.clone()),
-    )?;
-    Ok(Demo {
-        service,
+    let upstream = Upstream::new(&UpstreamConfig::new(mock.base_url()))?;
+    let managed = PatManaged {
+        keys,
+        vault,
+        policy: Some(Arc::new(PolicyEditor::new(policy.clone(), docs))),
+        tls: false,
+        ledger: Some(ledger.clone()),
+    };
+    Ok(Parts {
         key: issued.token,
         mock,
-        dashboard,
+        managed,
+        policy,
+        ledger,
+        upstream,
     })
 }
 

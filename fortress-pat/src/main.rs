@@ -20,15 +20,9 @@ struct Cli {
         env = "FORTRESS_LOG_FORMAT",
         default_value = "text"
     )]
-    log_format: LogFormat,
+    log_format: fortress_core::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -69,15 +63,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
+    fortress_core::logging::init(cli.log_format, "info");
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
@@ -114,15 +100,16 @@ async fn main() -> anyhow::Result<()> {
             let data_dir = data_dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("fortress-pat-demo-{}", uuid::Uuid::new_v4()))
             });
-            let mut demo = fortress_pat::demo::build(&data_dir)
+            let demo = fortress_pat::demo::build(&data_dir)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
-            demo.dashboard.section.listen = admin_listen;
+            let mut dashboard = demo.dashboard.context("the demo has its own dashboard")?;
+            dashboard.section.listen = admin_listen;
             let listener = fortress_pat::server::bind(listen).await?;
             let base = format!("http://{}", listener.local_addr()?);
             let key = demo.key.expose_str().context("key is text")?.to_owned();
             println!("{}", fortress_pat::demo::instructions(&base, &key));
-            let mounted = start_dashboard(&demo.dashboard, &base).await?;
+            let mounted = start_dashboard(&dashboard, &base).await?;
             println!("(demo data in {})", data_dir.display());
             fortress_pat::server::serve_with_admin(
                 listener,
@@ -132,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
                 shutdown(),
             )
             .await?;
-            close_audit(&demo.dashboard).await;
+            close_audit(&dashboard).await;
             demo.mock.stop();
         }
         Command::Ops(command) => {

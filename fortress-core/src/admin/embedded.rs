@@ -44,6 +44,23 @@ pub enum EmbedError {
     KillSwitch(#[from] BoardError),
 }
 
+/// What a gateway takes from a dashboard that may watch several gateways: the sink its
+/// stack records into (durable, observed by the dashboard) and the kill switch its guard
+/// consults. The one who opened the [`EmbeddedAdmin`] flushes and shuts the sink down.
+#[derive(Clone)]
+pub struct SharedAdmin {
+    /// The sink for the gateway's stack.
+    pub audit: Arc<dyn AuditSink>,
+    /// The kill switch for the gateway's guard.
+    pub kill_switch: Arc<KillSwitch>,
+}
+
+impl std::fmt::Debug for SharedAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedAdmin").finish_non_exhaustive()
+    }
+}
+
 /// The dashboard's state and what the gateway must share with it.
 pub struct EmbeddedAdmin {
     /// The dashboard's state (store, kill switches and activity set).
@@ -85,5 +102,13 @@ impl EmbeddedAdmin {
             kill_switch,
             durable,
         })
+    }
+
+    /// The pieces to hand to each gateway this dashboard watches.
+    pub fn shared(&self) -> SharedAdmin {
+        SharedAdmin {
+            audit: self.audit.clone(),
+            kill_switch: self.kill_switch.clone(),
+        }
     }
 }

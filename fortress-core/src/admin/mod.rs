@@ -13,6 +13,7 @@ pub mod history;
 mod lifecycle;
 mod manage;
 pub mod metrics;
+pub mod mount;
 pub mod observe;
 mod policy_api;
 pub mod policy_editor;
