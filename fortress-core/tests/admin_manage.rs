@@ -738,6 +738,60 @@ async fn the_policy_editor_validates_dry_runs_and_applies_atomically() {
     assert_eq!(live["documents"][0]["text"], POLICY);
     let before = live["version"].as_str().unwrap().to_owned();
 
+    // Explain: how the live set decides one call, and why; any reader may ask.
+    let viewer = login(&api.app, "vic").await;
+    let call = |model: &str| {
+        json!({"call": {
+            "subject": {"id": "alice", "kind": "user", "workspace": "acme", "groups": []},
+            "action": "messages/create",
+            "resource": {"kind": "model", "id": model},
+        }})
+    };
+    let (status, allowed) = send_json(
+        &api.app,
+        req(&viewer, "POST", "/api/policy/explain", Some(call("small"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{allowed}");
+    assert_eq!(allowed["version"], before.as_str());
+    assert_eq!(
+        allowed["explanation"]["decision"]["effect"], "allow",
+        "{allowed}"
+    );
+    assert_eq!(
+        allowed["explanation"]["determining"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{allowed}"
+    );
+    let (status, denied) = send_json(
+        &api.app,
+        req(&viewer, "POST", "/api/policy/explain", Some(call("big"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{denied}");
+    assert_eq!(
+        denied["explanation"]["decision"]["effect"], "deny",
+        "{denied}"
+    );
+    assert!(
+        denied["explanation"]["determining"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (status, _, _) = send(
+        &api.app,
+        Request::post("/api/policy/explain")
+            .header("content-type", "application/json")
+            .body(Body::from(call("small").to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
     let broken = json!({"documents": [{"name": "main.cedar", "text": "permit (principal,\n  action resource);"}]});
     let (status, value) = send_json(
         &api.app,

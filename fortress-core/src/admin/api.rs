@@ -949,6 +949,7 @@ pub fn router(state: AdminState) -> Router {
             "/api/policy",
             get(super::policy_api::get_policy).put(super::policy_api::apply_policy),
         )
+        .route("/api/policy/explain", post(super::policy_api::explain_call))
         .route(
             "/api/policy/validate",
             post(super::policy_api::validate_policy),

@@ -1,5 +1,6 @@
-//! Policy editor endpoints: read the live documents, validate a candidate (line and column
-//! errors), dry-run it against recently audited calls, apply it atomically.
+//! Policy editor endpoints: read the live documents, explain how the live set decides one
+//! call, validate a candidate (line and column errors), dry-run it against recently audited
+//! calls, apply it atomically.
 
 use axum::Json;
 use axum::extract::State;
@@ -15,6 +16,7 @@ use super::rbac::Permission;
 use crate::audit::EventKind;
 use crate::audit::query::{AuditFilter, AuditQuery};
 use crate::policy::PolicyDocuments;
+use crate::policy::cli::CallSpec;
 
 /// How many recent calls a dry run replays by default, and at most.
 const DRY_RUN_DEFAULT: u32 = 500;
@@ -80,6 +82,32 @@ pub(super) async fn get_policy(
     Ok(Json(json!({
         "version": editor.version(),
         "documents": documents_json(&editor.documents()),
+    }))
+    .into_response())
+}
+
+/// A call to explain.
+#[derive(Debug, Deserialize)]
+pub(super) struct ExplainRequest {
+    call: CallSpec,
+}
+
+/// `POST /api/policy/explain`: would this call be allowed by the live set, and why.
+pub(super) async fn explain_call(
+    State(state): State<AdminState>,
+    admin: Admin,
+    Json(request): Json<ExplainRequest>,
+) -> Result<Response, ApiError> {
+    admin.require(Permission::Read)?;
+    let editor = editor(&state)?;
+    let call = request.call.into_call();
+    let explanation = editor
+        .engine()
+        .explain(&call)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(json!({
+        "version": editor.version(),
+        "explanation": explanation,
     }))
     .into_response())
 }

@@ -101,10 +101,10 @@ pub enum CliError {
     Io(#[from] std::io::Error),
 }
 
-/// A call as given on the command line.
+/// A call as an operator writes it (the command line, the admin API's explain endpoint).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CallSpec {
+pub struct CallSpec {
     subject: Subject,
     action: Action,
     resource: Resource,
@@ -117,7 +117,8 @@ struct CallSpec {
 }
 
 impl CallSpec {
-    fn into_call(self) -> Call {
+    /// The call described; `received_at` defaults to now.
+    pub fn into_call(self) -> Call {
         let mut call =
             Call::new(self.subject, self.action, self.resource).with_attributes(self.attributes);
         if let Some(at) = self.received_at {
