@@ -48,41 +48,10 @@ pub fn definition_hash(tool: &Value) -> String {
             pinned.insert(field.to_owned(), value.clone());
         }
     }
-    let mut canonical = String::new();
-    write_canonical(&Value::Object(pinned), &mut canonical);
+    // Encoding a `Value` cannot fail (its keys are strings); the fallback keeps this total.
+    let canonical =
+        fortress_core::audit::canonical::encode_value(&Value::Object(pinned)).unwrap_or_default();
     hex::encode(Sha256::digest(canonical.as_bytes()))
-}
-
-/// Writes `value` as JSON with object keys sorted at every level (independent of how the
-/// JSON map type orders keys).
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
 }
 
 /// Whether unseen tools need an admin.

@@ -27,6 +27,14 @@ pub fn encode(event: &AuditEvent) -> Result<String, serde_json::Error> {
     Ok(out)
 }
 
+/// Encodes any JSON value canonically (sorted keys at every level, no whitespace): the same
+/// encoding, for other content-addressed records (e.g. pinned tool definitions).
+pub fn encode_value(value: &Value) -> Result<String, serde_json::Error> {
+    let mut out = String::with_capacity(256);
+    write_value(value, &mut out)?;
+    Ok(out)
+}
+
 /// Decodes stored canonical bytes back into an event.
 pub fn decode(text: &str) -> Result<AuditEvent, serde_json::Error> {
     serde_json::from_str(text)
