@@ -21,6 +21,12 @@
 //! window = "day"
 //! max_usd = 5.0
 //!
+//! [ledger]                   # where limits and metering live (defaults shown)
+//! # database = "postgres://fortress@db/fortress"   # default: SQLite data_dir/usage.db
+//! # redis = "redis://127.0.0.1:6379"              # default: limits in this process
+//! redis_prefix = "fortress:pat"
+//! flush_interval_ms = 1000
+//!
 //! [admin]                    # the dashboard, at /admin on the same listener
 //! owner = "owner"
 //! ```
@@ -44,7 +50,10 @@ use serde::Deserialize;
 use crate::archive::{Archiver, LocalDirStore, WorkspaceAesGcm};
 use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount};
 use crate::keys::KeyStore;
-use crate::limits::{Ledger, LimitsConfig};
+use crate::limits::{
+    Ledger, LimitStore, LimitsConfig, MemoryLimitStore, MeterStore, Metering, RedisLimitStore,
+    SqlMeterStore,
+};
 use crate::service::{ANTHROPIC_CONNECTOR, PatParts, PatService};
 use crate::upstream::{Upstream, UpstreamConfig};
 
@@ -73,6 +82,9 @@ pub struct Config {
     /// Budgets, rate limits, prices.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Where rate limits, budgets and metering are kept.
+    #[serde(default)]
+    pub ledger: LedgerSection,
     /// The encrypted request/response archive.
     #[serde(default)]
     pub archive: Option<ArchiveSection>,
@@ -103,6 +115,43 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_pepper_env() -> String {
     "FORTRESS_PAT_PEPPER".into()
+}
+
+/// Where the ledger keeps its state.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// A `postgres://` URL for metering (default: SQLite `usage.db` in the data directory).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// A `redis://` URL: rate limits and budget reservations shared by every replica
+    /// using it (default: in this process).
+    #[serde(default)]
+    pub redis: Option<String>,
+    /// The prefix of every Redis key.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    /// How often metering is written to the database.
+    #[serde(default = "default_flush_ms")]
+    pub flush_interval_ms: u64,
+}
+
+fn default_redis_prefix() -> String {
+    "fortress:pat".into()
+}
+fn default_flush_ms() -> u64 {
+    1000
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self {
+            database: None,
+            redis: None,
+            redis_prefix: default_redis_prefix(),
+            flush_interval_ms: default_flush_ms(),
+        }
+    }
 }
 
 /// Archive settings.
@@ -338,7 +387,7 @@ impl Config {
         }
         let vault: Arc<dyn Vault> = Arc::new(vault);
         let (policy, editor) = self.policy_engine()?;
-        let ledger = Arc::new(Ledger::new(self.limits.clone()));
+        let ledger = Arc::new(self.ledger().await?);
         let dashboard = match (&self.admin, with_dashboard) {
             (Some(section), true) => Some(
                 mount(
@@ -387,6 +436,42 @@ impl Config {
         )
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(Gateway { service, dashboard })
+    }
+
+    /// The ledger over the configured stores, with this month's budgets restored from
+    /// the metering.
+    pub async fn ledger(&self) -> Result<Ledger, ConfigError> {
+        let section = &self.ledger;
+        let meter: Arc<dyn MeterStore> = match &section.database {
+            Some(url) => Arc::new(
+                SqlMeterStore::connect(url)
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("ledger database: {e}")))?,
+            ),
+            None => Arc::new(
+                SqlMeterStore::open_sqlite(&self.data_dir.join("usage.db"))
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("ledger database: {e}")))?,
+            ),
+        };
+        let store: Arc<dyn LimitStore> = match &section.redis {
+            Some(url) => Arc::new(
+                RedisLimitStore::connect(url, &section.redis_prefix)
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("ledger redis: {e}")))?,
+            ),
+            None => Arc::new(MemoryLimitStore::new()),
+        };
+        let metering = Metering::new(
+            meter,
+            Duration::from_millis(section.flush_interval_ms.max(1)),
+        );
+        let ledger = Ledger::with_backends(self.limits.clone(), store, metering);
+        ledger
+            .restore()
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("ledger restore: {e}")))?;
+        Ok(ledger)
     }
 
     /// The archive, when `[archive]` is configured.

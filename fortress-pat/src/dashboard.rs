@@ -128,8 +128,8 @@ pub struct PatManaged {
     pub ledger: Option<Arc<Ledger>>,
 }
 
-/// Claude usage for the Billing page, from the ledger's daily metering (kept in memory
-/// since the gateway started).
+/// Claude usage for the Billing page, from the ledger's daily metering (durable when the
+/// ledger meters into SQL).
 pub struct LedgerUsage(pub Arc<Ledger>);
 
 #[async_trait]
@@ -144,11 +144,13 @@ impl UsageSource for LedgerUsage {
         let last = (until - chrono::Duration::microseconds(1))
             .format("%Y-%m-%d")
             .to_string();
-        Ok(self
+        let rows = self
             .0
-            .meter()
+            .meter_between(&first, &last)
+            .await
+            .map_err(|e| SourceError(Box::new(e)))?;
+        Ok(rows
             .into_iter()
-            .filter(|(key, _)| key.day >= first && key.day <= last)
             .map(|(key, row)| UsageLine {
                 user: key.user,
                 team: Some(key.team).filter(|t| !t.is_empty()),

@@ -13,6 +13,7 @@
 pub mod admin_keys;
 pub mod api;
 pub mod archive;
+pub mod batch_usage;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(dashboard) => start_dashboard(dashboard, &base).await?,
                 None => None,
             };
+            let ledger = gateway.service.ledger().clone();
             fortress_pat::server::serve_with_admin(
                 listener,
                 gateway.service,
@@ -88,6 +89,9 @@ async fn main() -> anyhow::Result<()> {
                 shutdown(),
             )
             .await?;
+            if let Err(error) = ledger.flush().await {
+                tracing::error!(%error, "metering flush at exit failed");
+            }
             if let Some(dashboard) = gateway.dashboard {
                 close_audit(&dashboard).await;
             }

@@ -40,6 +40,8 @@ struct State {
     api_key: String,
     delta_chars: usize,
     seen: Mutex<Vec<Recorded>>,
+    /// Batch id → its requests (each ends at once; results are computed when read).
+    batches: Mutex<std::collections::HashMap<String, Vec<Value>>>,
 }
 
 /// A running mock.
@@ -60,6 +62,7 @@ impl MockClaude {
             api_key: api_key.to_owned(),
             delta_chars: delta_chars.max(1),
             seen: Mutex::new(Vec::new()),
+            batches: Mutex::new(std::collections::HashMap::new()),
         });
         let stop = CancellationToken::new();
         let (s, token) = (state.clone(), stop.clone());
@@ -213,13 +216,21 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<Body> {
             }
         }
         (&Method::POST, "/v1/messages/batches") => {
-            let n = params
+            let requests = params
                 .get("requests")
                 .and_then(Value::as_array)
-                .map_or(0, Vec::len);
+                .cloned()
+                .unwrap_or_default();
+            let n = requests.len();
+            let id = format!("msgbatch_{}", uuid::Uuid::new_v4().simple());
+            state
+                .batches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone(), requests);
             json_response(
                 StatusCode::OK,
-                &json!({"id": "msgbatch_mock", "type": "message_batch",
+                &json!({"id": id, "type": "message_batch",
                     "processing_status": "in_progress",
                     "request_counts": {"processing": n, "succeeded": 0, "errored": 0,
                                        "canceled": 0, "expired": 0},
@@ -228,25 +239,67 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<Body> {
                     "results_url": null}),
             )
         }
+        (&Method::GET, p) if p.starts_with("/v1/messages/batches/") => {
+            let rest = &p["/v1/messages/batches/".len()..];
+            let (id, results) = match rest.strip_suffix("/results") {
+                Some(id) => (id, true),
+                None => (rest, false),
+            };
+            let requests = state
+                .batches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .cloned();
+            match (requests, results) {
+                (None, _) => error(StatusCode::NOT_FOUND, "not_found_error", "batch not found"),
+                (Some(requests), false) => json_response(
+                    StatusCode::OK,
+                    &json!({"id": id, "type": "message_batch", "processing_status": "ended",
+                        "request_counts": {"processing": 0, "succeeded": requests.len(),
+                            "errored": 0, "canceled": 0, "expired": 0},
+                        "ended_at": "2025-01-01T00:01:00Z", "created_at": "2025-01-01T00:00:00Z",
+                        "expires_at": "2025-01-02T00:00:00Z", "cancel_initiated_at": null,
+                        "results_url": format!("/v1/messages/batches/{id}/results")}),
+                ),
+                (Some(requests), true) => batch_results(&requests),
+            }
+        }
         _ => error(StatusCode::NOT_FOUND, "not_found_error", "not found"),
     }
 }
 
-fn messages(state: &State, params: &Value) -> Response<Body> {
-    let model = params.get("model").and_then(Value::as_str).unwrap_or("");
-    if model == "mock-overloaded" {
-        return error(
-            StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-            "overloaded_error",
-            "Overloaded",
-        );
+/// The JSONL results of a batch: each request answered as a non-streamed message.
+fn batch_results(requests: &[Value]) -> Response<Body> {
+    let mut out = String::new();
+    for request in requests {
+        let custom_id = request.get("custom_id").cloned().unwrap_or(Value::Null);
+        let params = request.get("params").cloned().unwrap_or(Value::Null);
+        let result = match reply(&params) {
+            Ok(message) => json!({"type": "succeeded", "message": message}),
+            Err((_, kind, message)) => json!({"type": "errored",
+                "error": {"type": "error", "error": {"type": kind, "message": message}}}),
+        };
+        out.push_str(&json!({"custom_id": custom_id, "result": result}).to_string());
+        out.push('\n');
     }
+    let mut response = Response::new(body::full(out));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-jsonl"),
+    );
+    response
+}
+
+/// A whole (non-streamed) answer, or `(status, error type, message)`.
+fn reply(params: &Value) -> Result<Value, (StatusCode, &'static str, &'static str)> {
+    let model = params.get("model").and_then(Value::as_str).unwrap_or("");
     let Some(max_tokens) = params.get("max_tokens").and_then(Value::as_u64) else {
-        return error(
+        return Err((
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "max_tokens: Field required",
-        );
+        ));
     };
     let (all, last_user) = input_text(params);
     let input_tokens = tokens(&all);
@@ -259,25 +312,42 @@ fn messages(state: &State, params: &Value) -> Response<Body> {
     }
     let output_tokens = tokens(&reply).min(max_tokens.max(1));
     let id = format!("msg_mock_{}", uuid::Uuid::new_v4().simple());
-    if params.get("stream").and_then(Value::as_bool) == Some(true) {
-        return stream(
-            state,
-            &id,
-            model,
-            &reply,
-            stop_reason,
-            input_tokens,
-            output_tokens,
+    Ok(
+        json!({"id": id, "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": reply}],
+        "stop_reason": stop_reason, "stop_sequence": null,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}),
+    )
+}
+
+fn messages(state: &State, params: &Value) -> Response<Body> {
+    let model = params.get("model").and_then(Value::as_str).unwrap_or("");
+    if model == "mock-overloaded" {
+        return error(
+            StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            "overloaded_error",
+            "Overloaded",
         );
     }
-    json_response(
-        StatusCode::OK,
-        &json!({"id": id, "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": reply}],
-            "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}),
-    )
+    let message = match reply(params) {
+        Ok(message) => message,
+        Err((status, kind, text)) => return error(status, kind, text),
+    };
+    if params.get("stream").and_then(Value::as_bool) == Some(true) {
+        let field = |path: &str| message.pointer(path).cloned().unwrap_or(Value::Null);
+        let count = |path: &str| field(path).as_u64().unwrap_or(0);
+        return stream(
+            state,
+            field("/id").as_str().unwrap_or_default(),
+            model,
+            field("/content/0/text").as_str().unwrap_or_default(),
+            field("/stop_reason").as_str().unwrap_or("end_turn"),
+            count("/usage/input_tokens"),
+            count("/usage/output_tokens"),
+        );
+    }
+    json_response(StatusCode::OK, &message)
 }
 
 /// The SSE events of a streamed reply, in the API's order.

@@ -3,7 +3,9 @@
 //! - `GET /v1/models` is filtered to the models policy lets the caller see
 //!   ([`PolicyEngine::decide_each`], one `models/get` decision per model);
 //! - `POST /v1/messages/batches` has every request inside it decided as a
-//!   `messages/create` call before the batch is forwarded.
+//!   `messages/create` call before the batch is forwarded;
+//! - batch results (`GET …/batches/{id}/results`) have their usage collected for metering
+//!   ([`crate::batch_usage`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ async fn read_limited(mut body: Body, limit: usize) -> Option<Bytes> {
 }
 
 use crate::api::BatchParams;
+use crate::batch_usage::{BatchResultsBody, BatchTap};
 use crate::error::{ErrorType, error_response};
 use crate::upstream::Upstream;
 use crate::usage::UsageTap;
@@ -82,6 +85,7 @@ impl ClaudeUpstream {
     async fn forward(&self, request: Request<Bytes>) -> Response<Body> {
         let call = call_of(&request).cloned();
         let tap = request.extensions().get::<UsageTap>().cloned();
+        let batch_tap = request.extensions().get::<BatchTap>().cloned();
         let notes = notes_of(&request).cloned();
         let action = call.as_ref().map(|c| c.action.clone());
         if let (Some(Action::CreateBatch), Some(call)) = (&action, &call)
@@ -106,6 +110,12 @@ impl ClaudeUpstream {
             && response.status().is_success()
         {
             response = self.filter_models(call, response).await;
+        }
+        if let Some(batch_tap) = batch_tap
+            && response.status().is_success()
+        {
+            // Usage is read from the upstream's bytes, before redaction touches them.
+            response = response.map(|b| body::boxed(BatchResultsBody::new(b, batch_tap)));
         }
         if let Some(tap) = tap {
             response.extensions_mut().insert(tap);

@@ -33,10 +33,13 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::archive::{ArchiveEntry, Archiver};
+use crate::batch_usage::{BatchTap, results_batch_id};
 use crate::describe::{Route, describe};
 use crate::error::{ErrorType, error_response};
 use crate::keys::{AuthError, KeyStore, token_of};
-use crate::limits::{BODY_BYTES_ATTRIBUTE, KEY_ATTRIBUTE, Ledger, LedgerGuard, TEAM_ATTRIBUTE};
+use crate::limits::{
+    BODY_BYTES_ATTRIBUTE, KEY_ATTRIBUTE, Ledger, LedgerGuard, Principal, TEAM_ATTRIBUTE,
+};
 use crate::proxy::ClaudeUpstream;
 use crate::redaction::ClaudeBodyRedaction;
 use crate::upstream::Upstream;
@@ -229,9 +232,17 @@ impl PatService {
             request: bytes.clone(),
             response: Vec::new(),
         });
+        let batch = results_batch_id(parts.uri.path()).map(|id| BatchMeter {
+            batch_id: id.to_owned(),
+            principal: Principal::of(&call),
+            tap: BatchTap::new(),
+        });
         parts.extensions.clear();
         parts.extensions.insert(Arc::new(call));
         parts.extensions.insert(tap.clone());
+        if let Some(batch) = &batch {
+            parts.extensions.insert(batch.tap.clone());
+        }
         let governed = self.governed.clone();
         let response = match governed.oneshot(Request::from_parts(parts, bytes)).await {
             Ok(response) => response,
@@ -251,6 +262,7 @@ impl PatService {
                 ledger: self.ledger.clone(),
                 request_id: id,
                 tap,
+                batch,
             }),
         });
         Response::from_parts(head, body)
@@ -263,12 +275,26 @@ struct Settle {
     ledger: Arc<Ledger>,
     request_id: String,
     tap: UsageTap,
+    batch: Option<BatchMeter>,
+}
+
+/// A batch results read, metered when it was read in full.
+struct BatchMeter {
+    batch_id: String,
+    principal: Principal,
+    tap: BatchTap,
 }
 
 impl Settle {
     fn run(self) {
         let usage = self.tap.outcome().map(|(usage, _)| usage);
-        self.ledger.settle(&self.request_id, usage);
+        self.ledger.settle_soon(&self.request_id, usage);
+        if let Some(batch) = self.batch
+            && let Some(results) = batch.tap.take()
+        {
+            self.ledger
+                .meter_batch_soon(batch.batch_id, batch.principal, results);
+        }
     }
 }
 

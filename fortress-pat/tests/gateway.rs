@@ -159,7 +159,7 @@ async fn streams_are_redacted_and_metered() {
     assert!(!text.contains("carol@"), "{text}");
     assert!(text.contains("[EMAIL]"));
     assert!(text.contains("event: message_stop"));
-    let meter = gw.service.ledger().meter();
+    let meter = gw.service.ledger().meter().await.unwrap();
     assert_eq!(meter.len(), 1);
     assert_eq!(meter[0].0.model, "claude-haiku-4-5");
     assert!(meter[0].1.output_tokens > 0 && meter[0].1.input_tokens > 0);
@@ -442,18 +442,17 @@ async fn a_hundred_concurrent_requests_never_overshoot_the_budget() {
     let (used, reserved) = gw
         .service
         .ledger()
-        .budget_tokens(Scope::Workspace, "acme", Window::Day);
+        .budget_tokens(Scope::Workspace, "acme", Window::Day)
+        .await;
     assert_eq!(reserved, 0, "every reservation settled");
     assert!(used <= BUDGET, "used {used} > budget {BUDGET}");
-    let metered: u64 = gw
-        .service
-        .ledger()
-        .meter()
+    let meter = gw.service.ledger().meter().await.unwrap();
+    let metered: u64 = meter
         .iter()
         .map(|(_, r)| r.input_tokens + r.output_tokens)
         .sum();
     assert_eq!(metered, used, "metering matches the budget's usage");
-    assert_eq!(gw.service.ledger().meter()[0].1.requests, ok);
+    assert_eq!(meter[0].1.requests, ok);
 }
 
 #[tokio::test]
