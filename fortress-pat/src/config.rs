@@ -529,6 +529,44 @@ mod tests {
         assert!(config.policy().is_ok());
         assert!(Config::parse("nonsense = 1").is_err());
         assert!(config.admin.is_none());
+        assert!(config.ledger.redis.is_none() && config.ledger.database.is_none());
+        let ledger = Config::parse(
+            "[ledger]\nredis = \"redis://127.0.0.1:6379\"\nredis_prefix = \"{t}:pat\"\nflush_interval_ms = 50\n",
+        )
+        .unwrap()
+        .ledger;
+        assert_eq!(ledger.redis.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(ledger.redis_prefix, "{t}:pat");
+        assert_eq!(ledger.flush_interval_ms, 50);
+        assert!(Config::parse("[ledger]\nredis_url = \"x\"\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_default_ledger_meters_into_sqlite_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(&format!("data_dir = {:?}\n", dir.path())).unwrap();
+        let ledger = config.ledger().await.unwrap();
+        let key = crate::limits::MeterKey {
+            day: "2026-11-30".into(),
+            workspace: "acme".into(),
+            key: "k".into(),
+            user: "alice".into(),
+            team: String::new(),
+            model: "m".into(),
+        };
+        let row = crate::limits::MeterRow {
+            requests: 1,
+            output_tokens: 5,
+            ..Default::default()
+        };
+        ledger.metering().record(key, row);
+        ledger.flush().await.unwrap();
+        drop(ledger);
+        assert!(dir.path().join("usage.db").exists());
+        let reopened = config.ledger().await.unwrap();
+        assert_eq!(reopened.meter().await.unwrap()[0].1, row);
+        let bad = Config::parse("[ledger]\ndatabase = \"mysql://x\"\n").unwrap();
+        assert!(bad.ledger().await.is_err());
     }
 
     #[test]

@@ -712,3 +712,76 @@ async fn batch_requests_are_metered_once_from_their_results() {
     let charged: u64 = meter.iter().map(|(_, r)| r.cost_micros).sum();
     assert!(charged < full && charged * 2 >= full, "{charged} vs {full}");
 }
+
+/// A limit store whose backend is down.
+struct Down;
+
+#[async_trait::async_trait]
+impl LimitStore for Down {
+    async fn admit(
+        &self,
+        _: &fortress_pat::limits::Demand,
+    ) -> Result<fortress_pat::limits::Admission, fortress_pat::limits::StoreError> {
+        Err(fortress_pat::limits::StoreError::Protocol("down".into()))
+    }
+    async fn settle(
+        &self,
+        _: &fortress_pat::limits::Settlement,
+    ) -> Result<(), fortress_pat::limits::StoreError> {
+        Err(fortress_pat::limits::StoreError::Protocol("down".into()))
+    }
+    async fn budget(
+        &self,
+        _: &fortress_pat::limits::BudgetKey,
+    ) -> Result<fortress_pat::limits::BudgetUse, fortress_pat::limits::StoreError> {
+        Err(fortress_pat::limits::StoreError::Protocol("down".into()))
+    }
+    async fn seed(
+        &self,
+        _: &fortress_pat::limits::BudgetKey,
+        _: fortress_pat::limits::Consumption,
+        _: Duration,
+    ) -> Result<(), fortress_pat::limits::StoreError> {
+        Err(fortress_pat::limits::StoreError::Protocol("down".into()))
+    }
+}
+
+#[tokio::test]
+async fn an_unavailable_limit_store_fails_closed_in_the_claude_shape() {
+    let mock = MockClaude::start(UPSTREAM_KEY, 8).await.unwrap();
+    let keys = KeyStore::in_memory(fortress_pat::keys::FORMAT, Secret::from("pepper"))
+        .await
+        .unwrap();
+    let issued = keys.create(NewKey::user("acme", "alice")).await.unwrap();
+    let vault = MemoryVault::new();
+    let slot = CredentialSlot::workspace(WorkspaceId::new("acme"), ANTHROPIC_CONNECTOR);
+    vault.put(&slot, Secret::from(UPSTREAM_KEY)).await.unwrap();
+    let service = PatService::new(PatParts {
+        keys,
+        ledger: Arc::new(Ledger::with_backends(
+            budget_config(),
+            Arc::new(Down),
+            Metering::in_memory(),
+        )),
+        policy: Arc::new(AllowListPolicy::new([AllowRule::anyone("*", "*")])),
+        vault: Arc::new(vault),
+        redactor: Arc::new(PatternRedactor::basic()),
+        audit: Arc::new(MemoryAuditSink::new()),
+        upstream: Upstream::new(&UpstreamConfig::new(mock.base_url())).unwrap(),
+        archive: None,
+    })
+    .unwrap();
+    let key = issued.token.expose_str().unwrap().to_owned();
+    let (parts, body) = send(
+        &service,
+        request("POST", "/v1/messages", &key, message("hi", false)),
+    )
+    .await;
+    assert_eq!(parts.status, 500, "{body:?}");
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["type"], "api_error");
+    assert!(
+        mock.recorded().is_empty(),
+        "nothing reaches upstream unmetered"
+    );
+}

@@ -12,19 +12,24 @@
 //!   `used_micros`, `reserved_tokens`, `reserved_micros`, expiring after its period.
 //!
 //! All keys of one call are touched by one script, so a Redis Cluster needs the prefix to
-//! carry a hash tag (for example `{fortress}:pat`).
+//! carry a hash tag (for example `{fortress}:pat`). Connections and commands time out
+//! after 2 s; a failure refuses the call (the guard fails closed) and the connection is
+//! re-established in the background.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Script;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::gcra;
 use super::store::{
     Admission, BudgetKey, BudgetUse, Consumption, Demand, LimitStore, RateKey, RateState, Refusal,
     Settlement, StoreError,
 };
+
+/// How long one Redis connection attempt or command may take.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Rate buckets and budget counters in Redis.
 #[derive(Clone)]
@@ -48,7 +53,16 @@ impl RedisLimitStore {
     /// Connects to `url` (`redis://…` or `rediss://…`); every key starts with `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(backend)?;
-        let connection = ConnectionManager::new(client).await.map_err(backend)?;
+        // Admission waits on Redis: a slow or absent Redis must fail closed quickly rather
+        // than hold requests (the client's default retries take minutes).
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(TIMEOUT)
+            .set_response_timeout(TIMEOUT)
+            .set_number_of_retries(2)
+            .set_max_delay(500);
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(backend)?;
         Ok(Self {
             connection,
             prefix: prefix.to_owned(),
