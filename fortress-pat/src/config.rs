@@ -26,6 +26,7 @@
 //! # redis = "redis://127.0.0.1:6379"              # default: limits in this process
 //! redis_prefix = "fortress:pat"
 //! flush_interval_ms = 1000
+//! reservation_lease_secs = 3600
 //!
 //! [admin]                    # the dashboard, at /admin on the same listener
 //! owner = "owner"
@@ -134,6 +135,10 @@ pub struct LedgerSection {
     /// How often metering is written to the database.
     #[serde(default = "default_flush_ms")]
     pub flush_interval_ms: u64,
+    /// With Redis: how long a budget reservation holds when its gateway dies before
+    /// settling it (longer than any answer can stream).
+    #[serde(default = "default_lease_secs")]
+    pub reservation_lease_secs: u64,
 }
 
 fn default_redis_prefix() -> String {
@@ -141,6 +146,9 @@ fn default_redis_prefix() -> String {
 }
 fn default_flush_ms() -> u64 {
     1000
+}
+fn default_lease_secs() -> u64 {
+    3600
 }
 
 impl Default for LedgerSection {
@@ -150,6 +158,7 @@ impl Default for LedgerSection {
             redis: None,
             redis_prefix: default_redis_prefix(),
             flush_interval_ms: default_flush_ms(),
+            reservation_lease_secs: default_lease_secs(),
         }
     }
 }
@@ -458,7 +467,8 @@ impl Config {
             Some(url) => Arc::new(
                 RedisLimitStore::connect(url, &section.redis_prefix)
                     .await
-                    .map_err(|e| ConfigError::Invalid(format!("ledger redis: {e}")))?,
+                    .map_err(|e| ConfigError::Invalid(format!("ledger redis: {e}")))?
+                    .with_lease(Duration::from_secs(section.reservation_lease_secs.max(1))),
             ),
             None => Arc::new(MemoryLimitStore::new()),
         };

@@ -785,3 +785,62 @@ async fn an_unavailable_limit_store_fails_closed_in_the_claude_shape() {
         "nothing reaches upstream unmetered"
     );
 }
+
+#[tokio::test]
+async fn a_dead_replicas_reservations_are_released_when_their_lease_expires() {
+    let prefix = RedisPrefix::new();
+    let store = RedisLimitStore::connect(&redis_url(), &prefix.0)
+        .await
+        .unwrap();
+    let limits = LimitsConfig {
+        budgets: vec![BudgetRule {
+            scope: Scope::User,
+            window: Window::Day,
+            max_tokens: Some(1_000),
+            max_usd: None,
+        }],
+        ..LimitsConfig::default()
+    };
+    // A replica that reserves and then never settles (it was killed).
+    let dead = Ledger::with_backends(
+        limits.clone(),
+        Arc::new(store.clone().with_lease(Duration::from_millis(300))),
+        Metering::in_memory(),
+    );
+    let orphan = message_call("alice", 800);
+    dead.admit(&orphan).await.unwrap().unwrap();
+    let live = Ledger::with_backends(limits, Arc::new(store), Metering::in_memory());
+    let next = message_call("alice", 800);
+    assert!(
+        live.admit(&next).await.unwrap().is_err(),
+        "900 reserved + 900 > 1000"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while live.admit(&next).await.unwrap().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the orphan's lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        live.budget_tokens(Scope::User, "alice", Window::Day).await,
+        (0, 900)
+    );
+    // The orphan settles late: its usage counts, the live reservation is left alone.
+    let usage = Usage {
+        input_tokens: 30,
+        output_tokens: 20,
+        ..Usage::default()
+    };
+    dead.settle(orphan.request_id.as_str(), Some(usage)).await;
+    assert_eq!(
+        live.budget_tokens(Scope::User, "alice", Window::Day).await,
+        (50, 900)
+    );
+    live.settle(next.request_id.as_str(), Some(usage)).await;
+    assert_eq!(
+        live.budget_tokens(Scope::User, "alice", Window::Day).await,
+        (100, 0)
+    );
+}

@@ -259,7 +259,9 @@ impl Ledger {
             micros: self.config.prices.cost_micros(&model, &estimate),
         };
         let principal = Principal::of(call);
+        let request_id = call.request_id.as_str().to_owned();
         let demand = Demand {
+            request_id: request_id.clone(),
             rates: self.rate_demands(&principal, input, output),
             budgets: if metered {
                 self.budget_demands(&principal, reserve, now)
@@ -278,7 +280,6 @@ impl Ledger {
         } else {
             self.store.admit(&demand).await?
         };
-        let request_id = call.request_id.as_str().to_owned();
         let mut snapshot = RateSnapshot::default();
         for (rate, state) in demand.rates.iter().zip(&admission.rates) {
             snapshot.record(rate.key.dimension, rate.per_minute, *state, now);
@@ -398,6 +399,7 @@ impl Ledger {
                 .record(reservation.meter.clone(), MeterRow::of(&usage, used.micros));
         }
         let settlement = Settlement {
+            request_id: request_id.to_owned(),
             rates: reservation
                 .rates
                 .iter()
@@ -468,6 +470,7 @@ impl Ledger {
             self.metering.record(key, row);
         }
         let settlement = Settlement {
+            request_id: String::new(),
             rates: Vec::new(),
             budgets: self
                 .budget_demands(principal, Consumption::default(), now)

@@ -9,7 +9,12 @@
 //! - `{prefix}:rate:{scope}:{dimension}:{id}` — a bucket's theoretical arrival time (µs),
 //!   expiring once the bucket is full again;
 //! - `{prefix}:budget:{scope}:{window}:{period}:{id}` — a hash of `used_tokens`,
-//!   `used_micros`, `reserved_tokens`, `reserved_micros`, expiring after its period.
+//!   `used_micros`, `reserved_tokens`, `reserved_micros`, expiring after its period; with
+//!   `…:leases` (a sorted set of the reservations in flight by lease expiry) and `…:res`
+//!   (what each reserved). A replica that dies between admission and settlement leaves its
+//!   reservations behind; admission releases them once their lease (default one hour,
+//!   [`RedisLimitStore::with_lease`]) has expired, and a late settlement of a released
+//!   reservation only adds its usage.
 //!
 //! All keys of one call are touched by one script, so a Redis Cluster needs the prefix to
 //! carry a hash tag (for example `{fortress}:pat`). Connections and commands time out
@@ -28,6 +33,9 @@ use super::store::{
     Settlement, StoreError,
 };
 
+/// The default reservation lease: an hour, past the upstream's longest answer.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(3600);
+
 /// How long one Redis connection attempt or command may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -36,6 +44,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RedisLimitStore {
     connection: ConnectionManager,
     prefix: String,
+    lease: Duration,
     admit: Script,
     settle: Script,
     seed: Script,
@@ -66,10 +75,19 @@ impl RedisLimitStore {
         Ok(Self {
             connection,
             prefix: prefix.to_owned(),
+            lease: DEFAULT_LEASE,
             admit: Script::new(include_str!("admit.lua")),
             settle: Script::new(include_str!("settle.lua")),
             seed: Script::new(include_str!("seed.lua")),
         })
+    }
+
+    /// How long a reservation holds if its call never settles (its replica died): longer
+    /// than any call can run, since a call outliving its lease no longer counts.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     fn rate_key(&self, key: &RateKey) -> String {
@@ -103,7 +121,11 @@ fn cap(max: Option<u64>) -> i64 {
 impl LimitStore for RedisLimitStore {
     async fn admit(&self, demand: &Demand) -> Result<Admission, StoreError> {
         let mut invocation = self.admit.prepare_invoke();
-        invocation.arg(demand.rates.len()).arg(demand.budgets.len());
+        invocation
+            .arg(demand.rates.len())
+            .arg(demand.budgets.len())
+            .arg(&demand.request_id)
+            .arg(u64::try_from(self.lease.as_micros()).unwrap_or(u64::MAX));
         for rate in &demand.rates {
             invocation
                 .key(self.rate_key(&rate.key))
@@ -154,7 +176,10 @@ impl LimitStore for RedisLimitStore {
     async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError> {
         let rates: Vec<_> = settlement.rates.iter().filter(|r| r.refund != 0).collect();
         let mut invocation = self.settle.prepare_invoke();
-        invocation.arg(rates.len()).arg(settlement.budgets.len());
+        invocation
+            .arg(rates.len())
+            .arg(settlement.budgets.len())
+            .arg(&settlement.request_id);
         for rate in &rates {
             invocation
                 .key(self.rate_key(&rate.key))
@@ -164,8 +189,6 @@ impl LimitStore for RedisLimitStore {
         for budget in &settlement.budgets {
             invocation
                 .key(self.budget_key(&budget.key))
-                .arg(budget.reserved.tokens)
-                .arg(budget.reserved.micros)
                 .arg(budget.used.tokens)
                 .arg(budget.used.micros)
                 .arg(secs(budget.ttl));

@@ -97,6 +97,8 @@ pub struct BudgetDemand {
 /// Everything one call demands, admitted all or nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Demand {
+    /// The call's request id (names its reservation, for stores that lease them).
+    pub request_id: String,
     /// Rate buckets.
     pub rates: Vec<RateDemand>,
     /// Budgets.
@@ -165,6 +167,8 @@ pub struct BudgetSettlement {
 /// The end of one call.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settlement {
+    /// The request id its [`Demand`] had (empty when nothing was reserved).
+    pub request_id: String,
     /// Rate refunds.
     pub rates: Vec<RateRefund>,
     /// Budget reconciliations.
