@@ -174,7 +174,9 @@ async fn authentication_and_policy_refusals_have_the_claude_shape() {
         (p.status.as_u16(), error_type(&b).as_str()),
         (401, "authentication_error")
     );
-    let bad = format!("{}0", &gw.key[..gw.key.len() - 1]);
+    // A wrong last digit (never the right one, or the key would be valid).
+    let last = if gw.key.ends_with('0') { '1' } else { '0' };
+    let bad = format!("{}{last}", &gw.key[..gw.key.len() - 1]);
     let (p, b) = send(
         &gw,
         request("POST", "/v1/messages", Some(&bad), body.clone()),

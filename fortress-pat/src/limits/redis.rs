@@ -34,7 +34,7 @@ use super::store::{
 };
 
 /// The default reservation lease: an hour, past the upstream's longest answer.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(3600);
 
 /// How long one Redis connection attempt or command may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
