@@ -38,6 +38,37 @@ pub fn results_batch_id(path: &str) -> Option<&str> {
     (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
+/// Points every `results_url` of a batch object (or of a listing's `data`) at the
+/// gateway: the API answers with an absolute URL of its own host, which a client would
+/// fetch directly, past the gateway (and its metering) and with a key the API rejects.
+/// A path resolves against whatever base URL the client was given.
+pub fn localize_results_urls(value: &mut serde_json::Value) -> bool {
+    let mut changed = false;
+    let mut fix = |object: &mut serde_json::Value| {
+        if let Some(url) = object.get_mut("results_url")
+            && let Some(text) = url.as_str()
+            && let Some(path) = path_of(text)
+            && path != text
+        {
+            *url = serde_json::Value::String(path.to_owned());
+            changed = true;
+        }
+    };
+    fix(value);
+    if let Some(items) = value.get_mut("data").and_then(|d| d.as_array_mut()) {
+        items.iter_mut().for_each(&mut fix);
+    }
+    changed
+}
+
+/// The path (and query) of an absolute URL.
+fn path_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    rest.find('/').map(|i| &rest[i..])
+}
+
 /// `(model, usage)` of each succeeded request of a batch.
 pub type BatchResults = Vec<(String, Usage)>;
 
@@ -202,6 +233,23 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+
+    #[test]
+    fn results_urls_point_at_the_gateway() {
+        let mut batch = serde_json::json!({"id": "b1",
+            "results_url": "https://api.anthropic.com/v1/messages/batches/b1/results"});
+        assert!(localize_results_urls(&mut batch));
+        assert_eq!(batch["results_url"], "/v1/messages/batches/b1/results");
+        let mut listing = serde_json::json!({"data": [
+            {"results_url": null},
+            {"results_url": "http://10.0.0.1:9/v1/messages/batches/b2/results"}]});
+        assert!(localize_results_urls(&mut listing));
+        assert_eq!(
+            listing["data"][1]["results_url"],
+            "/v1/messages/batches/b2/results"
+        );
+        assert!(!localize_results_urls(&mut batch));
+    }
 
     #[tokio::test]
     async fn usage_is_collected_across_chunk_boundaries_and_bytes_pass_unchanged() {

@@ -253,15 +253,24 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<Body> {
                 .cloned();
             match (requests, results) {
                 (None, _) => error(StatusCode::NOT_FOUND, "not_found_error", "batch not found"),
-                (Some(requests), false) => json_response(
-                    StatusCode::OK,
-                    &json!({"id": id, "type": "message_batch", "processing_status": "ended",
+                (Some(requests), false) => {
+                    // Like the API: an absolute URL on the answering host.
+                    let host = parts
+                        .headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("localhost");
+                    let results_url = format!("http://{host}/v1/messages/batches/{id}/results");
+                    json_response(
+                        StatusCode::OK,
+                        &json!({"id": id, "type": "message_batch", "processing_status": "ended",
                         "request_counts": {"processing": 0, "succeeded": requests.len(),
                             "errored": 0, "canceled": 0, "expired": 0},
                         "ended_at": "2025-01-01T00:01:00Z", "created_at": "2025-01-01T00:00:00Z",
                         "expires_at": "2025-01-02T00:00:00Z", "cancel_initiated_at": null,
-                        "results_url": format!("/v1/messages/batches/{id}/results")}),
-                ),
+                        "results_url": results_url}),
+                    )
+                }
                 (Some(requests), true) => batch_results(&requests),
             }
         }

@@ -5,7 +5,8 @@
 //! - `POST /v1/messages/batches` has every request inside it decided as a
 //!   `messages/create` call before the batch is forwarded;
 //! - batch results (`GET …/batches/{id}/results`) have their usage collected for metering
-//!   ([`crate::batch_usage`]).
+//!   ([`crate::batch_usage`]), and every batch object's `results_url` points back at the
+//!   gateway.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -37,7 +38,7 @@ async fn read_limited(mut body: Body, limit: usize) -> Option<Bytes> {
 }
 
 use crate::api::BatchParams;
-use crate::batch_usage::{BatchResultsBody, BatchTap};
+use crate::batch_usage::{BatchResultsBody, BatchTap, localize_results_urls};
 use crate::error::{ErrorType, error_response};
 use crate::upstream::Upstream;
 use crate::usage::UsageTap;
@@ -110,6 +111,14 @@ impl ClaudeUpstream {
             && response.status().is_success()
         {
             response = self.filter_models(call, response).await;
+        }
+        if matches!(
+            action,
+            Some(Action::CreateBatch | Action::ReadBatch | Action::CancelBatch)
+        ) && response.status().is_success()
+            && is_json(&response)
+        {
+            response = localize_batch(response).await;
         }
         if let Some(batch_tap) = batch_tap
             && response.status().is_success()
@@ -203,4 +212,30 @@ impl ClaudeUpstream {
         response.headers_mut().remove(http::header::CONTENT_LENGTH);
         response
     }
+}
+
+fn is_json(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"))
+}
+
+/// Rewrites the `results_url` of a batch answer to the gateway's path
+/// ([`localize_results_urls`]).
+async fn localize_batch(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let Some(bytes) = read_limited(body, MAX_LISTING_BYTES).await else {
+        return error_response(ErrorType::Api, "batch answer unreadable", None, None);
+    };
+    let mut value = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(value) => value,
+        Err(_) => return Response::from_parts(parts, body::full(bytes)),
+    };
+    if !localize_results_urls(&mut value) {
+        return Response::from_parts(parts, body::full(bytes));
+    }
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, body::full(value.to_string()))
 }

@@ -40,6 +40,17 @@ assert n.input_tokens > 0
 ids = [model.id for model in c.models.list()]
 assert ids == ["claude-sonnet-4-5", "claude-haiku-4-5"], ids
 
+batch = c.messages.batches.create(requests=[
+    {"custom_id": "r1", "params": {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": user}},
+    {"custom_id": "r2", "params": {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": user}},
+])
+assert c.messages.batches.retrieve(batch.id).processing_status == "ended"
+results = list(c.messages.batches.results(batch.id))
+assert [r.custom_id for r in results] == ["r1", "r2"], results
+assert all(r.result.type == "succeeded" for r in results), results
+assert results[0].result.message.content[0].text == "Echo: I am [EMAIL]"
+print("BATCH-TOKENS", sum(r.result.message.usage.input_tokens + r.result.message.usage.output_tokens for r in results))
+
 bearer = anthropic.Anthropic(base_url=base, auth_token=key, max_retries=0)
 assert bearer.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=user).id
 
@@ -91,16 +102,17 @@ async fn the_official_python_sdk_works_through_the_gateway() {
         .await
         .unwrap();
     let key = keys.create(NewKey::user("acme", "alice")).await.unwrap();
+    let ledger = Arc::new(Ledger::new(LimitsConfig {
+        rates: vec![RateRule {
+            scope: Scope::Key,
+            requests_per_minute: Some(11),
+            ..RateRule::default()
+        }],
+        ..LimitsConfig::default()
+    }));
     let service = PatService::new(PatParts {
         keys,
-        ledger: Arc::new(Ledger::new(LimitsConfig {
-            rates: vec![RateRule {
-                scope: Scope::Key,
-                requests_per_minute: Some(8),
-                ..RateRule::default()
-            }],
-            ..LimitsConfig::default()
-        })),
+        ledger: ledger.clone(),
         policy: Arc::new(AllowListPolicy::new([
             AllowRule::anyone("*", "model:claude-sonnet*"),
             AllowRule::anyone("*", "model:claude-haiku*"),
@@ -139,4 +151,19 @@ async fn the_official_python_sdk_works_through_the_gateway() {
         output.status.success() && stdout.contains("SDK-E2E-OK"),
         "SDK script failed:\n{stdout}\n{stderr}"
     );
+    // The batch's two requests were metered from the results the SDK read (beside the
+    // one streamed haiku message).
+    let batch_tokens: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("BATCH-TOKENS "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the script reports the batch's usage");
+    let meter = ledger.meter().await.unwrap();
+    let haiku: Vec<_> = meter
+        .iter()
+        .filter(|(k, _)| k.model == "claude-haiku-4-5")
+        .collect();
+    assert_eq!(haiku.len(), 1, "{meter:?}");
+    assert_eq!(haiku[0].1.requests, 3);
+    assert!(haiku[0].1.tokens() > batch_tokens);
 }
