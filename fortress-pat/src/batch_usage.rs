@@ -69,6 +69,27 @@ fn path_of(url: &str) -> Option<&str> {
     rest.find('/').map(|i| &rest[i..])
 }
 
+/// Where the answer to a batch creation reports the new batch's id.
+#[derive(Clone, Debug, Default)]
+pub struct BatchCreated(Arc<Mutex<Option<String>>>);
+
+impl BatchCreated {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Notes the id of a created batch.
+    pub fn report(&self, id: &str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.to_owned());
+    }
+
+    /// The id, once the batch was created.
+    pub fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// `(model, usage)` of each succeeded request of a batch.
 pub type BatchResults = Vec<(String, Usage)>;
 

@@ -38,7 +38,7 @@ async fn read_limited(mut body: Body, limit: usize) -> Option<Bytes> {
 }
 
 use crate::api::BatchParams;
-use crate::batch_usage::{BatchResultsBody, BatchTap, localize_results_urls};
+use crate::batch_usage::{BatchCreated, BatchResultsBody, BatchTap, localize_results_urls};
 use crate::error::{ErrorType, error_response};
 use crate::upstream::Upstream;
 use crate::usage::UsageTap;
@@ -87,6 +87,7 @@ impl ClaudeUpstream {
         let call = call_of(&request).cloned();
         let tap = request.extensions().get::<UsageTap>().cloned();
         let batch_tap = request.extensions().get::<BatchTap>().cloned();
+        let created = request.extensions().get::<BatchCreated>().cloned();
         let notes = notes_of(&request).cloned();
         let action = call.as_ref().map(|c| c.action.clone());
         if let (Some(Action::CreateBatch), Some(call)) = (&action, &call)
@@ -118,7 +119,7 @@ impl ClaudeUpstream {
         ) && response.status().is_success()
             && is_json(&response)
         {
-            response = localize_batch(response).await;
+            response = localize_batch(response, created.as_ref()).await;
         }
         if let Some(batch_tap) = batch_tap
             && response.status().is_success()
@@ -223,8 +224,11 @@ fn is_json(response: &Response<Body>) -> bool {
 }
 
 /// Rewrites the `results_url` of a batch answer to the gateway's path
-/// ([`localize_results_urls`]).
-async fn localize_batch(response: Response<Body>) -> Response<Body> {
+/// ([`localize_results_urls`]) and reports a created batch's id.
+async fn localize_batch(
+    response: Response<Body>,
+    created: Option<&BatchCreated>,
+) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let Some(bytes) = read_limited(body, MAX_LISTING_BYTES).await else {
         return error_response(ErrorType::Api, "batch answer unreadable", None, None);
@@ -233,6 +237,9 @@ async fn localize_batch(response: Response<Body>) -> Response<Body> {
         Ok(value) => value,
         Err(_) => return Response::from_parts(parts, body::full(bytes)),
     };
+    if let (Some(created), Some(id)) = (created, value.get("id").and_then(|i| i.as_str())) {
+        created.report(id);
+    }
     if !localize_results_urls(&mut value) {
         return Response::from_parts(parts, body::full(bytes));
     }

@@ -19,7 +19,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use fortress_core::audit::AuditSink;
 use fortress_core::body::{self, Body, BoxError};
-use fortress_core::call::RequestId;
+use fortress_core::call::{Action, RequestId};
 use fortress_core::guard::{AdmissionGuard, Guard, KillSwitch};
 use fortress_core::layer::credential::{ConnectorSlot, HeaderInjector};
 use fortress_core::policy::PolicyEngine;
@@ -33,7 +33,7 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::archive::{ArchiveEntry, Archiver};
-use crate::batch_usage::{BatchTap, results_batch_id};
+use crate::batch_usage::{BatchCreated, BatchTap, results_batch_id};
 use crate::describe::{Route, describe};
 use crate::error::{ErrorType, error_response};
 use crate::keys::{AuthError, KeyStore, token_of};
@@ -237,7 +237,12 @@ impl PatService {
             principal: Principal::of(&call),
             tap: BatchTap::new(),
         });
+        let created = (call.action == Action::CreateBatch)
+            .then(|| (BatchCreated::new(), Principal::of(&call)));
         parts.extensions.clear();
+        if let Some((slot, _)) = &created {
+            parts.extensions.insert(slot.clone());
+        }
         parts.extensions.insert(Arc::new(call));
         parts.extensions.insert(tap.clone());
         if let Some(batch) = &batch {
@@ -263,6 +268,7 @@ impl PatService {
                 request_id: id,
                 tap,
                 batch,
+                created,
             }),
         });
         Response::from_parts(head, body)
@@ -276,6 +282,8 @@ struct Settle {
     request_id: String,
     tap: UsageTap,
     batch: Option<BatchMeter>,
+    /// A batch creation: whose the batch is.
+    created: Option<(BatchCreated, Principal)>,
 }
 
 /// A batch results read, metered when it was read in full.
@@ -289,6 +297,11 @@ impl Settle {
     fn run(self) {
         let usage = self.tap.outcome().map(|(usage, _)| usage);
         self.ledger.settle_soon(&self.request_id, usage);
+        if let Some((slot, owner)) = self.created
+            && let Some(id) = slot.take()
+        {
+            self.ledger.record_batch_owner_soon(id, owner);
+        }
         if let Some(batch) = self.batch
             && let Some(results) = batch.tap.take()
         {

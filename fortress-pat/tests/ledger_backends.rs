@@ -227,7 +227,17 @@ async fn metering_survives_a_restart(postgres: bool) {
         i64::try_from(alice.1.cost_micros).unwrap()
     );
     assert!(alice.1.cost_micros > 0);
-    // A batch is claimed once, across restarts too.
+    // A batch is claimed once, across restarts too; its owner is remembered.
+    let owner = fortress_pat::limits::Principal {
+        workspace: "acme".into(),
+        key: "key-alice".into(),
+        user: "alice".into(),
+        team: "eng".into(),
+    };
+    ledger.record_batch_owner("b9", &owner).await.unwrap();
+    let store = db.open().await;
+    assert_eq!(store.batch_owner("acme/b9").await.unwrap(), Some(owner));
+    assert_eq!(store.batch_owner("acme/b8").await.unwrap(), None);
     assert!(
         !ledger
             .metering()
@@ -316,6 +326,8 @@ struct Gateways {
     services: Vec<PatService>,
     ledgers: Vec<Arc<Ledger>>,
     key: String,
+    /// Bob's key, in the same workspace as Alice's.
+    bob_key: String,
     _mock: MockClaude,
 }
 
@@ -332,6 +344,7 @@ async fn gateways(n: usize, limits: LimitsConfig, backend: Backend, prefix: &str
         .await
         .unwrap();
     let issued = keys.create(NewKey::user("acme", "alice")).await.unwrap();
+    let bob = keys.create(NewKey::user("acme", "bob")).await.unwrap();
     let mut services = Vec::new();
     let mut ledgers = Vec::new();
     for _ in 0..n {
@@ -372,6 +385,7 @@ async fn gateways(n: usize, limits: LimitsConfig, backend: Backend, prefix: &str
         services,
         ledgers,
         key: issued.token.expose_str().unwrap().to_owned(),
+        bob_key: bob.token.expose_str().unwrap().to_owned(),
         _mock: mock,
     }
 }
@@ -663,8 +677,9 @@ async fn batch_requests_are_metered_once_from_their_results() {
         .to_owned();
     // Creating a batch meters nothing; its requests have not run.
     assert!(gws.ledgers[0].meter().await.unwrap().is_empty());
+    // The results are read by Bob; the batch is Alice's.
     let path = format!("/v1/messages/batches/{id}/results");
-    let (results, body) = send(gw, request("GET", &path, &gws.key, Value::Null)).await;
+    let (results, body) = send(gw, request("GET", &path, &gws.bob_key, Value::Null)).await;
     assert_eq!(results.status, 200);
     let lines: Vec<Value> = body
         .split(|b| *b == b'\n')
@@ -687,13 +702,33 @@ async fn batch_requests_are_metered_once_from_their_results() {
         meter.iter().map(|(_, r)| r.tokens()).sum::<u64>(),
         upstream_tokens
     );
-    assert!(meter.iter().all(|(k, _)| k.user == "alice"));
+    assert!(meter.iter().all(|(k, _)| k.user == "alice"), "{meter:?}");
     assert_eq!(
         gws.ledgers[0]
             .budget_tokens(Scope::User, "alice", Window::Day)
             .await,
         (upstream_tokens, 0)
     );
+    assert_eq!(
+        gws.ledgers[0]
+            .budget_tokens(Scope::User, "bob", Window::Day)
+            .await,
+        (0, 0)
+    );
+    // The batch object's results_url points at the gateway, not the upstream host.
+    let (read, body) = send(
+        gw,
+        request(
+            "GET",
+            &format!("/v1/messages/batches/{id}"),
+            &gws.key,
+            Value::Null,
+        ),
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    let object: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(object["results_url"], path);
     // Reading the results again counts nothing more.
     let (again, _) = send(gw, request("GET", &path, &gws.key, Value::Null)).await;
     assert_eq!(again.status, 200);

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::{Notify, RwLock};
 
+use super::rules::Principal;
 use crate::api::Usage;
 
 /// One row of metering: a key, user, team and model on a day.
@@ -107,6 +108,12 @@ pub trait MeterStore: Send + Sync + 'static {
 
     /// Marks a Message Batch's results as metered: `true` the first time only.
     async fn claim_batch(&self, batch: &str) -> Result<bool, MeterError>;
+
+    /// Remembers who created a Message Batch (its usage is theirs).
+    async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError>;
+
+    /// Who created a Message Batch, if it was created through this gateway.
+    async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError>;
 }
 
 #[async_trait]
@@ -120,6 +127,12 @@ impl<T: MeterStore + ?Sized> MeterStore for Arc<T> {
     async fn claim_batch(&self, batch: &str) -> Result<bool, MeterError> {
         (**self).claim_batch(batch).await
     }
+    async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError> {
+        (**self).set_batch_owner(batch, owner).await
+    }
+    async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError> {
+        (**self).batch_owner(batch).await
+    }
 }
 
 /// Metering kept in memory (lost at exit): for tests and embedding without a data dir.
@@ -127,6 +140,7 @@ impl<T: MeterStore + ?Sized> MeterStore for Arc<T> {
 pub struct MemoryMeterStore {
     rows: Mutex<HashMap<MeterKey, MeterRow>>,
     batches: Mutex<std::collections::HashSet<String>>,
+    owners: Mutex<HashMap<String, Principal>>,
 }
 
 #[async_trait]
@@ -154,6 +168,23 @@ impl MeterStore for MemoryMeterStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(batch.to_owned()))
+    }
+
+    async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError> {
+        self.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(batch.to_owned(), owner.clone());
+        Ok(())
+    }
+
+    async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError> {
+        Ok(self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(batch)
+            .cloned())
     }
 }
 
@@ -326,6 +357,12 @@ mod tests {
         }
         async fn claim_batch(&self, batch: &str) -> Result<bool, MeterError> {
             self.inner.claim_batch(batch).await
+        }
+        async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError> {
+            self.inner.set_batch_owner(batch, owner).await
+        }
+        async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError> {
+            self.inner.batch_owner(batch).await
         }
     }
 

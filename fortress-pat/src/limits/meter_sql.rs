@@ -13,11 +13,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::meter::{MeterError, MeterKey, MeterRow, MeterStore};
+use super::rules::Principal;
 
 /// The migrations, in order. Applied ones are listed in `fortress_pat_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS fortress_pat_usage (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS fortress_pat_usage (
         day                   TEXT   NOT NULL,
         workspace             TEXT   NOT NULL,
         key_id                TEXT   NOT NULL,
@@ -36,7 +38,19 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         batch_id   TEXT NOT NULL PRIMARY KEY,
         metered_at TEXT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS fortress_pat_batch_owners (
+        batch_id   TEXT NOT NULL PRIMARY KEY,
+        workspace  TEXT NOT NULL,
+        key_id     TEXT NOT NULL,
+        user_id    TEXT NOT NULL,
+        team       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );",
+    ),
+];
 
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS fortress_pat_migrations (
     version    BIGINT NOT NULL PRIMARY KEY,
@@ -63,6 +77,13 @@ const SELECT: &str = "SELECT day, workspace, key_id, user_id, team, model, reque
 const CLAIM: &str =
     "INSERT INTO fortress_pat_metered_batches (batch_id, metered_at) VALUES ($1, $2)
     ON CONFLICT (batch_id) DO NOTHING";
+
+const SET_OWNER: &str = "INSERT INTO fortress_pat_batch_owners
+        (batch_id, workspace, key_id, user_id, team, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (batch_id) DO NOTHING";
+
+const GET_OWNER: &str = "SELECT workspace, key_id, user_id, team FROM fortress_pat_batch_owners
+    WHERE batch_id = $1";
 
 /// An arbitrary constant naming the migration advisory lock.
 const MIGRATION_LOCK: i64 = 0x5041_545f_4d45_5452;
@@ -336,5 +357,56 @@ impl MeterStore for SqlMeterStore {
                 .rows_affected(),
         };
         Ok(done == 1)
+    }
+
+    async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError> {
+        let now = chrono::Utc::now().to_rfc3339();
+        macro_rules! bind_owner {
+            ($query:expr) => {
+                $query
+                    .bind(batch)
+                    .bind(&owner.workspace)
+                    .bind(&owner.key)
+                    .bind(&owner.user)
+                    .bind(&owner.team)
+                    .bind(&now)
+            };
+        }
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                bind_owner!(sqlx::query(&sqlite(SET_OWNER)))
+                    .execute(pool)
+                    .await
+                    .map_err(backend)?;
+            }
+            Pool::Postgres(pool) => {
+                bind_owner!(sqlx::query(SET_OWNER))
+                    .execute(pool)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError> {
+        let row: Option<(String, String, String, String)> = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query_as(&sqlite(GET_OWNER))
+                .bind(batch)
+                .fetch_optional(pool)
+                .await
+                .map_err(backend)?,
+            Pool::Postgres(pool) => sqlx::query_as(GET_OWNER)
+                .bind(batch)
+                .fetch_optional(pool)
+                .await
+                .map_err(backend)?,
+        };
+        Ok(row.map(|(workspace, key, user, team)| Principal {
+            workspace,
+            key,
+            user,
+            team,
+        }))
     }
 }

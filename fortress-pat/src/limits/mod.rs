@@ -358,6 +358,20 @@ impl Ledger {
         }
     }
 
+    /// [`record_batch_owner`](Self::record_batch_owner) from synchronous code.
+    pub fn record_batch_owner_soon(self: &Arc<Self>, batch_id: String, owner: Principal) {
+        let ledger = self.clone();
+        run_soon(
+            async move {
+                if let Err(error) = ledger.record_batch_owner(&batch_id, &owner).await {
+                    tracing::error!(%error, "batch owner not recorded; its results will be metered to their reader");
+                    metrics::counter!("fortress_pat_batch_meter_failures_total").increment(1);
+                }
+            },
+            "batch owner record",
+        );
+    }
+
     /// [`meter_batch`](Self::meter_batch) from synchronous code, like
     /// [`settle_soon`](Self::settle_soon); failures are logged and counted.
     pub fn meter_batch_soon(
@@ -438,19 +452,32 @@ impl Ledger {
         })
     }
 
+    /// Remembers who created a Message Batch, so its usage is metered as theirs.
+    pub async fn record_batch_owner(
+        &self,
+        batch_id: &str,
+        owner: &Principal,
+    ) -> Result<(), LedgerError> {
+        let name = format!("{}/{batch_id}", owner.workspace);
+        Ok(self.metering.store().set_batch_owner(&name, owner).await?)
+    }
+
     /// Meters the results of a Message Batch once (later reads of the same results are
-    /// not counted again) and adds them to the reader's budgets. `Ok(false)`: already
+    /// not counted again) and adds them to the budgets of whoever created the batch (the
+    /// `reader` when it was not created through this gateway). `Ok(false)`: already
     /// metered.
     pub async fn meter_batch(
         &self,
         batch_id: &str,
-        principal: &Principal,
+        reader: &Principal,
         results: &[(String, Usage)],
     ) -> Result<bool, LedgerError> {
-        let claim = format!("{}/{batch_id}", principal.workspace);
-        if !self.metering.store().claim_batch(&claim).await? {
+        let name = format!("{}/{batch_id}", reader.workspace);
+        if !self.metering.store().claim_batch(&name).await? {
             return Ok(false);
         }
+        let owner = self.metering.store().batch_owner(&name).await?;
+        let principal = owner.as_ref().unwrap_or(reader);
         let now = Utc::now();
         let day = Window::Day.period(now);
         let mut total = Consumption::default();
