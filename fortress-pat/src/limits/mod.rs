@@ -23,12 +23,14 @@
 //! assert_eq!(prices.cost_micros("claude-x", &usage), 3_000_000);
 //! ```
 
+mod batches;
 mod gcra;
 mod memory;
 mod meter;
 mod meter_sql;
 mod prices;
 mod redis;
+mod restore;
 mod rules;
 mod snapshot;
 mod store;
@@ -121,50 +123,6 @@ impl Ledger {
     /// The metering buffer.
     pub fn metering(&self) -> &Metering {
         &self.metering
-    }
-
-    /// Rebuilds this month's budget usage from the metering store after a restart (each
-    /// counter only if the limit store does not know it already, e.g. a shared Redis).
-    pub async fn restore(&self) -> Result<(), LedgerError> {
-        if self.config.budgets.is_empty() {
-            return Ok(());
-        }
-        let now = Utc::now();
-        let month = Window::Month.period(now);
-        let today = Window::Day.period(now);
-        let rows = self.metering.rows(&format!("{month}-01"), &today).await?;
-        let mut totals: HashMap<BudgetKey, Consumption> = HashMap::new();
-        for rule in &self.config.budgets {
-            let period = rule.window.period(now);
-            for (key, row) in &rows {
-                if !rule.window.contains(&period, &key.day) {
-                    continue;
-                }
-                let principal = Principal {
-                    workspace: key.workspace.clone(),
-                    key: key.key.clone(),
-                    user: key.user.clone(),
-                    team: key.team.clone(),
-                };
-                let Some(id) = principal.id(rule.scope) else {
-                    continue;
-                };
-                let counter = BudgetKey {
-                    scope: rule.scope,
-                    id: id.to_owned(),
-                    window: rule.window,
-                    period: period.clone(),
-                };
-                let total = totals.entry(counter).or_default();
-                total.tokens += row.tokens();
-                total.micros += row.cost_micros;
-            }
-        }
-        for (key, used) in totals {
-            let ttl = key.window.until_reset(now) + COUNTER_GRACE;
-            self.store.seed(&key, used, ttl).await?;
-        }
-        Ok(())
     }
 
     /// The worst-case input tokens of a call.
@@ -358,40 +316,6 @@ impl Ledger {
         }
     }
 
-    /// [`record_batch_owner`](Self::record_batch_owner) from synchronous code.
-    pub fn record_batch_owner_soon(self: &Arc<Self>, batch_id: String, owner: Principal) {
-        let ledger = self.clone();
-        run_soon(
-            async move {
-                if let Err(error) = ledger.record_batch_owner(&batch_id, &owner).await {
-                    tracing::error!(%error, "batch owner not recorded; its results will be metered to their reader");
-                    metrics::counter!("fortress_pat_batch_meter_failures_total").increment(1);
-                }
-            },
-            "batch owner record",
-        );
-    }
-
-    /// [`meter_batch`](Self::meter_batch) from synchronous code, like
-    /// [`settle_soon`](Self::settle_soon); failures are logged and counted.
-    pub fn meter_batch_soon(
-        self: &Arc<Self>,
-        batch_id: String,
-        principal: Principal,
-        results: Vec<(String, Usage)>,
-    ) {
-        let ledger = self.clone();
-        run_soon(
-            async move {
-                if let Err(error) = ledger.meter_batch(&batch_id, &principal, &results).await {
-                    tracing::error!(%error, "batch results could not be metered");
-                    metrics::counter!("fortress_pat_batch_meter_failures_total").increment(1);
-                }
-            },
-            "batch metering",
-        );
-    }
-
     /// Records the metering and returns the store update still to run.
     fn settlement(
         &self,
@@ -450,70 +374,6 @@ impl Ledger {
                 metrics::counter!("fortress_pat_settle_failures_total").increment(1);
             }
         })
-    }
-
-    /// Remembers who created a Message Batch, so its usage is metered as theirs.
-    pub async fn record_batch_owner(
-        &self,
-        batch_id: &str,
-        owner: &Principal,
-    ) -> Result<(), LedgerError> {
-        let name = format!("{}/{batch_id}", owner.workspace);
-        Ok(self.metering.store().set_batch_owner(&name, owner).await?)
-    }
-
-    /// Meters the results of a Message Batch once (later reads of the same results are
-    /// not counted again) and adds them to the budgets of whoever created the batch (the
-    /// `reader` when it was not created through this gateway). `Ok(false)`: already
-    /// metered.
-    pub async fn meter_batch(
-        &self,
-        batch_id: &str,
-        reader: &Principal,
-        results: &[(String, Usage)],
-    ) -> Result<bool, LedgerError> {
-        let name = format!("{}/{batch_id}", reader.workspace);
-        if !self.metering.store().claim_batch(&name).await? {
-            return Ok(false);
-        }
-        let owner = self.metering.store().batch_owner(&name).await?;
-        let principal = owner.as_ref().unwrap_or(reader);
-        let now = Utc::now();
-        let day = Window::Day.period(now);
-        let mut total = Consumption::default();
-        for (model, usage) in results {
-            let micros = self.config.prices.batch_cost_micros(model, usage);
-            let row = MeterRow::of(usage, micros);
-            total.tokens += row.tokens();
-            total.micros += micros;
-            let key = MeterKey {
-                day: day.clone(),
-                workspace: principal.workspace.clone(),
-                key: principal.key.clone(),
-                user: principal.user.clone(),
-                team: principal.team.clone(),
-                model: model.clone(),
-            };
-            self.metering.record(key, row);
-        }
-        let settlement = Settlement {
-            request_id: String::new(),
-            rates: Vec::new(),
-            budgets: self
-                .budget_demands(principal, Consumption::default(), now)
-                .into_iter()
-                .map(|b| BudgetSettlement {
-                    key: b.key,
-                    reserved: Consumption::default(),
-                    used: total,
-                    ttl: b.ttl,
-                })
-                .collect(),
-        };
-        if !settlement.budgets.is_empty() {
-            self.store.settle(&settlement).await?;
-        }
-        Ok(true)
     }
 
     /// A budget counter in the current period.
