@@ -879,3 +879,58 @@ async fn a_dead_replicas_reservations_are_released_when_their_lease_expires() {
         (100, 0)
     );
 }
+
+#[tokio::test]
+async fn a_restart_with_redis_keeps_its_counters_and_refills_an_empty_redis() {
+    let db = Db::new(false).await;
+    let prefix = RedisPrefix::new();
+    let open = |prefix: String| {
+        let db = &db;
+        async move {
+            let meter: Arc<dyn MeterStore> = Arc::new(db.open().await);
+            let store = RedisLimitStore::connect(&redis_url(), &prefix)
+                .await
+                .unwrap();
+            Ledger::with_backends(
+                budget_config(),
+                Arc::new(store),
+                Metering::new(meter, Duration::from_secs(3600)),
+            )
+        }
+    };
+    let first = open(prefix.0.clone()).await;
+    let call = message_call("alice", 100);
+    first.admit(&call).await.unwrap().unwrap();
+    let usage = Usage {
+        input_tokens: 40,
+        output_tokens: 60,
+        ..Usage::default()
+    };
+    first.settle(call.request_id.as_str(), Some(usage)).await;
+    first.flush().await.unwrap();
+    // A replica restarting against the same Redis does not count the month twice.
+    let second = open(prefix.0.clone()).await;
+    second.restore().await.unwrap();
+    assert_eq!(
+        second
+            .budget_tokens(Scope::User, "alice", Window::Month)
+            .await,
+        (100, 0)
+    );
+    // A Redis that lost its data is refilled from the metering database.
+    let empty = RedisPrefix::new();
+    let third = open(empty.0.clone()).await;
+    assert_eq!(
+        third
+            .budget_tokens(Scope::User, "alice", Window::Month)
+            .await,
+        (0, 0)
+    );
+    third.restore().await.unwrap();
+    assert_eq!(
+        third
+            .budget_tokens(Scope::User, "alice", Window::Month)
+            .await,
+        (100, 0)
+    );
+}
