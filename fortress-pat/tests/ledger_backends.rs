@@ -934,3 +934,70 @@ async fn a_restart_with_redis_keeps_its_counters_and_refills_an_empty_redis() {
         (100, 0)
     );
 }
+
+#[tokio::test]
+async fn the_configuration_selects_postgres_and_redis() {
+    let db = Db::new(true).await;
+    let Db::Postgres(schema) = &db else {
+        unreachable!()
+    };
+    let prefix = RedisPrefix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}?options=-c%20search_path%3D{schema}", postgres_url());
+    let text = format!(
+        "data_dir = {:?}\n[[limits.budgets]]\nscope = \"user\"\nwindow = \"day\"\nmax_tokens = 1000\n\
+         [ledger]\ndatabase = {url:?}\nredis = {:?}\nredis_prefix = {:?}\nflush_interval_ms = 10\n",
+        dir.path(),
+        redis_url(),
+        prefix.0,
+    );
+    let config = fortress_pat::config::Config::parse(&text).unwrap();
+    let ledger = config.ledger().await.unwrap();
+    let call = message_call("alice", 100);
+    ledger.admit(&call).await.unwrap().unwrap();
+    // The reservation is in Redis under the configured prefix.
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:budget:user:day:*", prefix.0))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(keys.iter().any(|k| k.ends_with(":alice")), "{keys:?}");
+    let usage = Usage {
+        input_tokens: 5,
+        output_tokens: 5,
+        ..Usage::default()
+    };
+    ledger.settle(call.request_id.as_str(), Some(usage)).await;
+    // The background writer puts the row into PostgreSQL within its interval.
+    let store = db.open().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store
+        .rows("0000-00-00", "9999-99-99")
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "metering never reached PostgreSQL"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        store.rows("0000-00-00", "9999-99-99").await.unwrap()[0]
+            .1
+            .requests,
+        1
+    );
+    assert!(
+        !dir.path().join("usage.db").exists(),
+        "no SQLite when PostgreSQL is configured"
+    );
+    drop(ledger);
+    db.drop_schema().await;
+}
