@@ -20,6 +20,23 @@ struct State {
     /// Theoretical arrival time per bucket, µs since `started`.
     tats: HashMap<RateKey, f64>,
     counters: HashMap<BudgetKey, BudgetUse>,
+    /// Admissions since the last prune.
+    since_prune: u32,
+}
+
+/// Admissions between two prunes of state that no longer matters.
+const PRUNE_EVERY: u32 = 4096;
+
+impl State {
+    /// Drops full buckets (the same as absent) and counters of past periods with nothing
+    /// reserved, so a long-running process keeps one entry per live bucket and period.
+    fn prune(&mut self, now_us: f64, now: chrono::DateTime<chrono::Utc>) {
+        self.tats.retain(|_, tat| *tat > now_us);
+        self.counters.retain(|key, c| {
+            key.period == key.window.period(now) || c.reserved != Consumption::default()
+        });
+        self.since_prune = 0;
+    }
 }
 
 /// Rate buckets and budget counters in this process.
@@ -55,6 +72,10 @@ impl MemoryLimitStore {
     pub fn admit_now(&self, demand: &Demand) -> Admission {
         let now = self.now_us();
         let mut state = self.lock();
+        state.since_prune += 1;
+        if state.since_prune >= PRUNE_EVERY {
+            state.prune(now, chrono::Utc::now());
+        }
         let mut taken = Vec::with_capacity(demand.rates.len());
         let mut rate_refusal: Option<(usize, f64)> = None;
         for (index, rate) in demand.rates.iter().enumerate() {
@@ -160,5 +181,58 @@ impl LimitStore for MemoryLimitStore {
             c.used = used;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::rules::{Scope, Window};
+    use crate::limits::store::Dimension;
+
+    #[test]
+    fn pruning_keeps_only_live_buckets_and_periods() {
+        let store = MemoryLimitStore::new();
+        let now = chrono::Utc::now();
+        let counter = |period: String| BudgetKey {
+            scope: Scope::User,
+            id: "alice".into(),
+            window: Window::Day,
+            period,
+        };
+        let used = BudgetUse {
+            used: Consumption {
+                tokens: 5,
+                micros: 0,
+            },
+            ..BudgetUse::default()
+        };
+        let reserved = BudgetUse {
+            reserved: Consumption {
+                tokens: 5,
+                micros: 0,
+            },
+            ..BudgetUse::default()
+        };
+        let bucket = |id: &str| RateKey {
+            scope: Scope::Key,
+            id: id.into(),
+            dimension: Dimension::Requests,
+        };
+        let mut state = store.lock();
+        state.counters.insert(counter("2000-01-01".into()), used);
+        state
+            .counters
+            .insert(counter("2000-01-02".into()), reserved);
+        state
+            .counters
+            .insert(counter(Window::Day.period(now)), used);
+        state.tats.insert(bucket("full"), 10.0);
+        state.tats.insert(bucket("busy"), 1_000.0);
+        state.prune(100.0, now);
+        assert_eq!(state.counters.len(), 2, "past and idle counters go");
+        assert!(!state.counters.contains_key(&counter("2000-01-01".into())));
+        assert_eq!(state.tats.len(), 1);
+        assert!(state.tats.contains_key(&bucket("busy")));
     }
 }
