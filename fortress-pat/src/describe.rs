@@ -20,7 +20,8 @@ use fortress_core::call::{Action, Attributes, Call, Resource, ResourceKind};
 use fortress_core::subject::Subject;
 use http::{HeaderMap, Method};
 
-use crate::api::{MessageParams, ParamsError};
+use crate::api::{BatchParams, MessageParams, ParamsError};
+use crate::limits::BATCH_REQUESTS_ATTRIBUTE;
 
 /// The Claude API endpoint a request targets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,9 +154,23 @@ pub fn describe(
             attributes.model = Some(id.clone());
             Resource::model(id.clone())
         }
-        Route::ListModels | Route::CreateBatch | Route::ReadBatch | Route::CancelBatch => {
+        Route::CreateBatch => {
+            // What each request may cost, for the budgets reserved at creation.
+            let params: BatchParams = serde_json::from_slice(body).map_err(ParamsError::Json)?;
+            let requests: Vec<serde_json::Value> = params
+                .requests
+                .iter()
+                .map(|r| {
+                    serde_json::json!({"model": r.params.model,
+                                       "max_tokens": r.params.max_tokens.unwrap_or(0)})
+                })
+                .collect();
+            attributes
+                .extra
+                .insert(BATCH_REQUESTS_ATTRIBUTE.into(), requests.into());
             Resource::workspace(workspace)
         }
+        Route::ListModels | Route::ReadBatch | Route::CancelBatch => Resource::workspace(workspace),
         Route::Other { endpoint } => Resource::new(ResourceKind::Endpoint, endpoint.clone(), None),
     };
     Ok(Call::new(subject, route.action(), resource).with_attributes(attributes))

@@ -295,13 +295,16 @@ struct BatchMeter {
 
 impl Settle {
     fn run(self) {
-        let usage = self.tap.outcome().map(|(usage, _)| usage);
-        self.ledger.settle_soon(&self.request_id, usage);
-        if let Some((slot, owner)) = self.created
+        // A created batch keeps its reservation until its results are metered.
+        if let Some((slot, owner)) = &self.created
             && let Some(id) = slot.take()
         {
-            self.ledger.record_batch_owner_soon(id, owner);
+            self.ledger
+                .hold_for_batch_soon(self.request_id, id, owner.clone());
+            return;
         }
+        let usage = self.tap.outcome().map(|(usage, _)| usage);
+        self.ledger.settle_soon(&self.request_id, usage);
         if let Some(batch) = self.batch
             && let Some(results) = batch.tap.take()
         {

@@ -228,13 +228,27 @@ async fn metering_survives_a_restart(postgres: bool) {
     );
     assert!(alice.1.cost_micros > 0);
     // A batch is claimed once, across restarts too; its owner is remembered.
-    let owner = fortress_pat::limits::Principal {
-        workspace: "acme".into(),
-        key: "key-alice".into(),
-        user: "alice".into(),
-        team: "eng".into(),
+    let owner = fortress_pat::limits::BatchOwner {
+        principal: fortress_pat::limits::Principal {
+            workspace: "acme".into(),
+            key: "key-alice".into(),
+            user: "alice".into(),
+            team: "eng".into(),
+        },
+        request_id: "req_1".into(),
+        budgets: vec![fortress_pat::limits::BudgetKey {
+            scope: Scope::User,
+            id: "alice".into(),
+            window: Window::Month,
+            period: "2026-11".into(),
+        }],
     };
-    ledger.record_batch_owner("b9", &owner).await.unwrap();
+    ledger
+        .metering()
+        .store()
+        .set_batch_owner("acme/b9", &owner)
+        .await
+        .unwrap();
     let store = db.open().await;
     assert_eq!(store.batch_owner("acme/b9").await.unwrap(), Some(owner));
     assert_eq!(store.batch_owner("acme/b8").await.unwrap(), None);
@@ -650,6 +664,16 @@ async fn redis_budget_refusals_say_when_the_period_resets() {
 
 #[tokio::test]
 async fn batch_requests_are_metered_once_from_their_results() {
+    batch_requests_are_metered_once(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_reservations_in_redis_are_settled_from_their_results() {
+    batch_requests_are_metered_once(Backend::Redis).await;
+}
+
+async fn batch_requests_are_metered_once(backend: Backend) {
+    let prefix = RedisPrefix::new();
     let limits = LimitsConfig {
         budgets: vec![BudgetRule {
             scope: Scope::User,
@@ -659,7 +683,7 @@ async fn batch_requests_are_metered_once_from_their_results() {
         }],
         ..LimitsConfig::default()
     };
-    let gws = gateways(1, limits, Backend::Memory, "unused").await;
+    let gws = gateways(1, limits, backend, &prefix.0).await;
     let gw = &gws.services[0];
     let batch = json!({"requests": [
         {"custom_id": "a", "params": {"model": "claude-sonnet-4-5", "max_tokens": 32,
@@ -675,8 +699,13 @@ async fn batch_requests_are_metered_once_from_their_results() {
         .as_str()
         .unwrap()
         .to_owned();
-    // Creating a batch meters nothing; its requests have not run.
+    // Creating a batch meters nothing (its requests have not run) but reserves their
+    // worst case until the results are read.
     assert!(gws.ledgers[0].meter().await.unwrap().is_empty());
+    let (_, reserved) = gws.ledgers[0]
+        .budget_tokens(Scope::User, "alice", Window::Day)
+        .await;
+    assert!(reserved > 64, "{reserved}");
     // The results are read by Bob; the batch is Alice's.
     let path = format!("/v1/messages/batches/{id}/results");
     let (results, body) = send(gw, request("GET", &path, &gws.bob_key, Value::Null)).await;
@@ -703,11 +732,10 @@ async fn batch_requests_are_metered_once_from_their_results() {
         upstream_tokens
     );
     assert!(meter.iter().all(|(k, _)| k.user == "alice"), "{meter:?}");
+    // The reservation made at creation is replaced by the real usage.
     assert_eq!(
-        gws.ledgers[0]
-            .budget_tokens(Scope::User, "alice", Window::Day)
-            .await,
-        (upstream_tokens, 0)
+        settled(&gws.ledgers[0], Scope::User, "alice", Window::Day).await,
+        upstream_tokens
     );
     assert_eq!(
         gws.ledgers[0]

@@ -1,7 +1,8 @@
 //! The in-process [`LimitStore`]: one gateway, state in a mutex.
 //!
 //! Check and take happen under one lock, so concurrent calls in this process can never
-//! overshoot together. Replicas need the [`RedisLimitStore`](super::RedisLimitStore).
+//! overshoot together. Reservations have no lease here: they live as long as the process,
+//! like the calls holding them. Replicas need the [`RedisLimitStore`](super::RedisLimitStore).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +21,8 @@ struct State {
     /// Theoretical arrival time per bucket, µs since `started`.
     tats: HashMap<RateKey, f64>,
     counters: HashMap<BudgetKey, BudgetUse>,
+    /// What each held reservation took: `(request id, budget index)` → amount.
+    reservations: HashMap<(String, usize), Consumption>,
     /// Admissions since the last prune.
     since_prune: u32,
 }
@@ -126,10 +129,13 @@ impl MemoryLimitStore {
             })
             .collect();
         if admitted {
-            for b in &demand.budgets {
+            for (index, b) in demand.budgets.iter().enumerate() {
                 let c = state.counters.entry(b.key.clone()).or_default();
                 c.reserved.tokens += b.reserve.tokens;
                 c.reserved.micros += b.reserve.micros;
+                state
+                    .reservations
+                    .insert((demand.request_id.clone(), index), b.reserve);
             }
         }
         Admission { refusal, rates }
@@ -144,10 +150,15 @@ impl MemoryLimitStore {
                 *tat = gcra::refund(*tat, now, rate.per_minute, rate.refund);
             }
         }
-        for b in &settlement.budgets {
+        for (index, b) in settlement.budgets.iter().enumerate() {
+            // Only a reservation still held is released (never twice, never another's).
+            let held = state
+                .reservations
+                .remove(&(settlement.request_id.clone(), index))
+                .unwrap_or_default();
             let c = state.counters.entry(b.key.clone()).or_default();
-            c.reserved.tokens = c.reserved.tokens.saturating_sub(b.reserved.tokens);
-            c.reserved.micros = c.reserved.micros.saturating_sub(b.reserved.micros);
+            c.reserved.tokens = c.reserved.tokens.saturating_sub(held.tokens);
+            c.reserved.micros = c.reserved.micros.saturating_sub(held.micros);
             c.used.tokens += b.used.tokens;
             c.used.micros += b.used.micros;
         }

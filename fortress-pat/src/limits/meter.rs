@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, RwLock};
 
 use super::rules::Principal;
+use super::store::BudgetKey;
 use crate::api::Usage;
 
 /// One row of metering: a key, user, team and model on a day.
@@ -85,6 +86,17 @@ impl MeterRow {
     }
 }
 
+/// Who created a Message Batch, and the reservation its creation holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchOwner {
+    /// The creator.
+    pub principal: Principal,
+    /// The creating call's request id (names the reservation).
+    pub request_id: String,
+    /// The budget counters reserved, in the order of the creating call's demand.
+    pub budgets: Vec<BudgetKey>,
+}
+
 /// Why metering could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -109,11 +121,11 @@ pub trait MeterStore: Send + Sync + 'static {
     /// Marks a Message Batch's results as metered: `true` the first time only.
     async fn claim_batch(&self, batch: &str) -> Result<bool, MeterError>;
 
-    /// Remembers who created a Message Batch (its usage is theirs).
-    async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError>;
+    /// Remembers who created a Message Batch and what it reserved (its usage is theirs).
+    async fn set_batch_owner(&self, batch: &str, owner: &BatchOwner) -> Result<(), MeterError>;
 
     /// Who created a Message Batch, if it was created through this gateway.
-    async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError>;
+    async fn batch_owner(&self, batch: &str) -> Result<Option<BatchOwner>, MeterError>;
 }
 
 #[async_trait]
@@ -127,10 +139,10 @@ impl<T: MeterStore + ?Sized> MeterStore for Arc<T> {
     async fn claim_batch(&self, batch: &str) -> Result<bool, MeterError> {
         (**self).claim_batch(batch).await
     }
-    async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError> {
+    async fn set_batch_owner(&self, batch: &str, owner: &BatchOwner) -> Result<(), MeterError> {
         (**self).set_batch_owner(batch, owner).await
     }
-    async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError> {
+    async fn batch_owner(&self, batch: &str) -> Result<Option<BatchOwner>, MeterError> {
         (**self).batch_owner(batch).await
     }
 }
@@ -140,7 +152,7 @@ impl<T: MeterStore + ?Sized> MeterStore for Arc<T> {
 pub struct MemoryMeterStore {
     rows: Mutex<HashMap<MeterKey, MeterRow>>,
     batches: Mutex<std::collections::HashSet<String>>,
-    owners: Mutex<HashMap<String, Principal>>,
+    owners: Mutex<HashMap<String, BatchOwner>>,
 }
 
 #[async_trait]
@@ -170,7 +182,7 @@ impl MeterStore for MemoryMeterStore {
             .insert(batch.to_owned()))
     }
 
-    async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError> {
+    async fn set_batch_owner(&self, batch: &str, owner: &BatchOwner) -> Result<(), MeterError> {
         self.owners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -178,7 +190,7 @@ impl MeterStore for MemoryMeterStore {
         Ok(())
     }
 
-    async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError> {
+    async fn batch_owner(&self, batch: &str) -> Result<Option<BatchOwner>, MeterError> {
         Ok(self
             .owners
             .lock()
@@ -358,10 +370,10 @@ mod tests {
         async fn claim_batch(&self, batch: &str) -> Result<bool, MeterError> {
             self.inner.claim_batch(batch).await
         }
-        async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError> {
+        async fn set_batch_owner(&self, batch: &str, owner: &BatchOwner) -> Result<(), MeterError> {
             self.inner.set_batch_owner(batch, owner).await
         }
-        async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError> {
+        async fn batch_owner(&self, batch: &str) -> Result<Option<BatchOwner>, MeterError> {
             self.inner.batch_owner(batch).await
         }
     }

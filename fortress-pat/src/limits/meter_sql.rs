@@ -12,7 +12,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use super::meter::{MeterError, MeterKey, MeterRow, MeterStore};
+use super::meter::{BatchOwner, MeterError, MeterKey, MeterRow, MeterStore};
 use super::rules::Principal;
 
 /// The migrations, in order. Applied ones are listed in `fortress_pat_migrations`.
@@ -47,6 +47,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         key_id     TEXT NOT NULL,
         user_id    TEXT NOT NULL,
         team       TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        budgets    TEXT NOT NULL,
         created_at TEXT NOT NULL
     );",
     ),
@@ -79,10 +81,12 @@ const CLAIM: &str =
     ON CONFLICT (batch_id) DO NOTHING";
 
 const SET_OWNER: &str = "INSERT INTO fortress_pat_batch_owners
-        (batch_id, workspace, key_id, user_id, team, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+        (batch_id, workspace, key_id, user_id, team, request_id, budgets, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT (batch_id) DO NOTHING";
 
-const GET_OWNER: &str = "SELECT workspace, key_id, user_id, team FROM fortress_pat_batch_owners
+const GET_OWNER: &str = "SELECT workspace, key_id, user_id, team, request_id, budgets
+    FROM fortress_pat_batch_owners
     WHERE batch_id = $1";
 
 /// An arbitrary constant naming the migration advisory lock.
@@ -359,16 +363,20 @@ impl MeterStore for SqlMeterStore {
         Ok(done == 1)
     }
 
-    async fn set_batch_owner(&self, batch: &str, owner: &Principal) -> Result<(), MeterError> {
+    async fn set_batch_owner(&self, batch: &str, owner: &BatchOwner) -> Result<(), MeterError> {
         let now = chrono::Utc::now().to_rfc3339();
+        let budgets =
+            serde_json::to_string(&owner.budgets).map_err(|e| MeterError::Backend(Box::new(e)))?;
         macro_rules! bind_owner {
             ($query:expr) => {
                 $query
                     .bind(batch)
-                    .bind(&owner.workspace)
-                    .bind(&owner.key)
-                    .bind(&owner.user)
-                    .bind(&owner.team)
+                    .bind(&owner.principal.workspace)
+                    .bind(&owner.principal.key)
+                    .bind(&owner.principal.user)
+                    .bind(&owner.principal.team)
+                    .bind(&owner.request_id)
+                    .bind(&budgets)
                     .bind(&now)
             };
         }
@@ -389,8 +397,9 @@ impl MeterStore for SqlMeterStore {
         Ok(())
     }
 
-    async fn batch_owner(&self, batch: &str) -> Result<Option<Principal>, MeterError> {
-        let row: Option<(String, String, String, String)> = match &self.pool {
+    async fn batch_owner(&self, batch: &str) -> Result<Option<BatchOwner>, MeterError> {
+        type OwnerRow = (String, String, String, String, String, String);
+        let row: Option<OwnerRow> = match &self.pool {
             Pool::Sqlite(pool) => sqlx::query_as(&sqlite(GET_OWNER))
                 .bind(batch)
                 .fetch_optional(pool)
@@ -402,11 +411,20 @@ impl MeterStore for SqlMeterStore {
                 .await
                 .map_err(backend)?,
         };
-        Ok(row.map(|(workspace, key, user, team)| Principal {
-            workspace,
-            key,
-            user,
-            team,
+        let Some((workspace, key, user, team, request_id, budgets)) = row else {
+            return Ok(None);
+        };
+        let budgets =
+            serde_json::from_str(&budgets).map_err(|e| MeterError::Backend(Box::new(e)))?;
+        Ok(Some(BatchOwner {
+            principal: Principal {
+                workspace,
+                key,
+                user,
+                team,
+            },
+            request_id,
+            budgets,
         }))
     }
 }

@@ -48,13 +48,15 @@ use fortress_core::denial::{Denial, DenialKind};
 use fortress_core::guard::{Guard, GuardError, Verdict};
 
 pub use self::memory::MemoryLimitStore;
-pub use self::meter::{MemoryMeterStore, MeterError, MeterKey, MeterRow, MeterStore, Metering};
+pub use self::meter::{
+    BatchOwner, MemoryMeterStore, MeterError, MeterKey, MeterRow, MeterStore, Metering,
+};
 pub use self::meter_sql::SqlMeterStore;
 pub use self::prices::{Price, PriceTable};
 pub use self::redis::RedisLimitStore;
 pub use self::rules::{
-    BODY_BYTES_ATTRIBUTE, BudgetRule, KEY_ATTRIBUTE, LimitsConfig, Principal, RateRule, Scope,
-    TEAM_ATTRIBUTE, Window,
+    BATCH_REQUESTS_ATTRIBUTE, BODY_BYTES_ATTRIBUTE, BudgetRule, KEY_ATTRIBUTE, LimitsConfig,
+    Principal, RateRule, Scope, TEAM_ATTRIBUTE, Window,
 };
 pub use self::snapshot::RateSnapshot;
 pub use self::store::{
@@ -218,16 +220,24 @@ impl Ledger {
         };
         let principal = Principal::of(call);
         let request_id = call.request_id.as_str().to_owned();
+        // A batch reserves the worst case of all its requests until its results are read.
+        let batch = if call.action == Action::CreateBatch {
+            self.batch_reserve(call)
+        } else {
+            None
+        };
+        let reserving = metered || batch.is_some();
         let demand = Demand {
             request_id: request_id.clone(),
+            lease: batch.map(|_| batches::BATCH_LEASE),
             rates: self.rate_demands(&principal, input, output),
-            budgets: if metered {
-                self.budget_demands(&principal, reserve, now)
-            } else {
-                Vec::new()
+            budgets: match (metered, batch) {
+                (true, _) => self.budget_demands(&principal, reserve, now),
+                (false, Some(batch)) => self.budget_demands(&principal, batch, now),
+                (false, None) => Vec::new(),
             },
         };
-        if demand.rates.is_empty() && demand.budgets.is_empty() && !metered {
+        if demand.rates.is_empty() && demand.budgets.is_empty() && !reserving {
             return Ok(Ok(()));
         }
         let admission = if demand.rates.is_empty() && demand.budgets.is_empty() {
@@ -274,7 +284,7 @@ impl Ledger {
             }
             None => {}
         }
-        if metered {
+        if reserving {
             let meter = MeterKey {
                 day: Window::Day.period(now),
                 workspace: principal.workspace,
@@ -361,7 +371,6 @@ impl Ledger {
                 .into_iter()
                 .map(|b| BudgetSettlement {
                     key: b.key,
-                    reserved: b.reserve,
                     used,
                     ttl: b.ttl,
                 })

@@ -125,7 +125,7 @@ impl LimitStore for RedisLimitStore {
             .arg(demand.rates.len())
             .arg(demand.budgets.len())
             .arg(&demand.request_id)
-            .arg(u64::try_from(self.lease.as_micros()).unwrap_or(u64::MAX));
+            .arg(u64::try_from(demand.lease.unwrap_or(self.lease).as_micros()).unwrap_or(u64::MAX));
         for rate in &demand.rates {
             invocation
                 .key(self.rate_key(&rate.key))

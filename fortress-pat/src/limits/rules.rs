@@ -168,6 +168,8 @@ impl Default for LimitsConfig {
 pub const KEY_ATTRIBUTE: &str = "key_id";
 /// The team attribute.
 pub const TEAM_ATTRIBUTE: &str = "team";
+/// The requests of a batch being created: `[{"model", "max_tokens"}, …]`.
+pub const BATCH_REQUESTS_ATTRIBUTE: &str = "batch_requests";
 /// The request-size attribute (bytes) the input estimate is made from.
 pub const BODY_BYTES_ATTRIBUTE: &str = "body_bytes";
 

@@ -46,7 +46,9 @@ pub struct RateKey {
 }
 
 /// One budget counter: whose, which window, which period of it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct BudgetKey {
     /// Scope.
     pub scope: Scope,
@@ -97,8 +99,11 @@ pub struct BudgetDemand {
 /// Everything one call demands, admitted all or nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Demand {
-    /// The call's request id (names its reservation, for stores that lease them).
+    /// The call's request id: its reservations are released by the [`Settlement`] with
+    /// the same id, once.
     pub request_id: String,
+    /// How long the reservations hold if never settled (`None`: the store's default).
+    pub lease: Option<Duration>,
     /// Rate buckets.
     pub rates: Vec<RateDemand>,
     /// Budgets.
@@ -151,13 +156,12 @@ pub struct RateRefund {
     pub refund: i64,
 }
 
-/// Replaces a budget reservation by what was used.
+/// Releases the reservation the same request made against this budget (the `n`-th budget
+/// of its [`Demand`] is the `n`-th here), if it still holds, and adds what was used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BudgetSettlement {
     /// Counter.
     pub key: BudgetKey,
-    /// What admission reserved (zero when nothing was reserved, e.g. batch results).
-    pub reserved: Consumption,
     /// What the call really used.
     pub used: Consumption,
     /// How long the counter must be kept.

@@ -258,3 +258,77 @@ async fn batch_results_are_metered_once_at_the_batch_price() {
         (2200, 0)
     );
 }
+
+fn batch_call(max_tokens: &[u64], bytes: u64) -> Call {
+    let mut call = call(0, bytes);
+    call.action = Action::CreateBatch;
+    call.attributes.max_tokens = None;
+    let requests: Vec<serde_json::Value> = max_tokens
+        .iter()
+        .map(|m| serde_json::json!({"model": "claude-x", "max_tokens": m}))
+        .collect();
+    call.attributes
+        .extra
+        .insert(BATCH_REQUESTS_ATTRIBUTE.into(), requests.into());
+    call
+}
+
+#[tokio::test]
+async fn a_batch_reserves_its_worst_case_until_its_results_are_metered() {
+    let ledger = Ledger::new(LimitsConfig {
+        budgets: vec![BudgetRule {
+            scope: Scope::User,
+            window: Window::Day,
+            max_tokens: Some(1000),
+            max_usd: None,
+        }],
+        ..LimitsConfig::default()
+    });
+    let batch = batch_call(&[300, 300], 100);
+    admit(&ledger, &batch).await.unwrap();
+    let owner = Principal::of(&batch);
+    ledger
+        .hold_for_batch(batch.request_id.as_str(), "b1", &owner)
+        .await
+        .unwrap();
+    // Held past the creating call: 100 bytes of input + 2 × 300.
+    assert_eq!(
+        ledger
+            .budget_tokens(Scope::User, "alice", Window::Day)
+            .await,
+        (0, 700)
+    );
+    assert!(admit(&ledger, &call(300, 100)).await.is_err());
+    assert!(admit(&ledger, &batch_call(&[300], 100)).await.is_err());
+    let usage = Usage {
+        input_tokens: 50,
+        output_tokens: 50,
+        ..Usage::default()
+    };
+    let results = vec![("claude-x".to_owned(), usage)];
+    assert!(ledger.meter_batch("b1", &owner, &results).await.unwrap());
+    assert_eq!(
+        ledger
+            .budget_tokens(Scope::User, "alice", Window::Day)
+            .await,
+        (100, 0)
+    );
+    // Metered once; the reservation is never released twice.
+    let other = batch_call(&[100], 100);
+    admit(&ledger, &other).await.unwrap();
+    assert!(!ledger.meter_batch("b1", &owner, &results).await.unwrap());
+    assert_eq!(
+        ledger
+            .budget_tokens(Scope::User, "alice", Window::Day)
+            .await,
+        (100, 200)
+    );
+    // A batch whose creation failed is refunded like any call.
+    ledger.settle(other.request_id.as_str(), None).await;
+    assert_eq!(
+        ledger
+            .budget_tokens(Scope::User, "alice", Window::Day)
+            .await,
+        (100, 0)
+    );
+}
