@@ -310,7 +310,8 @@ async fn flush(inner: &Inner) -> Result<(), MeterError> {
     Ok(())
 }
 
-/// The background writer; ends when the metering is dropped.
+/// The background writer. It holds the buffer while it waits, so after the [`Metering`]
+/// is dropped it writes what is still pending once more, then ends.
 async fn writer(inner: Weak<Inner>, interval: Duration) {
     loop {
         let Some(notified) = inner.upgrade() else {
