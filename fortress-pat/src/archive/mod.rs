@@ -361,11 +361,13 @@ impl Archiver {
     /// An object from the store, else from the spool or memory (not yet delivered).
     async fn fetch(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
         let path = object_path(key)?;
-        match self.shared.store.get(&path).await {
+        // A failing store may be exactly why the object is still in the spool: look there
+        // before reporting the store's error.
+        let store_error = match self.shared.store.get(&path).await {
             Ok(got) => return Ok(Some(got.bytes().await.map_err(ArchiveError::storage)?.into())),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(ArchiveError::storage(e)),
-        }
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => Some(ArchiveError::storage(e)),
+        };
         if let Some(spool) = &self.shared.spool {
             match spool.get(&path).await {
                 Ok(got) => {
@@ -375,14 +377,19 @@ impl Archiver {
                 Err(e) => return Err(ArchiveError::storage(e)),
             }
         }
-        Ok(self
+        let held = self
             .shared
             .held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, bytes)| bytes.clone()))
+            .map(|(_, bytes)| bytes.clone());
+        match (held, store_error) {
+            (Some(bytes), _) => Ok(Some(bytes)),
+            (None, Some(error)) => Err(error),
+            (None, None) => Ok(None),
+        }
     }
 
     /// Prometheus lines: written, failed puts, pending, purged.
