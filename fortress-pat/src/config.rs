@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fortress_core::admin::archive::ArchiveReader;
+use fortress_core::admin::embedded::EmbeddedAdmin;
 use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::audit::{AuditSink, JsonLinesAuditSink};
 use fortress_core::policy::{
@@ -38,8 +40,6 @@ use fortress_core::policy::{
 use fortress_core::redact::PatternRedactor;
 use fortress_core::secret::Secret;
 use fortress_core::subject::WorkspaceId;
-use fortress_core::admin::archive::ArchiveReader;
-use fortress_core::admin::embedded::EmbeddedAdmin;
 use fortress_core::tier::Tier;
 use fortress_core::vault::cli::refuse_key_inside;
 use fortress_core::vault::keys::{KeyFileProvider, KeyProvider, ManagedKeys};
@@ -450,9 +450,10 @@ impl Config {
                 ANTHROPIC_CONNECTOR,
             );
             let unchanged = match vault.resolve(&slot).await {
-                Ok(current) => bool::from(
-                    subtle::ConstantTimeEq::ct_eq(current.secret().expose(), secret.expose()),
-                ),
+                Ok(current) => bool::from(subtle::ConstantTimeEq::ct_eq(
+                    current.secret().expose(),
+                    secret.expose(),
+                )),
                 Err(_) => false,
             };
             if !unchanged {
@@ -484,10 +485,8 @@ impl Config {
             ),
         };
         let key_provider = self.key_provider()?;
-        let vault: Arc<dyn Vault> = Arc::new(
-            self.open_vault(key_provider.clone(), audit.clone())
-                .await?,
-        );
+        let vault: Arc<dyn Vault> =
+            Arc::new(self.open_vault(key_provider.clone(), audit.clone()).await?);
         self.store_credentials(vault.as_ref()).await?;
         let archive = self.archive(key_provider, vault.as_ref()).await?;
         let (policy, editor) = self.policy_engine()?;
@@ -593,9 +592,11 @@ impl Config {
     ) -> Result<S3Settings, ConfigError> {
         let env = |var: &Option<String>| -> Result<Option<Secret>, ConfigError> {
             match var {
-                Some(var) => std::env::var(var).map(|v| Some(Secret::from_text(v))).map_err(
-                    |_| ConfigError::Invalid(format!("environment variable {var} is not set")),
-                ),
+                Some(var) => std::env::var(var)
+                    .map(|v| Some(Secret::from_text(v)))
+                    .map_err(|_| {
+                        ConfigError::Invalid(format!("environment variable {var} is not set"))
+                    }),
                 None => Ok(None),
             }
         };
@@ -781,10 +782,10 @@ mod tests {
             dir.path().join("plain"),
             master
         ))
-            .unwrap()
-            .build_gateway()
-            .await
-            .unwrap();
+        .unwrap()
+        .build_gateway()
+        .await
+        .unwrap();
         assert!(plain.dashboard.is_none());
         dashboard.durable.shutdown().await.unwrap();
     }

@@ -24,7 +24,11 @@ async fn archived_calls_decrypt_exactly_through_the_audited_admin_api() {
     let deployment = Deployment::new().await;
     let config = deployment.config("[archive]\n");
     let served = Served::start(&config).await;
-    let archive = served.gateway.archive.clone().expect("[archive] configured");
+    let archive = served
+        .gateway
+        .archive
+        .clone()
+        .expect("[archive] configured");
 
     let sent = message("stream me, dave@example.net", true);
     let (request_id, received) = call(&served.base, &served.gateway_key, &sent).await;
@@ -40,20 +44,16 @@ async fn archived_calls_decrypt_exactly_through_the_audited_admin_api() {
     let read = |token: String, id: String| {
         let client = client.clone();
         let url = format!("{}/admin/api/archive/{id}", served.base);
-        async move {
-            client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { client.get(url).bearer_auth(token).send().await.unwrap() }
     };
     // A viewer is refused; nothing is returned.
     let viewer = served.admin_token(Role::Viewer).await;
     let refused = read(viewer, request_id.clone()).await;
     assert_eq!(refused.status(), 403);
-    assert!(!contains(&refused.bytes().await.unwrap(), b"dave@example.net"));
+    assert!(!contains(
+        &refused.bytes().await.unwrap(),
+        b"dave@example.net"
+    ));
     // An auditor reads both calls back, byte for byte.
     let auditor = served.admin_token(Role::Auditor).await;
     for (id, sent, received) in [
@@ -182,7 +182,11 @@ async fn objects_the_store_refuses_are_spooled_counted_and_delivered_later() {
     );
     assert_eq!(archiver.written(), 0);
     assert_eq!(archiver.failed_puts(), 2);
-    assert!(archiver.metrics_text().contains("fortress_pat_archive_pending 2"));
+    assert!(
+        archiver
+            .metrics_text()
+            .contains("fortress_pat_archive_pending 2")
+    );
     // Readable meanwhile, from the spool.
     let day = fortress_pat::archive::request_day(&id).unwrap();
     let call = archiver
@@ -252,7 +256,11 @@ async fn purge_deletes_by_the_workspace_tier_retention() {
             "zt/2023-07-02/e.request"
         ]
     );
-    assert!(archiver.metrics_text().contains("fortress_pat_archive_purged_total 3"));
+    assert!(
+        archiver
+            .metrics_text()
+            .contains("fortress_pat_archive_purged_total 3")
+    );
     // Purging again finds nothing more.
     assert_eq!(archiver.purge(today).await.unwrap().objects, 0);
 }

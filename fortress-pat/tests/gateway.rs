@@ -450,4 +450,3 @@ async fn a_hundred_concurrent_requests_never_overshoot_the_budget() {
     assert_eq!(metered, used, "metering matches the budget's usage");
     assert_eq!(gw.service.ledger().meter()[0].1.requests, ok);
 }
-

@@ -93,7 +93,10 @@ async fn credentials_set_through_the_dashboard_or_the_cli_survive_a_restart() {
     assert!(contains(&answer, b"\"type\":\"message\""));
     // The configured `[[credentials]]` value was not re-stored as a new version.
     let acme = vault.list(&WorkspaceId::new("acme")).await.unwrap();
-    let anthropic = acme.iter().find(|c| c.slot.connector == "anthropic").unwrap();
+    let anthropic = acme
+        .iter()
+        .find(|c| c.slot.connector == "anthropic")
+        .unwrap();
     assert_eq!(anthropic.version, 1);
     served.stop().await;
 
@@ -163,9 +166,10 @@ async fn serve_answers_over_tls_1_3_and_refuses_tls_1_2() {
             .unwrap()
             .expect("serve exited before listening");
             if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
-                && value["fields"]["message"] == "serving"
+                && value["message"] == "serving"
             {
-                return value["fields"]["addr"].as_str().unwrap().to_owned();
+                assert_eq!(value["tls"], true);
+                return value["addr"].as_str().unwrap().to_owned();
             }
         }
     })

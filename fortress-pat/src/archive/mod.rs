@@ -364,14 +364,20 @@ impl Archiver {
         // A failing store may be exactly why the object is still in the spool: look there
         // before reporting the store's error.
         let store_error = match self.shared.store.get(&path).await {
-            Ok(got) => return Ok(Some(got.bytes().await.map_err(ArchiveError::storage)?.into())),
+            Ok(got) => {
+                return Ok(Some(
+                    got.bytes().await.map_err(ArchiveError::storage)?.into(),
+                ));
+            }
             Err(object_store::Error::NotFound { .. }) => None,
             Err(e) => Some(ArchiveError::storage(e)),
         };
         if let Some(spool) = &self.shared.spool {
             match spool.get(&path).await {
                 Ok(got) => {
-                    return Ok(Some(got.bytes().await.map_err(ArchiveError::storage)?.into()));
+                    return Ok(Some(
+                        got.bytes().await.map_err(ArchiveError::storage)?.into(),
+                    ));
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(ArchiveError::storage(e)),
@@ -423,7 +429,10 @@ impl Archiver {
             ),
         ] {
             // Writing to a String cannot fail.
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
         out
     }
@@ -488,7 +497,10 @@ async fn write_entry(shared: &Shared, entry: ArchiveEntry) {
         }
     }
     for (key, object) in sealed {
-        if put_with_retries(shared, &key, object.clone()).await.is_err() {
+        if put_with_retries(shared, &key, object.clone())
+            .await
+            .is_err()
+        {
             keep(shared, key, object).await;
         }
     }
@@ -522,7 +534,9 @@ async fn keep(shared: &Shared, key: String, object: Vec<u8>) {
     if let (Some(spool), Ok(path)) = (&shared.spool, object_path(&key)) {
         match spool.put(&path, PutPayload::from(object.clone())).await {
             Ok(_) => return,
-            Err(error) => tracing::error!(%error, "archive spool write failed; object held in memory"),
+            Err(error) => {
+                tracing::error!(%error, "archive spool write failed; object held in memory")
+            }
         }
     }
     shared

@@ -111,8 +111,8 @@ async fn delete_all(store: &dyn ObjectStore, prefix: &Path) -> Result<u64, Archi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object_store::memory::InMemory;
     use object_store::PutPayload;
+    use object_store::memory::InMemory;
 
     fn day(text: &str) -> NaiveDate {
         NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
@@ -151,7 +151,13 @@ mod tests {
         let mut retention = Retention::new(Tier::Soho);
         retention.workspaces.insert("bank".into(), Tier::Bank);
         let report = purge(&store, &retention, day("2030-06-30")).await.unwrap();
-        assert_eq!(report, PurgeReport { days: 1, objects: 2 });
+        assert_eq!(
+            report,
+            PurgeReport {
+                days: 1,
+                objects: 2
+            }
+        );
         let left: Vec<String> = store
             .list(None)
             .map_ok(|m| m.location.to_string())

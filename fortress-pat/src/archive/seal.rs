@@ -138,9 +138,8 @@ impl ArchiveSealer {
         let root = self.keys.root_key(workspace).await.map_err(key_error)?;
         let kek = derive_purpose_kek(&root, KEK_PURPOSE, workspace, KEK_GENERATION);
         let key = SymmetricKey::generate();
-        let wrapped =
-            envelope::wrap_key_with(&kek, &key, &data_key_aad(workspace, KEK_GENERATION))
-                .map_err(|_| ArchiveError::Crypto)?;
+        let wrapped = envelope::wrap_key_with(&kek, &key, &data_key_aad(workspace, KEK_GENERATION))
+            .map_err(|_| ArchiveError::Crypto)?;
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&KEK_GENERATION.to_be_bytes());
@@ -244,13 +243,7 @@ mod tests {
         assert_eq!(a[..HEADER_LEN], b[..HEADER_LEN], "same wrapped data key");
         assert_ne!(a[..HEADER_LEN], other[..HEADER_LEN]);
         assert_ne!(a[HEADER_LEN..], b[HEADER_LEN..], "fresh nonces");
-        sealer
-            .current
-            .lock()
-            .unwrap()
-            .get_mut(&acme)
-            .unwrap()
-            .uses = ROTATE_AFTER;
+        sealer.current.lock().unwrap().get_mut(&acme).unwrap().uses = ROTATE_AFTER;
         let c = sealer.seal(&acme, "k4", b"x").await.unwrap();
         assert_ne!(a[..HEADER_LEN], c[..HEADER_LEN], "rotated");
         assert_eq!(sealer.open(&acme, "k1", &a).await.unwrap(), b"x");
