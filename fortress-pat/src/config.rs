@@ -21,6 +21,13 @@
 //! window = "day"
 //! max_usd = 5.0
 //!
+//! [vault]                    # persistent envelope vault in data_dir; the tier's keys
+//! tier = "soho"
+//! master_key_file = "/etc/fortress/master.key"   # else FORTRESS_MASTER_KEY
+//!
+//! [archive]                  # encrypted request/response archive (see docs/pat.md)
+//! url = "s3://bucket/prefix" # default <data_dir>/archive
+//!
 //! [admin]                    # the dashboard, at /admin on the same listener
 //! owner = "owner"
 //! ```
@@ -675,6 +682,34 @@ mod tests {
         let own = Config::parse("[admin]\nlisten = \"127.0.0.1:9000\"\n").unwrap();
         assert_eq!(own.admin.unwrap().listen.unwrap().port(), 9000);
         assert!(Config::parse("[admin]\npassword = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn customer_key_tiers_need_a_key_directory_outside_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("keys")).unwrap();
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        let with = |vault: &str| {
+            Config::parse(&format!("data_dir = {data:?}\n[vault]\n{vault}\n")).unwrap()
+        };
+        let missing = with("tier = \"bank\"").key_provider().err().unwrap();
+        assert!(missing.to_string().contains("key_dir"), "{missing}");
+        let inside = with(&format!(
+            "tier = \"zero_trust\"\nkey_dir = {:?}",
+            data.join("keys")
+        ));
+        assert!(inside.key_provider().is_err());
+        let outside = with(&format!(
+            "tier = \"bank\"\nkey_dir = {:?}",
+            dir.path().join("keys")
+        ));
+        assert_eq!(outside.tier(), Tier::Bank);
+        assert_eq!(
+            outside.key_provider().unwrap().source(&WorkspaceId::new("w")),
+            "key_file"
+        );
+        assert!(Config::parse("[vault]\ntier = \"gold\"\n").is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
