@@ -706,7 +706,10 @@ mod tests {
         ));
         assert_eq!(outside.tier(), Tier::Bank);
         assert_eq!(
-            outside.key_provider().unwrap().source(&WorkspaceId::new("w")),
+            outside
+                .key_provider()
+                .unwrap()
+                .source(&WorkspaceId::new("w")),
             "key_file"
         );
         assert!(Config::parse("[vault]\ntier = \"gold\"\n").is_err());
