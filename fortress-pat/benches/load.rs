@@ -182,11 +182,14 @@ async fn start_pat(mock: &MockClaude, archive_dir: std::path::PathBuf) -> (Strin
         audit: Arc::new(MemoryAuditSink::new()),
         upstream: Upstream::new(&UpstreamConfig::new(mock.base_url())).expect("upstream"),
         archive: Some(fortress_pat::archive::Archiver::start(
-            Arc::new(fortress_pat::archive::WorkspaceAesGcm::new(Secret::new(
-                vec![9; 32],
+            Arc::new(fortress_pat::archive::ArchiveSealer::new(Arc::new(
+                fortress_core::vault::keys::ManagedKeys::new(
+                    fortress_core::vault::keys::RootKey::generate(),
+                ),
             ))),
-            Arc::new(fortress_pat::archive::LocalDirStore::new(archive_dir)),
-            4096,
+            fortress_pat::archive::store::local(&archive_dir).expect("archive dir"),
+            None,
+            fortress_pat::archive::ArchiveOptions::default(),
         )),
     })
     .expect("service");

@@ -28,6 +28,13 @@
 //! flush_interval_ms = 1000
 //! reservation_lease_secs = 3600
 //!
+//! [vault]                    # persistent envelope vault in data_dir; the tier's keys
+//! tier = "soho"
+//! master_key_file = "/etc/fortress/master.key"   # else FORTRESS_MASTER_KEY
+//!
+//! [archive]                  # encrypted request/response archive (see docs/pat.md)
+//! url = "s3://bucket/prefix" # default <data_dir>/archive
+//!
 //! [admin]                    # the dashboard, at /admin on the same listener
 //! owner = "owner"
 //! ```
@@ -37,6 +44,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fortress_core::admin::archive::ArchiveReader;
+use fortress_core::admin::embedded::EmbeddedAdmin;
 use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::audit::{AuditSink, JsonLinesAuditSink};
 use fortress_core::policy::{
@@ -45,11 +54,17 @@ use fortress_core::policy::{
 use fortress_core::redact::PatternRedactor;
 use fortress_core::secret::Secret;
 use fortress_core::subject::WorkspaceId;
-use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
+use fortress_core::tier::Tier;
+use fortress_core::vault::cli::refuse_key_inside;
+use fortress_core::vault::keys::{KeyFileProvider, KeyProvider, ManagedKeys};
+use fortress_core::vault::{CredentialSlot, EnvelopeVault, Vault, VaultError};
 use serde::Deserialize;
 
-use crate::archive::{Archiver, LocalDirStore, WorkspaceAesGcm};
-use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount};
+use crate::archive::{
+    self, ArchiveError, ArchiveLocation, ArchiveOptions, ArchiveSealer, Archiver, Retention,
+    S3Settings,
+};
+use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount_embedded};
 use crate::keys::KeyStore;
 use crate::limits::{
     Ledger, LimitStore, LimitsConfig, MemoryLimitStore, MeterStore, Metering, RedisLimitStore,
@@ -86,7 +101,10 @@ pub struct Config {
     /// Where rate limits, budgets and metering are kept.
     #[serde(default)]
     pub ledger: LedgerSection,
-    /// The encrypted request/response archive.
+    /// The persistent vault and the tier's keys.
+    #[serde(default)]
+    pub vault: VaultSection,
+    /// The encrypted request/response archive (none: not archived).
     #[serde(default)]
     pub archive: Option<ArchiveSection>,
     /// The environment variable holding the key pepper (else `data_dir/pepper`).
@@ -106,6 +124,8 @@ pub struct Gateway {
     pub service: PatService,
     /// The dashboard.
     pub dashboard: Option<PatDashboard>,
+    /// The archive, when configured (its maintenance is the binary's to start).
+    pub archive: Option<Archiver>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -163,14 +183,73 @@ impl Default for LedgerSection {
     }
 }
 
-/// Archive settings.
-#[derive(Clone, Debug, Deserialize)]
+/// `[vault]`: the persistent envelope vault of Anthropic keys (SQLite `vault.sqlite3` in
+/// the data directory, or PostgreSQL) and the tier whose keys protect it and the archive.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// `soho` (default: service-managed master key), `bank` or `zero_trust` (customer-held
+    /// keys, one `<workspace>.key` file per workspace in `key_dir`).
+    #[serde(default)]
+    pub tier: Option<Tier>,
+    /// SOHO: file holding the master key (else the `FORTRESS_MASTER_KEY` variable). Never
+    /// inside the data directory.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// Bank and Zero Trust: the directory of customer key files. Never inside the data
+    /// directory.
+    #[serde(default)]
+    pub key_dir: Option<PathBuf>,
+    /// A `postgres://` URL instead of SQLite.
+    #[serde(default)]
+    pub database_url: Option<String>,
+}
+
+/// `[archive]`: the encrypted request/response archive.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveSection {
-    /// Directory of the sealed objects.
-    pub dir: PathBuf,
-    /// Environment variable holding the 256-bit master key (64 hex digits).
-    pub key_env: String,
+    /// `s3://bucket/prefix`, `file:///dir` or a directory (default `<data_dir>/archive`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// S3-compatible endpoint (else `AWS_ENDPOINT` or AWS itself).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3 region (else `AWS_DEFAULT_REGION`/`AWS_REGION`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Environment variable holding the S3 access key id (else `AWS_ACCESS_KEY_ID`).
+    #[serde(default)]
+    pub access_key_id_env: Option<String>,
+    /// Environment variable holding the S3 secret access key (else
+    /// `AWS_SECRET_ACCESS_KEY`).
+    #[serde(default)]
+    pub secret_access_key_env: Option<String>,
+    /// A vault connector of the admin workspace (`[admin] workspace`, else `default`)
+    /// holding the S3 keys as JSON `{"access_key_id": …, "secret_access_key": …}`;
+    /// takes precedence over the environment.
+    #[serde(default)]
+    pub credentials_connector: Option<String>,
+    /// Calls queued for the writers before hand-overs wait (default 4096).
+    #[serde(default)]
+    pub queue: Option<usize>,
+    /// Where objects the store refuses are spooled, sealed (default
+    /// `<data_dir>/archive-spool`).
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// Seconds between spool retries and retention purges (default 300).
+    #[serde(default)]
+    pub maintenance_secs: Option<u64>,
+    /// Workspaces on another tier than the deployment's (`acme = "bank"`), for retention.
+    #[serde(default)]
+    pub workspace_tiers: std::collections::HashMap<String, Tier>,
+}
+
+/// S3 keys kept in the vault.
+#[derive(Deserialize)]
+struct VaultS3Keys {
+    access_key_id: String,
+    secret_access_key: String,
 }
 
 /// PEM files.
@@ -364,16 +443,62 @@ impl Config {
         Ok((engine, Some(Arc::new(editor))))
     }
 
-    async fn assemble(&self, with_dashboard: bool) -> Result<Gateway, ConfigError> {
-        let keys = self.key_store().await?;
-        let vault = MemoryVault::new();
+    /// The key provider of the deployment's tier (shared by the vault and the archive).
+    pub fn key_provider(&self) -> Result<Arc<dyn KeyProvider>, ConfigError> {
+        let vault_error = |e: VaultError| ConfigError::Invalid(format!("vault: {e}"));
+        match self.tier() {
+            Tier::Soho => {
+                if let Some(file) = &self.vault.master_key_file {
+                    refuse_key_inside(file, &self.data_dir).map_err(vault_error)?;
+                }
+                let keys = ManagedKeys::load(self.vault.master_key_file.as_deref())
+                    .map_err(vault_error)?;
+                Ok(Arc::new(keys))
+            }
+            tier => {
+                let dir = self.vault.key_dir.as_ref().ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "the {tier} tier needs [vault] key_dir (customer-held keys)"
+                    ))
+                })?;
+                refuse_key_inside(dir, &self.data_dir).map_err(vault_error)?;
+                Ok(Arc::new(KeyFileProvider::new(dir)))
+            }
+        }
+    }
+
+    /// The deployment's tier (`[vault] tier`, default SOHO).
+    pub fn tier(&self) -> Tier {
+        self.vault.tier.unwrap_or(Tier::Soho)
+    }
+
+    /// Opens the persistent vault: `vault.sqlite3` in the data directory (the same one
+    /// `fortress-pat vault --data-dir` manages), or PostgreSQL.
+    pub async fn open_vault(
+        &self,
+        keys: Arc<dyn KeyProvider>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<EnvelopeVault, ConfigError> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| ConfigError::Read {
+            path: self.data_dir.clone(),
+            source,
+        })?;
+        match &self.vault.database_url {
+            Some(url) => EnvelopeVault::open_postgres(url, keys, audit).await,
+            None => EnvelopeVault::open_sqlite(&self.data_dir, keys, audit).await,
+        }
+        .map_err(|e| ConfigError::Invalid(format!("vault: {e}")))
+    }
+
+    /// Stores the configured `[[credentials]]` (a new version only when a value changed).
+    async fn store_credentials(&self, vault: &dyn Vault) -> Result<(), ConfigError> {
         for source in &self.credentials {
             let secret = match (&source.env, &source.file) {
                 (Some(var), _) => std::env::var(var).map(Secret::from_text).map_err(|_| {
                     ConfigError::Invalid(format!("environment variable {var} is not set"))
                 })?,
                 (None, Some(file)) => std::fs::read_to_string(file)
-                    .map(Secret::from_text)
+                    .map(|text| Secret::from_text(text.trim_end().to_owned()))
                     .map_err(|source| ConfigError::Read {
                         path: file.clone(),
                         source,
@@ -389,18 +514,52 @@ impl Config {
                 WorkspaceId::new(source.workspace.clone()),
                 ANTHROPIC_CONNECTOR,
             );
-            vault
-                .put(&slot, secret)
-                .await
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            let unchanged = match vault.resolve(&slot).await {
+                Ok(current) => bool::from(subtle::ConstantTimeEq::ct_eq(
+                    current.secret().expose(),
+                    secret.expose(),
+                )),
+                Err(_) => false,
+            };
+            if !unchanged {
+                vault
+                    .put(&slot, secret)
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("vault: {e}")))?;
+            }
         }
-        let vault: Arc<dyn Vault> = Arc::new(vault);
+        Ok(())
+    }
+
+    async fn assemble(&self, with_dashboard: bool) -> Result<Gateway, ConfigError> {
+        let keys = self.key_store().await?;
+        let embedded = match (&self.admin, with_dashboard) {
+            (Some(section), true) => Some(
+                EmbeddedAdmin::open(&self.data_dir, WorkspaceId::new(section.workspace.clone()))
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("admin: {e}")))?,
+            ),
+            _ => None,
+        };
+        let audit: Arc<dyn AuditSink> = match &embedded {
+            Some(e) => e.audit.clone(),
+            None => Arc::new(
+                JsonLinesAuditSink::open(self.data_dir.join("audit.jsonl"))
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?,
+            ),
+        };
+        let key_provider = self.key_provider()?;
+        let vault: Arc<dyn Vault> =
+            Arc::new(self.open_vault(key_provider.clone(), audit.clone()).await?);
+        self.store_credentials(vault.as_ref()).await?;
+        let archive = self.archive(key_provider, vault.as_ref()).await?;
         let (policy, editor) = self.policy_engine()?;
         let ledger = Arc::new(self.ledger().await?);
-        let dashboard = match (&self.admin, with_dashboard) {
-            (Some(section), true) => Some(
-                mount(
-                    &self.data_dir,
+        let dashboard = match (embedded, &self.admin) {
+            (Some(embedded), Some(section)) => Some(
+                mount_embedded(
+                    embedded,
                     section.clone(),
                     PatManaged {
                         keys: keys.clone(),
@@ -408,20 +567,15 @@ impl Config {
                         policy: editor,
                         tls: self.tls.is_some(),
                         ledger: Some(ledger.clone()),
+                        archive: archive
+                            .clone()
+                            .map(|a| Arc::new(a) as Arc<dyn ArchiveReader>),
                     },
                 )
                 .await
                 .map_err(|e| ConfigError::Invalid(format!("admin: {e}")))?,
             ),
             _ => None,
-        };
-        let audit: Arc<dyn AuditSink> = match &dashboard {
-            Some(d) => d.audit.clone(),
-            None => Arc::new(
-                JsonLinesAuditSink::open(self.data_dir.join("audit.jsonl"))
-                    .await
-                    .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?,
-            ),
         };
         let upstream = Upstream::new(&UpstreamConfig {
             base_url: self.upstream.base_url.clone(),
@@ -439,12 +593,26 @@ impl Config {
                 redactor: Arc::new(PatternRedactor::basic()),
                 audit,
                 upstream,
-                archive: self.archive()?,
+                archive: archive.clone(),
             },
             dashboard.as_ref().map(|d| d.kill_switch.clone()),
         )
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        Ok(Gateway { service, dashboard })
+        Ok(Gateway {
+            service,
+            dashboard,
+            archive,
+        })
+    }
+
+    /// How often the archive retries its spool and purges by retention.
+    pub fn archive_maintenance(&self) -> Duration {
+        let secs = self
+            .archive
+            .as_ref()
+            .and_then(|a| a.maintenance_secs)
+            .unwrap_or(300);
+        Duration::from_secs(secs.max(1))
     }
 
     /// The ledger over the configured stores, with this month's budgets restored from
@@ -485,25 +653,82 @@ impl Config {
     }
 
     /// The archive, when `[archive]` is configured.
-    fn archive(&self) -> Result<Option<Archiver>, ConfigError> {
+    pub async fn archive(
+        &self,
+        keys: Arc<dyn KeyProvider>,
+        vault: &dyn Vault,
+    ) -> Result<Option<Archiver>, ConfigError> {
         let Some(section) = &self.archive else {
             return Ok(None);
         };
-        let key = std::env::var(&section.key_env).map_err(|_| {
-            ConfigError::Invalid(format!(
-                "environment variable {} is not set",
-                section.key_env
-            ))
-        })?;
-        let key = hex::decode(key.trim())
-            .ok()
-            .filter(|k| k.len() == 32)
-            .ok_or_else(|| ConfigError::Invalid("archive key must be 64 hex digits".into()))?;
+        let invalid = |e: ArchiveError| ConfigError::Invalid(e.to_string());
+        let location = match &section.url {
+            Some(url) => ArchiveLocation::parse(url).map_err(invalid)?,
+            None => ArchiveLocation::Local(self.data_dir.join("archive")),
+        };
+        let store = archive::store::open(&location, self.s3_settings(section, vault).await?)
+            .map_err(invalid)?;
+        let spool_dir = section
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("archive-spool"));
+        let spool = archive::store::local(&spool_dir).map_err(invalid)?;
+        let mut retention = Retention::new(self.tier());
+        retention.workspaces = section.workspace_tiers.clone();
         Ok(Some(Archiver::start(
-            Arc::new(WorkspaceAesGcm::new(Secret::new(key))),
-            Arc::new(LocalDirStore::new(section.dir.clone())),
-            4096,
+            Arc::new(ArchiveSealer::new(keys)),
+            store,
+            Some(spool),
+            ArchiveOptions {
+                capacity: section.queue.unwrap_or(4096),
+                retention,
+            },
         )))
+    }
+
+    /// S3 settings from the section, its environment variables and the vault.
+    async fn s3_settings(
+        &self,
+        section: &ArchiveSection,
+        vault: &dyn Vault,
+    ) -> Result<S3Settings, ConfigError> {
+        let env = |var: &Option<String>| -> Result<Option<Secret>, ConfigError> {
+            match var {
+                Some(var) => std::env::var(var)
+                    .map(|v| Some(Secret::from_text(v)))
+                    .map_err(|_| {
+                        ConfigError::Invalid(format!("environment variable {var} is not set"))
+                    }),
+                None => Ok(None),
+            }
+        };
+        let mut settings = S3Settings {
+            endpoint: section.endpoint.clone(),
+            region: section.region.clone(),
+            access_key_id: env(&section.access_key_id_env)?,
+            secret_access_key: env(&section.secret_access_key_env)?,
+        };
+        if let Some(connector) = &section.credentials_connector {
+            let workspace = self
+                .admin
+                .as_ref()
+                .map(|a| a.workspace.clone())
+                .unwrap_or_else(|| "default".into());
+            let slot = CredentialSlot::workspace(WorkspaceId::new(workspace), connector.clone());
+            let credential = vault.resolve(&slot).await.map_err(|e| {
+                ConfigError::Invalid(format!("archive S3 credentials ({slot}): {e}"))
+            })?;
+            // The error never quotes the value.
+            let keys: VaultS3Keys = serde_json::from_slice(credential.secret().expose())
+                .map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "archive S3 credentials ({slot}) must be JSON with access_key_id and secret_access_key"
+                    ))
+                })?;
+            settings.access_key_id = Some(Secret::from_text(keys.access_key_id));
+            settings.secret_access_key = Some(Secret::from_text(keys.secret_access_key));
+        }
+        Ok(settings)
     }
 }
 
@@ -592,6 +817,37 @@ mod tests {
         assert!(Config::parse("[admin]\npassword = \"x\"\n").is_err());
     }
 
+    #[test]
+    fn customer_key_tiers_need_a_key_directory_outside_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("keys")).unwrap();
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        let with = |vault: &str| {
+            Config::parse(&format!("data_dir = {data:?}\n[vault]\n{vault}\n")).unwrap()
+        };
+        let missing = with("tier = \"bank\"").key_provider().err().unwrap();
+        assert!(missing.to_string().contains("key_dir"), "{missing}");
+        let inside = with(&format!(
+            "tier = \"zero_trust\"\nkey_dir = {:?}",
+            data.join("keys")
+        ));
+        assert!(inside.key_provider().is_err());
+        let outside = with(&format!(
+            "tier = \"bank\"\nkey_dir = {:?}",
+            dir.path().join("keys")
+        ));
+        assert_eq!(outside.tier(), Tier::Bank);
+        assert_eq!(
+            outside
+                .key_provider()
+                .unwrap()
+                .source(&WorkspaceId::new("w")),
+            "key_file"
+        );
+        assert!(Config::parse("[vault]\ntier = \"gold\"\n").is_err());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn serve_with_admin_shares_the_audit_trail_and_the_kill_switch() {
         let dir = tempfile::tempdir().unwrap();
@@ -607,12 +863,21 @@ mod tests {
             .unwrap();
         let key_file = dir.path().join("anthropic.key");
         std::fs::write(&key_file, "sk-upstream").unwrap();
+        let master = dir.path().join("master.key");
+        std::fs::write(
+            &master,
+            fortress_core::vault::keys::RootKey::generate()
+                .to_hex()
+                .as_bytes(),
+        )
+        .unwrap();
         let text = format!(
-            "data_dir = {:?}\n[upstream]\nbase_url = {:?}\n[[credentials]]\nworkspace = \"acme\"\nfile = {:?}\n[policy]\ncedar_dir = {:?}\n[admin]\nworkspace = \"acme\"\n",
+            "data_dir = {:?}\n[upstream]\nbase_url = {:?}\n[[credentials]]\nworkspace = \"acme\"\nfile = {:?}\n[policy]\ncedar_dir = {:?}\n[vault]\nmaster_key_file = {:?}\n[admin]\nworkspace = \"acme\"\n",
             dir.path().join("data"),
             mock.base_url(),
             key_file,
-            policy
+            policy,
+            master
         );
         let config = Config::parse(&text).unwrap();
         let gateway = config.build_gateway().await.unwrap();
@@ -683,11 +948,15 @@ mod tests {
         assert_eq!(gateway.service.handle(call(), None).await.status(), 403);
         mock.stop();
         // Without the dashboard nothing of it is opened.
-        let plain = Config::parse(&format!("data_dir = {:?}\n", dir.path().join("plain")))
-            .unwrap()
-            .build_gateway()
-            .await
-            .unwrap();
+        let plain = Config::parse(&format!(
+            "data_dir = {:?}\n[vault]\nmaster_key_file = {:?}\n",
+            dir.path().join("plain"),
+            master
+        ))
+        .unwrap()
+        .build_gateway()
+        .await
+        .unwrap();
         assert!(plain.dashboard.is_none());
         dashboard.durable.shutdown().await.unwrap();
     }

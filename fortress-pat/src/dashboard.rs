@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fortress_core::admin::api::AdminState;
+use fortress_core::admin::archive::ArchiveReader;
 use fortress_core::admin::embedded::{EmbedError, EmbeddedAdmin};
 use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::admin::{AdminServer, bootstrap_owner};
@@ -126,6 +127,8 @@ pub struct PatManaged {
     pub tls: bool,
     /// The ledger whose metering is the Billing page's Claude usage.
     pub ledger: Option<Arc<Ledger>>,
+    /// The archive of calls, read back (decrypted, audited) through the admin API.
+    pub archive: Option<Arc<dyn ArchiveReader>>,
 }
 
 /// Claude usage for the Billing page, from the ledger's daily metering (durable when the
@@ -177,6 +180,9 @@ pub fn manage(state: AdminState, managed: PatManaged) -> AdminState {
     if let Some(ledger) = managed.ledger {
         state = state.with_usage(Arc::new(LedgerUsage(ledger)));
     }
+    if let Some(archive) = managed.archive {
+        state = state.with_archive(archive);
+    }
     state.secure_cookies = managed.tls;
     state
 }
@@ -189,6 +195,16 @@ pub async fn mount(
 ) -> Result<PatDashboard, DashboardError> {
     let embedded =
         EmbeddedAdmin::open(data_dir, WorkspaceId::new(section.workspace.clone())).await?;
+    mount_embedded(embedded, section, managed).await
+}
+
+/// [`mount`] over stores already opened (when the gateway needs the embedded audit sink
+/// before the dashboard is assembled, for example for its vault).
+pub async fn mount_embedded(
+    embedded: EmbeddedAdmin,
+    section: AdminSection,
+    managed: PatManaged,
+) -> Result<PatDashboard, DashboardError> {
     let mut state = manage(embedded.state, managed);
     state.open_metrics = section.open_metrics;
     let owner_password = bootstrap_owner(&state.accounts, &section.owner)

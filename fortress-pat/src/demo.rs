@@ -162,6 +162,7 @@ async fn parts() -> Result<Parts, DemoError> {
         policy: Some(Arc::new(PolicyEditor::new(policy.clone(), docs))),
         tls: false,
         ledger: Some(ledger.clone()),
+        archive: None,
     };
     Ok(Parts {
         key: issued.token,

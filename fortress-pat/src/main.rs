@@ -50,6 +50,14 @@ enum Command {
     },
     #[command(flatten)]
     Ops(fortress_core::cli::OpsCommand),
+    /// Archive maintenance: purge by retention, retry spooled objects.
+    Archive {
+        /// The TOML configuration (with an `[archive]` section).
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ArchiveAction,
+    },
     /// Manage gateway keys.
     Keys {
         /// The TOML configuration (for the data directory and pepper).
@@ -60,6 +68,14 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ArchiveAction {
+    /// Delete archived calls older than their workspace's retention, now.
+    Purge,
+    /// Deliver spooled objects to the store now.
+    Retry,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -68,6 +84,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
             let gateway = config.build_gateway().await?;
+            let _maintenance = gateway
+                .archive
+                .as_ref()
+                .map(|archive| archive.spawn_maintenance(config.archive_maintenance()));
             let tls = match &config.tls {
                 Some(files) => Some(fortress_pat::server::tls_config(&files.cert, &files.key)?),
                 None => None,
@@ -133,6 +153,32 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!(e))?
             {
                 std::process::exit(1);
+            }
+        }
+        Command::Archive { config, action } => {
+            let config = Config::load(&config)?;
+            let keys = config.key_provider()?;
+            let audit = std::sync::Arc::new(fortress_core::audit::MemoryAuditSink::new());
+            let vault = config.open_vault(keys.clone(), audit).await?;
+            let archive = config
+                .archive(keys, &vault)
+                .await?
+                .context("the configuration has no [archive] section")?;
+            match action {
+                ArchiveAction::Purge => {
+                    let report = archive.purge(chrono::Utc::now().date_naive()).await?;
+                    println!(
+                        "purged {} objects in {} day folders",
+                        report.objects, report.days
+                    );
+                }
+                ArchiveAction::Retry => {
+                    let moved = archive.retry_pending().await?;
+                    println!(
+                        "delivered {moved} spooled objects; {} still pending",
+                        archive.pending()
+                    );
+                }
             }
         }
         Command::Keys { config, action } => {

@@ -22,6 +22,7 @@
 //! | `GET/POST /api/connectors`, `DELETE /api/connectors/{name}` | read / manage connectors |
 //! | `GET/PUT /api/policy`, `POST /api/policy/validate`, `POST /api/policy/dry-run` | read / edit policy |
 //! | `GET /api/audit/export?format=jsonl\|csv\|ocsf` | export |
+//! | `GET /api/archive/{request_id}` (decrypted archived call; the read is audited) | export |
 //! | `GET/PUT /api/retention` | read / manage settings |
 //! | `POST /api/workspace/terminate` | terminate workspace |
 //! | `GET /metrics` (Prometheus), `GET /healthz`, `GET /readyz` | — |
@@ -100,6 +101,9 @@ pub struct AdminState {
     /// Whether `/metrics` answers without authentication (for a scraper on a private
     /// network); otherwise it needs the `Read` permission.
     pub open_metrics: bool,
+    /// The product's archive of calls (read back decrypted, auditors and up); the
+    /// endpoint answers 503 without it.
+    pub archive: Option<Arc<dyn super::archive::ArchiveReader>>,
 }
 
 impl AdminState {
@@ -123,6 +127,7 @@ impl AdminState {
             keys: None,
             connectors: None,
             open_metrics: true,
+            archive: None,
         }
     }
 
@@ -160,6 +165,13 @@ impl AdminState {
     #[must_use]
     pub fn with_keys(mut self, keys: Arc<dyn KeyDirectory>) -> Self {
         self.keys = Some(keys);
+        self
+    }
+
+    /// Sets the product's archive of calls.
+    #[must_use]
+    pub fn with_archive(mut self, archive: Arc<dyn super::archive::ArchiveReader>) -> Self {
+        self.archive = Some(archive);
         self
     }
 
@@ -878,12 +890,16 @@ async fn metrics(
     }
     let health = state.telemetry.status(chrono::Utc::now(), 5);
     let engaged = state.kill_switches.as_ref().map(|b| b.list().len());
+    let mut text = state.metrics.render_with(&health, engaged);
+    if let Some(archive) = &state.archive {
+        text.push_str(&archive.render_metrics());
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render_with(&health, engaged),
+        text,
     )
         .into_response())
 }
@@ -959,6 +975,10 @@ pub fn router(state: AdminState) -> Router {
             post(super::policy_api::dry_run_policy),
         )
         .route("/api/audit/export", get(super::lifecycle::export_audit))
+        .route(
+            "/api/archive/{request_id}",
+            get(super::archive::read_archived_call),
+        )
         .route(
             "/api/retention",
             get(super::lifecycle::get_retention).put(super::lifecycle::put_retention),

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod archive;
 pub mod billing;
 pub mod directory;
 pub mod embedded;

@@ -129,8 +129,8 @@ impl VaultStorageArgs {
 }
 
 /// The master key must never sit next to the data it protects: a copy of the data directory
-/// would then carry its own key.
-fn refuse_key_inside(key_file: &Path, data_dir: &Path) -> Result<(), VaultError> {
+/// would then carry its own key. (Also used for directories of customer keys.)
+pub fn refuse_key_inside(key_file: &Path, data_dir: &Path) -> Result<(), VaultError> {
     let (Ok(key), Ok(dir)) = (key_file.canonicalize(), data_dir.canonicalize()) else {
         return Ok(());
     };

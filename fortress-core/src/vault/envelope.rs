@@ -251,6 +251,29 @@ pub fn unwrap_data_key(
     ))
 }
 
+/// Wraps a reusable key under a key-encryption key, authenticating `aad`. For envelope
+/// formats outside the vault's credential rows (the PAT archive's per-workspace data keys),
+/// which bind their own context.
+pub fn wrap_key_with(
+    kek: &SymmetricKey,
+    key: &SymmetricKey,
+    aad: &[u8],
+) -> Result<Sealed, CryptoError> {
+    seal(kek, aad, key.bytes())
+}
+
+/// Unwraps a key sealed by [`wrap_key_with`] under the same `aad`.
+pub fn unwrap_key_with(
+    kek: &SymmetricKey,
+    wrapped: &Sealed,
+    aad: &[u8],
+) -> Result<SymmetricKey, CryptoError> {
+    let bytes = open(kek, aad, wrapped)?;
+    SymmetricKey::from_slice(&bytes).ok_or(CryptoError::Malformed(
+        "wrapped data key has the wrong length",
+    ))
+}
+
 /// The AAD of a secret ciphertext: format, purpose, workspace, connector, user slot, version.
 pub fn secret_aad(slot: &CredentialSlot, version: u32) -> Vec<u8> {
     let mut aad = context(PURPOSE_SECRET, slot);

@@ -162,6 +162,25 @@ pub fn derive_kek(root: &RootKey, workspace: &WorkspaceId, generation: u32) -> S
     hkdf_sha256(b"fortress-vault/v1 kek salt", root.key().bytes(), &info)
 }
 
+/// A KEK of `workspace` at `generation` for another `purpose` than the vault's credentials
+/// (for example `pat-archive`). Purposes get independent keys, so each purpose's encryption
+/// count stays its own and none collides with [`derive_kek`].
+pub fn derive_purpose_kek(
+    root: &RootKey,
+    purpose: &str,
+    workspace: &WorkspaceId,
+    generation: u32,
+) -> SymmetricKey {
+    let mut info = Vec::with_capacity(64 + purpose.len() + workspace.as_str().len());
+    info.extend_from_slice(b"fortress-vault/v1 kek/");
+    info.extend_from_slice(&(purpose.len() as u64).to_be_bytes());
+    info.extend_from_slice(purpose.as_bytes());
+    info.extend_from_slice(&(workspace.as_str().len() as u64).to_be_bytes());
+    info.extend_from_slice(workspace.as_str().as_bytes());
+    info.extend_from_slice(&generation.to_be_bytes());
+    hkdf_sha256(b"fortress-vault/v1 kek salt", root.key().bytes(), &info)
+}
+
 /// Supplies the root key of a workspace. Implement it to back the Bank tier with a KMS or
 /// HSM; the vault calls it whenever a data key must be wrapped or unwrapped (cache misses).
 #[async_trait]
@@ -421,6 +440,12 @@ mod tests {
         assert_eq!(
             a1.bytes(),
             derive_kek(&root, &WorkspaceId::new("a"), 1).bytes()
+        );
+        let archive = derive_purpose_kek(&root, "pat-archive", &WorkspaceId::new("a"), 1);
+        assert_ne!(archive.bytes(), a1.bytes());
+        assert_ne!(
+            archive.bytes(),
+            derive_purpose_kek(&root, "other", &WorkspaceId::new("a"), 1).bytes()
         );
     }
 

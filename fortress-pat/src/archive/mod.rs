@@ -1,0 +1,578 @@
+//! The SOC 2 archive: each call's full request body and full response body (the assembled
+//! stream, as the caller received it), encrypted per workspace, written off the hot path.
+//!
+//! - **Keys**: `<workspace>/<YYYY-MM-DD>/<request id>.request|.response`; the day is the
+//!   UTC day of the request id's timestamp (gateway ids are UUIDv7), so a request id alone
+//!   finds its objects.
+//! - **Encryption** ([`seal`]): the core vault's envelope — a per-workspace data key wrapped
+//!   by the workspace's key-encryption key from its tier's key provider, AES-256-GCM, the
+//!   object key as associated data.
+//! - **Storage** ([`store`]): `object_store`, a local directory by default or an
+//!   S3-compatible bucket.
+//! - **Delivery**: entries queue on a bounded channel (a full queue makes the hand-over
+//!   wait, never drops); writers retry each put; an object that still fails is spooled,
+//!   sealed, to a local directory and retried later, or, when even that fails, held in
+//!   memory — always counted (`fortress_pat_archive_*` on `/metrics`), never silently
+//!   dropped.
+//! - **Retention** ([`retention`]): a purge by tier, periodic and on demand.
+//! - **Reading back**: only through the admin API (`GET /api/archive/{request_id}`),
+//!   which this type serves as an [`ArchiveReader`] and which audits every read.
+
+pub mod retention;
+pub mod seal;
+pub mod store;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use fortress_core::admin::archive::{ArchiveReadError, ArchiveReader, ArchivedCall};
+use fortress_core::subject::WorkspaceId;
+use futures_util::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+use tokio::sync::{Mutex, mpsc};
+
+pub use retention::{PurgeReport, Retention};
+pub use seal::ArchiveSealer;
+pub use store::{ArchiveLocation, S3Settings};
+
+/// Puts tried per object before it is spooled.
+const PUT_ATTEMPTS: u32 = 3;
+/// Objects written at once (a remote store's latency is overlapped, not serialized).
+const WRITERS: usize = 4;
+
+/// Why archiving failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// Encryption or decryption failed (wrong key, tampered object, moved object).
+    #[error("archive object cannot be sealed or opened")]
+    Crypto,
+    /// The workspace's root key is unavailable (for example a withdrawn customer key).
+    #[error("archive key unavailable")]
+    KeyUnavailable,
+    /// Storage failed.
+    #[error("archive storage failed: {0}")]
+    Storage(String),
+    /// An object key is unsafe (empty or relative segments, a workspace id with `/`).
+    #[error("invalid archive object key")]
+    InvalidKey,
+    /// The settings are unusable.
+    #[error("archive configuration: {0}")]
+    Config(String),
+    /// The archive writer has stopped.
+    #[error("archive writer stopped")]
+    Closed,
+}
+
+impl ArchiveError {
+    fn storage(error: object_store::Error) -> Self {
+        // object_store errors name paths and causes, never credentials.
+        Self::Storage(error.to_string())
+    }
+}
+
+/// One call to archive.
+#[derive(Clone, Debug)]
+pub struct ArchiveEntry {
+    /// Workspace.
+    pub workspace: WorkspaceId,
+    /// The gateway request id.
+    pub request_id: String,
+    /// When the call was received (the key's day when the id carries no timestamp).
+    pub at: DateTime<Utc>,
+    /// The request body as received.
+    pub request: Bytes,
+    /// The response body as sent.
+    pub response: Bytes,
+}
+
+impl ArchiveEntry {
+    /// The object key prefix `<workspace>/<date>/<request id>`.
+    pub fn prefix(&self) -> String {
+        let day = request_day(&self.request_id).unwrap_or_else(|| self.at.date_naive());
+        object_prefix(self.workspace.as_str(), day, &self.request_id)
+    }
+}
+
+/// The UTC day of a UUIDv7 request id's timestamp.
+pub fn request_day(request_id: &str) -> Option<NaiveDate> {
+    let id = uuid::Uuid::parse_str(request_id).ok()?;
+    if id.get_version_num() != 7 {
+        return None;
+    }
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos).map(|t| t.date_naive())
+}
+
+/// `<workspace>/<YYYY-MM-DD>/<request id>`.
+pub fn object_prefix(workspace: &str, day: NaiveDate, request_id: &str) -> String {
+    format!("{workspace}/{}/{request_id}", day.format("%Y-%m-%d"))
+}
+
+/// A key as an `object_store` path, refusing anything that would not round-trip (empty,
+/// `.` or `..` segments, or characters the store would re-encode).
+fn object_path(key: &str) -> Result<Path, ArchiveError> {
+    if key
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err(ArchiveError::InvalidKey);
+    }
+    let path = Path::parse(key).map_err(|_| ArchiveError::InvalidKey)?;
+    if path.as_ref() != key {
+        return Err(ArchiveError::InvalidKey);
+    }
+    Ok(path)
+}
+
+/// Settings of an [`Archiver`].
+#[derive(Clone, Debug)]
+pub struct ArchiveOptions {
+    /// Entries the queue holds before hand-overs wait.
+    pub capacity: usize,
+    /// Retention per workspace.
+    pub retention: Retention,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 4096,
+            retention: Retention::new(fortress_core::tier::Tier::Soho),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    written: AtomicU64,
+    failed_puts: AtomicU64,
+    spooled: AtomicU64,
+    unsealed: AtomicU64,
+    purged: AtomicU64,
+}
+
+struct Shared {
+    sealer: Arc<ArchiveSealer>,
+    store: Arc<dyn ObjectStore>,
+    spool: Option<Arc<dyn ObjectStore>>,
+    retention: Retention,
+    counters: Counters,
+    /// Sealed objects that neither the store nor the spool took.
+    held: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
+    /// Entries that could not even be sealed (key unavailable), kept to retry.
+    unsealed: std::sync::Mutex<Vec<ArchiveEntry>>,
+}
+
+/// Archives calls in the background.
+#[derive(Clone)]
+pub struct Archiver {
+    tx: mpsc::Sender<ArchiveEntry>,
+    shared: Arc<Shared>,
+}
+
+impl Archiver {
+    /// Starts the writers. `spool` is where objects go when `store` keeps failing (a
+    /// local directory, see [`store::local`]); without one they are held in memory.
+    pub fn start(
+        sealer: Arc<ArchiveSealer>,
+        store: Arc<dyn ObjectStore>,
+        spool: Option<Arc<dyn ObjectStore>>,
+        options: ArchiveOptions,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<ArchiveEntry>(options.capacity.max(1));
+        let shared = Arc::new(Shared {
+            sealer,
+            store,
+            spool,
+            retention: options.retention,
+            counters: Counters::default(),
+            held: std::sync::Mutex::new(Vec::new()),
+            unsealed: std::sync::Mutex::new(Vec::new()),
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WRITERS {
+            let rx = rx.clone();
+            let writer = shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Some(entry) = rx.lock().await.recv().await else {
+                        break;
+                    };
+                    write_entry(&writer, entry).await;
+                }
+            });
+        }
+        Self { tx, shared }
+    }
+
+    /// Queues an entry; waits while the queue is full (never drops).
+    pub async fn submit(&self, entry: ArchiveEntry) -> Result<(), ArchiveError> {
+        self.tx.send(entry).await.map_err(|_| ArchiveError::Closed)
+    }
+
+    /// Objects written to the store so far (two per call).
+    pub fn written(&self) -> u64 {
+        self.shared.counters.written.load(Ordering::Relaxed)
+    }
+
+    /// Objects waiting in the spool or in memory for the store to take them, plus calls
+    /// waiting to be sealed.
+    pub fn pending(&self) -> u64 {
+        self.shared.counters.spooled.load(Ordering::Relaxed)
+            + self.shared.counters.unsealed.load(Ordering::Relaxed)
+    }
+
+    /// Puts that failed after every retry.
+    pub fn failed_puts(&self) -> u64 {
+        self.shared.counters.failed_puts.load(Ordering::Relaxed)
+    }
+
+    /// Retries everything pending (spooled, held, unsealed); returns how many objects
+    /// reached the store. Also counts what a previous process left in the spool.
+    pub async fn retry_pending(&self) -> Result<u64, ArchiveError> {
+        let shared = &self.shared;
+        let mut moved = 0;
+        let unsealed =
+            std::mem::take(&mut *shared.unsealed.lock().unwrap_or_else(|e| e.into_inner()));
+        shared
+            .counters
+            .unsealed
+            .fetch_sub(unsealed.len() as u64, Ordering::Relaxed);
+        for entry in unsealed {
+            write_entry(shared, entry).await;
+        }
+        let held = std::mem::take(&mut *shared.held.lock().unwrap_or_else(|e| e.into_inner()));
+        shared
+            .counters
+            .spooled
+            .fetch_sub(held.len() as u64, Ordering::Relaxed);
+        for (key, sealed) in held {
+            if put_with_retries(shared, &key, sealed.clone()).await.is_ok() {
+                moved += 1;
+            } else {
+                keep(shared, key, sealed).await;
+            }
+        }
+        if let Some(spool) = &shared.spool {
+            let spooled: Vec<_> = spool
+                .list(None)
+                .try_collect()
+                .await
+                .map_err(ArchiveError::storage)?;
+            let mut left = 0;
+            for object in spooled {
+                let bytes = match spool.get(&object.location).await {
+                    Ok(got) => got.bytes().await.map_err(ArchiveError::storage)?,
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(ArchiveError::storage(e)),
+                };
+                if put_with_retries(shared, object.location.as_ref(), bytes.to_vec())
+                    .await
+                    .is_ok()
+                {
+                    spool
+                        .delete(&object.location)
+                        .await
+                        .map_err(ArchiveError::storage)?;
+                    moved += 1;
+                } else {
+                    left += 1;
+                }
+            }
+            let in_memory = shared.held.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+            shared
+                .counters
+                .spooled
+                .store(left + in_memory, Ordering::Relaxed);
+        }
+        Ok(moved)
+    }
+
+    /// Deletes every archived call that outlived its workspace's retention on `today`.
+    pub async fn purge(&self, today: NaiveDate) -> Result<PurgeReport, ArchiveError> {
+        let report =
+            retention::purge(self.shared.store.as_ref(), &self.shared.retention, today).await?;
+        self.shared
+            .counters
+            .purged
+            .fetch_add(report.objects, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// Every `every`: retries what is pending, then purges by retention (as of the current
+    /// UTC day). Failures are logged and counted, and the next round tries again.
+    pub fn spawn_maintenance(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let archiver = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(error) = archiver.retry_pending().await {
+                    tracing::warn!(%error, "archive spool retry failed");
+                }
+                match archiver.purge(Utc::now().date_naive()).await {
+                    Ok(report) if report.objects > 0 => {
+                        tracing::info!(
+                            objects = report.objects,
+                            days = report.days,
+                            "archive retention purge"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "archive retention purge failed"),
+                }
+            }
+        })
+    }
+
+    /// Reads and decrypts one archived call (`None` when nothing is stored under it). Not
+    /// audited here: the admin API, the only reader, audits every read.
+    pub async fn read_call(
+        &self,
+        workspace: &WorkspaceId,
+        request_id: &str,
+        day: NaiveDate,
+    ) -> Result<Option<ArchivedCall>, ArchiveError> {
+        let prefix = object_prefix(workspace.as_str(), day, request_id);
+        let mut parts = Vec::with_capacity(2);
+        for suffix in ["request", "response"] {
+            let key = format!("{prefix}.{suffix}");
+            let Some(sealed) = self.fetch(&key).await? else {
+                return Ok(None);
+            };
+            parts.push(self.shared.sealer.open(workspace, &key, &sealed).await?);
+        }
+        let response = parts.pop().unwrap_or_default();
+        let request = parts.pop().unwrap_or_default();
+        Ok(Some(ArchivedCall {
+            prefix,
+            request,
+            response,
+        }))
+    }
+
+    /// An object from the store, else from the spool or memory (not yet delivered).
+    async fn fetch(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
+        let path = object_path(key)?;
+        // A failing store may be exactly why the object is still in the spool: look there
+        // before reporting the store's error.
+        let store_error = match self.shared.store.get(&path).await {
+            Ok(got) => {
+                return Ok(Some(
+                    got.bytes().await.map_err(ArchiveError::storage)?.into(),
+                ));
+            }
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => Some(ArchiveError::storage(e)),
+        };
+        if let Some(spool) = &self.shared.spool {
+            match spool.get(&path).await {
+                Ok(got) => {
+                    return Ok(Some(
+                        got.bytes().await.map_err(ArchiveError::storage)?.into(),
+                    ));
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(ArchiveError::storage(e)),
+            }
+        }
+        let held = self
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, bytes)| bytes.clone());
+        match (held, store_error) {
+            (Some(bytes), _) => Ok(Some(bytes)),
+            (None, Some(error)) => Err(error),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Prometheus lines: written, failed puts, pending, purged.
+    pub fn metrics_text(&self) -> String {
+        let c = &self.shared.counters;
+        let mut out = String::new();
+        for (name, kind, help, value) in [
+            (
+                "fortress_pat_archive_objects_written_total",
+                "counter",
+                "Archive objects written to the store.",
+                c.written.load(Ordering::Relaxed),
+            ),
+            (
+                "fortress_pat_archive_put_failures_total",
+                "counter",
+                "Archive objects the store refused after every retry (then spooled).",
+                c.failed_puts.load(Ordering::Relaxed),
+            ),
+            (
+                "fortress_pat_archive_pending",
+                "gauge",
+                "Archive objects spooled or held, and calls waiting to be sealed.",
+                c.spooled.load(Ordering::Relaxed) + c.unsealed.load(Ordering::Relaxed),
+            ),
+            (
+                "fortress_pat_archive_purged_total",
+                "counter",
+                "Archive objects deleted by retention.",
+                c.purged.load(Ordering::Relaxed),
+            ),
+        ] {
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl ArchiveReader for Archiver {
+    async fn read(
+        &self,
+        workspace: &WorkspaceId,
+        request_id: &str,
+        date: Option<NaiveDate>,
+    ) -> Result<Option<ArchivedCall>, ArchiveReadError> {
+        let Some(day) = date.or_else(|| request_day(request_id)) else {
+            return Err(ArchiveReadError::Invalid(
+                "this request id carries no date; add ?date=YYYY-MM-DD".into(),
+            ));
+        };
+        self.read_call(workspace, request_id, day)
+            .await
+            .map_err(|error| match error {
+                ArchiveError::InvalidKey => {
+                    ArchiveReadError::Invalid("no archive object can have this name".into())
+                }
+                error => {
+                    tracing::error!(%error, "archive read failed");
+                    ArchiveReadError::Failed
+                }
+            })
+    }
+
+    fn render_metrics(&self) -> String {
+        self.metrics_text()
+    }
+}
+
+/// Seals and stores both objects of a call; whatever fails is kept and counted.
+async fn write_entry(shared: &Shared, entry: ArchiveEntry) {
+    let prefix = entry.prefix();
+    let mut sealed = Vec::with_capacity(2);
+    for suffix in ["request", "response"] {
+        let key = format!("{prefix}.{suffix}");
+        let bytes = if suffix == "request" {
+            entry.request.clone()
+        } else {
+            entry.response.clone()
+        };
+        match shared.sealer.seal(&entry.workspace, &key, &bytes).await {
+            Ok(object) => sealed.push((key, object)),
+            Err(error) => {
+                // Nothing of it can go to disk unsealed: keep the call in memory to retry.
+                tracing::error!(%error, request_id = %entry.request_id, "archive entry cannot be sealed; kept to retry");
+                metrics::counter!("fortress_pat_archive_failures_total").increment(1);
+                shared.counters.unsealed.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .unsealed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(entry);
+                return;
+            }
+        }
+    }
+    for (key, object) in sealed {
+        if put_with_retries(shared, &key, object.clone())
+            .await
+            .is_err()
+        {
+            keep(shared, key, object).await;
+        }
+    }
+}
+
+async fn put_with_retries(shared: &Shared, key: &str, object: Vec<u8>) -> Result<(), ArchiveError> {
+    let path = object_path(key)?;
+    let payload = PutPayload::from(object);
+    let mut last = ArchiveError::Closed;
+    for attempt in 0..PUT_ATTEMPTS {
+        match shared.store.put(&path, payload.clone()).await {
+            Ok(_) => {
+                shared.counters.written.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(error) => last = ArchiveError::storage(error),
+        }
+        if attempt + 1 < PUT_ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        }
+    }
+    tracing::error!(error = %last, key, "archive put failed after retries");
+    shared.counters.failed_puts.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("fortress_pat_archive_failures_total").increment(1);
+    Err(last)
+}
+
+/// Keeps a sealed object the store refused: in the spool, else in memory.
+async fn keep(shared: &Shared, key: String, object: Vec<u8>) {
+    shared.counters.spooled.fetch_add(1, Ordering::Relaxed);
+    if let (Some(spool), Ok(path)) = (&shared.spool, object_path(&key)) {
+        match spool.put(&path, PutPayload::from(object.clone())).await {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::error!(%error, "archive spool write failed; object held in memory")
+            }
+        }
+    }
+    shared
+        .held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((key, object));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_use_the_day_of_the_request_id() {
+        let id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        let day = request_day(id).unwrap();
+        // 0x0190a1b2c3d4 ms after the epoch is 2024-07-11.
+        assert_eq!(day.to_string(), "2024-07-11");
+        let entry = ArchiveEntry {
+            workspace: WorkspaceId::new("acme"),
+            request_id: id.into(),
+            at: Utc::now(),
+            request: Bytes::new(),
+            response: Bytes::new(),
+        };
+        assert_eq!(entry.prefix(), format!("acme/2024-07-11/{id}"));
+        assert!(request_day("not-a-uuid").is_none());
+        assert!(request_day(&uuid::Uuid::new_v4().to_string()).is_none());
+    }
+
+    #[test]
+    fn unsafe_keys_are_refused() {
+        assert!(object_path("acme/2026-01-01/x.request").is_ok());
+        assert!(object_path("../x").is_err());
+        assert!(object_path("a//b").is_err());
+        assert!(object_path("a/./b").is_err());
+    }
+}
