@@ -60,11 +60,12 @@ impl Governance {
         }
     }
 
-    /// The seam: describe ▸ core stack ▸ item gate ▸ virtual server.
+    /// The seam: describe ▸ core stack ▸ item gate ▸ virtual server. What `describe` refuses
+    /// itself (actions outside an API key's scopes) is recorded in the stack's audit trail.
     pub fn seam(&self, server: Arc<VirtualServer>, describe: DescribeLayer) -> SeamService {
         SeamService::new(
             tower::ServiceBuilder::new()
-                .layer(describe)
+                .layer(describe.with_audit(self.stack.audit_sink()))
                 .layer(self.stack.layer(ExtensionInjector))
                 .layer(ItemGateLayer::new(
                     server.clone(),
