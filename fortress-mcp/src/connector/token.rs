@@ -16,12 +16,19 @@ use std::time::{Duration, Instant};
 
 use fortress_core::secret::Secret;
 use fortress_core::vault::Credential;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::jsonrpc::ErrorObject;
 use crate::seam::CREDENTIAL_UNAVAILABLE;
+
+/// What `application/x-www-form-urlencoded` leaves as is (WHATWG URL, urlencoded serializer).
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
 
 /// How long a token without `expires_in` is reused.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(15 * 60);
@@ -73,7 +80,7 @@ impl Registration {
             }
             body.push_str(key);
             body.push('=');
-            body.extend(utf8_percent_encode(value, NON_ALPHANUMERIC));
+            body.extend(utf8_percent_encode(value, FORM));
         }
         body
     }
