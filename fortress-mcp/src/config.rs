@@ -13,7 +13,6 @@
 //!     [[upstream]]
 //!     name = "remote"
 //!     url = "http://127.0.0.1:3001/mcp"
-//!     # The caller's own credential from the vault, sent as a bearer token.
 //!     credential = { header = "authorization", value = "Bearer {credential}", per_user = true }
 //!
 //!     [[upstream]]
