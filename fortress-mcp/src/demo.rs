@@ -352,6 +352,14 @@ async fn issue_demo_key(keys: &KeyStore) -> Result<Secret, DemoError> {
     Ok(issued.token)
 }
 
+/// The demo policy as written before the demo served an API key (for the anonymous local
+/// subject): replaced, since no request is anonymous any more.
+fn anonymous_era_policy() -> String {
+    DEMO_POLICY
+        .replace("the demo user may", "the local demo user may")
+        .replace("User::\"demo\"", "User::\"anonymous\"")
+}
+
 /// Writes the demo policy unless the user already has one (so edits survive restarts).
 fn write_policy(data_dir: &Path) -> Result<PathBuf, DemoError> {
     let dir = data_dir.join("policy");
@@ -361,7 +369,9 @@ fn write_policy(data_dir: &Path) -> Result<PathBuf, DemoError> {
         ("tool_arguments.cedarschema", DEMO_TOOL_ARGUMENTS),
     ] {
         let path = dir.join(name);
-        if !path.exists() {
+        let outdated = name == "demo.cedar"
+            && std::fs::read_to_string(&path).is_ok_and(|t| t == anonymous_era_policy());
+        if !path.exists() || outdated {
             std::fs::write(&path, text).map_err(io(format!("cannot write {}", path.display())))?;
         }
     }
@@ -460,5 +470,25 @@ zendesk__add_comment, and zendesk__update_ticket with "status": "closed" (denied
                 .map_err(setup("audit shutdown"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_anonymous_era_policy_is_replaced_and_edits_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy/demo.cedar");
+        std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
+        std::fs::write(&policy, anonymous_era_policy()).unwrap();
+        write_policy(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&policy).unwrap(), DEMO_POLICY);
+
+        let edited = DEMO_POLICY.replace("closed", "solved");
+        std::fs::write(&policy, &edited).unwrap();
+        write_policy(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&policy).unwrap(), edited);
     }
 }
