@@ -947,3 +947,31 @@ impl Service<http::Request<McpMessage>> for VirtualService {
         std::future::ready(Ok(response))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::Era;
+
+    fn described(era: Era) -> ServerDescription {
+        ServerDescription {
+            era,
+            protocol_version: "v".into(),
+            capabilities: json!({"resources": {"subscribe": true, "listChanged": true}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            server_info: None,
+            instructions: None,
+        }
+    }
+
+    #[test]
+    fn subscriptions_are_advertised_only_for_upstreams_fortress_subscribes_with() {
+        let legacy = relayable(described(Era::Legacy));
+        assert_eq!(legacy.capabilities["resources"]["subscribe"], true);
+        let modern = relayable(described(Era::Modern));
+        assert!(modern.capabilities["resources"].get("subscribe").is_none());
+        assert_eq!(modern.capabilities["resources"]["listChanged"], true);
+    }
+}
