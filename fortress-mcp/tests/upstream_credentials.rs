@@ -23,8 +23,9 @@ use fortress_core::stack::GovernanceStack;
 use fortress_core::subject::WorkspaceId;
 use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
 use fortress_mcp::auth::Authenticator;
-use fortress_mcp::governance::McpResultRedaction;
-use fortress_mcp::seam::{CREDENTIAL_UNAVAILABLE, JsonRpcResponder};
+use fortress_mcp::governance::{Governance, McpResultRedaction};
+use fortress_mcp::pinning::{PinMode, PinStore};
+use fortress_mcp::seam::{CREDENTIAL_UNAVAILABLE, DescribeLayer, JsonRpcResponder};
 use fortress_mcp::server::{McpServer, ServerConfig};
 use fortress_mcp::upstream::Upstream;
 use fortress_mcp::upstream::credential::{CredentialSource, HeaderTemplate};
@@ -142,6 +143,7 @@ struct Gateway {
     keys: Vec<String>,
     audit: Arc<MemoryAuditSink>,
     stop: CancellationToken,
+    _pins: Option<tempfile::TempDir>,
 }
 
 impl Drop for Gateway {
@@ -152,6 +154,12 @@ impl Drop for Gateway {
 
 impl Gateway {
     async fn start(upstream: Arc<dyn Upstream>) -> Self {
+        Self::start_with(upstream, false).await
+    }
+
+    /// With `pinned`, the seam also runs the item gate with tool pinning (trust on first
+    /// use), which reads tool definitions from the upstream on the caller's behalf.
+    async fn start_with(upstream: Arc<dyn Upstream>, pinned: bool) -> Self {
         let store = KeyStore::in_memory(KeyFormat::MCP, Secret::from("pepper"))
             .await
             .unwrap();
@@ -178,7 +186,19 @@ impl Gateway {
             ..Naming::default()
         };
         let server = Arc::new(VirtualServer::new(vec![upstream], naming).unwrap());
-        let seam = fortress_mcp::seam::seam_service(server.clone(), Some(&stack));
+        let (seam, pins_dir) = if pinned {
+            let dir = tempfile::tempdir().unwrap();
+            let pins = PinStore::open(dir.path(), PinMode::TrustOnFirstUse)
+                .await
+                .unwrap();
+            let policy = Arc::new(AllowListPolicy::new([AllowRule::anyone("*", "*")]));
+            let governance = Governance::new(stack.clone(), policy, Some(pins));
+            let describe = DescribeLayer::anonymous(server.clone());
+            (governance.seam(server.clone(), describe), Some(dir))
+        } else {
+            let seam = fortress_mcp::seam::seam_service(server.clone(), Some(&stack));
+            (seam, None)
+        };
         let auth = Authenticator::builder().api_keys(store).build();
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
@@ -194,6 +214,7 @@ impl Gateway {
             keys,
             audit,
             stop,
+            _pins: pins_dir,
         }
     }
 
@@ -311,6 +332,28 @@ async fn an_http_upstream_gets_each_callers_own_bearer_token_per_call() {
         );
     }
     assert_audited_without_credentials(&gateway);
+}
+
+/// With tool pinning, a call not preceded by a listing has its tool's definition read from
+/// the upstream on the caller's behalf — with the caller's credential, which this upstream
+/// demands — and then runs.
+#[tokio::test]
+async fn pinned_tools_of_a_credentialed_upstream_are_checked_with_the_callers_credential() {
+    logs();
+    let (upstream_url, seen) = authenticated_upstream().await;
+    let vault = Arc::new(MemoryVault::new());
+    vault
+        .put(&user_slot("alice"), Secret::from(ALICE_CANARY))
+        .await
+        .unwrap();
+    let source = CredentialSource::new(vault as Arc<dyn Vault>, "svc").per_user(true);
+    let template = HeaderTemplate::parse("authorization", "Bearer {credential}").unwrap();
+    let upstream = HttpUpstream::new("svc", HttpConfig::new(upstream_url))
+        .unwrap()
+        .with_credential(source, template);
+    let gateway = Gateway::start_with(Arc::new(upstream), true).await;
+    assert_eq!(text_of(&gateway.whoami(0, 1).await), "you are alice");
+    assert!(seen.0.lock().unwrap().iter().all(Option::is_some));
 }
 
 fn env_server() -> PathBuf {
