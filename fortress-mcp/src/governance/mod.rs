@@ -7,7 +7,8 @@
 //!
 //! Why this order:
 //! - **describe** turns the JSON-RPC request into the core [`Call`](fortress_core::call::Call)
-//!   every layer reads, and refuses actions outside the API key's scopes.
+//!   every layer reads, and refuses actions outside the API key's scopes (recording each
+//!   such refusal, with its decision, in the stack's audit trail before answering).
 //! - the **core stack** ([`GovernanceStack`]) audits every message with its decision and
 //!   latency, applies the kill switch and rate limits, decides policy (with tool arguments
 //!   in the Cedar context), redacts results with [`McpResultRedaction`], and resolves the
