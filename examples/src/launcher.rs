@@ -74,6 +74,8 @@ pub struct Fortress {
     pub dashboard_url: String,
     /// The gateway key issued for the PAT demo user.
     pub pat_key: Secret,
+    /// The gateway key issued for the MCP demo user (printed with the connect commands).
+    pub mcp_key: Secret,
     /// The owner's password when the account was just created (shown once).
     pub owner_password: Option<Secret>,
     mcp: DemoHandle,
@@ -152,6 +154,7 @@ pub async fn launch(options: LaunchOptions) -> anyhow::Result<Fortress> {
         pat_url,
         dashboard_url,
         pat_key: pat.key,
+        mcp_key: mcp.api_key().clone(),
         owner_password,
         mcp,
         claude: pat.mock,

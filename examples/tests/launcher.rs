@@ -23,7 +23,7 @@ async fn pat_call(client: &reqwest::Client, base: &str, key: &str) -> reqwest::R
         .expect("the PAT gateway answers")
 }
 
-async fn mcp_call(client: &reqwest::Client, url: &str, id: i64) -> Value {
+async fn mcp_call(client: &reqwest::Client, url: &str, key: &str, id: i64) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
         "name": "zendesk__get_ticket", "arguments": {"ticket_id": 3},
         "_meta": {
@@ -35,6 +35,7 @@ async fn mcp_call(client: &reqwest::Client, url: &str, id: i64) -> Value {
     let reply = client
         .post(url)
         .header("accept", "application/json, text/event-stream")
+        .header("x-api-key", key)
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/call")
         .header("mcp-name", "zendesk__get_ticket")
@@ -61,6 +62,7 @@ async fn one_command_starts_both_gateways_under_one_dashboard() {
     // What a new user reads: the three URLs, the key, the login.
     let printed = fortress.instructions();
     let key = fortress.pat_key.expose_str().unwrap().to_owned();
+    let mcp_key = fortress.mcp_key.expose_str().unwrap().to_owned();
     let password = fortress
         .owner_password
         .as_ref()
@@ -75,6 +77,7 @@ async fn one_command_starts_both_gateways_under_one_dashboard() {
         ),
         &format!("curl {}/v1/messages", fortress.pat_url),
         &key,
+        &mcp_key,
         &fortress.dashboard_url,
         &password,
     ] {
@@ -89,7 +92,7 @@ async fn one_command_starts_both_gateways_under_one_dashboard() {
     assert_eq!(pat.status(), 200);
     let answer: Value = pat.json().await.unwrap();
     assert_eq!(answer["type"], "message", "{answer}");
-    let mcp = mcp_call(&client, &fortress.mcp_url, 1).await;
+    let mcp = mcp_call(&client, &fortress.mcp_url, &mcp_key, 1).await;
     assert_eq!(
         mcp["result"]["structuredContent"]["subject"], "Invoice address change",
         "{mcp}"
@@ -171,7 +174,7 @@ async fn one_command_starts_both_gateways_under_one_dashboard() {
         engage(json!({"kind": "connector", "connector": "zendesk"})).await,
         201
     );
-    let stopped = mcp_call(&client, &fortress.mcp_url, 2).await;
+    let stopped = mcp_call(&client, &fortress.mcp_url, &mcp_key, 2).await;
     assert!(
         stopped["error"].is_object() || stopped["result"]["isError"] == true,
         "{stopped}"

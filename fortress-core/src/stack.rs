@@ -96,6 +96,11 @@ impl GovernanceStack {
         Stack::new(credential, outer)
     }
 
+    /// The audit sink, for refusals made in front of the stack (they are recorded too).
+    pub fn audit_sink(&self) -> Arc<dyn AuditSink> {
+        self.audit.sink().clone()
+    }
+
     /// Wraps `service` in the whole stack.
     pub fn wrap<S, I>(&self, injector: I, service: S) -> <GovernanceLayer<I> as Layer<S>>::Service {
         self.layer(injector).layer(service)

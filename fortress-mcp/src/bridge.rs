@@ -6,6 +6,15 @@
 //! The bridge is era-neutral: it keeps the `Mcp-Session-Id` a legacy `initialize` returns
 //! (and opens the session's GET stream), and mirrors a modern request's `_meta` version,
 //! method and name into the headers the modern transport requires.
+//!
+//! Extra headers (`--header "x-api-key: fmk_…"`, `--header "Authorization: Bearer …"`) go on
+//! every request, so the bridge can reach an endpoint that authenticates its clients.
+//!
+//! ```
+//! let header = fortress_mcp::bridge::parse_header("x-api-key: fmk_abc").unwrap();
+//! assert_eq!(header.0, "x-api-key");
+//! assert!(fortress_mcp::bridge::parse_header("no colon").is_err());
+//! ```
 
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +41,9 @@ pub enum BridgeError {
     /// The URL is not an `http://` URL.
     #[error("bad endpoint URL: {0}")]
     Url(String),
+    /// A `--header` that is not `Name: value` (what is wrong, never the value itself).
+    #[error("bad --header: {0} (expected \"Name: value\")")]
+    Header(String),
     /// Reading stdin failed.
     #[error("reading stdin: {0}")]
     Stdin(#[source] std::io::Error),
@@ -41,20 +53,49 @@ pub enum BridgeError {
 struct State {
     session: Option<String>,
     version: Option<String>,
+    /// Sent on every request (credentials: marked sensitive).
+    headers: http::HeaderMap,
+}
+
+/// Parses a `Name: value` header argument. The value is marked sensitive (it is usually
+/// a credential), and an invalid one is refused without echoing it.
+pub fn parse_header(text: &str) -> Result<(http::HeaderName, http::HeaderValue), BridgeError> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| BridgeError::Header("no ':' between name and value".into()))?;
+    let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| BridgeError::Header("not a valid header name".into()))?;
+    let mut value = http::HeaderValue::from_str(value.trim())
+        .map_err(|_| BridgeError::Header(format!("the value of {name} is not valid")))?;
+    value.set_sensitive(true);
+    Ok((name, value))
 }
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 
 /// Runs the bridge until stdin closes.
 pub async fn run(url: &str) -> Result<(), BridgeError> {
+    run_with_headers(url, &[]).await
+}
+
+/// Runs the bridge until stdin closes, sending `headers` (`Name: value`) on every request.
+pub async fn run_with_headers(url: &str, headers: &[String]) -> Result<(), BridgeError> {
     let uri: Uri = url.parse().map_err(|e| BridgeError::Url(format!("{e}")))?;
     if uri.scheme_str() != Some("http") {
         return Err(BridgeError::Url(
             "only http:// endpoints are supported".into(),
         ));
     }
+    let mut extra = http::HeaderMap::new();
+    for header in headers {
+        let (name, value) = parse_header(header)?;
+        extra.append(name, value);
+    }
     let client: Http = Client::builder(TokioExecutor::new()).build_http();
-    let state = Arc::new(Mutex::new(State::default()));
+    let state = Arc::new(Mutex::new(State {
+        headers: extra,
+        ..State::default()
+    }));
     let (out, mut lines_out) = mpsc::channel::<Bytes>(256);
     // Standard streams are read and written on their own threads: they block.
     let writer = std::thread::spawn(move || {
@@ -93,18 +134,19 @@ pub async fn run(url: &str) -> Result<(), BridgeError> {
         let (client, uri, state, out) = (client.clone(), uri.clone(), state.clone(), out.clone());
         tokio::spawn(async move { forward(client, uri, state, out, message, line).await });
     }
-    let session = state
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .session
-        .clone();
+    let (session, extra) = {
+        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+        (s.session.clone(), s.headers.clone())
+    };
     if let Some(session) = session {
-        if let Ok(request) = http::Request::builder()
+        let mut builder = http::Request::builder()
             .method(Method::DELETE)
             .uri(uri)
-            .header(SESSION_HEADER, session)
-            .body(Full::new(Bytes::new()))
-        {
+            .header(SESSION_HEADER, session);
+        if let Some(headers) = builder.headers_mut() {
+            headers.extend(extra);
+        }
+        if let Ok(request) = builder.body(Full::new(Bytes::new())) {
             let _ = client.request(request).await;
         }
     }
@@ -132,10 +174,13 @@ async fn forward(
         .uri(uri.clone())
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, "application/json, text/event-stream");
-    let (session, version) = {
+    let (session, version, extra) = {
         let s = state.lock().unwrap_or_else(|e| e.into_inner());
-        (s.session.clone(), s.version.clone())
+        (s.session.clone(), s.version.clone(), s.headers.clone())
     };
+    if let Some(headers) = builder.headers_mut() {
+        headers.extend(extra);
+    }
     if let Some(session) = &session {
         builder = builder.header(SESSION_HEADER, session);
     }
@@ -250,9 +295,9 @@ async fn forward(
 /// The legacy session's GET stream, relayed to stdout.
 fn open_stream(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Sender<Bytes>) {
     tokio::spawn(async move {
-        let (session, version) = {
+        let (session, version, extra) = {
             let s = state.lock().unwrap_or_else(|e| e.into_inner());
-            (s.session.clone(), s.version.clone())
+            (s.session.clone(), s.version.clone(), s.headers.clone())
         };
         let Some(session) = session else { return };
         let mut builder = http::Request::builder()
@@ -260,6 +305,9 @@ fn open_stream(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Send
             .uri(uri)
             .header(http::header::ACCEPT, "text/event-stream")
             .header(SESSION_HEADER, session);
+        if let Some(headers) = builder.headers_mut() {
+            headers.extend(extra);
+        }
         if let Some(v) = version {
             builder = builder.header(VERSION_HEADER, v);
         }

@@ -13,6 +13,7 @@
 //!     [[upstream]]
 //!     name = "remote"
 //!     url = "http://127.0.0.1:3001/mcp"
+//!     credential = { header = "authorization", value = "Bearer {credential}", per_user = true }
 //!
 //!     [[upstream]]
 //!     name = "zendesk"
@@ -31,7 +32,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::server::ServerConfig;
+use fortress_core::vault::Vault;
+
 use crate::upstream::Upstream;
+use crate::upstream::credential::{self, CredentialSource, HeaderTemplate};
+use crate::upstream::credentialed::CredentialedStdio;
 use crate::upstream::http::{HttpConfig, HttpUpstream};
 use crate::upstream::stdio::{StdioConfig, StdioUpstream};
 use crate::virtual_server::{Naming, VirtualServer, VirtualServerError};
@@ -395,6 +400,40 @@ pub struct UpstreamSection {
     /// credential comes from the vault).
     #[serde(default)]
     pub settings: std::collections::BTreeMap<String, String>,
+    /// The connector's vault credential and where it goes (REST connectors always take
+    /// one, per workspace unless this says `per_user`).
+    #[serde(default)]
+    pub credential: Option<UpstreamCredentialSection>,
+}
+
+/// `[upstream.credential]`: the vault credential of an upstream (slot: the workspace's,
+/// or each user's own), resolved for each call.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamCredentialSection {
+    /// Each user's own credential instead of the workspace's (default false).
+    #[serde(default)]
+    pub per_user: bool,
+    /// HTTP upstream: the header that carries it (e.g. `authorization`).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// HTTP upstream: the header value, with `{credential}` once (default `{credential}`).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// stdio upstream: the environment variable that carries it (one child per slot).
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+impl UpstreamSection {
+    /// Whether calls need this upstream's vault credential per call, and per user.
+    pub fn credential_per_user(&self) -> Option<bool> {
+        match (&self.kind, &self.credential) {
+            (Some(_), c) => Some(c.as_ref().is_some_and(|c| c.per_user)),
+            (None, Some(c)) => Some(c.per_user),
+            (None, None) => None,
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -457,8 +496,17 @@ impl Config {
     }
 
     /// Starts the upstreams (stdio children are spawned now) and forms the virtual server.
-    /// Must run inside a tokio runtime.
+    /// Must run inside a tokio runtime. Upstreams with a `credential` need a vault: use
+    /// [`virtual_server_with`](Self::virtual_server_with).
     pub fn virtual_server(&self) -> Result<VirtualServer, ConfigError> {
+        self.virtual_server_with(None)
+    }
+
+    /// [`virtual_server`](Self::virtual_server), resolving upstream credentials from `vault`.
+    pub fn virtual_server_with(
+        &self,
+        vault: Option<Arc<dyn Vault>>,
+    ) -> Result<VirtualServer, ConfigError> {
         let mut upstreams: Vec<Arc<dyn Upstream>> = Vec::new();
         for u in &self.upstream {
             let timeout = Duration::from_secs(u.request_timeout_secs);
@@ -466,23 +514,67 @@ impl Config {
                 upstreams.push(rest_upstream(u, timeout)?);
                 continue;
             }
+            let fail = |message: String| ConfigError::Upstream {
+                name: u.name.clone(),
+                message,
+            };
+            let source = match &u.credential {
+                Some(c) => {
+                    let vault = vault
+                        .clone()
+                        .ok_or_else(|| fail("a credential needs the gateway's vault".into()))?;
+                    Some(CredentialSource::new(vault, u.name.clone()).per_user(c.per_user))
+                }
+                None => None,
+            };
             match (&u.command, &u.url) {
                 (Some(command), None) => {
                     let mut config = StdioConfig::new(command.clone(), u.args.clone());
                     config.env = u.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                     config.cwd = u.cwd.clone();
                     config.request_timeout = timeout;
-                    upstreams.push(Arc::new(StdioUpstream::spawn(u.name.clone(), config)));
+                    let upstream: Arc<dyn Upstream> = match (source, &u.credential) {
+                        (Some(source), Some(c)) => {
+                            if c.header.is_some() || c.value.is_some() {
+                                return Err(fail(
+                                    "a stdio upstream takes its credential in `env`, not a header"
+                                        .into(),
+                                ));
+                            }
+                            let variable = c.env.clone().ok_or_else(|| {
+                                fail("credential.env names the variable that carries it".into())
+                            })?;
+                            Arc::new(CredentialedStdio::new(
+                                u.name.clone(),
+                                config,
+                                variable,
+                                source,
+                            ))
+                        }
+                        _ => Arc::new(StdioUpstream::spawn(u.name.clone(), config)),
+                    };
+                    upstreams.push(upstream);
                 }
                 (None, Some(url)) => {
                     let mut config = HttpConfig::new(url.clone());
                     config.request_timeout = timeout;
-                    let upstream = HttpUpstream::new(u.name.clone(), config).map_err(|e| {
-                        ConfigError::Upstream {
-                            name: u.name.clone(),
-                            message: e.message,
+                    let mut upstream =
+                        HttpUpstream::new(u.name.clone(), config).map_err(|e| fail(e.message))?;
+                    if let (Some(source), Some(c)) = (source, &u.credential) {
+                        if c.env.is_some() {
+                            return Err(fail(
+                                "an HTTP upstream takes its credential in `header`, not `env`"
+                                    .into(),
+                            ));
                         }
-                    })?;
+                        let header = c.header.as_deref().ok_or_else(|| {
+                            fail("credential.header names the header that carries it".into())
+                        })?;
+                        let value = c.value.as_deref().unwrap_or(credential::PLACEHOLDER);
+                        let template = HeaderTemplate::parse(header, value)
+                            .map_err(|e| fail(e.to_string()))?;
+                        upstream = upstream.with_credential(source, template);
+                    }
                     upstreams.push(Arc::new(upstream));
                 }
                 _ => return Err(ConfigError::UpstreamKind(u.name.clone())),
@@ -508,6 +600,15 @@ fn rest_upstream(u: &UpstreamSection, timeout: Duration) -> Result<Arc<dyn Upstr
     if u.command.is_some() || u.url.is_some() {
         return Err(fail(
             "a REST connector takes `definition`, not `command` or `url`".into(),
+        ));
+    }
+    if u.credential
+        .as_ref()
+        .is_some_and(|c| c.header.is_some() || c.value.is_some() || c.env.is_some())
+    {
+        return Err(fail(
+            "a REST connector's definition says where its credential goes: only `per_user` may be set"
+                .into(),
         ));
     }
     let reference = u

@@ -6,6 +6,9 @@
 //!   per call by the governance stack;
 //! - the default core stack: Cedar policy (a file written for the demo), the default
 //!   redactor, the durable audit trail;
+//! - a gateway API key (`fmk_…`) issued at every start for the demo user [`DEMO_USER`],
+//!   stored hashed in the data directory's key store (the previous start's key is revoked);
+//!   the endpoint accepts nothing else (a request without it gets `401`);
 //! - the MCP endpoint on `127.0.0.1` (port from [`DemoOptions::listen`]), with the admin
 //!   dashboard under `/admin/` on the same listener (owner `admin`, password printed on
 //!   first start): its Traffic Feed shows every call, its kill switch stops them, and its
@@ -24,6 +27,7 @@ use fortress_core::admin::embedded::{EmbeddedAdmin, SharedAdmin};
 use fortress_core::admin::mount::MountedAdmin;
 use fortress_core::admin::{AdminServer, bootstrap_owner};
 use fortress_core::audit::{AuditSink, DurableAuditSink};
+use fortress_core::keys::{KeyFormat, KeyStore, NewKey, load_or_create_pepper};
 use fortress_core::policy::CedarEngine;
 use fortress_core::redact::DefaultRedactor;
 use fortress_core::secret::Secret;
@@ -33,6 +37,7 @@ use fortress_core::vault::keys::{MASTER_KEY_ENV, ManagedKeys, RootKey};
 use fortress_core::vault::{CredentialSlot, EnvelopeVault, Vault};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::connector::{RestOptions, RestUpstream};
 use crate::mock::MockZendesk;
 use crate::server::{McpServer, ServerConfig};
@@ -45,19 +50,26 @@ pub use directory::DemoConnectors;
 
 /// The connector (and namespace) name of the demo helpdesk.
 pub const DEMO_CONNECTOR: &str = "zendesk";
-/// The workspace of the demo's anonymous local subject.
+/// The workspace of the demo's user.
 pub const DEMO_WORKSPACE: &str = "local";
+/// The user the demo's API key acts as (the principal of the demo policy).
+pub const DEMO_USER: &str = "demo";
+/// The label of the demo's API keys in the key store.
+pub const DEMO_KEY_NAME: &str = "fortress-mcp demo";
+/// The environment variable that may hold the key store's pepper (otherwise a file in the
+/// data directory).
+pub const DEMO_PEPPER_ENV: &str = "FORTRESS_MCP_KEY_PEPPER";
 /// The helpdesk agent the demo's API token belongs to.
 pub const DEMO_AGENT_EMAIL: &str = "agent@helpdesk.example";
 
-/// The Cedar policy written for the demo: the local user may list and call the helpdesk
-/// tools, except closing a ticket.
+/// The Cedar policy written for the demo: the demo key's user may list and call the
+/// helpdesk tools, except closing a ticket.
 pub const DEMO_POLICY: &str = r#"// The fortress-mcp demo policy. Edit it and restart the demo to see decisions change.
 
 @id("demo-helpdesk")
-@reason("the local demo user may use the helpdesk")
+@reason("the demo user may use the helpdesk")
 permit (
-  principal == User::"anonymous",
+  principal == User::"demo",
   action in Action::"mcp",
   resource in Workspace::"local"
 );
@@ -160,6 +172,7 @@ struct OwnDashboard {
 /// A running demo.
 pub struct DemoHandle {
     url: String,
+    key: Secret,
     data_dir: PathBuf,
     mock: MockZendesk,
     audit: Arc<dyn AuditSink>,
@@ -254,9 +267,20 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
         .responder(Arc::new(crate::seam::JsonRpcResponder))
         .build()
         .map_err(setup("governance stack"))?;
-    // Integration point: gateway API keys. Once client authentication lands, create a demo
-    // key here (stored hashed), authenticate the endpoint with it instead of the anonymous
-    // loopback subject the seam uses below, and add the key to `instructions()`.
+    // The endpoint accepts the demo's API key only; refusals (no key, a bad key) are
+    // audited like every call.
+    let keys = KeyStore::open(
+        &data_dir,
+        KeyFormat::MCP,
+        load_or_create_pepper(&data_dir, DEMO_PEPPER_ENV).map_err(io("key pepper"))?,
+    )
+    .await
+    .map_err(setup("key store"))?;
+    let key = issue_demo_key(&keys).await?;
+    let authenticator = Authenticator::builder()
+        .api_keys(keys)
+        .audit(audit.clone())
+        .build();
     let seam = crate::seam::seam_service(server.clone(), Some(&stack));
 
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -284,7 +308,9 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
         }
         None => (None, None),
     };
-    let handler = McpServer::new(config, server, seam).handler();
+    let handler = McpServer::new(config, server, seam)
+        .with_authenticator(Arc::new(authenticator))
+        .handler();
     let gateway = move |request, peer| {
         let handler = handler.clone();
         async move { handler.handle(request, Some(peer)).await }
@@ -297,6 +323,7 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     tracing::info!(%url, data_dir = %data_dir.display(), "fortress-mcp demo listening");
     Ok(DemoHandle {
         url,
+        key,
         data_dir,
         mock,
         audit,
@@ -305,6 +332,32 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
         stop,
         task,
     })
+}
+
+/// Issues this start's demo key (shown once, stored hashed) and revokes the ones issued
+/// before, so exactly the printed key works.
+async fn issue_demo_key(keys: &KeyStore) -> Result<Secret, DemoError> {
+    for old in keys
+        .list(Some(DEMO_WORKSPACE))
+        .await
+        .map_err(setup("key store"))?
+    {
+        if old.name == DEMO_KEY_NAME && old.revoked_at.is_none() {
+            keys.revoke(&old.id).await.map_err(setup("key store"))?;
+        }
+    }
+    let mut new = NewKey::user(DEMO_WORKSPACE, DEMO_USER);
+    new.name = DEMO_KEY_NAME.to_owned();
+    let issued = keys.create(new).await.map_err(setup("key store"))?;
+    Ok(issued.token)
+}
+
+/// The demo policy as written before the demo served an API key (for the anonymous local
+/// subject): replaced, since no request is anonymous any more.
+fn anonymous_era_policy() -> String {
+    DEMO_POLICY
+        .replace("the demo user may", "the local demo user may")
+        .replace("User::\"demo\"", "User::\"anonymous\"")
 }
 
 /// Writes the demo policy unless the user already has one (so edits survive restarts).
@@ -316,7 +369,9 @@ fn write_policy(data_dir: &Path) -> Result<PathBuf, DemoError> {
         ("tool_arguments.cedarschema", DEMO_TOOL_ARGUMENTS),
     ] {
         let path = dir.join(name);
-        if !path.exists() {
+        let outdated = name == "demo.cedar"
+            && std::fs::read_to_string(&path).is_ok_and(|t| t == anonymous_era_policy());
+        if !path.exists() || outdated {
             std::fs::write(&path, text).map_err(io(format!("cannot write {}", path.display())))?;
         }
     }
@@ -332,6 +387,11 @@ impl DemoHandle {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The API key clients connect with (issued at this start).
+    pub fn api_key(&self) -> &Secret {
+        &self.key
     }
 
     /// The mock helpdesk behind the connector.
@@ -366,9 +426,10 @@ impl DemoHandle {
         text
     }
 
-    /// The URL and copy-paste commands to connect.
+    /// The URL, the API key and copy-paste commands to connect.
     pub fn connect_instructions(&self) -> String {
         let url = &self.url;
+        let key = self.key.expose_str().unwrap_or_default();
         let data = self.data_dir.display();
         format!(
             r#"MCP Fortress demo is listening on {url}
@@ -376,10 +437,13 @@ impl DemoHandle {
 token is encrypted in the vault under {data}, every call is audited there, and the policy is
 {data}/policy/demo.cedar — e-mail addresses and phone numbers in answers are masked)
 
+API key (user "{DEMO_USER}", valid until the demo restarts): {key}
+
 Connect:
-  MCP Inspector:   npx @modelcontextprotocol/inspector   (transport "Streamable HTTP", URL {url})
-  Claude Code:     claude mcp add --transport http fortress-demo {url}
-  stdio clients:   fortress-mcp connect {url}
+  MCP Inspector:   npx @modelcontextprotocol/inspector   (transport "Streamable HTTP", URL {url},
+                   header x-api-key: {key})
+  Claude Code:     claude mcp add --transport http fortress-demo {url} --header "x-api-key: {key}"
+  stdio clients:   fortress-mcp connect {url} --header "x-api-key: {key}"
 
 Try the tools zendesk__search_tickets {{"query": "refund"}}, zendesk__get_ticket {{"ticket_id": 1}},
 zendesk__add_comment, and zendesk__update_ticket with "status": "closed" (denied by policy).
@@ -406,5 +470,25 @@ zendesk__add_comment, and zendesk__update_ticket with "status": "closed" (denied
                 .map_err(setup("audit shutdown"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_anonymous_era_policy_is_replaced_and_edits_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy/demo.cedar");
+        std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
+        std::fs::write(&policy, anonymous_era_policy()).unwrap();
+        write_policy(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&policy).unwrap(), DEMO_POLICY);
+
+        let edited = DEMO_POLICY.replace("closed", "solved");
+        std::fs::write(&policy, &edited).unwrap();
+        write_policy(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&policy).unwrap(), edited);
     }
 }

@@ -48,6 +48,10 @@ enum Command {
     Connect {
         /// The endpoint URL, e.g. http://127.0.0.1:8080/mcp.
         url: String,
+        /// A header sent on every request, as `Name: value` (repeatable), e.g.
+        /// `--header "x-api-key: fmk_…"` or `--header "Authorization: Bearer …"`.
+        #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+        headers: Vec<String>,
     },
     /// Manage gateway API keys (`fmk_…`).
     Keys {
@@ -85,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { config } => {
             let config = fortress_mcp::config::Config::load(&config)?;
             let governed = fortress_mcp::governance::assemble::assemble(&config).await?;
-            let server = Arc::new(config.virtual_server()?);
+            let server = Arc::new(config.virtual_server_with(Some(governed.vault.clone()))?);
             let describe = fortress_mcp::seam::DescribeLayer::anonymous(server.clone());
             let seam = governed.governance.seam(server.clone(), describe);
             let tls = match &config.server.tls {
@@ -139,7 +143,9 @@ async fn main() -> anyhow::Result<()> {
             shutdown_signal().await;
             demo.shutdown().await?;
         }
-        Command::Connect { url } => fortress_mcp::bridge::run(&url).await?,
+        Command::Connect { url, headers } => {
+            fortress_mcp::bridge::run_with_headers(&url, &headers).await?
+        }
         Command::Ops(command) => {
             if !command
                 .run(&mut std::io::stdout())

@@ -31,8 +31,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use fortress_core::audit::{AuditEvent, AuditSink, DecisionRecord, Outcome};
 use fortress_core::body::{self, Body};
 use fortress_core::call::{Action, Attributes, Call, Resource, ResourceKind};
+use fortress_core::decision::Effect;
 use fortress_core::denial::{Denial, DenialKind, Responder};
 use fortress_core::subject::{Subject, WorkspaceId};
 use http_body_util::BodyExt;
@@ -190,6 +192,7 @@ pub struct ClientAddr(pub std::net::IpAddr);
 pub struct DescribeLayer {
     resolve: Arc<dyn Resolve>,
     default_subject: Subject,
+    audit: Option<Arc<dyn AuditSink>>,
 }
 
 impl DescribeLayer {
@@ -199,7 +202,15 @@ impl DescribeLayer {
         Self {
             resolve,
             default_subject,
+            audit: None,
         }
+    }
+
+    /// Records the refusals this layer makes itself (an API key's scopes not covering the
+    /// action) in `sink`, as the governance stack records its own.
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
     }
 
     /// A layer with the anonymous local subject `anonymous` in workspace `local`.
@@ -241,7 +252,7 @@ where
     type Error = Infallible;
     type Future = futures_util::future::Either<
         S::Future,
-        std::future::Ready<Result<http::Response<Body>, Infallible>>,
+        futures_util::future::BoxFuture<'static, Result<http::Response<Body>, Infallible>>,
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
@@ -252,9 +263,9 @@ where
         let target = match self.layer.resolve.target(&request.body().request) {
             Ok(target) => target,
             Err(error) => {
-                return futures_util::future::Either::Right(std::future::ready(Ok(
+                return futures_util::future::Either::Right(Box::pin(std::future::ready(Ok(
                     error_response(error),
-                )));
+                ))));
             }
         };
         let subject = request
@@ -272,9 +283,20 @@ where
                 DenialKind::Forbidden,
                 format!("the API key's scopes do not cover {}", call.action),
             );
-            return futures_util::future::Either::Right(std::future::ready(Ok(
-                JsonRpcResponder.respond(&denial)
-            )));
+            let event = scope_refusal_event(&call, scopes, &denial);
+            let audit = self.layer.audit.clone();
+            return futures_util::future::Either::Right(Box::pin(async move {
+                if let Some(audit) = audit {
+                    // Answered only once recorded: a refusal is never missing from the trail.
+                    if let Err(error) = audit.record(event).await {
+                        tracing::error!(%error, "a key-scope refusal was not audited");
+                        let failed =
+                            Denial::new(DenialKind::Internal, "the audit trail is unavailable");
+                        return Ok(JsonRpcResponder.respond(&failed));
+                    }
+                }
+                Ok(JsonRpcResponder.respond(&denial))
+            }));
         }
         request.extensions_mut().insert(Arc::new(call));
         if let Some(target) = target {
@@ -284,6 +306,30 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         futures_util::future::Either::Left(inner.call(request))
     }
+}
+
+/// The audit event of a call refused because the API key's scopes do not cover it: the
+/// call as the stack would record it, denied, with the scopes (never the key) as detail.
+fn scope_refusal_event(
+    call: &Call,
+    scopes: &crate::auth::KeyScopes,
+    denial: &Denial,
+) -> AuditEvent {
+    let mut event = AuditEvent::for_call(call, Outcome::Denied);
+    event.denial = Some(denial.kind.as_str().to_owned());
+    event.decision = Some(DecisionRecord {
+        effect: Effect::Deny,
+        reasons: vec![denial.message.clone()],
+        policy_ids: Vec::new(),
+        policy_version: String::new(),
+    });
+    event
+        .detail
+        .insert("refused_by".into(), Value::from("key_scope"));
+    event
+        .detail
+        .insert("key_scopes".into(), Value::from(scopes.0.clone()));
+    event
 }
 
 /// A seam response carrying one JSON-RPC error (its id is filled in by the edge).
@@ -422,7 +468,7 @@ pub fn seam_service(
     match governance {
         Some(stack) => SeamService::new(
             tower::ServiceBuilder::new()
-                .layer(describe)
+                .layer(describe.with_audit(stack.audit_sink()))
                 .layer(stack.layer(fortress_core::layer::credential::ExtensionInjector))
                 .service(inner),
         ),

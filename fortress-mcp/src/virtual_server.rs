@@ -219,12 +219,12 @@ impl VirtualServer {
     /// with several, the union of their capabilities.
     pub async fn description(&self) -> Result<ServerDescription, ErrorObject> {
         if self.upstreams.len() == 1 {
-            return self.upstreams[0].describe().await;
+            return self.upstreams[0].describe().await.map(relayable);
         }
         let mut capabilities = Map::new();
         let mut instructions = Vec::new();
         for upstream in &self.upstreams {
-            let Ok(d) = upstream.describe().await else {
+            let Ok(d) = upstream.describe().await.map(relayable) else {
                 continue;
             };
             for (key, value) in d.capabilities {
@@ -250,6 +250,31 @@ impl VirtualServer {
             ),
             instructions: (!instructions.is_empty()).then(|| instructions.join("\n")),
         })
+    }
+
+    /// Relays a legacy client's `logging/setLevel` to every legacy upstream that logs
+    /// (modern upstreams take the level in each request's `_meta` instead). An upstream
+    /// that refuses is logged and skipped: the level is advisory.
+    pub async fn set_log_level(&self, level: &str, client: Arc<crate::version::ClientContext>) {
+        for upstream in &self.upstreams {
+            let Ok(description) = upstream.describe().await else {
+                continue;
+            };
+            if description.era != crate::version::Era::Legacy
+                || !description.capabilities.contains_key("logging")
+            {
+                continue;
+            }
+            let mut params = Map::new();
+            params.insert("level".into(), Value::from(level));
+            let ctx = CallContext::detached(client.clone());
+            if let Err(e) = upstream
+                .request("logging/setLevel", Some(params), ctx)
+                .await
+            {
+                tracing::info!(upstream = upstream.name(), %e, "upstream refused logging/setLevel");
+            }
+        }
     }
 
     /// Serves one request.
@@ -319,7 +344,7 @@ impl VirtualServer {
         let aggregated = self.upstreams.len() > 1;
         for index in start..self.upstreams.len() {
             let upstream = &self.upstreams[index];
-            match upstream.describe().await {
+            match upstream.describe_for(&ctx).await {
                 Ok(d) if !d.capabilities.contains_key(kind.capability) => {
                     upstream_cursor = None;
                     continue;
@@ -338,7 +363,19 @@ impl VirtualServer {
                 params.insert("cursor".into(), Value::from(c));
             }
             let method = request.method.as_str();
-            let mut result = upstream.request(method, Some(params), ctx.clone()).await?;
+            let mut result = match upstream.request(method, Some(params), ctx.clone()).await {
+                Ok(result) => result,
+                // A caller without a credential for one upstream still sees the others.
+                Err(e) if aggregated && e.code == crate::seam::CREDENTIAL_UNAVAILABLE => {
+                    tracing::info!(
+                        upstream = upstream.name(),
+                        "no credential for this caller; listing without it"
+                    );
+                    upstream_cursor = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(items) = result.get_mut(kind.items).and_then(Value::as_array_mut) {
                 for item in items {
                     if let Some(Value::String(name)) = item.get_mut(kind.field) {
@@ -427,6 +464,18 @@ impl VirtualServer {
         }
         Ok(result)
     }
+}
+
+/// An upstream's description as Fortress can relay it: resource subscriptions are relayed
+/// to legacy upstreams (`resources/subscribe`) only, so a modern upstream's
+/// `resources.subscribe` is not advertised.
+fn relayable(mut description: ServerDescription) -> ServerDescription {
+    if description.era == crate::version::Era::Modern
+        && let Some(Value::Object(resources)) = description.capabilities.get_mut("resources")
+    {
+        resources.remove("subscribe");
+    }
+    description
 }
 
 /// Puts the upstream's own name or URI where the request carries the virtual one.
@@ -793,6 +842,7 @@ impl VirtualService {
         &self,
         message: McpMessage,
         credential: Option<Arc<fortress_core::vault::Credential>>,
+        governed: Governed,
     ) -> Running {
         let (events_tx, events) = mpsc::channel::<Message>(64);
         let (asks_tx, asks) = mpsc::channel::<Ask>(4);
@@ -812,6 +862,8 @@ impl VirtualService {
             requester,
             cancel: cancel.clone(),
             credential,
+            call: governed.call,
+            notes: governed.notes,
         };
         let server = self.server.clone();
         let request = message.request;
@@ -823,6 +875,12 @@ impl VirtualService {
             cancel,
         }
     }
+}
+
+/// What governance said about a request: the described call and its audit notes.
+struct Governed {
+    call: Option<Arc<fortress_core::call::Call>>,
+    notes: Option<fortress_core::layer::CallNotes>,
 }
 
 impl Service<http::Request<McpMessage>> for VirtualService {
@@ -841,6 +899,16 @@ impl Service<http::Request<McpMessage>> for VirtualService {
             .extensions
             .remove::<fortress_core::layer::credential::InjectedCredential>()
             .map(|c| c.0);
+        let governed = Governed {
+            call: parts
+                .extensions
+                .get::<Arc<fortress_core::call::Call>>()
+                .cloned(),
+            notes: parts
+                .extensions
+                .get::<fortress_core::layer::CallNotes>()
+                .cloned(),
+        };
         let mut watcher = Watcher::new(&message.request, self.parked.clone());
         let run = match self.resume(&message) {
             Some(Ok(run)) => {
@@ -859,7 +927,7 @@ impl Service<http::Request<McpMessage>> for VirtualService {
             Some(Err(error)) => {
                 return std::future::ready(Ok(crate::seam::error_response(error)));
             }
-            None => self.start(message, credential),
+            None => self.start(message, credential, governed),
         };
         // The body drives the call; dropping it before the final message (the client went
         // away) drops the watcher and with it the running call, which cancels it.
@@ -877,5 +945,33 @@ impl Service<http::Request<McpMessage>> for VirtualService {
             http::HeaderValue::from_static(SEAM_CONTENT_TYPE),
         );
         std::future::ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::Era;
+
+    fn described(era: Era) -> ServerDescription {
+        ServerDescription {
+            era,
+            protocol_version: "v".into(),
+            capabilities: json!({"resources": {"subscribe": true, "listChanged": true}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            server_info: None,
+            instructions: None,
+        }
+    }
+
+    #[test]
+    fn subscriptions_are_advertised_only_for_upstreams_fortress_subscribes_with() {
+        let legacy = relayable(described(Era::Legacy));
+        assert_eq!(legacy.capabilities["resources"]["subscribe"], true);
+        let modern = relayable(described(Era::Modern));
+        assert!(modern.capabilities["resources"].get("subscribe").is_none());
+        assert_eq!(modern.capabilities["resources"]["listChanged"], true);
     }
 }

@@ -646,3 +646,92 @@ async fn rest_connectors_are_configured_in_toml() {
         assert!(error.contains(expected), "{upstream}: {error}");
     }
 }
+
+const SF_CLIENT_SECRET: &str = "sf-CANARY-client-secret-5d1e";
+const SF_REFRESH_TOKEN: &str = "sf-CANARY-refresh-9c3b7a";
+
+/// Salesforce with a connected app's registration in the vault: the connector obtains an
+/// access token from the token endpoint (refresh-token grant), reuses it for later calls
+/// until the org ends the session, then fetches a new one; a refused grant is a clear
+/// credential error; the client-credentials grant works too. Registration and tokens appear
+/// in no answer, error or log line.
+#[tokio::test]
+async fn salesforce_access_tokens_come_from_the_token_endpoint_and_are_renewed() {
+    logs();
+    let app = fortress_mcp::mock::MockOAuthClient {
+        client_id: "3MVG9-mock-consumer-key".into(),
+        client_secret: SF_CLIENT_SECRET.into(),
+        refresh_token: SF_REFRESH_TOKEN.into(),
+    };
+    let mock = MockSalesforce::start_with_oauth(app, 2000).await.unwrap();
+    let options = RestOptions {
+        base_url: Some(mock.base_url()),
+        ..RestOptions::default()
+    };
+    let upstream =
+        RestUpstream::new("salesforce", builtin("salesforce").unwrap(), options).unwrap();
+    let call = |version: u32, registration: Value| {
+        let mut ctx = CallContext::detached(Arc::new(ClientContext::legacy(
+            "2025-11-25",
+            Default::default(),
+            None,
+        )));
+        ctx.credential = Some(Arc::new(Credential::new(
+            slot("salesforce"),
+            version,
+            Secret::from(registration.to_string()),
+        )));
+        let params =
+            json!({"name": "query", "arguments": {"soql": "SELECT Id, Name FROM Account"}});
+        let upstream = &upstream;
+        async move {
+            upstream
+                .request("tools/call", params.as_object().cloned(), ctx)
+                .await
+        }
+    };
+    let refresh = json!({
+        "client_id": "3MVG9-mock-consumer-key",
+        "client_secret": SF_CLIENT_SECRET,
+        "refresh_token": SF_REFRESH_TOKEN,
+    });
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let result = call(1, refresh.clone()).await.expect("the query runs");
+        assert_eq!(result["isError"], false, "{result}");
+        assert!(result.to_string().contains("Acme Corp"), "{result}");
+        answers.push(result.to_string());
+    }
+    // One token for three calls: cached.
+    assert_eq!(mock.tokens_issued(), 1);
+    assert_eq!(upstream.tokens_fetched(), 1);
+
+    // The org ends the session: the refused token is replaced and the call still succeeds.
+    mock.expire_sessions();
+    let result = call(1, refresh.clone()).await.expect("renewed");
+    assert_eq!(result["isError"], false, "{result}");
+    assert_eq!(mock.tokens_issued(), 2);
+
+    // A rotated registration (new version) with a revoked refresh token: refused, clearly.
+    let mut revoked = refresh.clone();
+    revoked["refresh_token"] = json!("sf-CANARY-revoked-0000");
+    let error = call(2, revoked).await.unwrap_err();
+    assert_eq!(error.code, fortress_mcp::seam::CREDENTIAL_UNAVAILABLE);
+    assert!(error.message.contains("invalid_grant"), "{}", error.message);
+    answers.push(format!("{error:?}"));
+
+    // The client-credentials grant (no refresh token).
+    let client_only =
+        json!({"client_id": "3MVG9-mock-consumer-key", "client_secret": SF_CLIENT_SECRET});
+    let result = call(3, client_only).await.expect("client credentials");
+    assert_eq!(result["isError"], false, "{result}");
+    assert_eq!(mock.tokens_issued(), 3);
+    answers.push(result.to_string());
+
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    for text in answers.iter().chain([&logs]) {
+        for canary in [SF_CLIENT_SECRET, SF_REFRESH_TOKEN, "00DMOCK!"] {
+            assert!(!text.contains(canary), "a credential leaked");
+        }
+    }
+}

@@ -1,13 +1,14 @@
-//! `fortress-mcp demo` through the real binary: it prints its URL, lists the helpdesk tools,
-//! answers a search with the requester's e-mail masked, applies the demo policy, and shuts
-//! down cleanly on SIGTERM.
+//! `fortress-mcp demo` through the real binary: it prints its URL and API key, refuses
+//! clients without the key, lists the helpdesk tools, answers a search with the requester's
+//! e-mail masked, applies the demo policy, is reachable through the printed `fortress-mcp
+//! connect` command, and shuts down cleanly on SIGTERM.
 
 mod common;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{initialize, modern, post};
+use common::{modern, post};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -56,17 +57,46 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
     })
     .await
     .expect("the instructions are printed at once");
-    assert!(
-        rest.contains(&format!("fortress-mcp connect {url}")),
-        "{rest}"
-    );
+    let key = rest
+        .lines()
+        .find(|l| l.starts_with("API key"))
+        .and_then(|l| l.split_whitespace().last())
+        .expect("the demo prints its API key")
+        .to_owned();
+    assert!(key.starts_with("fmk_"), "{key}");
+    let connect = format!("fortress-mcp connect {url} --header \"x-api-key: {key}\"");
+    assert!(rest.contains(&connect), "{rest}");
 
-    let session = initialize(&url).await;
+    // Without the key: 401 and where to learn how to authenticate.
+    let initialize = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let anonymous = post(&url, &[], initialize.clone()).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert!(
+        anonymous.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer resource_metadata=")
+    );
+    let wrong = post(&url, &[("x-api-key", "fmk_0_0")], initialize.clone()).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+
+    let opened = post(&url, &[("x-api-key", &key)], initialize).await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    let session = opened.headers["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let rpc = |id: i64, method: &str, params: Value| {
-        let (url, session) = (url.clone(), session.clone());
+        let (url, session, key) = (url.clone(), session.clone(), key.clone());
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         async move {
-            let reply = post(&url, &[("mcp-session-id", &session)], body).await;
+            let reply = post(
+                &url,
+                &[("mcp-session-id", &session), ("x-api-key", &key)],
+                body,
+            )
+            .await;
             assert_eq!(reply.status, 200, "{}", reply.body);
             reply.json()
         }
@@ -127,6 +157,7 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
     let reply = post(
         &url,
         &[
+            ("x-api-key", &key),
             ("mcp-protocol-version", "2026-07-28"),
             ("mcp-method", "tools/call"),
             ("mcp-name", "zendesk__get_ticket"),
@@ -151,6 +182,13 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
         reply.body
     );
 
+    // The printed stdio bridge command, with the key, reaches the helpdesk.
+    let bridged = bridge(&url, &key).await;
+    assert_eq!(
+        bridged["result"]["structuredContent"]["subject"], "Invoice address change",
+        "{bridged}"
+    );
+
     // SIGTERM: a graceful stop.
     let pid = child.id().expect("running");
     let killed = std::process::Command::new("kill")
@@ -165,4 +203,53 @@ async fn the_demo_binary_serves_a_governed_helpdesk() {
     assert!(status.success(), "{status}");
     assert!(dir.path().join("data/policy/demo.cedar").exists());
     assert!(dir.path().join("data/audit.sqlite3").exists());
+}
+
+/// Runs `fortress-mcp connect URL --header "x-api-key: KEY"` and calls `get_ticket` through
+/// it (initialize, initialized, tools/call); returns the call's answer.
+async fn bridge(url: &str, key: &str) -> Value {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fortress-mcp"))
+        .args(["connect", url, "--header", &format!("x-api-key: {key}")])
+        .env("FORTRESS_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the bridge starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut send = async |message: Value| {
+        let mut line = message.to_string();
+        line.push('\n');
+        stdin.write_all(line.as_bytes()).await.unwrap();
+    };
+    let mut answer = async |id: i64| {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let message: Value = serde_json::from_str(&line).unwrap();
+                if message["id"] == id {
+                    return message;
+                }
+            }
+            panic!("the bridge ended before answering {id}");
+        })
+        .await
+        .expect("the bridge answers")
+    };
+    send(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+    )
+    .await;
+    let opened = answer(1).await;
+    assert_eq!(
+        opened["result"]["protocolVersion"], "2025-06-18",
+        "{opened}"
+    );
+    send(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await;
+    send(json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"zendesk__get_ticket","arguments":{"ticket_id":3}}}))
+    .await;
+    answer(2).await
 }

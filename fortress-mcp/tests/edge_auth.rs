@@ -7,9 +7,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::FakeUpstream;
+use fortress_core::audit::{MemoryAuditSink, Outcome};
+use fortress_core::call::Call;
+use fortress_core::decision::Effect;
 use fortress_core::keys::{KeyFormat, KeyStore, NewKey};
+use fortress_core::policy::{AllowListPolicy, AllowRule};
+use fortress_core::redact::PatternRedactor;
 use fortress_core::secret::Secret;
+use fortress_core::stack::GovernanceStack;
+use fortress_core::vault::{CredentialSlot, MemoryVault};
 use fortress_mcp::auth::Authenticator;
+use fortress_mcp::governance::McpResultRedaction;
+use fortress_mcp::seam::JsonRpcResponder;
 use fortress_mcp::server::{McpServer, ServerConfig};
 use fortress_mcp::upstream::Upstream;
 use fortress_mcp::virtual_server::{Naming, VirtualServer};
@@ -30,6 +39,12 @@ impl Drop for Edge {
 }
 
 async fn edge(tls: Option<rustls::ServerConfig>) -> Edge {
+    edge_with(tls, None).await
+}
+
+/// The edge, governed by a stack recording into `audit` when one is given: anyone may list
+/// tools and call `tool0`, nothing else.
+async fn edge_with(tls: Option<rustls::ServerConfig>, audit: Option<Arc<MemoryAuditSink>>) -> Edge {
     let store = KeyStore::in_memory(KeyFormat::MCP, Secret::from("pepper"))
         .await
         .unwrap();
@@ -37,14 +52,31 @@ async fn edge(tls: Option<rustls::ServerConfig>) -> Edge {
     let mut limited = NewKey::user("acme", "bob");
     limited.scopes = vec!["tools/list".into()];
     let list_only = store.create(limited).await.unwrap();
-    let auth = Authenticator::builder().api_keys(store).build();
+    let mut auth = Authenticator::builder().api_keys(store);
+    let stack = audit.map(|audit| {
+        auth = std::mem::take(&mut auth).audit(audit.clone());
+        GovernanceStack::builder()
+            .audit(audit)
+            .policy(Arc::new(AllowListPolicy::new([
+                AllowRule::anyone("tools/list", "*"),
+                AllowRule::anyone("tools/call", "tool:up/tool0"),
+            ])))
+            .redactor(Arc::new(PatternRedactor::basic()))
+            .body_redaction(Arc::new(McpResultRedaction::default()))
+            .vault(Arc::new(MemoryVault::new()))
+            .credential_slots(Arc::new(|_: &Call| None::<CredentialSlot>))
+            .responder(Arc::new(JsonRpcResponder))
+            .build()
+            .unwrap()
+    });
+    let auth = auth.build();
     let upstream: Arc<dyn Upstream> = FakeUpstream::new("up", 2, 10);
     let naming = Naming {
         prefix: false,
         ..Naming::default()
     };
     let server = Arc::new(VirtualServer::new(vec![upstream], naming).unwrap());
-    let seam = fortress_mcp::seam::seam_service(server.clone(), None);
+    let seam = fortress_mcp::seam::seam_service(server.clone(), stack.as_ref());
     let config = ServerConfig {
         tls: tls.is_some(),
         ..ServerConfig::default()
@@ -199,6 +231,85 @@ async fn a_key_reaches_only_the_actions_its_scopes_cover() {
     )
     .await;
     assert!(full.json()["result"].is_object(), "{}", full.body);
+}
+
+/// A bad key, a key whose scopes do not cover the call, and a policy denial: each reaches
+/// the audit trail with its decision, and no event holds a key.
+#[tokio::test]
+async fn every_refusal_is_audited_with_its_decision_and_never_the_key() {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let e = edge_with(None, Some(audit.clone())).await;
+    let mcp = format!("{}/mcp", e.base);
+    let call = |key: String, id: i64, tool: &'static str| {
+        let mcp = mcp.clone();
+        async move {
+            let headers = [
+                ("x-api-key", key.as_str()),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", tool),
+            ];
+            let body = common::modern("tools/call", id, json!({"name": tool, "arguments": {}}));
+            common::post(&mcp, &headers, body).await
+        }
+    };
+    let forged = format!("{}x", &e.key[..e.key.len() - 1]);
+    let bad = call(forged.clone(), 1, "tool0").await;
+    assert_eq!(bad.status, 401, "{}", bad.body);
+    let scoped = call(e.list_only_key.clone(), 2, "tool0").await;
+    assert_eq!(
+        scoped.json()["error"]["code"],
+        fortress_mcp::seam::FORBIDDEN
+    );
+    let denied = call(e.key.clone(), 3, "tool1").await;
+    assert_eq!(
+        denied.json()["error"]["code"],
+        fortress_mcp::seam::FORBIDDEN
+    );
+    let allowed = call(e.key.clone(), 4, "tool0").await;
+    assert!(allowed.json()["result"].is_object(), "{}", allowed.body);
+
+    // Each answer above came after its event was recorded.
+    let events = audit.events();
+    let unauthenticated = events
+        .iter()
+        .find(|e| e.denial.as_deref() == Some("unauthenticated"))
+        .expect("the bad key is audited");
+    assert_eq!(unauthenticated.outcome, Outcome::Denied);
+    assert_eq!(unauthenticated.detail["failure"], "invalid credential");
+
+    let scope = events
+        .iter()
+        .find(|e| e.subject.id == "bob" && e.action == "tools/call")
+        .expect("the scope refusal is audited");
+    assert_eq!(scope.outcome, Outcome::Denied);
+    assert_eq!(scope.denial.as_deref(), Some("forbidden"));
+    assert_eq!(scope.resource, "tool:up/tool0");
+    let decision = scope.decision.as_ref().expect("a decision");
+    assert_eq!(decision.effect, Effect::Deny);
+    assert!(decision.reasons[0].contains("scopes"), "{decision:?}");
+    assert_eq!(scope.detail["refused_by"], "key_scope");
+    assert_eq!(scope.detail["key_scopes"], json!(["tools/list"]));
+
+    let policy = events
+        .iter()
+        .find(|e| e.subject.id == "alice" && e.resource == "tool:up/tool1")
+        .expect("the policy denial is audited");
+    assert_eq!(policy.outcome, Outcome::Denied);
+    let decision = policy.decision.as_ref().expect("a decision");
+    assert_eq!(decision.effect, Effect::Deny);
+    assert!(!decision.policy_version.is_empty());
+    assert!(
+        events
+            .iter()
+            .any(|e| e.resource == "tool:up/tool0" && e.outcome == Outcome::Success)
+    );
+
+    let recorded = serde_json::to_string(&events).unwrap();
+    for key in [&e.key, &e.list_only_key, &forged] {
+        let secret = key.rsplit('_').next().unwrap();
+        assert!(!recorded.contains(secret), "a key leaked into {recorded}");
+    }
 }
 
 #[tokio::test]

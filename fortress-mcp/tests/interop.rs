@@ -8,6 +8,8 @@
 //! tests run first (it is idempotent and quick when everything is present). If they cannot be
 //! installed, the tests fail and say why.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -145,11 +147,16 @@ fn modern_http() -> (Proc, String) {
 /// that lets everything through unchanged: loopback clients anonymous, a permit-all policy,
 /// no pinning, no redaction (the results must equal the upstream's).
 fn fortress(upstream: &str) -> (Proc, String, tempfile::TempDir) {
+    fortress_with(upstream, false)
+}
+
+/// [`fortress`], with virtual names prefixed by the upstream's name `up` when `prefix`.
+fn fortress_with(upstream: &str, prefix: bool) -> (Proc, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("permit-all.cedar");
     std::fs::write(&policy, "permit (principal, action, resource);").expect("policy");
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[naming]\nprefix = false\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[naming]\nprefix = {prefix}\n\n\
          [data]\ndir = {data:?}\n\n[auth]\nanonymous = true\n\n[policy]\nfiles = [{policy:?}]\n\n\
          [pinning]\nmode = \"off\"\n\n[redaction]\nenabled = false\n\n\
          [[upstream]]\nname = \"up\"\n{upstream}\n",
@@ -396,4 +403,298 @@ fn clients_of_both_eras_reach_a_2024_11_05_http_sse_upstream() {
         assert_scenario_ran(&through, true);
         assert_same(&through, &direct);
     }
+}
+
+/// The JSON-RPC messages of a long-lived SSE answer (a GET stream, `subscriptions/listen`),
+/// as they arrive; the stream is read until the receiver is dropped.
+async fn open_stream(
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: serde_json::Value,
+) -> tokio::sync::mpsc::Receiver<Value> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let mut builder = http::Request::builder()
+        .method(method.clone())
+        .uri(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let payload = if method == http::Method::GET {
+        bytes::Bytes::new()
+    } else {
+        bytes::Bytes::from(body.to_string())
+    };
+    let response = client
+        .request(builder.body(http_body_util::Full::new(payload)).unwrap())
+        .await
+        .expect("the stream opens");
+    assert_eq!(response.status(), 200);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut body = response.into_body();
+        let mut decoder = fortress_mcp::sse::SseDecoder::new(1 << 20);
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            for event in decoder.push(&data).unwrap_or_default() {
+                if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
+                    if tx.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The next message with `method` on `stream`, within 20 s.
+async fn next_with(stream: &mut tokio::sync::mpsc::Receiver<Value>, method: &str) -> Value {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let message = stream.recv().await.expect("the stream stays open");
+            if message["method"] == method {
+                return message;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {method} in time"))
+}
+
+/// A legacy session through Fortress: its id.
+async fn legacy_session(url: &str) -> String {
+    let reply = common::post(
+        url,
+        &[],
+        serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json()["result"]["capabilities"]["resources"]["subscribe"],
+        true,
+        "server-everything supports subscriptions, so Fortress advertises them: {}",
+        reply.body
+    );
+    let session = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let initialized = serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    common::post(url, &[("mcp-session-id", &session)], initialized).await;
+    session
+}
+
+/// A legacy request in `session`: every message of the answer (JSON or SSE).
+async fn legacy_rpc(url: &str, session: &str, id: i64, method: &str, params: Value) -> Vec<Value> {
+    let body = serde_json::json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+    let reply = common::post(url, &[("mcp-session-id", session)], body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let messages = if reply.body.trim_start().starts_with('{') {
+        vec![reply.json()]
+    } else {
+        reply.sse_messages()
+    };
+    let last = messages.last().expect("an answer");
+    assert!(last["result"].is_object(), "{method}: {messages:?}");
+    messages
+}
+
+fn logged(messages: &[Value], needle: &str) -> bool {
+    messages.iter().any(|m| {
+        m["method"] == "notifications/message" && m["params"]["data"].to_string().contains(needle)
+    })
+}
+
+/// Legacy clients through Fortress to server-everything (stdio, names prefixed):
+/// `logging/setLevel` reaches the upstream (its subscribe log is suppressed at `emergency`
+/// and delivered at `debug`), `resources/subscribe` is relayed with the URI mapped, and
+/// `notifications/resources/updated` reaches only the session that subscribed to that
+/// resource, under its namespaced URI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_clients_set_the_log_level_and_subscribe_to_resources_through_fortress() {
+    let (_f, url, _d) = fortress_with(&stdio_everything_upstream(), true);
+    let a = legacy_session(&url).await;
+    let b = legacy_session(&url).await;
+    let mut a_stream = open_stream(
+        http::Method::GET,
+        &url,
+        &[("mcp-session-id", &a)],
+        Value::Null,
+    )
+    .await;
+    let mut b_stream = open_stream(
+        http::Method::GET,
+        &url,
+        &[("mcp-session-id", &b)],
+        Value::Null,
+    )
+    .await;
+
+    let listed = legacy_rpc(&url, &a, 1, "resources/list", serde_json::json!({})).await;
+    let resources = listed.last().unwrap()["result"]["resources"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let uris: Vec<String> = resources
+        .iter()
+        .filter_map(|r| r["uri"].as_str().map(str::to_owned))
+        .take(2)
+        .collect();
+    assert_eq!(uris.len(), 2, "{resources:?}");
+    assert!(
+        uris.iter().all(|u| u.starts_with("up__demo://")),
+        "{uris:?}"
+    );
+
+    // At `emergency` the upstream keeps its info-level acknowledgement to itself.
+    legacy_rpc(
+        &url,
+        &a,
+        2,
+        "logging/setLevel",
+        serde_json::json!({"level": "emergency"}),
+    )
+    .await;
+    let quiet = legacy_rpc(
+        &url,
+        &a,
+        3,
+        "resources/subscribe",
+        serde_json::json!({"uri": uris[0]}),
+    )
+    .await;
+    assert!(!logged(&quiet, "Subscribe"), "{quiet:?}");
+    // At `debug` it speaks: the relayed level reached it.
+    legacy_rpc(
+        &url,
+        &a,
+        4,
+        "logging/setLevel",
+        serde_json::json!({"level": "debug"}),
+    )
+    .await;
+    let loud = legacy_rpc(
+        &url,
+        &b,
+        5,
+        "resources/subscribe",
+        serde_json::json!({"uri": uris[1]}),
+    )
+    .await;
+    assert!(logged(&loud, "Subscribe"), "{loud:?}");
+    let bad = common::post(
+        &url,
+        &[("mcp-session-id", &a)],
+        serde_json::json!({"jsonrpc":"2.0","id":6,"method":"logging/setLevel","params":{"level":"loud"}}),
+    )
+    .await;
+    assert_eq!(bad.json()["error"]["code"], -32602, "{}", bad.body);
+
+    // The upstream now sends an update for each subscribed resource, in subscription order.
+    legacy_rpc(
+        &url,
+        &a,
+        7,
+        "tools/call",
+        serde_json::json!({"name": "up__toggle-subscriber-updates", "arguments": {}}),
+    )
+    .await;
+    let to_a = next_with(&mut a_stream, "notifications/resources/updated").await;
+    assert_eq!(to_a["params"]["uri"], uris[0].as_str(), "{to_a}");
+    // b's first update is its own resource: a's, sent before it, was not relayed to b.
+    let to_b = next_with(&mut b_stream, "notifications/resources/updated").await;
+    assert_eq!(to_b["params"]["uri"], uris[1].as_str(), "{to_b}");
+    let next_to_a = next_with(&mut a_stream, "notifications/resources/updated").await;
+    assert_eq!(next_to_a["params"]["uri"], uris[0].as_str(), "{next_to_a}");
+
+    // Unsubscribing b's last hold is relayed upstream (the upstream acknowledges it).
+    let gone = legacy_rpc(
+        &url,
+        &b,
+        8,
+        "resources/unsubscribe",
+        serde_json::json!({"uri": uris[1]}),
+    )
+    .await;
+    assert!(logged(&gone, "Unsubscribe"), "{gone:?}");
+}
+
+/// A modern client's `subscriptions/listen` with `resourceSubscriptions` (a namespaced URI)
+/// subscribes upstream and relays the updates on the listen stream, tagged with the
+/// subscription id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_clients_listen_to_resource_updates_through_fortress() {
+    let (_f, url, _d) = fortress_with(&stdio_everything_upstream(), true);
+    let modern_headers = |method: &'static str| {
+        vec![
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+        ]
+    };
+    let listed = common::post(
+        &url,
+        &modern_headers("resources/list"),
+        common::modern("resources/list", 1, serde_json::json!({})),
+    )
+    .await;
+    let uri = listed.json()["result"]["resources"][0]["uri"]
+        .as_str()
+        .expect("a resource")
+        .to_owned();
+    assert!(uri.starts_with("up__"), "{uri}");
+
+    let mut listen = open_stream(
+        http::Method::POST,
+        &url,
+        &modern_headers("subscriptions/listen"),
+        common::modern(
+            "subscriptions/listen",
+            42,
+            serde_json::json!({"notifications": {
+                "resourceSubscriptions": [uri, "nope__demo://x"],
+                "toolsListChanged": true
+            }}),
+        ),
+    )
+    .await;
+    let ack = next_with(&mut listen, "notifications/subscriptions/acknowledged").await;
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        42
+    );
+    assert_eq!(ack["params"]["notifications"]["toolsListChanged"], true);
+    // A URI of no upstream is not accepted.
+    assert_eq!(
+        ack["params"]["notifications"]["resourceSubscriptions"],
+        serde_json::json!([uri]),
+        "{ack}"
+    );
+
+    let toggled = common::post(
+        &url,
+        &{
+            let mut h = modern_headers("tools/call");
+            h.push(("mcp-name", "up__toggle-subscriber-updates"));
+            h
+        },
+        common::modern(
+            "tools/call",
+            2,
+            serde_json::json!({"name": "up__toggle-subscriber-updates", "arguments": {}}),
+        ),
+    )
+    .await;
+    assert_eq!(toggled.status, 200, "{}", toggled.body);
+    let update = next_with(&mut listen, "notifications/resources/updated").await;
+    assert_eq!(update["params"]["uri"], uri.as_str(), "{update}");
+    assert_eq!(
+        update["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        42
+    );
 }

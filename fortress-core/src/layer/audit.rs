@@ -52,6 +52,11 @@ impl AuditLayer {
         }
     }
 
+    /// The sink events are recorded into (for refusals made before the stack is reached).
+    pub fn sink(&self) -> &Arc<dyn AuditSink> {
+        &self.sink
+    }
+
     /// The key of the tool-argument digest (HMAC-SHA256), so equal arguments can be
     /// correlated across events without being revealed.
     pub fn with_argument_key(mut self, key: Secret) -> Self {

@@ -101,7 +101,10 @@ struct RawSetting {
 #[serde(deny_unknown_fields, tag = "scheme", rename_all = "snake_case")]
 enum RawAuth {
     Bearer,
-    Oauth2,
+    Oauth2 {
+        #[serde(default)]
+        token_url: Option<String>,
+    },
     Basic {
         #[serde(default)]
         username: Option<String>,
@@ -187,8 +190,14 @@ pub struct Setting {
 pub enum AuthScheme {
     /// `Authorization: Bearer <credential>` (an API token).
     Bearer,
-    /// `Authorization: Bearer <credential>` where the credential is an OAuth 2.0 access token.
-    OAuth2,
+    /// `Authorization: Bearer <access token>`: the credential is an OAuth 2.0 access token,
+    /// or, with a token endpoint, the client registration that obtains one
+    /// ([`super::token`]).
+    OAuth2 {
+        /// The token endpoint: a template over the settings; a path (`/services/oauth2/token`)
+        /// is taken relative to the base URL's origin.
+        token_url: Option<Template>,
+    },
     /// `Authorization: Basic base64(<username>:<credential>)`; without a username the
     /// credential is the whole `user:password` pair.
     Basic {
@@ -517,7 +526,22 @@ impl Validator<'_> {
         }
         let auth = match &raw.auth {
             RawAuth::Bearer => AuthScheme::Bearer,
-            RawAuth::Oauth2 => AuthScheme::OAuth2,
+            RawAuth::Oauth2 { token_url } => {
+                let token_url = match token_url {
+                    Some(url) => {
+                        let t = self.template("auth.token_url", url)?;
+                        self.known(
+                            "auth.token_url",
+                            t.placeholders(),
+                            &setting_names,
+                            "settings",
+                        )?;
+                        Some(t)
+                    }
+                    None => None,
+                };
+                AuthScheme::OAuth2 { token_url }
+            }
             RawAuth::Basic { username } => {
                 let username = match username {
                     Some(u) => {

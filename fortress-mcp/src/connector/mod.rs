@@ -34,6 +34,7 @@ pub mod template;
 mod auth;
 mod response;
 mod rest;
+pub mod token;
 
 use std::sync::Arc;
 

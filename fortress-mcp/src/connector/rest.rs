@@ -13,9 +13,11 @@ use super::auth::Auth;
 use super::definition::{Definition, ToolDefinition};
 use super::response;
 use super::template::RenderError;
+use super::token::Access;
 use crate::jsonrpc::{ErrorObject, Notification, UPSTREAM_ERROR};
 use crate::upstream::{CallContext, ServerDescription, Upstream};
 use crate::version::{Era, LATEST_MODERN};
+use fortress_core::vault::Credential;
 
 /// Per-instance settings of a REST connector.
 #[derive(Clone, Debug)]
@@ -74,6 +76,9 @@ pub struct RestUpstream {
     origin: reqwest::Url,
     prefix: String,
     auth: Auth,
+    /// The OAuth 2.0 token endpoint, when the vault holds a client registration.
+    token_url: Option<reqwest::Url>,
+    tokens: super::token::TokenCache,
     client: reqwest::Client,
     timeout: Duration,
     max_response_bytes: usize,
@@ -176,6 +181,21 @@ impl RestUpstream {
             _ => None,
         };
         let auth = Auth::new(&definition.auth, username);
+        let token_url = match &definition.auth {
+            super::definition::AuthScheme::OAuth2 { token_url: Some(t) } => {
+                let text = t.render_text(&lookup).map_err(missing)?;
+                let url = origin
+                    .join(&text)
+                    .map_err(|e| RestError::BaseUrl(format!("auth.token_url: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(RestError::BaseUrl(
+                        "auth.token_url is not an http(s) URL".into(),
+                    ));
+                }
+                Some(url)
+            }
+            _ => None,
+        };
         let client = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(options.connect_timeout)
@@ -191,6 +211,8 @@ impl RestUpstream {
             origin,
             prefix,
             auth,
+            token_url,
+            tokens: super::token::TokenCache::default(),
             client,
             timeout: options.request_timeout,
             max_response_bytes: options.max_response_bytes,
@@ -202,6 +224,24 @@ impl RestUpstream {
     /// The definition served.
     pub fn definition(&self) -> &Definition {
         &self.definition
+    }
+
+    /// How many access tokens were fetched from the token endpoint so far.
+    pub fn tokens_fetched(&self) -> u64 {
+        self.tokens.fetched()
+    }
+
+    /// The access token of a call: from the token endpoint (cached) when the definition has
+    /// one and the credential is a client registration, else the credential itself.
+    async fn access(&self, credential: &Credential) -> Result<Access, ErrorObject> {
+        match &self.token_url {
+            Some(url) => {
+                self.tokens
+                    .access(&self.client, url, &self.name, credential)
+                    .await
+            }
+            None => Ok(Access::plain(credential)),
+        }
     }
 
     fn list(&self) -> Value {
@@ -250,7 +290,7 @@ impl RestUpstream {
                 format!("no credential was provided for connector {}", self.name),
             )
         })?;
-        let secret = credential.secret();
+        let mut access = self.access(&credential).await?;
         let lookup = |n: &str| tool.argument(&arguments, n);
         let invalid = |e: RenderError| ErrorObject::invalid_params(format!("{name}: {e}"));
         let path = tool.path.render_path(&lookup).map_err(invalid)?;
@@ -272,9 +312,25 @@ impl RestUpstream {
             ),
             None => None,
         };
-        let first = self
-            .exchange(tool, &tool.method, url, body.as_ref(), secret, ctx)
+        let mut first = self
+            .exchange(
+                tool,
+                &tool.method,
+                url.clone(),
+                body.as_ref(),
+                &access.secret,
+                ctx,
+            )
             .await?;
+        if first.status == http::StatusCode::UNAUTHORIZED && access.renewable() {
+            // The token expired or was revoked early: once more with a fresh one.
+            self.tokens.forget(&access);
+            access = self.access(&credential).await?;
+            first = self
+                .exchange(tool, &tool.method, url, body.as_ref(), &access.secret, ctx)
+                .await?;
+        }
+        let secret = &access.secret;
         let result = if !first.status.is_success() {
             response::failure(
                 &self.name,
@@ -290,7 +346,8 @@ impl RestUpstream {
             };
             response::success(tool, first.status, document, &first.text, &lookup)
         };
-        Ok(scrub(result, secret))
+        let result = scrub(result, secret);
+        Ok(scrub(result, credential.secret()))
     }
 
     /// Follows `next` links (same origin only: the credential never leaves for another

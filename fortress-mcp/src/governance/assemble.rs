@@ -2,6 +2,7 @@
 //! core engines (Cedar policy, SQLite audit trail, envelope vault, default redactor, kill
 //! switch and GCRA rate limits), tool pins, and client authentication.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use fortress_core::call::Call;
 use fortress_core::guard::kill_file::KillFile;
 use fortress_core::guard::{AdmissionGuard, GovernorStore, KillSwitch, RateLimitGuard};
 use fortress_core::keys::{KeyFormat, KeyStore, load_or_create_pepper, load_or_create_secret};
+use fortress_core::layer::credential::SlotSelector;
 use fortress_core::policy::CedarEngine;
 use fortress_core::policy::documents::{DocumentKind, PolicyDocuments};
 use fortress_core::policy::watch::PolicyWatcher;
@@ -37,6 +39,8 @@ pub struct Assembled {
     pub audit: Arc<DurableAuditSink>,
     /// The kill-switch registry.
     pub kill_switch: Arc<KillSwitch>,
+    /// The credential vault (upstreams with a `credential` resolve from it).
+    pub vault: Arc<dyn Vault>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -265,6 +269,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
     )
     .map_err(|e| invalid("audit argument key")(e.to_string()))?;
 
+    let vault = vault(config, audit_dyn.clone()).await?;
     let stack = GovernanceStack::builder()
         .audit(audit_dyn.clone())
         .audit_argument_key(argument_key)
@@ -273,9 +278,8 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
         .show_denial_reasons(config.policy.show_reasons)
         .redactor(redactor(config)?)
         .body_redaction(Arc::new(McpResultRedaction::default()))
-        .vault(vault(config, audit_dyn.clone()).await?)
-        // Upstream MCP servers hold their own credentials; REST connectors name theirs.
-        .credential_slots(Arc::new(|_: &Call| None::<CredentialSlot>))
+        .vault(vault.clone())
+        .credential_slots(rest_credential_slots(config))
         .responder(Arc::new(JsonRpcResponder))
         .build()
         .map_err(|e| invalid("governance")(e.to_string()))?;
@@ -285,6 +289,27 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
         authenticator: authenticator(config, audit_dyn).await?,
         audit,
         kill_switch,
+        vault,
         tasks,
+    })
+}
+
+/// The credential slot of each call to a REST connector (the stack injects it). MCP
+/// upstreams with a credential resolve their own, for lists too
+/// ([`crate::upstream::credential`]); the rest need none.
+fn rest_credential_slots(config: &Config) -> Arc<dyn SlotSelector> {
+    let per_user: HashMap<String, bool> = config
+        .upstream
+        .iter()
+        .filter(|u| u.kind.is_some())
+        .filter_map(|u| Some((u.name.clone(), u.credential_per_user()?)))
+        .collect();
+    Arc::new(move |call: &Call| {
+        let connector = call.connector()?;
+        let workspace = call.subject.workspace.clone();
+        Some(match per_user.get(connector)? {
+            true => CredentialSlot::user(workspace, connector, call.subject.id.clone()),
+            false => CredentialSlot::workspace(workspace, connector),
+        })
     })
 }

@@ -209,7 +209,12 @@ where
                 && shared.pins.is_some()
                 && let Some(target) = request.extensions().get::<Target>().cloned()
             {
-                match pin_status(&shared, &target, &request.body().client).await {
+                // Listed on the call's behalf: an upstream with its own vault credential
+                // lists with the caller's.
+                let mut ctx = CallContext::detached(request.body().client.clone());
+                ctx.call = call_of(&request).cloned();
+                ctx.notes = notes_of(&request).cloned();
+                match pin_status(&shared, &target, &ctx).await {
                     Ok(PinStatus::Approved) => {}
                     Ok(status) => {
                         let why = match status {
@@ -246,7 +251,7 @@ where
 async fn pin_status(
     shared: &Shared,
     target: &Target,
-    client: &Arc<crate::version::ClientContext>,
+    ctx: &CallContext,
 ) -> Result<PinStatus, String> {
     let Some(pins) = &shared.pins else {
         return Ok(PinStatus::Approved);
@@ -268,11 +273,7 @@ async fn pin_status(
             params.insert("cursor".into(), Value::from(c));
         }
         let page = upstream
-            .request(
-                "tools/list",
-                Some(params),
-                CallContext::detached(client.clone()),
-            )
+            .request("tools/list", Some(params), ctx.clone())
             .await
             .map_err(|e| e.message)?;
         let tools = page.get("tools").and_then(Value::as_array);

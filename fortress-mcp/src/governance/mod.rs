@@ -7,7 +7,8 @@
 //!
 //! Why this order:
 //! - **describe** turns the JSON-RPC request into the core [`Call`](fortress_core::call::Call)
-//!   every layer reads, and refuses actions outside the API key's scopes.
+//!   every layer reads, and refuses actions outside the API key's scopes (recording each
+//!   such refusal, with its decision, in the stack's audit trail before answering).
 //! - the **core stack** ([`GovernanceStack`]) audits every message with its decision and
 //!   latency, applies the kill switch and rate limits, decides policy (with tool arguments
 //!   in the Cedar context), redacts results with [`McpResultRedaction`], and resolves the
@@ -60,11 +61,12 @@ impl Governance {
         }
     }
 
-    /// The seam: describe ▸ core stack ▸ item gate ▸ virtual server.
+    /// The seam: describe ▸ core stack ▸ item gate ▸ virtual server. What `describe` refuses
+    /// itself (actions outside an API key's scopes) is recorded in the stack's audit trail.
     pub fn seam(&self, server: Arc<VirtualServer>, describe: DescribeLayer) -> SeamService {
         SeamService::new(
             tower::ServiceBuilder::new()
-                .layer(describe)
+                .layer(describe.with_audit(self.stack.audit_sink()))
                 .layer(self.stack.layer(ExtensionInjector))
                 .layer(ItemGateLayer::new(
                     server.clone(),

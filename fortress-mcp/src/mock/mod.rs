@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
-pub use salesforce::MockSalesforce;
+pub use salesforce::{MockOAuthClient, MockSalesforce};
 pub use zendesk::MockZendesk;
 
 /// A running mock HTTP server.

@@ -54,11 +54,32 @@ type Records = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
 
 struct SalesforceState {
     authorization: String,
+    oauth: Option<OAuthState>,
     records: Mutex<Records>,
     cursors: Mutex<BTreeMap<String, Vec<Value>>>,
     batch_size: usize,
     next_id: Mutex<u64>,
     counts: Arc<AuthCounts>,
+}
+
+/// The connected app the mock's token endpoint knows, and the access tokens it issued.
+struct OAuthState {
+    client: MockOAuthClient,
+    issued: Mutex<Vec<String>>,
+    grants: std::sync::atomic::AtomicU64,
+}
+
+/// A connected app's registration, as the mock's token endpoint
+/// (`POST /services/oauth2/token`) accepts it: the refresh-token grant with all three, or
+/// the client-credentials grant with the id and secret.
+#[derive(Clone, Debug)]
+pub struct MockOAuthClient {
+    /// The consumer key.
+    pub client_id: String,
+    /// The consumer secret.
+    pub client_secret: String,
+    /// A refresh token issued to the app.
+    pub refresh_token: String,
 }
 
 impl SalesforceState {
@@ -116,9 +137,55 @@ impl MockSalesforce {
     /// (`Authorization: Bearer {token}`), answering queries in pages of `batch_size`
     /// records (Salesforce's default is 2000).
     pub async fn start(token: &str, batch_size: usize) -> std::io::Result<Self> {
+        Self::start_inner(format!("Bearer {token}"), None, batch_size).await
+    }
+
+    /// Starts a mock whose API accepts only the access tokens its token endpoint
+    /// (`POST /services/oauth2/token`) issued to `client`. Like Salesforce, the token answer
+    /// carries no `expires_in`; [`expire_sessions`](Self::expire_sessions) ends every session.
+    pub async fn start_with_oauth(
+        client: MockOAuthClient,
+        batch_size: usize,
+    ) -> std::io::Result<Self> {
+        let oauth = OAuthState {
+            client,
+            issued: Mutex::new(Vec::new()),
+            grants: std::sync::atomic::AtomicU64::new(0),
+        };
+        // No static token: only issued ones work.
+        let unusable = format!("Bearer {}", uuid::Uuid::new_v4());
+        Self::start_inner(unusable, Some(oauth), batch_size).await
+    }
+
+    /// How many access tokens the token endpoint issued.
+    pub fn tokens_issued(&self) -> u64 {
+        self.state
+            .oauth
+            .as_ref()
+            .map_or(0, |o| o.grants.load(Ordering::SeqCst))
+    }
+
+    /// Invalidates every issued access token (a session timeout): the API answers 401
+    /// `INVALID_SESSION_ID` to them.
+    pub fn expire_sessions(&self) {
+        if let Some(oauth) = &self.state.oauth {
+            oauth
+                .issued
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+    }
+
+    async fn start_inner(
+        authorization: String,
+        oauth: Option<OAuthState>,
+        batch_size: usize,
+    ) -> std::io::Result<Self> {
         let counts = Arc::new(AuthCounts::default());
         let state = Arc::new(SalesforceState {
-            authorization: format!("Bearer {token}"),
+            authorization,
+            oauth,
             records: Mutex::new(BTreeMap::new()),
             cursors: Mutex::new(BTreeMap::new()),
             batch_size: batch_size.max(1),
@@ -137,6 +204,7 @@ impl MockSalesforce {
                 state.clone(),
                 authenticate,
             ))
+            .merge(axum::Router::new().route("/services/oauth2/token", axum::routing::post(token)))
             .with_state(state.clone());
         let server = MockServer::start(router, counts).await?;
         let mock = Self { server, state };
@@ -197,7 +265,15 @@ async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    if header_matches(request.headers(), &state.authorization) {
+    let issued = state.oauth.as_ref().is_some_and(|oauth| {
+        oauth
+            .issued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|t| header_matches(request.headers(), &format!("Bearer {t}")))
+    });
+    if issued || header_matches(request.headers(), &state.authorization) {
         state.counts.accepted.fetch_add(1, Ordering::SeqCst);
         next.run(request).await
     } else {
@@ -213,6 +289,51 @@ async fn authenticate(
         );
         response
     }
+}
+
+/// `POST /services/oauth2/token`: the refresh-token and client-credentials grants of a
+/// connected app, answered as Salesforce does (no `expires_in`; errors as RFC 6749 §5.2).
+async fn token(
+    State(state): State<Arc<SalesforceState>>,
+    axum::extract::Form(form): axum::extract::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let refused = |error: &str, description: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
+    };
+    let Some(oauth) = &state.oauth else {
+        return not_found();
+    };
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let client = &oauth.client;
+    if field("client_id") != client.client_id || field("client_secret") != client.client_secret {
+        return refused("invalid_client", "invalid client credentials");
+    }
+    match field("grant_type") {
+        "refresh_token" if field("refresh_token") == client.refresh_token => {}
+        "refresh_token" => return refused("invalid_grant", "expired access/refresh token"),
+        "client_credentials" => {}
+        _ => return refused("unsupported_grant_type", "grant type not supported"),
+    }
+    let access = format!("00DMOCK!{}", uuid::Uuid::new_v4().simple());
+    oauth
+        .issued
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(access.clone());
+    oauth.grants.fetch_add(1, Ordering::SeqCst);
+    Json(json!({
+        "access_token": access,
+        "instance_url": "https://mock.my.salesforce.com",
+        "id": "https://login.salesforce.com/id/00DMOCK/005MOCK",
+        "token_type": "Bearer",
+        "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
+        "signature": "mock"
+    }))
+    .into_response()
 }
 
 fn valid_version(version: &str) -> bool {

@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 use super::ServerConfig;
 use super::session::{Session, SessionRequester, Sessions};
+use super::subscriptions::{Held, Subscriptions};
 use crate::auth::{Authenticated, Authenticator};
 use crate::jsonrpc::{
     ErrorObject, INVALID_PARAMS, Id, Incoming, Message, Notification, Request, Response, parse,
@@ -26,8 +27,21 @@ use crate::upstream::http::{
 };
 use crate::version::{
     ClientContext, Era, LATEST_LEGACY, LEGACY_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO,
-    META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, SUPPORTED_VERSIONS, era_of,
+    META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID,
+    SUPPORTED_VERSIONS, era_of,
 };
+
+/// The log levels of `logging/setLevel` (RFC 5424 severities, spec 2025-11-25, Logging).
+const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 use crate::virtual_server::VirtualServer;
 
 /// Methods relayed through the seam to the virtual server.
@@ -71,6 +85,7 @@ pub struct Handler {
     server: Arc<VirtualServer>,
     seam: SeamService,
     sessions: Arc<Sessions>,
+    subscriptions: Arc<Subscriptions>,
     pub(super) legacy_channels: Arc<super::legacy_sse::Channels>,
     shutdown: CancellationToken,
 }
@@ -210,6 +225,7 @@ impl Handler {
         Self {
             auth: None,
             config,
+            subscriptions: Subscriptions::new(server.clone()),
             server,
             seam,
             sessions: Arc::new(Sessions::new(idle)),
@@ -251,6 +267,15 @@ impl Handler {
 
     pub(super) fn notifications(&self) -> tokio::sync::broadcast::Receiver<Notification> {
         self.server.subscribe()
+    }
+
+    /// Whether a notification not tied to a request is for the session `id` (resource
+    /// updates only reach the sessions that subscribed to them).
+    pub(super) fn session_wants(&self, id: Option<String>, n: &Notification) -> bool {
+        match id.and_then(|id| self.sessions.get(&id)) {
+            Some(session) => session.wants(n),
+            None => n.method != super::subscriptions::UPDATED,
+        }
     }
 
     pub(super) fn close_sessions(&self) {
@@ -668,7 +693,9 @@ impl Handler {
         let client =
             ClientContext::legacy(version, capabilities, request.param("clientInfo").cloned());
         let session = Arc::new(
-            Session::new(client, self.config.client_answer_timeout).owned_by(caller.owner()),
+            Session::new(client, self.config.client_answer_timeout)
+                .owned_by(caller.owner())
+                .with_subscriptions(Held::new(self.subscriptions.clone())),
         );
         self.sessions.insert(session.clone());
         let mut result = Map::new();
@@ -728,8 +755,14 @@ impl Handler {
                 }
                 Err(e) => error(StatusCode::OK, Some(id), e),
             },
-            "logging/setLevel" if era == Era::Legacy => self.result(era, &request, json!({})),
-            "subscriptions/listen" if era == Era::Modern => self.listen(request),
+            "logging/setLevel" => match &scope {
+                Scope::Legacy(session) => self.set_level(request, session).await,
+                Scope::Modern(_) => not_found("logging/setLevel"),
+            },
+            "resources/subscribe" | "resources/unsubscribe" if era == Era::Legacy => {
+                self.subscription(request, scope, peer).await
+            }
+            "subscriptions/listen" if era == Era::Modern => self.listen(request, scope, peer).await,
             method if RELAYED.contains(&method) => self.relay(request, scope, peer).await,
             method => not_found(method),
         }
@@ -745,7 +778,15 @@ impl Handler {
 
     /// Relays a request through the seam; answers JSON when the first message is the final
     /// response, SSE otherwise.
-    async fn relay(&self, request: Request, scope: Scope, caller: Caller) -> http::Response<Body> {
+    async fn relay(
+        &self,
+        mut request: Request,
+        scope: Scope,
+        caller: Caller,
+    ) -> http::Response<Body> {
+        if let Scope::Legacy(session) = &scope {
+            carry_log_level(&mut request, session);
+        }
         let era = scope.era();
         let id = request.id.clone();
         let method = request.method.clone();
@@ -835,15 +876,156 @@ impl Handler {
         }
     }
 
+    /// A request served through the seam (governed and audited like any relayed request)
+    /// without a stream to the client: the notifications about it, and its final outcome.
+    async fn through_seam(
+        &self,
+        request: Request,
+        scope: &Scope,
+        caller: &Caller,
+    ) -> (Vec<Message>, Result<Value, ErrorObject>) {
+        let message = McpMessage {
+            request,
+            client: scope.client(),
+            requester: None,
+            cancel: CancellationToken::new(),
+        };
+        let mut http_request = message.into_http();
+        if let Some(peer) = caller.peer {
+            http_request.extensions_mut().insert(ClientAddr(peer.ip()));
+        }
+        if let Some(who) = &caller.who {
+            http_request.extensions_mut().insert(who.subject.clone());
+            if let Some(scopes) = &who.scopes {
+                http_request.extensions_mut().insert(scopes.clone());
+            }
+        }
+        let response = match self.seam.clone().oneshot(http_request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let mut reader = MessageReader::new(response.into_body(), self.config.max_message_bytes);
+        let mut outcome = Err(ErrorObject::internal("no answer"));
+        let mut notifications = Vec::new();
+        while let Some(message) = reader.next().await {
+            match message {
+                Ok(Message::Response(response)) => outcome = response.outcome,
+                Ok(n @ Message::Notification(_)) => notifications.push(n),
+                // Nobody can answer a question asked now: the upstream gets an error.
+                Ok(Message::Request(_)) => {}
+                Err(e) => outcome = Err(e),
+            }
+        }
+        (notifications, outcome)
+    }
+
+    /// `logging/setLevel` of a legacy session: relayed to the legacy upstreams that log, and
+    /// remembered for the session's requests to modern ones (which take it in `_meta`).
+    async fn set_level(&self, request: Request, session: &Arc<Session>) -> http::Response<Body> {
+        let Some(level) = request
+            .str_param("level")
+            .filter(|l| LOG_LEVELS.contains(l))
+            .map(str::to_owned)
+        else {
+            return error(
+                StatusCode::OK,
+                Some(request.id),
+                ErrorObject::invalid_params(format!(
+                    "\"level\" must be one of {}",
+                    LOG_LEVELS.join(", ")
+                )),
+            );
+        };
+        session.set_log_level(&level);
+        self.server
+            .set_log_level(&level, session.client.clone())
+            .await;
+        self.result(Era::Legacy, &request, json!({}))
+    }
+
+    /// `resources/subscribe` and `resources/unsubscribe` of a legacy session. Subscribing is
+    /// relayed (and governed as reading the resource); the upstream subscription, shared by
+    /// every client of the upstream session, ends only when its last holder unsubscribes or
+    /// goes away.
+    async fn subscription(
+        &self,
+        request: Request,
+        scope: Scope,
+        caller: Caller,
+    ) -> http::Response<Body> {
+        let Scope::Legacy(session) = &scope else {
+            return self.relay(request, scope, caller).await;
+        };
+        let (Some(held), Some(uri)) = (session.held(), request.str_param("uri")) else {
+            return self.relay(request, scope, caller).await;
+        };
+        let uri = uri.to_owned();
+        let subscribing = request.method == "resources/subscribe";
+        if !subscribing && held.let_go(&uri) != Some(true) {
+            // Others still hold it (or this session never did): nothing to end upstream.
+            return self.result(Era::Legacy, &request, json!({}));
+        }
+        let id = request.id.clone();
+        let method = request.method.clone();
+        let (mut messages, outcome) = self.through_seam(request, &scope, &caller).await;
+        if subscribing && outcome.is_ok() {
+            held.hold(&uri);
+        }
+        let outcome = outcome.map(|result| render_result(Era::Legacy, &method, result));
+        messages.push(Message::Response(Response {
+            id: Some(id),
+            outcome,
+        }));
+        if messages.len() == 1 {
+            return message_response(&messages[0]);
+        }
+        // Notifications about it (an upstream's log line) first, as a relayed answer would.
+        let mut events = Vec::new();
+        for message in &messages {
+            if let Ok(data) = sse_frame(message).into_data() {
+                events.extend_from_slice(&data);
+            }
+        }
+        let mut response = http::Response::new(body::full(events));
+        sse_headers(&mut response);
+        response
+    }
+
     /// `subscriptions/listen`: acknowledges the honoured filter, then relays matching change
     /// notifications until the client leaves or Fortress shuts down, when the stream ends with
     /// the subscription's result (spec 2026-07-28, schema `SubscriptionsListenRequest`).
-    fn listen(&self, request: Request) -> http::Response<Body> {
+    /// `resourceSubscriptions` are subscribed upstream (each governed as reading the
+    /// resource); the acknowledgement lists those accepted, and only their
+    /// `notifications/resources/updated` are relayed.
+    async fn listen(&self, request: Request, scope: Scope, caller: Caller) -> http::Response<Body> {
         let filter = request
             .param("notifications")
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        let held = Held::new(self.subscriptions.clone());
+        let mut accepted = Vec::new();
+        let wanted_uris = filter
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|uris| uris.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+            .unwrap_or_default();
+        for uri in wanted_uris {
+            let mut params = Map::new();
+            params.insert("uri".into(), Value::from(uri));
+            let subscribe = Request::new(
+                Id::String(format!("fortress-listen-{}", uuid::Uuid::new_v4().simple())),
+                "resources/subscribe",
+                Some(params),
+            );
+            match self.through_seam(subscribe, &scope, &caller).await.1 {
+                Ok(_) => {
+                    held.hold(uri);
+                    accepted.push(Value::from(uri));
+                }
+                Err(e) => tracing::info!(%uri, %e, "resource subscription not accepted"),
+            }
+        }
         let wanted = |key: &str| filter.get(key) == Some(&Value::Bool(true));
         let mut honoured = Map::new();
         let mut methods = Vec::new();
@@ -859,6 +1041,10 @@ impl Handler {
                 honoured.insert(key.into(), Value::Bool(true));
                 methods.push(method);
             }
+        }
+        if !accepted.is_empty() {
+            honoured.insert("resourceSubscriptions".into(), Value::Array(accepted));
+            methods.push(super::subscriptions::UPDATED);
         }
         let sub_id = request.id.clone();
         let mut meta = Map::new();
@@ -877,12 +1063,15 @@ impl Handler {
             sub_id,
             json!({ "resultType": "complete", "_meta": Value::Object(meta.clone()) }),
         ));
+        // The subscriptions live as long as the stream: dropping it releases them.
+        let held = Arc::new(held);
         let stream = futures_util::stream::unfold(
             (Some(ack), rx, Some(closing)),
             move |(ack, mut rx, closing)| {
                 let shutdown = shutdown.clone();
                 let methods = methods.clone();
                 let meta = meta.clone();
+                let held = held.clone();
                 async move {
                     if let Some(ack) = ack {
                         return Some((Ok::<_, Infallible>(sse_frame(&ack)), (None, rx, closing)));
@@ -897,7 +1086,7 @@ impl Handler {
                                 return Some((Ok(Frame::data(Bytes::from_static(b":\n\n"))), (None, rx, closing)));
                             }
                             received = rx.recv() => match received {
-                                Ok(mut n) if methods.contains(&n.method.as_str()) => {
+                                Ok(mut n) if methods.contains(&n.method.as_str()) && held.wants(&n) => {
                                     let params = n.params.get_or_insert_with(Map::new);
                                     params.insert("_meta".into(), Value::Object(meta.clone()));
                                     return Some((Ok(sse_frame(&Message::Notification(n))), (None, rx, closing)));
@@ -942,7 +1131,8 @@ impl Handler {
                             return Some((Ok::<_, Infallible>(Frame::data(Bytes::from_static(b":\n\n"))), (rx, session)));
                         }
                         received = rx.recv() => match received {
-                            Ok(n) => return Some((Ok(sse_frame(&Message::Notification(n))), (rx, session))),
+                            Ok(n) if session.wants(&n) => return Some((Ok(sse_frame(&Message::Notification(n))), (rx, session))),
+                            Ok(_) => continue,
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                         },
@@ -977,6 +1167,22 @@ impl Handler {
                 ),
             },
         }
+    }
+}
+
+/// Puts a legacy session's log level in the request's `_meta`, where a modern upstream reads
+/// it (legacy upstreams drop it and got `logging/setLevel` instead).
+fn carry_log_level(request: &mut Request, session: &Session) {
+    let Some(level) = session.log_level() else {
+        return;
+    };
+    let params = request.params.get_or_insert_with(Map::new);
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(meta) = meta {
+        meta.entry(META_LOG_LEVEL)
+            .or_insert_with(|| Value::from(level));
     }
 }
 

@@ -26,6 +26,16 @@ pub(crate) struct Channel {
     session: Mutex<Option<String>>,
 }
 
+impl Channel {
+    /// The Streamable HTTP session behind the channel, once initialized.
+    fn session(&self) -> Option<String> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 /// All open HTTP+SSE streams, by channel id.
 #[derive(Default)]
 pub(crate) struct Channels {
@@ -59,13 +69,14 @@ impl Handler {
     pub(super) fn open_legacy_sse(&self) -> http::Response<Body> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (outbox, rx) = mpsc::channel::<Bytes>(256);
-        self.legacy_channels.map().insert(
-            id.clone(),
-            Arc::new(Channel {
-                outbox,
-                session: Mutex::new(None),
-            }),
-        );
+        let channel = Arc::new(Channel {
+            outbox,
+            session: Mutex::new(None),
+        });
+        self.legacy_channels
+            .map()
+            .insert(id.clone(), channel.clone());
+        let handler = self.clone();
         let endpoint = crate::sse::encode(
             Some("endpoint"),
             &format!("{}?sessionId={id}", self.messages_path()),
@@ -81,6 +92,7 @@ impl Handler {
             (Some(endpoint), rx, notifications, guard),
             move |(first, mut rx, mut notifications, guard)| {
                 let shutdown = shutdown.clone();
+                let (handler, channel) = (handler.clone(), channel.clone());
                 async move {
                     if let Some(first) = first {
                         return Some((
@@ -100,11 +112,11 @@ impl Handler {
                                 return Some((Ok(Frame::data(event)), (None, rx, notifications, guard)));
                             }
                             n = notifications.recv() => match n {
-                                Ok(n) => {
+                                Ok(n) if handler.session_wants(channel.session(), &n) => {
                                     let event = message_event(&Message::Notification(n).to_bytes());
                                     return Some((Ok(Frame::data(event)), (None, rx, notifications, guard)));
                                 }
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                             },
                         }

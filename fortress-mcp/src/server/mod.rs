@@ -21,6 +21,7 @@
 mod handler;
 mod legacy_sse;
 mod session;
+mod subscriptions;
 
 use std::future::Future;
 use std::sync::Arc;

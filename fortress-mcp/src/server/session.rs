@@ -29,6 +29,10 @@ pub(crate) struct Session {
     /// Who opened the session (workspace, subject id), when the edge authenticates: only
     /// they may use it.
     pub(crate) owner: Option<(String, String)>,
+    /// The resources it subscribed to (released when the session is gone).
+    held: Option<super::subscriptions::Held>,
+    /// The level its `logging/setLevel` asked for (carried in `_meta` to modern upstreams).
+    log_level: Mutex<Option<String>>,
 }
 
 impl Session {
@@ -43,7 +47,40 @@ impl Session {
             answer_timeout,
             last_seen: Mutex::new(std::time::Instant::now()),
             owner: None,
+            held: None,
+            log_level: Mutex::new(None),
         }
+    }
+
+    /// Tracks the session's resource subscriptions in `held`.
+    pub(crate) fn with_subscriptions(mut self, held: super::subscriptions::Held) -> Self {
+        self.held = Some(held);
+        self
+    }
+
+    /// The session's resource subscriptions.
+    pub(crate) fn held(&self) -> Option<&super::subscriptions::Held> {
+        self.held.as_ref()
+    }
+
+    /// Whether a notification not tied to a request is for this session.
+    pub(crate) fn wants(&self, notification: &crate::jsonrpc::Notification) -> bool {
+        self.held
+            .as_ref()
+            .is_none_or(|held| held.wants(notification))
+    }
+
+    /// Remembers the level of the session's `logging/setLevel`.
+    pub(crate) fn set_log_level(&self, level: &str) {
+        *self.log_level.lock().unwrap_or_else(|e| e.into_inner()) = Some(level.to_owned());
+    }
+
+    /// The level the session asked for, if it did.
+    pub(crate) fn log_level(&self) -> Option<String> {
+        self.log_level
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Binds the session to the subject that opened it.

@@ -10,6 +10,10 @@
 //!
 //! Responses may be a JSON object or an SSE stream carrying notifications and server
 //! requests before the final response; both are handled.
+//!
+//! With [`HttpUpstream::with_credential`], every request made for a call carries a header
+//! with the caller's vault credential ([`super::credential`]), resolved for that call only;
+//! the handshake a call triggers carries that call's.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +31,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::credential::{CredentialSource, HeaderTemplate};
 use super::{CallContext, ProgressRoutes, ServerDescription, Upstream};
 use crate::jsonrpc::{
     ErrorObject, HEADER_MISMATCH, Id, MISSING_REQUIRED_CLIENT_CAPABILITY, Message, Notification,
@@ -92,7 +97,12 @@ pub struct HttpUpstream {
     progress: ProgressRoutes,
     broadcast: broadcast::Sender<Notification>,
     stop: CancellationToken,
+    /// Where the per-call credential header comes from, if the upstream takes one.
+    credential: Option<(CredentialSource, HeaderTemplate)>,
 }
+
+/// The credential header of one call (sensitive; dropped with the call).
+type AuthHeader = (http::HeaderName, HeaderValue);
 
 impl Drop for HttpUpstream {
     fn drop(&mut self) {
@@ -156,7 +166,28 @@ impl HttpUpstream {
             progress: ProgressRoutes::default(),
             broadcast: broadcast::channel(256).0,
             stop: CancellationToken::new(),
+            credential: None,
         })
+    }
+
+    /// Sends the vault credential `source` resolves for each call in the header `template`
+    /// describes (e.g. `Authorization: Bearer {credential}`).
+    #[must_use]
+    pub fn with_credential(mut self, source: CredentialSource, template: HeaderTemplate) -> Self {
+        self.credential = Some((source, template));
+        self
+    }
+
+    /// The credential header for the call `ctx` serves (`None` when the upstream takes no
+    /// credential). The credential itself is dropped, zeroized, before this returns.
+    async fn auth_for(&self, ctx: &CallContext) -> Result<Option<AuthHeader>, ErrorObject> {
+        let Some((source, template)) = &self.credential else {
+            return Ok(None);
+        };
+        let credential = source
+            .resolve(ctx.call.as_deref(), ctx.notes.as_ref())
+            .await?;
+        template.header(&credential, &self.name).map(Some)
     }
 
     fn next_id(&self) -> Id {
@@ -171,6 +202,7 @@ impl HttpUpstream {
         headers: &[(&'static str, String)],
         ctx: Option<&CallContext>,
         session: Option<&Session>,
+        auth: Option<&AuthHeader>,
     ) -> Result<Answer, ErrorObject> {
         let mut builder = http::Request::builder()
             .method(Method::POST)
@@ -180,6 +212,9 @@ impl HttpUpstream {
             .header(http::header::ACCEPT, "application/json, text/event-stream");
         for (name, value) in headers {
             builder = builder.header(*name, value);
+        }
+        if let Some((name, value)) = auth {
+            builder = builder.header(name, value);
         }
         let request = builder
             .body(Full::new(message.to_bytes()))
@@ -215,7 +250,7 @@ impl HttpUpstream {
                     match parse_message(event.data.as_bytes()) {
                         Ok(Message::Response(r)) => return Ok(Answer::Response(r, head, status)),
                         Ok(Message::Notification(n)) => self.on_notification(n, ctx).await,
-                        Ok(Message::Request(r)) => self.on_request(r, ctx, session),
+                        Ok(Message::Request(r)) => self.on_request(r, ctx, session, auth),
                         Err(e) => tracing::warn!(upstream = %self.name, %e, "bad SSE event"),
                     }
                 }
@@ -259,9 +294,16 @@ impl HttpUpstream {
     }
 
     /// Relays a server request to the client and POSTs the answer back.
-    fn on_request(&self, request: Request, ctx: Option<&CallContext>, session: Option<&Session>) {
+    fn on_request(
+        &self,
+        request: Request,
+        ctx: Option<&CallContext>,
+        session: Option<&Session>,
+        auth: Option<&AuthHeader>,
+    ) {
         let ctx = ctx.cloned();
         let headers = session.map(session_headers).unwrap_or_default();
+        let auth = auth.cloned();
         let client = self.client.clone();
         let uri = self.uri.clone();
         tokio::spawn(async move {
@@ -282,6 +324,9 @@ impl HttpUpstream {
             for (name, value) in &headers {
                 builder = builder.header(*name, value);
             }
+            if let Some((name, value)) = auth {
+                builder = builder.header(name, value);
+            }
             if let Ok(req) = builder.body(Full::new(answer.to_bytes())) {
                 if let Ok(resp) = client.request(req).await {
                     let _ = resp.into_body().collect().await;
@@ -290,12 +335,14 @@ impl HttpUpstream {
         });
     }
 
-    async fn session(&self) -> Result<Arc<Session>, ErrorObject> {
+    /// The session, opened (with `auth`, the credential of the call that needs it) if
+    /// there is none yet.
+    async fn session(&self, auth: Option<&AuthHeader>) -> Result<Arc<Session>, ErrorObject> {
         let mut guard = self.session.lock().await;
         if let Some(session) = guard.as_ref() {
             return Ok(session.clone());
         }
-        let session = Arc::new(self.connect().await?);
+        let session = Arc::new(self.connect(auth).await?);
         *guard = Some(session.clone());
         Ok(session)
     }
@@ -307,21 +354,24 @@ impl HttpUpstream {
         }
     }
 
-    async fn connect(&self) -> Result<Session, ErrorObject> {
+    async fn connect(&self, auth: Option<&AuthHeader>) -> Result<Session, ErrorObject> {
         let cached = *self.era.lock().unwrap_or_else(|e| e.into_inner());
         if cached != Some(Era::Legacy) {
-            if let Some(session) = self.probe_modern().await? {
+            if let Some(session) = self.probe_modern(auth).await? {
                 *self.era.lock().unwrap_or_else(|e| e.into_inner()) = Some(Era::Modern);
                 return Ok(session);
             }
         }
-        let session = self.initialize().await?;
+        let session = self.initialize(auth).await?;
         *self.era.lock().unwrap_or_else(|e| e.into_inner()) = Some(Era::Legacy);
         Ok(session)
     }
 
     /// `Ok(None)` means "not a modern server".
-    async fn probe_modern(&self) -> Result<Option<Session>, ErrorObject> {
+    async fn probe_modern(
+        &self,
+        auth: Option<&AuthHeader>,
+    ) -> Result<Option<Session>, ErrorObject> {
         let fortress = fortress_context();
         let mut params = Map::new();
         super::modern_meta(&mut params, LATEST_MODERN, &fortress);
@@ -336,7 +386,7 @@ impl HttpUpstream {
         ];
         let answer = tokio::time::timeout(
             self.config.request_timeout,
-            self.post(&probe, &headers, None, None),
+            self.post(&probe, &headers, None, None, auth),
         )
         .await
         .map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "upstream did not answer the probe"))??;
@@ -378,7 +428,7 @@ impl HttpUpstream {
         }
     }
 
-    async fn initialize(&self) -> Result<Session, ErrorObject> {
+    async fn initialize(&self, auth: Option<&AuthHeader>) -> Result<Session, ErrorObject> {
         let params = json!({
             "protocolVersion": LATEST_LEGACY,
             "capabilities": super::relayed_client_capabilities(),
@@ -391,7 +441,7 @@ impl HttpUpstream {
         ));
         let answer = tokio::time::timeout(
             self.config.request_timeout,
-            self.post(&init, &[], None, None),
+            self.post(&init, &[], None, None, auth),
         )
         .await
         .map_err(|_| ErrorObject::new(UPSTREAM_ERROR, "upstream did not answer initialize"))??;
@@ -445,9 +495,10 @@ impl HttpUpstream {
             &session_headers(&session),
             None,
             Some(&session),
+            auth,
         )
         .await?;
-        self.open_listen_stream(&session);
+        self.open_listen_stream(&session, auth);
         Ok(session)
     }
 
@@ -473,12 +524,15 @@ impl HttpUpstream {
     }
 
     /// The legacy GET stream: server notifications not tied to a request.
-    fn open_listen_stream(&self, session: &Session) {
+    fn open_listen_stream(&self, session: &Session, auth: Option<&AuthHeader>) {
         let mut builder = http::Request::builder()
             .method(Method::GET)
             .uri(self.uri.clone())
             .header(http::header::ACCEPT, "text/event-stream");
         for (name, value) in session_headers(session) {
+            builder = builder.header(name, value);
+        }
+        if let Some((name, value)) = auth {
             builder = builder.header(name, value);
         }
         let Ok(request) = builder.body(Full::new(Bytes::new())) else {
@@ -525,19 +579,20 @@ impl HttpUpstream {
         method: &str,
         params: Map<String, Value>,
         ctx: &CallContext,
+        auth: Option<&AuthHeader>,
     ) -> Result<Result<Value, ErrorObject>, StatusCode> {
         let id = self.next_id();
         let message = Message::Request(Request::new(id.clone(), method, Some(params)));
         let headers = session_headers(session);
-        let exchange = self.post(&message, &headers, Some(ctx), Some(session));
+        let exchange = self.post(&message, &headers, Some(ctx), Some(session), auth);
         let answer = tokio::select! {
             answer = exchange => answer,
             () = ctx.cancel.cancelled() => {
-                self.cancel_upstream(session, &id).await;
+                self.cancel_upstream(session, &id, auth).await;
                 Err(ErrorObject::new(UPSTREAM_ERROR, "request cancelled"))
             }
             () = tokio::time::sleep(self.config.request_timeout) => {
-                self.cancel_upstream(session, &id).await;
+                self.cancel_upstream(session, &id, auth).await;
                 Err(ErrorObject::new(UPSTREAM_ERROR, format!("upstream did not answer {method} in time")))
             }
         };
@@ -552,13 +607,13 @@ impl HttpUpstream {
         }
     }
 
-    async fn cancel_upstream(&self, session: &Session, id: &Id) {
+    async fn cancel_upstream(&self, session: &Session, id: &Id, auth: Option<&AuthHeader>) {
         let mut params = Map::new();
         params.insert("requestId".into(), id.to_value());
         params.insert("reason".into(), Value::from("cancelled by Fortress"));
         let n = Message::Notification(Notification::new("notifications/cancelled", Some(params)));
         let _ = self
-            .post(&n, &session_headers(session), None, Some(session))
+            .post(&n, &session_headers(session), None, Some(session), auth)
             .await;
     }
 
@@ -568,6 +623,7 @@ impl HttpUpstream {
         method: &str,
         params: Map<String, Value>,
         ctx: &CallContext,
+        auth: Option<&AuthHeader>,
     ) -> Result<Value, ErrorObject> {
         let version = session.description.protocol_version.clone();
         let mut headers = vec![
@@ -586,7 +642,7 @@ impl HttpUpstream {
         let message = Message::Request(Request::new(id, method, Some(params)));
         // Closing the response stream is the modern cancellation signal.
         let answer = tokio::select! {
-            answer = self.post(&message, &headers, Some(ctx), Some(session)) => answer?,
+            answer = self.post(&message, &headers, Some(ctx), Some(session), auth) => answer?,
             () = ctx.cancel.cancelled() => return Err(ErrorObject::new(UPSTREAM_ERROR, "request cancelled")),
             () = tokio::time::sleep(self.config.request_timeout) => {
                 return Err(ErrorObject::new(UPSTREAM_ERROR, format!("upstream did not answer {method} in time")));
@@ -679,7 +735,9 @@ impl Upstream for HttpUpstream {
         params: Option<Map<String, Value>>,
         ctx: CallContext,
     ) -> Result<Value, ErrorObject> {
-        let mut session = self.session().await?;
+        let auth = self.auth_for(&ctx).await?;
+        let auth = auth.as_ref();
+        let mut session = self.session(auth).await?;
         if session.via_sse {
             let peer = self.sse.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let peer = match peer {
@@ -687,7 +745,7 @@ impl Upstream for HttpUpstream {
                 _ => {
                     // The stream ended: reconnect on this request.
                     self.forget(&session).await;
-                    self.session().await?;
+                    self.session(auth).await?;
                     self.sse
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -712,7 +770,7 @@ impl Upstream for HttpUpstream {
                 super::with_input_rounds(&ctx, params, |p| {
                     let session = session.clone();
                     let ctx = ctx.clone();
-                    async move { self.modern_call(&session, method, p, &ctx).await }
+                    async move { self.modern_call(&session, method, p, &ctx, auth).await }
                 })
                 .await
             }
@@ -720,14 +778,14 @@ impl Upstream for HttpUpstream {
                 super::strip_modern_meta(&mut params);
                 for attempt in 0..2 {
                     match self
-                        .legacy_call(&session, method, params.clone(), &ctx)
+                        .legacy_call(&session, method, params.clone(), &ctx, auth)
                         .await
                     {
                         Ok(outcome) => return outcome,
                         Err(StatusCode::NOT_FOUND) if attempt == 0 && session.id.is_some() => {
                             tracing::info!(upstream = %self.name, "upstream session expired; re-initializing");
                             self.forget(&session).await;
-                            session = self.session().await?;
+                            session = self.session(auth).await?;
                         }
                         Err(status) => {
                             return Err(ErrorObject::new(
@@ -746,7 +804,15 @@ impl Upstream for HttpUpstream {
     }
 
     async fn describe(&self) -> Result<ServerDescription, ErrorObject> {
-        Ok(self.session().await?.description.clone())
+        Ok(self.session(None).await?.description.clone())
+    }
+
+    async fn describe_for(&self, ctx: &CallContext) -> Result<ServerDescription, ErrorObject> {
+        if let Some(session) = self.session.lock().await.as_ref() {
+            return Ok(session.description.clone());
+        }
+        let auth = self.auth_for(ctx).await?;
+        Ok(self.session(auth.as_ref()).await?.description.clone())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Notification> {

@@ -12,6 +12,8 @@
 //! [`http::HttpUpstream`] (Streamable HTTP). Both detect the upstream's era as the
 //! specification describes (spec 2026-07-28, Versioning › Backward Compatibility) and cache it.
 
+pub mod credential;
+pub mod credentialed;
 pub mod http;
 pub mod stdio;
 
@@ -60,6 +62,11 @@ pub struct CallContext {
     /// any (REST connectors put it on their outbound request). Dropped, and zeroized, with
     /// the last clone of the context.
     pub credential: Option<Arc<fortress_core::vault::Credential>>,
+    /// The governed call this request serves (who is asking), when governance described
+    /// it: upstreams with their own vault credential resolve it for this subject.
+    pub call: Option<Arc<fortress_core::call::Call>>,
+    /// The call's audit notes, for what the upstream resolves (credential slot, version).
+    pub notes: Option<fortress_core::layer::CallNotes>,
 }
 
 impl CallContext {
@@ -72,6 +79,8 @@ impl CallContext {
             requester: None,
             cancel: CancellationToken::new(),
             credential: None,
+            call: None,
+            notes: None,
         }
     }
 
@@ -208,6 +217,13 @@ pub trait Upstream: Send + Sync + 'static {
 
     /// What the upstream said about itself (connecting first if needed).
     async fn describe(&self) -> Result<ServerDescription, ErrorObject>;
+
+    /// [`describe`](Self::describe) on behalf of the call `ctx` serves: an upstream that
+    /// connects with its caller's credential connects with this one's.
+    async fn describe_for(&self, ctx: &CallContext) -> Result<ServerDescription, ErrorObject> {
+        let _ = ctx;
+        self.describe().await
+    }
 
     /// Notifications not tied to a request (list changes, resource updates, logging).
     fn subscribe(&self) -> broadcast::Receiver<Notification>;

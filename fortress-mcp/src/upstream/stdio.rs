@@ -45,6 +45,9 @@ pub struct StdioConfig {
     pub args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Environment variables holding secrets (a vault credential): kept zeroizing and
+    /// redacted in `Debug`, exposed only to the child's environment.
+    pub secret_env: Vec<(String, fortress_core::secret::Secret)>,
     /// Working directory.
     pub cwd: Option<PathBuf>,
     /// How long one request may take.
@@ -73,6 +76,7 @@ impl StdioConfig {
             command: command.into(),
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
+            secret_env: Vec::new(),
             cwd: None,
             request_timeout: Duration::from_secs(60),
             probe_timeout: Duration::from_secs(10),
@@ -108,12 +112,21 @@ impl Drop for StdioUpstream {
 impl StdioUpstream {
     /// Starts supervising `config`'s process under `name` (must be called in a runtime).
     pub fn spawn(name: impl Into<String>, config: StdioConfig) -> Self {
+        Self::spawn_into(name, config, broadcast::channel(256).0)
+    }
+
+    /// [`spawn`](Self::spawn), publishing the child's notifications to `broadcast`.
+    pub(crate) fn spawn_into(
+        name: impl Into<String>,
+        config: StdioConfig,
+        broadcast: broadcast::Sender<Notification>,
+    ) -> Self {
         let (conn, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             name: name.into(),
             config,
             conn,
-            broadcast: broadcast::channel(256).0,
+            broadcast,
             shutdown: CancellationToken::new(),
             era: Mutex::new(None),
             starts: AtomicU64::new(0),
@@ -222,6 +235,12 @@ async fn start(shared: &Arc<Shared>) -> Result<(Arc<Peer>, Child), ErrorObject> 
     command
         .args(&config.args)
         .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .envs(
+            config
+                .secret_env
+                .iter()
+                .filter_map(|(k, v)| v.expose_str().map(|v| (k, v))),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
