@@ -1145,3 +1145,72 @@ async fn metrics_count_traffic_without_users_and_the_dashboard_mounts_under_a_pr
         .await;
     assert!(passed.is_err());
 }
+
+/// A Change Log that refuses credential changes (a full disk, a lost database): every
+/// other event is recorded.
+struct RefusingCredentialChanges(Arc<dyn AuditSink>);
+
+#[async_trait]
+impl AuditSink for RefusingCredentialChanges {
+    async fn record(&self, event: AuditEvent) -> Result<(), fortress_core::audit::AuditError> {
+        if event.action.starts_with("credential.") {
+            return Err(fortress_core::audit::AuditError::Closed);
+        }
+        self.0.record(event).await
+    }
+
+    async fn flush(&self) -> Result<(), fortress_core::audit::AuditError> {
+        self.0.flush().await
+    }
+}
+
+#[tokio::test]
+async fn a_credential_change_that_cannot_be_recorded_is_not_made() {
+    let mut api = api().await;
+    let slot = CredentialSlot::workspace(WorkspaceId::new("acme"), "zendesk");
+    api.vault
+        .put(&slot, Secret::from("the value before"))
+        .await
+        .unwrap();
+    api.state.audit = Arc::new(RefusingCredentialChanges(api.state.audit.clone()));
+    let app = AdminServer::new(api.state.clone()).router();
+    let admin = login(&app, "adam").await;
+    for (method, uri, body) in [
+        (
+            "PUT",
+            "/api/credentials/zendesk",
+            Some(json!({"value": SECRET_VALUE})),
+        ),
+        (
+            "POST",
+            "/api/credentials/zendesk/rotate",
+            Some(json!({"value": SECRET_VALUE})),
+        ),
+        ("DELETE", "/api/credentials/zendesk", None),
+        (
+            "PUT",
+            "/api/credentials/github",
+            Some(json!({"value": SECRET_VALUE})),
+        ),
+    ] {
+        let (status, answer) = send_json(&app, req(&admin, method, uri, body)).await;
+        assert_eq!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{method} {uri}: {answer}"
+        );
+        // The vault is as it was: same value, same version, no new credential.
+        let credential = api.vault.resolve(&slot).await.unwrap();
+        assert_eq!(credential.secret().expose(), b"the value before");
+        assert_eq!(credential.version(), 1);
+        let stored: Vec<String> = api
+            .vault
+            .list(&WorkspaceId::new("acme"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.slot.connector)
+            .collect();
+        assert_eq!(stored, ["zendesk"], "{method} {uri}");
+    }
+}

@@ -45,8 +45,11 @@ pub use directory::DemoConnectors;
 
 /// The connector (and namespace) name of the demo helpdesk.
 pub const DEMO_CONNECTOR: &str = "zendesk";
-/// The workspace of the demo's anonymous local subject.
-pub const DEMO_WORKSPACE: &str = "local";
+/// The workspace of the demo's local user: the same as the PAT demo's, so a dashboard
+/// watching both counts the same users and its workspace kill switch stops both.
+pub const DEMO_WORKSPACE: &str = fortress_core::admin::embedded::DEMO_WORKSPACE;
+/// The demo's local user (every unauthenticated call acts as it).
+pub const DEMO_USER: &str = "anonymous";
 /// The helpdesk agent the demo's API token belongs to.
 pub const DEMO_AGENT_EMAIL: &str = "agent@helpdesk.example";
 
@@ -59,7 +62,7 @@ pub const DEMO_POLICY: &str = r#"// The fortress-mcp demo policy. Edit it and re
 permit (
   principal == User::"anonymous",
   action in Action::"mcp",
-  resource in Workspace::"local"
+  resource in Workspace::"demo"
 );
 
 @id("demo-no-closing")
@@ -257,7 +260,11 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     // Integration point: gateway API keys. Once client authentication lands, create a demo
     // key here (stored hashed), authenticate the endpoint with it instead of the anonymous
     // loopback subject the seam uses below, and add the key to `instructions()`.
-    let seam = crate::seam::seam_service(server.clone(), Some(&stack));
+    let seam = crate::seam::seam_service_as(
+        server.clone(),
+        Some(&stack),
+        fortress_core::subject::Subject::user(DEMO_USER, WorkspaceId::new(DEMO_WORKSPACE)),
+    );
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

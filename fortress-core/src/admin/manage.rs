@@ -175,6 +175,16 @@ async fn credential_info(
     Ok(all.into_iter().find(|c| &c.slot == slot))
 }
 
+/// What a put or rotation will leave in `slot` (recorded before the vault is written, so
+/// the time of the write is not known yet): the next version, active.
+fn expected_after(slot: &CredentialSlot, before: Option<&CredentialInfo>) -> Result<Value, ApiError> {
+    Ok(json!({
+        "slot": to_value(slot)?,
+        "version": before.map_or(1, |b| b.version.saturating_add(1)),
+        "state": "active",
+    }))
+}
+
 /// `GET /api/credentials`: metadata of every credential of a workspace, never a value.
 pub(super) async fn list_credentials(
     State(state): State<AdminState>,
@@ -216,19 +226,20 @@ pub(super) async fn put_credential(
     let slot = params.slot(&state, &connector)?;
     let secret = body.secret()?;
     let before = credential_info(&state, &slot).await?;
-    let info = vault(&state)?
-        .put(&slot, secret)
-        .await
-        .map_err(vault_failed)?;
+    // Recorded first: a credential change that cannot be audited is not made.
     record_change(
         &state,
         &admin,
         "credential.put",
         &format!("credential:{slot}"),
         to_value(&before)?,
-        to_value(&info)?,
+        expected_after(&slot, before.as_ref())?,
     )
     .await?;
+    let info = vault(&state)?
+        .put(&slot, secret)
+        .await
+        .map_err(vault_failed)?;
     Ok(Json(info).into_response())
 }
 
@@ -243,20 +254,23 @@ pub(super) async fn rotate_credential(
     admin.require(Permission::ManageCredentials)?;
     let slot = params.slot(&state, &connector)?;
     let secret = body.secret()?;
-    let before = credential_info(&state, &slot).await?;
-    let info = vault(&state)?
-        .rotate(&slot, secret)
-        .await
-        .map_err(vault_failed)?;
+    let Some(before) = credential_info(&state, &slot).await? else {
+        return Err(ApiError::not_found(format!("no credential for {slot}")));
+    };
+    // Recorded first: a credential change that cannot be audited is not made.
     record_change(
         &state,
         &admin,
         "credential.rotate",
         &format!("credential:{slot}"),
         to_value(&before)?,
-        to_value(&info)?,
+        expected_after(&slot, Some(&before))?,
     )
     .await?;
+    let info = vault(&state)?
+        .rotate(&slot, secret)
+        .await
+        .map_err(vault_failed)?;
     Ok(Json(info).into_response())
 }
 
@@ -272,7 +286,7 @@ pub(super) async fn delete_credential(
     let Some(before) = credential_info(&state, &slot).await? else {
         return Err(ApiError::not_found(format!("no credential for {slot}")));
     };
-    vault(&state)?.delete(&slot).await.map_err(vault_failed)?;
+    // Recorded first: a credential change that cannot be audited is not made.
     record_change(
         &state,
         &admin,
@@ -282,6 +296,7 @@ pub(super) async fn delete_credential(
         Value::Null,
     )
     .await?;
+    vault(&state)?.delete(&slot).await.map_err(vault_failed)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
