@@ -423,7 +423,8 @@ pub(super) async fn list_connectors(
     Ok(Json(list).into_response())
 }
 
-/// `POST /api/connectors`: add.
+/// `POST /api/connectors`: add. The directory checks the request first (a clear 400 for
+/// an invalid one), then the change is recorded, then made.
 pub(super) async fn add_connector(
     State(state): State<AdminState>,
     admin: Admin,
@@ -433,51 +434,69 @@ pub(super) async fn add_connector(
     if connector.name.trim().is_empty() {
         return Err(ApiError::bad_request("a connector needs a name"));
     }
-    let added = connectors(&state)?
-        .add(connector)
-        .await
-        .map_err(directory_failed)?;
+    let directory = connectors(&state)?;
+    let checked = directory.check(connector).await.map_err(directory_failed)?;
+    // Recorded first: a change that cannot be audited is not made.
     record_change(
         &state,
         &admin,
         "connector.add",
-        &format!("connector:{}", added.name),
+        &format!("connector:{}", checked.name),
         Value::Null,
-        to_value(&added)?,
+        to_value(&checked)?,
     )
     .await?;
+    let added = directory.add(checked).await.map_err(directory_failed)?;
     Ok((StatusCode::CREATED, Json(added)).into_response())
 }
 
 /// `DELETE /api/connectors/{name}`: remove, and delete its vault credentials at once
-/// (the shared one and every user's, in every workspace the vault lists for the
-/// dashboard's workspace).
+/// (the shared one and every user's, in the dashboard's workspace). Recorded before it is
+/// made, with the credentials it deletes.
 pub(super) async fn remove_connector(
     State(state): State<AdminState>,
     admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     admin.require(Permission::ManageConnectors)?;
-    let removed = connectors(&state)?
-        .remove(&name)
+    let directory = connectors(&state)?;
+    let before = directory
+        .list()
         .await
-        .map_err(directory_failed)?;
-    let mut deleted = Vec::new();
-    if let Some(vault) = &state.vault {
-        let slots = vault.list(&state.workspace).await.map_err(vault_failed)?;
-        for info in slots.into_iter().filter(|c| c.slot.connector == name) {
-            vault.delete(&info.slot).await.map_err(vault_failed)?;
-            deleted.push(info.slot.to_string());
-        }
-    }
+        .map_err(directory_failed)?
+        .into_iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("connector {name:?} not found")))?;
+    let slots = match &state.vault {
+        Some(vault) => vault
+            .list(&state.workspace)
+            .await
+            .map_err(vault_failed)?
+            .into_iter()
+            .filter(|c| c.slot.connector == name)
+            .map(|c| c.slot)
+            .collect(),
+        None => Vec::new(),
+    };
+    let deleted: Vec<String> = slots.iter().map(ToString::to_string).collect();
     record_change(
         &state,
         &admin,
         "connector.remove",
         &format!("connector:{name}"),
-        to_value(&removed)?,
+        to_value(&before)?,
         json!({ "removed": true, "credentials_deleted": deleted }),
     )
     .await?;
+    let removed = directory.remove(&name).await.map_err(directory_failed)?;
+    if let Some(vault) = &state.vault {
+        for slot in &slots {
+            match vault.delete(slot).await {
+                // Already gone (the product's directory may delete them itself).
+                Ok(()) | Err(VaultError::NotFound(_)) => {}
+                Err(e) => return Err(vault_failed(e)),
+            }
+        }
+    }
     Ok(Json(json!({ "removed": removed, "credentials_deleted": deleted })).into_response())
 }
