@@ -38,8 +38,8 @@ use crate::virtual_server::VirtualServer;
 
 /// The file in the data directory that keeps the set of connectors.
 pub const CONNECTORS_FILE: &str = "connectors.json";
-/// The largest uploaded definition accepted.
-pub const MAX_DEFINITION_BYTES: usize = 256 * 1024;
+/// The largest uploaded definition accepted (bytes).
+const MAX_DEFINITION_BYTES: usize = 256 * 1024;
 /// The built-in definition served by the demo helpdesk.
 const HELPDESK_DEFINITION: &str = "zendesk";
 
