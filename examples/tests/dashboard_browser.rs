@@ -119,7 +119,10 @@ async fn open_page(client: &Client, page: &str, ready: &str) -> anyhow::Result<(
 async fn claude_call(fortress: &Fortress) -> anyhow::Result<(u16, String, Value)> {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/messages", fortress.pat_url))
-        .header("x-api-key", fortress.pat_key.expose_str().unwrap_or_default())
+        .header(
+            "x-api-key",
+            fortress.pat_key.expose_str().unwrap_or_default(),
+        )
         .header("anthropic-version", "2023-06-01")
         .json(&json!({
             "model": "claude-sonnet-4-5",
@@ -360,7 +363,10 @@ async fn drive(client: &Client, fortress: &Fortress) -> anyhow::Result<()> {
         .text()
         .await?;
     assert!(flip.contains(OWNER), "{flip}");
-    assert!(flip.contains(&format!("workspace:{DEMO_WORKSPACE}")), "{flip}");
+    assert!(
+        flip.contains(&format!("workspace:{DEMO_WORKSPACE}")),
+        "{flip}"
+    );
     assert!(
         flip.contains("\"engaged\":false") && flip.contains("\"engaged\":true"),
         "{flip}"

@@ -1255,8 +1255,7 @@ async fn each_gateway_policy_set_is_edited_on_its_own() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A dry run of the MCP set replays the MCP calls only.
-    let forbid_all =
-        json!({"documents": [{"name": "mcp.cedar", "text": "forbid (principal, action, resource);"}]});
+    let forbid_all = json!({"documents": [{"name": "mcp.cedar", "text": "forbid (principal, action, resource);"}]});
     let (status, report) = send_json(
         &app,
         req(

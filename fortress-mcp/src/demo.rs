@@ -19,9 +19,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fortress_core::admin::policy_editor::{PolicyEditor, PolicySet};
 use fortress_core::admin::embedded::{EmbeddedAdmin, SharedAdmin};
 use fortress_core::admin::mount::MountedAdmin;
+use fortress_core::admin::policy_editor::{PolicyEditor, PolicySet};
 use fortress_core::admin::{AdminServer, bootstrap_owner};
 use fortress_core::audit::{AuditSink, DurableAuditSink};
 use fortress_core::policy::{CedarEngine, PolicyDocuments};
@@ -270,8 +270,7 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     // to the policy directory and swapped into this engine.
     let documents = PolicyDocuments::from_dir(&policy_dir).map_err(setup("demo policy"))?;
     let policy = Arc::new(CedarEngine::new(&documents).map_err(setup("demo policy"))?);
-    let editor =
-        Arc::new(PolicyEditor::new(policy.clone(), documents).persist_to(&policy_dir));
+    let editor = Arc::new(PolicyEditor::new(policy.clone(), documents).persist_to(&policy_dir));
     // The guard is the dashboard's kill switch: an engaged switch refuses the next call.
     let stack = GovernanceStack::builder()
         .audit(audit.clone())
@@ -461,6 +460,9 @@ mod workspace_tests {
     #[test]
     fn the_demo_policy_permits_the_shared_demo_workspace() {
         assert!(DEMO_POLICY.contains(&format!("resource in Workspace::\"{DEMO_WORKSPACE}\"")));
-        assert_eq!(DEMO_WORKSPACE, fortress_core::admin::embedded::DEMO_WORKSPACE);
+        assert_eq!(
+            DEMO_WORKSPACE,
+            fortress_core::admin::embedded::DEMO_WORKSPACE
+        );
     }
 }

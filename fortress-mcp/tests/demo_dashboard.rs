@@ -99,7 +99,10 @@ impl Dash {
 fn owner_password(demo: &DemoHandle) -> String {
     let printed = demo.instructions();
     let marker = format!("owner {DASHBOARD_OWNER} / password ");
-    let at = printed.find(&marker).expect("a fresh data dir prints the password") + marker.len();
+    let at = printed
+        .find(&marker)
+        .expect("a fresh data dir prints the password")
+        + marker.len();
     printed[at..].split_whitespace().next().unwrap().to_owned()
 }
 
@@ -204,18 +207,21 @@ async fn connectors_are_managed_from_the_dashboard_while_serving() {
     }
     let admin = Dash::login(running.dashboard_url().unwrap(), "adam", PW).await;
     assert_eq!(admin.connectors().await, ["zendesk"]);
-    assert!(tools(&url).await.contains(&"zendesk__get_ticket".to_owned()));
+    assert!(
+        tools(&url)
+            .await
+            .contains(&"zendesk__get_ticket".to_owned())
+    );
 
     // Add a built-in connector: its tools are served at once.
     let crm = json!({"name": "crm", "kind": "rest", "config": {
         "definition": "salesforce", "settings": {"instance": "acme"}}});
-    let (status, added) = admin.call("POST", "/api/connectors", Some(crm.clone())).await;
+    let (status, added) = admin
+        .call("POST", "/api/connectors", Some(crm.clone()))
+        .await;
     assert_eq!(status, 201, "{added}");
     let served = tools(&url).await;
-    assert!(
-        served.iter().any(|t| t.starts_with("crm__")),
-        "{served:?}"
-    );
+    assert!(served.iter().any(|t| t.starts_with("crm__")), "{served:?}");
     // ... and an uploaded definition.
     let (status, added) = admin
         .call(
@@ -225,7 +231,11 @@ async fn connectors_are_managed_from_the_dashboard_while_serving() {
         )
         .await;
     assert_eq!(status, 201, "{added}");
-    assert!(tools(&url).await.contains(&"tickets__get_ticket".to_owned()));
+    assert!(
+        tools(&url)
+            .await
+            .contains(&"tickets__get_ticket".to_owned())
+    );
 
     // Invalid requests are refused with the reason, and leave no Change Log entry.
     for (body, reason) in [
@@ -261,7 +271,9 @@ async fn connectors_are_managed_from_the_dashboard_while_serving() {
             )
             .await;
         assert_eq!(status, 403, "{user} adds");
-        let (status, _) = session.call("DELETE", "/api/connectors/zendesk", None).await;
+        let (status, _) = session
+            .call("DELETE", "/api/connectors/zendesk", None)
+            .await;
         assert_eq!(status, 403, "{user} removes");
         assert_eq!(session.connectors().await, ["zendesk", "crm", "tickets"]);
     }
@@ -355,7 +367,10 @@ async fn the_demo_policy_is_edited_from_the_dashboard() {
     assert_eq!(live["sets"], json!(["mcp"]));
     let docs = live["documents"].as_array().unwrap();
     assert!(docs.iter().any(|d| d["name"] == "demo.cedar"));
-    assert!(docs.iter().any(|d| d["name"] == "tool_arguments.cedarschema"));
+    assert!(
+        docs.iter()
+            .any(|d| d["name"] == "tool_arguments.cedarschema")
+    );
 
     // Validated against the set's own schema: an argument the schema lacks is an error.
     let unknown_argument = r#"forbid (principal, action, resource)
@@ -374,7 +389,11 @@ when { context has tool_arguments && context.tool_arguments.no_such_field == "x"
 forbid (principal, action == Action::"tools/call", resource == Tool::"zendesk/get_ticket");"#;
     let candidate = json!({"documents": [{"name": "extra.cedar", "text": forbid}]});
     let (status, report) = owner
-        .call("POST", "/api/policy/dry-run?set=mcp", Some(candidate.clone()))
+        .call(
+            "POST",
+            "/api/policy/dry-run?set=mcp",
+            Some(candidate.clone()),
+        )
         .await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["set"], "mcp");
@@ -385,7 +404,11 @@ forbid (principal, action == Action::"tools/call", resource == Tool::"zendesk/ge
         assert!(std::time::Instant::now() < deadline, "{report}");
         tokio::time::sleep(Duration::from_millis(50)).await;
         report = owner
-            .call("POST", "/api/policy/dry-run?set=mcp", Some(candidate.clone()))
+            .call(
+                "POST",
+                "/api/policy/dry-run?set=mcp",
+                Some(candidate.clone()),
+            )
             .await
             .1;
     }

@@ -170,8 +170,9 @@ pub fn manage(state: AdminState, managed: PatManaged) -> AdminState {
         .with_vault(managed.vault)
         .with_keys(Arc::new(PatKeyDirectory::new(managed.keys)));
     if let Some(editor) = managed.policy {
-        state = state
-            .with_policy_set(PolicySet::new(crate::PAT_POLICY_SET, editor).for_actions(crate::PAT_ACTIONS));
+        state = state.with_policy_set(
+            PolicySet::new(crate::PAT_POLICY_SET, editor).for_actions(crate::PAT_ACTIONS),
+        );
     }
     if let Some(ledger) = managed.ledger {
         state = state.with_usage(Arc::new(LedgerUsage(ledger)));

@@ -177,7 +177,10 @@ async fn credential_info(
 
 /// What a put or rotation will leave in `slot` (recorded before the vault is written, so
 /// the time of the write is not known yet): the next version, active.
-fn expected_after(slot: &CredentialSlot, before: Option<&CredentialInfo>) -> Result<Value, ApiError> {
+fn expected_after(
+    slot: &CredentialSlot,
+    before: Option<&CredentialInfo>,
+) -> Result<Value, ApiError> {
     Ok(json!({
         "slot": to_value(slot)?,
         "version": before.map_or(1, |b| b.version.saturating_add(1)),

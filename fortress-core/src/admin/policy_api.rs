@@ -16,9 +16,7 @@ use serde_json::{Value, json};
 
 use super::api::{Admin, AdminState, ApiError, record_change};
 use super::history::store;
-use super::policy_editor::{
-    DocumentEdit, EditorError, PolicyEditor, PolicySet, ValidationError,
-};
+use super::policy_editor::{DocumentEdit, EditorError, PolicyEditor, PolicySet, ValidationError};
 use super::rbac::Permission;
 use crate::audit::EventKind;
 use crate::audit::query::{AuditFilter, AuditQuery};

@@ -148,9 +148,8 @@ impl DemoConnectors {
     ) -> Result<Self, DirectoryError> {
         let file = data_dir.join(CONNECTORS_FILE);
         let kept: Vec<ConnectorSummary> = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                invalid(format!("{} is not a connector list: {e}", file.display()))
-            })?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| invalid(format!("{} is not a connector list: {e}", file.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![helpdesk_connector()],
             Err(e) => return Err(backend(e)),
         };
@@ -168,7 +167,9 @@ impl DemoConnectors {
                 let name = summary.name.clone();
                 match directory.serve(summary).await {
                     Ok(summary) => connectors.push(summary),
-                    Err(e) => tracing::warn!(connector = %name, error = %e, "kept connector skipped"),
+                    Err(e) => {
+                        tracing::warn!(connector = %name, error = %e, "kept connector skipped")
+                    }
                 }
             }
             directory.persist(&connectors)?;
@@ -228,8 +229,8 @@ impl DemoConnectors {
                 ));
             }
         };
-        let helpdesk = config.definition.as_deref() == Some(HELPDESK_DEFINITION)
-            && config.base_url.is_none();
+        let helpdesk =
+            config.definition.as_deref() == Some(HELPDESK_DEFINITION) && config.base_url.is_none();
         let mut options = RestOptions {
             base_url: config.base_url.clone(),
             settings: config.settings.clone(),
@@ -431,7 +432,10 @@ mod tests {
         assert_eq!(served(&server), ["crm"]);
         // Re-adding the helpdesk binds it to the mock again.
         directory
-            .add(summary("zendesk", serde_json::json!({"definition": "zendesk"})))
+            .add(summary(
+                "zendesk",
+                serde_json::json!({"definition": "zendesk"}),
+            ))
             .await
             .unwrap();
         assert_eq!(directory.names().await, ["crm", "zendesk"]);
@@ -460,7 +464,10 @@ mod tests {
             ),
             (summary("x", serde_json::json!({})), "give either"),
             (
-                summary("x", serde_json::json!({"definition": "zendesk", "url": "x"})),
+                summary(
+                    "x",
+                    serde_json::json!({"definition": "zendesk", "url": "x"}),
+                ),
                 "unknown field",
             ),
             (
