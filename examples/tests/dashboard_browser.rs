@@ -173,6 +173,22 @@ async fn mcp(fortress: &Fortress, method: &str, mut params: Value) -> anyhow::Re
     Ok(reply.json().await?)
 }
 
+/// Every tool MCP Fortress lists (one page per connector).
+async fn tool_names(fortress: &Fortress) -> anyhow::Result<Vec<String>> {
+    let (mut names, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let params = cursor.map_or_else(|| json!({}), |c| json!({"cursor": c}));
+        let page = mcp(fortress, "tools/list", params).await?;
+        for tool in page["result"]["tools"].as_array().context("tools")? {
+            names.push(tool["name"].as_str().unwrap_or_default().to_owned());
+        }
+        match page["result"]["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(names),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_drives_both_gateways() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
@@ -281,6 +297,32 @@ async fn drive(client: &Client, fortress: &Fortress) -> anyhow::Result<()> {
         .unwrap_or_default();
     assert!(policy.contains("demo-helpdesk"), "{policy}");
 
+    // Add a connector from the Management page: its tools are served at once.
+    client
+        .find(Locator::Css("#connector-form input[name='name']"))
+        .await?
+        .send_keys("crm")
+        .await?;
+    client
+        .find(Locator::Css("#connector-form input[name='definition']"))
+        .await?
+        .send_keys("salesforce")
+        .await?;
+    client
+        .find(Locator::Css("#connector-form input[name='settings']"))
+        .await?
+        .send_keys("instance=acme")
+        .await?;
+    client
+        .find(Locator::Css("#connector-form button[type='submit']"))
+        .await?
+        .click()
+        .await?;
+    wait_for(client, "#connector-rows tr.connector[data-name='crm']")
+        .await
+        .context("the added connector is not listed")?;
+    let tools = tool_names(fortress).await?;
+    assert!(tools.iter().any(|t| t.starts_with("crm__")), "{tools:?}");
     // Flip the workspace kill switch: both gateways stop.
     client
         .find(Locator::Css(
@@ -320,32 +362,6 @@ async fn drive(client: &Client, fortress: &Fortress) -> anyhow::Result<()> {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["type"], "permission_error", "{body}");
 
-    // Add a connector from the Management page: its tools are served at once.
-    client
-        .find(Locator::Css("#connector-form input[name='name']"))
-        .await?
-        .send_keys("crm")
-        .await?;
-    client
-        .find(Locator::Css("#connector-form input[name='definition']"))
-        .await?
-        .send_keys("salesforce")
-        .await?;
-    client
-        .find(Locator::Css("#connector-form input[name='settings']"))
-        .await?
-        .send_keys("instance=acme")
-        .await?;
-    client
-        .find(Locator::Css("#connector-form button[type='submit']"))
-        .await?
-        .click()
-        .await?;
-    wait_for(client, "#connector-rows tr.connector[data-name='crm']")
-        .await
-        .context("the added connector is not listed")?;
-    let tools = mcp(fortress, "tools/list", json!({})).await?;
-    assert!(tools.to_string().contains("crm__"), "{tools}");
     screenshot(client, "management").await?;
 
     // The Change Log shows the flip and the new connector, by whom and on what.
