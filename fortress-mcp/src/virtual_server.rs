@@ -421,10 +421,10 @@ impl VirtualServer {
                 next
             } else if let Some(c) = next {
                 Some(encode_cursor(upstream.name(), Some(&c)))
-            } else if let Some(following) = upstreams.get(index + 1) {
-                Some(encode_cursor(following.name(), None))
             } else {
-                None
+                upstreams
+                    .get(index + 1)
+                    .map(|following| encode_cursor(following.name(), None))
             };
             if let Some(obj) = result.as_object_mut() {
                 match next {
