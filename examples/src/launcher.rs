@@ -5,8 +5,12 @@
 //!
 //! Both gateways record into the dashboard's audit trail (so its Status Board and Traffic
 //! Feed show the calls of both) and consult its kill switch (so one switch stops either or
-//! both). The dashboard manages PAT's gateway keys, Anthropic credential, policy and usage,
-//! and MCP's connectors.
+//! both). Both demos use one workspace ([`DEMO_WORKSPACE`]), so its workspace kill switch
+//! stops both and billing counts the users of both. The dashboard manages PAT's gateway
+//! keys, Anthropic credential and usage, MCP's connectors (added and removed while
+//! serving), and both gateways' policy sets (`pat` and `mcp`).
+//!
+//! [`DEMO_WORKSPACE`]: fortress_core::admin::embedded::DEMO_WORKSPACE
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -100,11 +104,12 @@ impl std::fmt::Debug for Fortress {
 /// Starts both gateways and the dashboard; returns once all three are listening.
 pub async fn launch(options: LaunchOptions) -> anyhow::Result<Fortress> {
     let data_dir = options.data_dir.clone();
-    // One dashboard: its audit trail and kill switch are shared by both gateways. Its
-    // workspace is PAT's, whose keys and Anthropic credential it manages.
+    // One dashboard: its audit trail and kill switch are shared by both gateways. Both
+    // demos live in one workspace, whose keys, credentials and connectors it manages (so
+    // its workspace kill switch stops both, and billing counts the users of both).
     let embedded = EmbeddedAdmin::open(
         &data_dir,
-        WorkspaceId::new(fortress_pat::demo::DEMO_WORKSPACE),
+        WorkspaceId::new(fortress_core::admin::embedded::DEMO_WORKSPACE),
     )
     .await
     .with_context(|| format!("cannot open the dashboard stores in {}", data_dir.display()))?;
@@ -118,12 +123,15 @@ pub async fn launch(options: LaunchOptions) -> anyhow::Result<Fortress> {
         listen: options.mcp_listen,
         data_dir: data_dir.clone(),
         shared: Some(shared),
+        // One vault: the dashboard's credential page and connector removal reach both.
+        vault: Some(pat.managed.vault.clone()),
     })
     .await
     .context("the MCP demo could not start")?;
 
     let state = fortress_pat::dashboard::manage(embedded.state, pat.managed.clone())
-        .with_connectors(mcp.connectors());
+        .with_connectors(mcp.connectors())
+        .with_policy_set(mcp.policy_set());
     fortress_pat::demo::sample_contract(&state);
     let owner_password = bootstrap_owner(&state.accounts, OWNER)
         .await

@@ -1,6 +1,7 @@
 //! The one-command launcher, in-process on ephemeral ports with a temporary data dir: a PAT
 //! call with the printed key and an MCP tools/call both show in the one dashboard's traffic
-//! history, and a kill switch engaged through the admin API refuses the next call of each.
+//! history, and one workspace kill switch engaged through the admin API refuses the next
+//! call of each (both demos share one workspace).
 
 use std::time::{Duration, Instant};
 
@@ -146,7 +147,21 @@ async fn one_command_starts_both_gateways_under_one_dashboard() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // One kill switch governs both gateways.
+    // Both gateways' policy sets are in the one editor.
+    let (sets, status) = {
+        let reply = client
+            .get(format!("{dash}/api/policy"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = reply.status();
+        (reply.json::<Value>().await.unwrap(), status)
+    };
+    assert_eq!(status, 200);
+    assert_eq!(sets["sets"], json!(["pat", "mcp"]), "{sets}");
+
+    // One workspace kill switch stops both gateways.
     let engage = |target: Value| {
         let (client, dash, cookie, csrf) =
             (client.clone(), dash.clone(), cookie.clone(), csrf.clone());
@@ -163,17 +178,13 @@ async fn one_command_starts_both_gateways_under_one_dashboard() {
         }
     };
     assert_eq!(
-        engage(json!({"kind": "workspace", "workspace": fortress_pat::demo::DEMO_WORKSPACE})).await,
+        engage(json!({"kind": "workspace", "workspace": fortress_core::admin::embedded::DEMO_WORKSPACE})).await,
         201
     );
     let refused = pat_call(&client, &fortress.pat_url, &key).await;
     assert_eq!(refused.status(), 403);
     let refused: Value = refused.json().await.unwrap();
     assert_eq!(refused["error"]["type"], "permission_error", "{refused}");
-    assert_eq!(
-        engage(json!({"kind": "connector", "connector": "zendesk"})).await,
-        201
-    );
     let stopped = mcp_call(&client, &fortress.mcp_url, &mcp_key, 2).await;
     assert!(
         stopped["error"].is_object() || stopped["result"]["isError"] == true,

@@ -14,7 +14,7 @@ use fortress_core::admin::directory::{
     ConnectorDirectory, ConnectorSummary, DirectoryError, KeyDirectory, KeyRequest, KeySummary,
 };
 use fortress_core::admin::embedded::{EmbeddedAdmin, KILL_SWITCH_FILE};
-use fortress_core::admin::policy_editor::PolicyEditor;
+use fortress_core::admin::policy_editor::{PolicyEditor, PolicySet};
 use fortress_core::admin::rbac::Role;
 use fortress_core::admin::server::AdminServer;
 use fortress_core::admin::switches::KillSwitchBoard;
@@ -1144,4 +1144,146 @@ async fn metrics_count_traffic_without_users_and_the_dashboard_mounts_under_a_pr
         )
         .await;
     assert!(passed.is_err());
+}
+
+/// A Change Log that refuses credential changes (a full disk, a lost database): every
+/// other event is recorded.
+struct RefusingCredentialChanges(Arc<dyn AuditSink>);
+
+#[async_trait]
+impl AuditSink for RefusingCredentialChanges {
+    async fn record(&self, event: AuditEvent) -> Result<(), fortress_core::audit::AuditError> {
+        if event.action.starts_with("credential.") {
+            return Err(fortress_core::audit::AuditError::Closed);
+        }
+        self.0.record(event).await
+    }
+
+    async fn flush(&self) -> Result<(), fortress_core::audit::AuditError> {
+        self.0.flush().await
+    }
+}
+
+#[tokio::test]
+async fn a_credential_change_that_cannot_be_recorded_is_not_made() {
+    let mut api = api().await;
+    let slot = CredentialSlot::workspace(WorkspaceId::new("acme"), "zendesk");
+    api.vault
+        .put(&slot, Secret::from("the value before"))
+        .await
+        .unwrap();
+    api.state.audit = Arc::new(RefusingCredentialChanges(api.state.audit.clone()));
+    let app = AdminServer::new(api.state.clone()).router();
+    let admin = login(&app, "adam").await;
+    for (method, uri, body) in [
+        (
+            "PUT",
+            "/api/credentials/zendesk",
+            Some(json!({"value": SECRET_VALUE})),
+        ),
+        (
+            "POST",
+            "/api/credentials/zendesk/rotate",
+            Some(json!({"value": SECRET_VALUE})),
+        ),
+        ("DELETE", "/api/credentials/zendesk", None),
+        (
+            "PUT",
+            "/api/credentials/github",
+            Some(json!({"value": SECRET_VALUE})),
+        ),
+    ] {
+        let (status, answer) = send_json(&app, req(&admin, method, uri, body)).await;
+        assert_eq!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{method} {uri}: {answer}"
+        );
+        // The vault is as it was: same value, same version, no new credential.
+        let credential = api.vault.resolve(&slot).await.unwrap();
+        assert_eq!(credential.secret().expose(), b"the value before");
+        assert_eq!(credential.version(), 1);
+        let stored: Vec<String> = api
+            .vault
+            .list(&WorkspaceId::new("acme"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.slot.connector)
+            .collect();
+        assert_eq!(stored, ["zendesk"], "{method} {uri}");
+    }
+}
+
+#[tokio::test]
+async fn each_gateway_policy_set_is_edited_on_its_own() {
+    let api = api().await;
+    // A second gateway (MCP-like): its own engine, dry-run over its own calls.
+    let mcp_docs = PolicyDocuments::new()
+        .with_policies("mcp.cedar", "permit (principal, action, resource);\n");
+    let mcp_engine = Arc::new(CedarEngine::new(&mcp_docs).unwrap());
+    let state = api.state.clone().with_policy_set(
+        PolicySet::new(
+            "mcp",
+            Arc::new(PolicyEditor::new(mcp_engine.clone(), mcp_docs)),
+        )
+        .for_actions(["tools/"]),
+    );
+    let app = AdminServer::new(state).router();
+    record_call(&api, "alice", "small", Effect::Allow).await;
+    let tool_call = Call::new(
+        Subject::user("alice", WorkspaceId::new("acme")),
+        Action::CallTool,
+        Resource::tool("zendesk", "get_ticket"),
+    );
+    for _ in 0..2 {
+        api.gateway_audit
+            .record(AuditEvent::for_call(&tool_call, Outcome::Success))
+            .await
+            .unwrap();
+    }
+    let admin = login(&app, "adam").await;
+
+    let (status, listed) = send_json(&app, get(&admin, "/api/policy?set=mcp")).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["sets"], json!(["policy", "mcp"]));
+    assert_eq!(listed["set"], "mcp");
+    assert_eq!(listed["documents"][0]["name"], "mcp.cedar");
+    let (_, default) = send_json(&app, get(&admin, "/api/policy")).await;
+    assert_eq!(default["set"], "policy");
+    let (status, _) = send_json(&app, get(&admin, "/api/policy?set=nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A dry run of the MCP set replays the MCP calls only.
+    let forbid_all = json!({"documents": [{"name": "mcp.cedar", "text": "forbid (principal, action, resource);"}]});
+    let (status, report) = send_json(
+        &app,
+        req(
+            &admin,
+            "POST",
+            "/api/policy/dry-run?set=mcp",
+            Some(forbid_all.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["report"]["calls"], 2, "{report}");
+    assert_eq!(report["report"]["newly_denied"], 2, "{report}");
+
+    // Applying it swaps the MCP engine only.
+    let pat_version = api.engine.version();
+    let (status, applied) = send_json(
+        &app,
+        req(&admin, "PUT", "/api/policy?set=mcp", Some(forbid_all)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    assert!(!mcp_engine.decide(&tool_call).await.unwrap().is_allowed());
+    assert_eq!(api.engine.version(), pat_version);
+    let log = changes(&api, &admin).await;
+    let update = log
+        .iter()
+        .find(|c| c["event"]["action"] == "policy.update")
+        .unwrap();
+    assert_eq!(update["event"]["resource"], "policy:mcp");
 }

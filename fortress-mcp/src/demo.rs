@@ -22,36 +22,35 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fortress_core::admin::directory::ConnectorSummary;
 use fortress_core::admin::embedded::{EmbeddedAdmin, SharedAdmin};
 use fortress_core::admin::mount::MountedAdmin;
+use fortress_core::admin::policy_editor::{PolicyEditor, PolicySet};
 use fortress_core::admin::{AdminServer, bootstrap_owner};
 use fortress_core::audit::{AuditSink, DurableAuditSink};
 use fortress_core::keys::{KeyFormat, KeyStore, NewKey, load_or_create_pepper};
-use fortress_core::policy::CedarEngine;
+use fortress_core::policy::{CedarEngine, PolicyDocuments};
 use fortress_core::redact::DefaultRedactor;
 use fortress_core::secret::Secret;
 use fortress_core::stack::GovernanceStack;
 use fortress_core::subject::WorkspaceId;
 use fortress_core::vault::keys::{MASTER_KEY_ENV, ManagedKeys, RootKey};
-use fortress_core::vault::{CredentialSlot, EnvelopeVault, Vault};
+use fortress_core::vault::{EnvelopeVault, Vault};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
-use crate::connector::{RestOptions, RestUpstream};
 use crate::mock::MockZendesk;
 use crate::server::{McpServer, ServerConfig};
-use crate::upstream::Upstream;
 use crate::virtual_server::{Naming, VirtualServer};
 
 mod directory;
 
-pub use directory::DemoConnectors;
+pub use directory::{CONNECTORS_FILE, DemoConnectors, Helpdesk};
 
 /// The connector (and namespace) name of the demo helpdesk.
 pub const DEMO_CONNECTOR: &str = "zendesk";
-/// The workspace of the demo's user.
-pub const DEMO_WORKSPACE: &str = "local";
+/// The workspace of the demo's user: the same as the PAT demo's, so a dashboard watching
+/// both counts the same users and its workspace kill switch stops both.
+pub const DEMO_WORKSPACE: &str = fortress_core::admin::embedded::DEMO_WORKSPACE;
 /// The user the demo's API key acts as (the principal of the demo policy).
 pub const DEMO_USER: &str = "demo";
 /// The label of the demo's API keys in the key store.
@@ -64,14 +63,15 @@ pub const DEMO_AGENT_EMAIL: &str = "agent@helpdesk.example";
 
 /// The Cedar policy written for the demo: the demo key's user may list and call the
 /// helpdesk tools, except closing a ticket.
-pub const DEMO_POLICY: &str = r#"// The fortress-mcp demo policy. Edit it and restart the demo to see decisions change.
+pub const DEMO_POLICY: &str = r#"// The fortress-mcp demo policy. Edit it in the dashboard (Management → Policy, set "mcp"):
+// validate, dry-run, apply; applied edits take effect at once and are written back here.
 
 @id("demo-helpdesk")
 @reason("the demo user may use the helpdesk")
 permit (
   principal == User::"demo",
   action in Action::"mcp",
-  resource in Workspace::"local"
+  resource in Workspace::"demo"
 );
 
 @id("demo-no-closing")
@@ -109,7 +109,7 @@ type ToolArguments = {
 "#;
 
 /// Where and how the demo runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DemoOptions {
     /// Address of the MCP endpoint (default `127.0.0.1:8765`).
     pub listen: SocketAddr,
@@ -118,6 +118,21 @@ pub struct DemoOptions {
     /// A dashboard shared with other gateways (its audit sink and kill switch); `None`:
     /// the demo opens its own, under `/admin/` on its listener.
     pub shared: Option<SharedAdmin>,
+    /// A vault shared with other gateways under one dashboard (so the dashboard's
+    /// credential page and connector removal reach the helpdesk token); `None`: the demo
+    /// opens its own in the data directory.
+    pub vault: Option<Arc<dyn Vault>>,
+}
+
+impl std::fmt::Debug for DemoOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoOptions")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("shared", &self.shared.is_some())
+            .field("vault", &self.vault.is_some())
+            .finish()
+    }
 }
 
 impl Default for DemoOptions {
@@ -126,6 +141,7 @@ impl Default for DemoOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
             data_dir: PathBuf::from("fortress-demo-data"),
             shared: None,
+            vault: None,
         }
     }
 }
@@ -178,6 +194,7 @@ pub struct DemoHandle {
     audit: Arc<dyn AuditSink>,
     dashboard: Option<OwnDashboard>,
     connectors: Arc<DemoConnectors>,
+    policy: Arc<PolicyEditor>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -213,55 +230,63 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
     // The vault. The master key never sits next to the data: it comes from
     // FORTRESS_MASTER_KEY, or lives only as long as this process (the demo stores its
     // helpdesk token again at every start).
-    let master = if std::env::var_os(MASTER_KEY_ENV).is_some() {
-        RootKey::from_env(MASTER_KEY_ENV).map_err(setup("master key"))?
-    } else {
-        RootKey::generate()
+    let vault: Arc<dyn Vault> = match options.vault.clone() {
+        Some(vault) => vault,
+        None => {
+            let master = if std::env::var_os(MASTER_KEY_ENV).is_some() {
+                RootKey::from_env(MASTER_KEY_ENV).map_err(setup("master key"))?
+            } else {
+                RootKey::generate()
+            };
+            Arc::new(
+                EnvelopeVault::open_sqlite(
+                    &data_dir,
+                    Arc::new(ManagedKeys::new(master)),
+                    audit.clone(),
+                )
+                .await
+                .map_err(setup("vault"))?,
+            )
+        }
     };
-    let vault: Arc<dyn Vault> = Arc::new(
-        EnvelopeVault::open_sqlite(&data_dir, Arc::new(ManagedKeys::new(master)), audit.clone())
-            .await
-            .map_err(setup("vault"))?,
-    );
 
     // The helpdesk and its API token, known only to the mock and the vault.
     let token = Secret::from_text(format!("zd-demo-{}", uuid::Uuid::new_v4().simple()));
     let mock = MockZendesk::start(DEMO_AGENT_EMAIL, token.expose_str().unwrap_or_default())
         .await
         .map_err(io("cannot start the mock helpdesk"))?;
-    let slot = CredentialSlot::workspace(WorkspaceId::new(DEMO_WORKSPACE), DEMO_CONNECTOR);
-    vault.put(&slot, token).await.map_err(setup("vault put"))?;
 
-    let definition = crate::connector::builtin("zendesk")
-        .ok_or_else(|| DemoError::Setup("the built-in zendesk connector is missing".into()))?;
-    let mut rest = RestOptions {
-        base_url: Some(mock.base_url()),
-        ..RestOptions::default()
-    };
-    rest.settings
-        .insert("email".into(), DEMO_AGENT_EMAIL.into());
-    let connectors = Arc::new(DemoConnectors::new(
-        vault.clone(),
-        WorkspaceId::new(DEMO_WORKSPACE),
-        vec![ConnectorSummary {
-            name: DEMO_CONNECTOR.into(),
-            kind: "rest".into(),
-            config: serde_json::json!({"definition": "zendesk", "base_url": mock.base_url()}),
-        }],
-    ));
-    let connector =
-        RestUpstream::new(DEMO_CONNECTOR, definition, rest).map_err(setup("connector"))?;
-    let upstreams: Vec<Arc<dyn Upstream>> = vec![Arc::new(connector)];
+    // The connectors the dashboard manages: kept in the data dir (the helpdesk alone on
+    // first start), served by a virtual server whose set changes while it serves.
     let server = Arc::new(
-        VirtualServer::new(upstreams, Naming::default()).map_err(setup("virtual server"))?,
+        VirtualServer::managed(Vec::new(), Naming::default()).map_err(setup("virtual server"))?,
+    );
+    let connectors = Arc::new(
+        DemoConnectors::open(
+            &data_dir,
+            server.clone(),
+            vault.clone(),
+            WorkspaceId::new(DEMO_WORKSPACE),
+            Helpdesk {
+                base_url: mock.base_url(),
+                email: DEMO_AGENT_EMAIL.into(),
+                token,
+            },
+        )
+        .await
+        .map_err(setup("connectors"))?,
     );
 
-    let policy = CedarEngine::from_dir(&policy_dir).map_err(setup("demo policy"))?;
+    // The policy the dashboard's editor edits (set `mcp`): applied edits are written back
+    // to the policy directory and swapped into this engine.
+    let documents = PolicyDocuments::from_dir(&policy_dir).map_err(setup("demo policy"))?;
+    let policy = Arc::new(CedarEngine::new(&documents).map_err(setup("demo policy"))?);
+    let editor = Arc::new(PolicyEditor::new(policy.clone(), documents).persist_to(&policy_dir));
     // The guard is the dashboard's kill switch: an engaged switch refuses the next call.
     let stack = GovernanceStack::builder()
         .audit(audit.clone())
         .guard(shared.kill_switch.clone())
-        .policy(Arc::new(policy))
+        .policy(policy)
         .redactor(Arc::new(DefaultRedactor::new()))
         .vault(vault.clone())
         .responder(Arc::new(crate::seam::JsonRpcResponder))
@@ -294,7 +319,8 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
             let state = embedded
                 .state
                 .with_vault(vault)
-                .with_connectors(connectors.clone());
+                .with_connectors(connectors.clone())
+                .with_policy_set(policy_set(editor.clone()));
             let password = bootstrap_owner(&state.accounts, DASHBOARD_OWNER)
                 .await
                 .map_err(setup("dashboard owner"))?;
@@ -329,6 +355,7 @@ pub async fn start(options: DemoOptions) -> Result<DemoHandle, DemoError> {
         audit,
         dashboard,
         connectors,
+        policy: editor,
         stop,
         task,
     })
@@ -352,12 +379,38 @@ async fn issue_demo_key(keys: &KeyStore) -> Result<Secret, DemoError> {
     Ok(issued.token)
 }
 
-/// The demo policy as written before the demo served an API key (for the anonymous local
-/// subject): replaced, since no request is anonymous any more.
-fn anonymous_era_policy() -> String {
-    DEMO_POLICY
-        .replace("the demo user may", "the local demo user may")
-        .replace("User::\"demo\"", "User::\"anonymous\"")
+/// The demo policy exactly as earlier versions wrote it (for the anonymous local subject in
+/// the workspace `local`): replaced, since no request is anonymous any more and the demo
+/// workspace is shared with PAT's.
+fn anonymous_era_policy() -> &'static str {
+    r#"// The fortress-mcp demo policy. Edit it and restart the demo to see decisions change.
+
+@id("demo-helpdesk")
+@reason("the local demo user may use the helpdesk")
+permit (
+  principal == User::"anonymous",
+  action in Action::"mcp",
+  resource in Workspace::"local"
+);
+
+@id("demo-no-closing")
+@reason("assistants may not close tickets")
+forbid (
+  principal,
+  action == Action::"tools/call",
+  resource == Tool::"zendesk/update_ticket"
+)
+when {
+  context has tool_arguments &&
+  context.tool_arguments has status &&
+  context.tool_arguments.status == "closed"
+};
+"#
+}
+
+/// The MCP gateway's policy set for a dashboard: named `mcp`, dry-run over MCP calls.
+fn policy_set(editor: Arc<PolicyEditor>) -> PolicySet {
+    PolicySet::new(crate::MCP_POLICY_SET, editor).for_actions(crate::MCP_ACTIONS)
 }
 
 /// Writes the demo policy unless the user already has one (so edits survive restarts).
@@ -402,6 +455,12 @@ impl DemoHandle {
     /// The connectors, as a dashboard manages them.
     pub fn connectors(&self) -> Arc<DemoConnectors> {
         self.connectors.clone()
+    }
+
+    /// The demo policy as a dashboard's policy editor edits it (set `mcp`, over the MCP
+    /// calls in the audit trail).
+    pub fn policy_set(&self) -> PolicySet {
+        policy_set(self.policy.clone())
     }
 
     /// The URL of the demo's own dashboard (`None` when it shares another one).
@@ -490,5 +549,19 @@ mod tests {
         std::fs::write(&policy, &edited).unwrap();
         write_policy(dir.path()).unwrap();
         assert_eq!(std::fs::read_to_string(&policy).unwrap(), edited);
+    }
+}
+
+#[cfg(test)]
+mod workspace_tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_policy_permits_the_shared_demo_workspace() {
+        assert!(DEMO_POLICY.contains(&format!("resource in Workspace::\"{DEMO_WORKSPACE}\"")));
+        assert_eq!(
+            DEMO_WORKSPACE,
+            fortress_core::admin::embedded::DEMO_WORKSPACE
+        );
     }
 }

@@ -39,3 +39,8 @@ pub mod sse;
 pub mod upstream;
 pub mod version;
 pub mod virtual_server;
+
+/// The name of MCP Fortress's policy set in a dashboard's policy editor.
+pub const MCP_POLICY_SET: &str = "mcp";
+/// The actions MCP Fortress audits (prefixes): a dry run of its policy set replays these.
+pub const MCP_ACTIONS: [&str; 4] = ["tools/", "resources/", "prompts/", "completion/"];

@@ -134,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
             let demo = fortress_mcp::demo::start(fortress_mcp::demo::DemoOptions {
                 listen,
                 data_dir,
-                shared: None,
+                ..fortress_mcp::demo::DemoOptions::default()
             })
             .await
             .context("the demo could not start")?;

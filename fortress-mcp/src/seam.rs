@@ -100,7 +100,8 @@ pub type SeamService =
 /// Which connector item a request addresses, as the virtual server resolved it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// The upstream's index in the virtual server.
+    /// The upstream's index in the virtual server when the target was resolved (the set
+    /// can change while serving: route by `connector`).
     pub upstream: usize,
     /// The upstream's configured name (the connector).
     pub connector: String,
@@ -464,6 +465,25 @@ pub fn seam_service(
     governance: Option<&fortress_core::stack::GovernanceStack>,
 ) -> SeamService {
     let describe = DescribeLayer::anonymous(server.clone());
+    seam_with(server, governance, describe)
+}
+
+/// [`seam_service`] whose unauthenticated requests act as `subject` (for example the
+/// demo's local user in the demo workspace).
+pub fn seam_service_as(
+    server: Arc<crate::virtual_server::VirtualServer>,
+    governance: Option<&fortress_core::stack::GovernanceStack>,
+    subject: Subject,
+) -> SeamService {
+    let describe = DescribeLayer::new(server.clone(), subject);
+    seam_with(server, governance, describe)
+}
+
+fn seam_with(
+    server: Arc<crate::virtual_server::VirtualServer>,
+    governance: Option<&fortress_core::stack::GovernanceStack>,
+    describe: DescribeLayer,
+) -> SeamService {
     let inner = crate::virtual_server::VirtualService::new(server);
     match governance {
         Some(stack) => SeamService::new(

@@ -6,6 +6,11 @@
 //! With a single upstream, prefixing can be turned off: names, URIs and cursors then pass
 //! through untouched, and the gateway is transparent.
 //!
+//! The set of upstreams can change while serving ([`VirtualServer::add_upstream`],
+//! [`VirtualServer::remove_upstream`]): each request works on the set as it was when it
+//! started, calls are routed by upstream name (never by position), and clients are told
+//! with `notifications/tools/list_changed`.
+//!
 //! Lists are paginated per upstream: one virtual page is one upstream page, and the virtual
 //! cursor records which upstream and which upstream cursor come next (spec 2025-11-25,
 //! Server › Utilities › Pagination: cursors are opaque to clients).
@@ -17,7 +22,7 @@
 //! ```
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use base64::Engine as _;
@@ -66,6 +71,9 @@ pub enum VirtualServerError {
     /// Prefixing is off but names could collide.
     #[error("prefixing can only be turned off with a single upstream")]
     PrefixRequired,
+    /// No upstream has this name.
+    #[error("no upstream is named {0:?}")]
+    UnknownUpstream(String),
 }
 
 /// The kinds of lists a virtual server merges.
@@ -91,9 +99,12 @@ fn list_kind(method: &str) -> Option<ListKind> {
     })
 }
 
+/// The upstreams as one request sees them.
+type Upstreams = Arc<[Arc<dyn Upstream>]>;
+
 /// The aggregating server.
 pub struct VirtualServer {
-    upstreams: Vec<Arc<dyn Upstream>>,
+    upstreams: RwLock<Upstreams>,
     naming: Naming,
     notifications: broadcast::Sender<Notification>,
 }
@@ -108,6 +119,15 @@ impl VirtualServer {
         if upstreams.is_empty() {
             return Err(VirtualServerError::NoUpstreams);
         }
+        Self::managed(upstreams, naming)
+    }
+
+    /// Like [`new`](Self::new), for a server whose upstreams are managed at runtime: it
+    /// may start with none.
+    pub fn managed(
+        upstreams: Vec<Arc<dyn Upstream>>,
+        naming: Naming,
+    ) -> Result<Self, VirtualServerError> {
         if naming.separator.is_empty() {
             return Err(VirtualServerError::EmptySeparator);
         }
@@ -115,27 +135,73 @@ impl VirtualServer {
             return Err(VirtualServerError::PrefixRequired);
         }
         for (i, u) in upstreams.iter().enumerate() {
-            let name = u.name();
-            let repeated = upstreams[..i].iter().any(|o| o.name() == name);
-            if name.is_empty() || repeated || name.contains(naming.separator.as_str()) {
-                return Err(VirtualServerError::BadName(name.to_owned()));
-            }
+            check_name(u.name(), &upstreams[..i], &naming)?;
         }
         let notifications = broadcast::channel(256).0;
         let server = Self {
-            upstreams,
+            upstreams: RwLock::new(upstreams.into()),
             naming,
             notifications,
         };
-        server.relay_notifications();
+        for upstream in server.upstreams().iter() {
+            server.relay_notifications(upstream);
+        }
         Ok(server)
     }
 
-    fn relay_notifications(&self) {
+    /// Adds an upstream while serving; clients are told that the tool list changed.
+    pub fn add_upstream(&self, upstream: Arc<dyn Upstream>) -> Result<(), VirtualServerError> {
+        {
+            let mut upstreams = self.upstreams.write().unwrap_or_else(|e| e.into_inner());
+            if !self.naming.prefix && !upstreams.is_empty() {
+                return Err(VirtualServerError::PrefixRequired);
+            }
+            check_name(upstream.name(), &upstreams, &self.naming)?;
+            let mut next = upstreams.to_vec();
+            next.push(upstream.clone());
+            *upstreams = next.into();
+        }
+        self.relay_notifications(&upstream);
+        self.lists_changed();
+        Ok(())
+    }
+
+    /// Removes an upstream while serving and returns it; requests that already started
+    /// finish with it, later ones no longer see it. Clients are told that the tool list
+    /// changed.
+    pub fn remove_upstream(&self, name: &str) -> Result<Arc<dyn Upstream>, VirtualServerError> {
+        let removed = {
+            let mut upstreams = self.upstreams.write().unwrap_or_else(|e| e.into_inner());
+            let at = upstreams
+                .iter()
+                .position(|u| u.name() == name)
+                .ok_or_else(|| VirtualServerError::UnknownUpstream(name.to_owned()))?;
+            let mut next = upstreams.to_vec();
+            let removed = next.remove(at);
+            *upstreams = next.into();
+            removed
+        };
+        self.lists_changed();
+        Ok(removed)
+    }
+
+    /// The upstream named `name`, if it is (still) served.
+    pub fn upstream(&self, name: &str) -> Option<Arc<dyn Upstream>> {
+        self.upstreams().iter().find(|u| u.name() == name).cloned()
+    }
+
+    fn lists_changed(&self) {
+        // Nobody listening is fine: clients also see the change at their next list.
+        let _ = self
+            .notifications
+            .send(Notification::new("notifications/tools/list_changed", None));
+    }
+
+    fn relay_notifications(&self, upstream: &Arc<dyn Upstream>) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        for upstream in &self.upstreams {
+        {
             let mut rx = upstream.subscribe();
             let tx = self.notifications.clone();
             let prefix = self
@@ -171,39 +237,38 @@ impl VirtualServer {
         !self.naming.prefix
     }
 
-    /// The upstreams.
-    pub fn upstreams(&self) -> &[Arc<dyn Upstream>] {
-        &self.upstreams
+    /// The upstreams served now (a snapshot: later changes do not alter it).
+    pub fn upstreams(&self) -> Upstreams {
+        self.upstreams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    fn virtual_name(&self, upstream: usize, name: &str) -> String {
+    fn virtual_name(&self, upstream: &str, name: &str) -> String {
         if self.naming.prefix {
-            format!(
-                "{}{}{}",
-                self.upstreams[upstream].name(),
-                self.naming.separator,
-                name
-            )
+            format!("{upstream}{}{name}", self.naming.separator)
         } else {
             name.to_owned()
         }
     }
 
     fn split(&self, name: &str, kind: ResourceKind) -> Result<Target, ErrorObject> {
+        let unknown = || ErrorObject::invalid_params(format!("unknown {}: {name}", kind.as_str()));
+        let upstreams = self.upstreams();
         if !self.naming.prefix {
+            let only = upstreams.first().ok_or_else(unknown)?;
             return Ok(Target {
                 upstream: 0,
-                connector: self.upstreams[0].name().to_owned(),
+                connector: only.name().to_owned(),
                 kind,
                 id: name.to_owned(),
             });
         }
-        let unknown = || ErrorObject::invalid_params(format!("unknown {}: {name}", kind.as_str()));
         let (prefix, rest) = name
             .split_once(self.naming.separator.as_str())
             .ok_or_else(unknown)?;
-        let upstream = self
-            .upstreams
+        let upstream = upstreams
             .iter()
             .position(|u| u.name() == prefix)
             .ok_or_else(unknown)?;
@@ -218,12 +283,13 @@ impl VirtualServer {
     /// What the virtual server says about itself: with one upstream, exactly what it said;
     /// with several, the union of their capabilities.
     pub async fn description(&self) -> Result<ServerDescription, ErrorObject> {
-        if self.upstreams.len() == 1 {
-            return self.upstreams[0].describe().await.map(relayable);
+        let upstreams = self.upstreams();
+        if upstreams.len() == 1 {
+            return upstreams[0].describe().await.map(relayable);
         }
         let mut capabilities = Map::new();
         let mut instructions = Vec::new();
-        for upstream in &self.upstreams {
+        for upstream in upstreams.iter() {
             let Ok(d) = upstream.describe().await.map(relayable) else {
                 continue;
             };
@@ -256,7 +322,7 @@ impl VirtualServer {
     /// (modern upstreams take the level in each request's `_meta` instead). An upstream
     /// that refuses is logged and skipped: the level is advisory.
     pub async fn set_log_level(&self, level: &str, client: Arc<crate::version::ClientContext>) {
-        for upstream in &self.upstreams {
+        for upstream in self.upstreams().iter() {
             let Ok(description) = upstream.describe().await else {
                 continue;
             };
@@ -336,14 +402,15 @@ impl VirtualServer {
             Some(Value::String(c)) => Some(c.clone()),
             Some(_) => return Err(ErrorObject::invalid_params("cursor must be a string")),
         };
+        let upstreams = self.upstreams();
         let (start, mut upstream_cursor) = match (&cursor, self.transparent()) {
             (_, true) => (0, cursor.clone()),
             (None, false) => (0, None),
-            (Some(c), false) => self.decode_cursor(c)?,
+            (Some(c), false) => decode_cursor(&upstreams, c)?,
         };
-        let aggregated = self.upstreams.len() > 1;
-        for index in start..self.upstreams.len() {
-            let upstream = &self.upstreams[index];
+        let aggregated = upstreams.len() > 1;
+        for index in start..upstreams.len() {
+            let upstream = &upstreams[index];
             match upstream.describe_for(&ctx).await {
                 Ok(d) if !d.capabilities.contains_key(kind.capability) => {
                     upstream_cursor = None;
@@ -379,7 +446,7 @@ impl VirtualServer {
             if let Some(items) = result.get_mut(kind.items).and_then(Value::as_array_mut) {
                 for item in items {
                     if let Some(Value::String(name)) = item.get_mut(kind.field) {
-                        *name = self.virtual_name(index, name);
+                        *name = self.virtual_name(upstream.name(), name);
                     }
                 }
             }
@@ -390,11 +457,11 @@ impl VirtualServer {
             let next = if self.transparent() {
                 next
             } else if let Some(c) = next {
-                Some(self.encode_cursor(index, Some(&c)))
-            } else if index + 1 < self.upstreams.len() {
-                Some(self.encode_cursor(index + 1, None))
+                Some(encode_cursor(upstream.name(), Some(&c)))
             } else {
-                None
+                upstreams
+                    .get(index + 1)
+                    .map(|following| encode_cursor(following.name(), None))
             };
             if let Some(obj) = result.as_object_mut() {
                 match next {
@@ -405,29 +472,6 @@ impl VirtualServer {
             return Ok(result);
         }
         Ok(json!({ kind.items: [] }))
-    }
-
-    fn encode_cursor(&self, upstream: usize, cursor: Option<&str>) -> String {
-        let doc = json!({ "u": self.upstreams[upstream].name(), "c": cursor });
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
-    }
-
-    fn decode_cursor(&self, cursor: &str) -> Result<(usize, Option<String>), ErrorObject> {
-        let invalid = || ErrorObject::invalid_params("invalid cursor");
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(cursor)
-            .map_err(|_| invalid())?;
-        let doc: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-        let name = doc.get("u").and_then(Value::as_str).ok_or_else(invalid)?;
-        let index = self
-            .upstreams
-            .iter()
-            .position(|u| u.name() == name)
-            .ok_or_else(invalid)?;
-        Ok((
-            index,
-            doc.get("c").and_then(Value::as_str).map(str::to_owned),
-        ))
     }
 
     async fn route(
@@ -451,13 +495,17 @@ impl VirtualServer {
             ErrorObject::invalid_params("the request names no tool, prompt or resource")
         })?;
         rename_target(&mut params, method, &target.id);
-        let upstream = &self.upstreams[target.upstream];
+        // By name: the set may have changed since the target was resolved, and a position
+        // could then name another upstream than the one the call was governed for.
+        let upstream = self.upstream(&target.connector).ok_or_else(|| {
+            ErrorObject::invalid_params(format!("unknown connector: {}", target.connector))
+        })?;
         let mut result = upstream.request(method, Some(params), ctx).await?;
         if method == "resources/read" && self.naming.prefix {
             if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
                 for content in contents {
                     if let Some(Value::String(uri)) = content.get_mut("uri") {
-                        *uri = self.virtual_name(target.upstream, uri);
+                        *uri = self.virtual_name(&target.connector, uri);
                     }
                 }
             }
@@ -476,6 +524,44 @@ fn relayable(mut description: ServerDescription) -> ServerDescription {
         resources.remove("subscribe");
     }
     description
+}
+
+/// An upstream name must be non-empty, unique and free of the separator.
+fn check_name(
+    name: &str,
+    others: &[Arc<dyn Upstream>],
+    naming: &Naming,
+) -> Result<(), VirtualServerError> {
+    let repeated = others.iter().any(|o| o.name() == name);
+    if name.is_empty() || repeated || name.contains(naming.separator.as_str()) {
+        return Err(VirtualServerError::BadName(name.to_owned()));
+    }
+    Ok(())
+}
+
+fn encode_cursor(upstream: &str, cursor: Option<&str>) -> String {
+    let doc = json!({ "u": upstream, "c": cursor });
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
+}
+
+fn decode_cursor(
+    upstreams: &[Arc<dyn Upstream>],
+    cursor: &str,
+) -> Result<(usize, Option<String>), ErrorObject> {
+    let invalid = || ErrorObject::invalid_params("invalid cursor");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
+    let doc: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let name = doc.get("u").and_then(Value::as_str).ok_or_else(invalid)?;
+    let index = upstreams
+        .iter()
+        .position(|u| u.name() == name)
+        .ok_or_else(invalid)?;
+    Ok((
+        index,
+        doc.get("c").and_then(Value::as_str).map(str::to_owned),
+    ))
 }
 
 /// Puts the upstream's own name or URI where the request carries the virtual one.

@@ -616,7 +616,8 @@ async fn rest_connectors_are_configured_in_toml() {
     )
     .unwrap();
     let server = config.virtual_server().unwrap();
-    let names: Vec<&str> = server.upstreams().iter().map(|u| u.name()).collect();
+    let upstreams = server.upstreams();
+    let names: Vec<&str> = upstreams.iter().map(|u| u.name()).collect();
     assert_eq!(names, ["zendesk", "crm"]);
     let described = server.upstreams()[1].describe().await.unwrap();
     assert!(described.capabilities.contains_key("tools"));

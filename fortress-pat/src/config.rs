@@ -886,10 +886,12 @@ mod tests {
         assert!(dashboard.owner_password.is_some());
         let state = dashboard.server.state();
         assert!(state.store.is_some() && state.keys.is_some() && state.vault.is_some());
-        let editor = state
-            .policy
-            .as_ref()
+        let set = state
+            .policies
+            .first()
             .expect("a Cedar directory gets the editor");
+        assert_eq!(set.name(), crate::PAT_POLICY_SET);
+        let editor = set.editor();
         assert!(editor.documents().documents()[0].text.contains("is Model"));
         // The dashboard's kill switch is the one the gateway consults.
         let board = state.kill_switches.as_ref().unwrap();

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use fortress_core::admin::api::AdminState;
 use fortress_core::admin::archive::ArchiveReader;
 use fortress_core::admin::embedded::{EmbedError, EmbeddedAdmin};
-use fortress_core::admin::policy_editor::PolicyEditor;
+use fortress_core::admin::policy_editor::{PolicyEditor, PolicySet};
 use fortress_core::admin::{AdminServer, bootstrap_owner};
 use fortress_core::audit::{AuditSink, DurableAuditSink};
 use fortress_core::guard::KillSwitch;
@@ -168,14 +168,16 @@ impl UsageSource for LedgerUsage {
     }
 }
 
-/// Gives a dashboard's `state` the PAT gateway's keys, vault, policy editor and Claude
-/// usage — also for a dashboard shared with other gateways.
+/// Gives a dashboard's `state` the PAT gateway's keys, vault, policy set (`pat`) and
+/// Claude usage — also for a dashboard shared with other gateways.
 pub fn manage(state: AdminState, managed: PatManaged) -> AdminState {
     let mut state = state
         .with_vault(managed.vault)
         .with_keys(Arc::new(PatKeyDirectory::new(managed.keys)));
     if let Some(editor) = managed.policy {
-        state = state.with_policy_editor(editor);
+        state = state.with_policy_set(
+            PolicySet::new(crate::PAT_POLICY_SET, editor).for_actions(crate::PAT_ACTIONS),
+        );
     }
     if let Some(ledger) = managed.ledger {
         state = state.with_usage(Arc::new(LedgerUsage(ledger)));

@@ -35,8 +35,8 @@ permit (principal, action, resource == Model::"claude-haiku-4-5");
 permit (principal, action, resource is Workspace);
 "#;
 
-/// The demo's workspace.
-pub const DEMO_WORKSPACE: &str = "demo";
+/// The demo's workspace (the same as the MCP demo's, so one dashboard covers both).
+pub const DEMO_WORKSPACE: &str = fortress_core::admin::embedded::DEMO_WORKSPACE;
 
 /// A running demo's parts.
 pub struct Demo {

@@ -29,3 +29,8 @@ pub mod service;
 pub mod sse;
 pub mod upstream;
 pub mod usage;
+
+/// The name of PAT Fortress's policy set in a dashboard's policy editor.
+pub const PAT_POLICY_SET: &str = "pat";
+/// The actions PAT Fortress audits (prefixes): a dry run of its policy set replays these.
+pub const PAT_ACTIONS: [&str; 4] = ["messages/", "models/", "batches/", "passthrough"];

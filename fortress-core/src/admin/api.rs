@@ -46,7 +46,7 @@ use super::billing::{GroupBy, InvoicePreview, preview, usage_by};
 use super::directory::{ConnectorDirectory, KeyDirectory};
 use super::metrics::GatewayMetrics;
 use super::observe::{LiveFeed, ObservingSink};
-use super::policy_editor::PolicyEditor;
+use super::policy_editor::{PolicyEditor, PolicySet};
 use super::rbac::{Permission, Role};
 use super::settings::AdminSettings;
 use super::sources::{ActivitySource, Month, UsageSource};
@@ -90,8 +90,8 @@ pub struct AdminState {
     pub metrics: Arc<GatewayMetrics>,
     /// The gateway's kill switches.
     pub kill_switches: Option<KillSwitchBoard>,
-    /// The policy editor.
-    pub policy: Option<Arc<PolicyEditor>>,
+    /// The policy sets the editor edits (one per gateway); the first is the default.
+    pub policies: Vec<PolicySet>,
     /// The vault whose credentials the dashboard manages (values are write-only).
     pub vault: Option<Arc<dyn Vault>>,
     /// The product's gateway keys.
@@ -122,7 +122,7 @@ impl AdminState {
             store: None,
             metrics: Arc::new(GatewayMetrics::new()),
             kill_switches: None,
-            policy: None,
+            policies: Vec::new(),
             vault: None,
             keys: None,
             connectors: None,
@@ -147,10 +147,17 @@ impl AdminState {
         self
     }
 
-    /// Sets the policy editor.
+    /// Adds a policy set named `policy` (for a dashboard over one gateway).
     #[must_use]
-    pub fn with_policy_editor(mut self, editor: Arc<PolicyEditor>) -> Self {
-        self.policy = Some(editor);
+    pub fn with_policy_editor(self, editor: Arc<PolicyEditor>) -> Self {
+        self.with_policy_set(PolicySet::new("policy", editor))
+    }
+
+    /// Adds a gateway's policy set; one of the same name is replaced.
+    #[must_use]
+    pub fn with_policy_set(mut self, set: PolicySet) -> Self {
+        self.policies.retain(|s| s.name() != set.name());
+        self.policies.push(set);
         self
     }
 

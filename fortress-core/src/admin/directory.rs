@@ -99,7 +99,8 @@ pub trait KeyDirectory: Send + Sync + 'static {
 pub struct ConnectorSummary {
     /// The connector's name (also its vault connector slot).
     pub name: String,
-    /// What it is (`mcp`, `rest`, `claude`, …).
+    /// What it is (`mcp`, `rest`, `claude`, …; empty: the product's default).
+    #[serde(default)]
     pub kind: String,
     /// Its configuration, without credentials (credentials live in the vault).
     #[serde(default)]
@@ -111,6 +112,14 @@ pub struct ConnectorSummary {
 pub trait ConnectorDirectory: Send + Sync + 'static {
     /// Every connector.
     async fn list(&self) -> Result<Vec<ConnectorSummary>, DirectoryError>;
+
+    /// Checks that `connector` could be added now, without adding it, and returns it as it
+    /// would be added. The admin API records the change in the Change Log between this
+    /// check and [`add`](Self::add), so an invalid request leaves no entry and a change
+    /// that cannot be recorded is not made. The default accepts everything.
+    async fn check(&self, connector: ConnectorSummary) -> Result<ConnectorSummary, DirectoryError> {
+        Ok(connector)
+    }
 
     /// Adds a connector (its credentials are put separately, through the vault).
     async fn add(&self, connector: ConnectorSummary) -> Result<ConnectorSummary, DirectoryError>;

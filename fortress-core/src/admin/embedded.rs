@@ -18,6 +18,10 @@ use crate::audit::{AuditSink, DurableAuditSink, SinkConfig, SqliteAuditStore};
 use crate::guard::KillSwitch;
 use crate::subject::WorkspaceId;
 
+/// The workspace of both products' demos: one name, so a dashboard watching both gateways
+/// counts the same users for billing and its workspace kill switch stops both.
+pub const DEMO_WORKSPACE: &str = "demo";
+
 /// The file of engaged kill switches in the data directory.
 pub const KILL_SWITCH_FILE: &str = "kill_switches.json";
 /// The admin accounts database in the data directory.

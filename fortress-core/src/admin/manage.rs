@@ -175,6 +175,19 @@ async fn credential_info(
     Ok(all.into_iter().find(|c| &c.slot == slot))
 }
 
+/// What a put or rotation will leave in `slot` (recorded before the vault is written, so
+/// the time of the write is not known yet): the next version, active.
+fn expected_after(
+    slot: &CredentialSlot,
+    before: Option<&CredentialInfo>,
+) -> Result<Value, ApiError> {
+    Ok(json!({
+        "slot": to_value(slot)?,
+        "version": before.map_or(1, |b| b.version.saturating_add(1)),
+        "state": "active",
+    }))
+}
+
 /// `GET /api/credentials`: metadata of every credential of a workspace, never a value.
 pub(super) async fn list_credentials(
     State(state): State<AdminState>,
@@ -216,19 +229,20 @@ pub(super) async fn put_credential(
     let slot = params.slot(&state, &connector)?;
     let secret = body.secret()?;
     let before = credential_info(&state, &slot).await?;
-    let info = vault(&state)?
-        .put(&slot, secret)
-        .await
-        .map_err(vault_failed)?;
+    // Recorded first: a credential change that cannot be audited is not made.
     record_change(
         &state,
         &admin,
         "credential.put",
         &format!("credential:{slot}"),
         to_value(&before)?,
-        to_value(&info)?,
+        expected_after(&slot, before.as_ref())?,
     )
     .await?;
+    let info = vault(&state)?
+        .put(&slot, secret)
+        .await
+        .map_err(vault_failed)?;
     Ok(Json(info).into_response())
 }
 
@@ -243,20 +257,23 @@ pub(super) async fn rotate_credential(
     admin.require(Permission::ManageCredentials)?;
     let slot = params.slot(&state, &connector)?;
     let secret = body.secret()?;
-    let before = credential_info(&state, &slot).await?;
-    let info = vault(&state)?
-        .rotate(&slot, secret)
-        .await
-        .map_err(vault_failed)?;
+    let Some(before) = credential_info(&state, &slot).await? else {
+        return Err(ApiError::not_found(format!("no credential for {slot}")));
+    };
+    // Recorded first: a credential change that cannot be audited is not made.
     record_change(
         &state,
         &admin,
         "credential.rotate",
         &format!("credential:{slot}"),
         to_value(&before)?,
-        to_value(&info)?,
+        expected_after(&slot, Some(&before))?,
     )
     .await?;
+    let info = vault(&state)?
+        .rotate(&slot, secret)
+        .await
+        .map_err(vault_failed)?;
     Ok(Json(info).into_response())
 }
 
@@ -272,7 +289,7 @@ pub(super) async fn delete_credential(
     let Some(before) = credential_info(&state, &slot).await? else {
         return Err(ApiError::not_found(format!("no credential for {slot}")));
     };
-    vault(&state)?.delete(&slot).await.map_err(vault_failed)?;
+    // Recorded first: a credential change that cannot be audited is not made.
     record_change(
         &state,
         &admin,
@@ -282,6 +299,7 @@ pub(super) async fn delete_credential(
         Value::Null,
     )
     .await?;
+    vault(&state)?.delete(&slot).await.map_err(vault_failed)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -408,7 +426,8 @@ pub(super) async fn list_connectors(
     Ok(Json(list).into_response())
 }
 
-/// `POST /api/connectors`: add.
+/// `POST /api/connectors`: add. The directory checks the request first (a clear 400 for
+/// an invalid one), then the change is recorded, then made.
 pub(super) async fn add_connector(
     State(state): State<AdminState>,
     admin: Admin,
@@ -418,51 +437,69 @@ pub(super) async fn add_connector(
     if connector.name.trim().is_empty() {
         return Err(ApiError::bad_request("a connector needs a name"));
     }
-    let added = connectors(&state)?
-        .add(connector)
-        .await
-        .map_err(directory_failed)?;
+    let directory = connectors(&state)?;
+    let checked = directory.check(connector).await.map_err(directory_failed)?;
+    // Recorded first: a change that cannot be audited is not made.
     record_change(
         &state,
         &admin,
         "connector.add",
-        &format!("connector:{}", added.name),
+        &format!("connector:{}", checked.name),
         Value::Null,
-        to_value(&added)?,
+        to_value(&checked)?,
     )
     .await?;
+    let added = directory.add(checked).await.map_err(directory_failed)?;
     Ok((StatusCode::CREATED, Json(added)).into_response())
 }
 
 /// `DELETE /api/connectors/{name}`: remove, and delete its vault credentials at once
-/// (the shared one and every user's, in every workspace the vault lists for the
-/// dashboard's workspace).
+/// (the shared one and every user's, in the dashboard's workspace). Recorded before it is
+/// made, with the credentials it deletes.
 pub(super) async fn remove_connector(
     State(state): State<AdminState>,
     admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     admin.require(Permission::ManageConnectors)?;
-    let removed = connectors(&state)?
-        .remove(&name)
+    let directory = connectors(&state)?;
+    let before = directory
+        .list()
         .await
-        .map_err(directory_failed)?;
-    let mut deleted = Vec::new();
-    if let Some(vault) = &state.vault {
-        let slots = vault.list(&state.workspace).await.map_err(vault_failed)?;
-        for info in slots.into_iter().filter(|c| c.slot.connector == name) {
-            vault.delete(&info.slot).await.map_err(vault_failed)?;
-            deleted.push(info.slot.to_string());
-        }
-    }
+        .map_err(directory_failed)?
+        .into_iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("connector {name:?} not found")))?;
+    let slots = match &state.vault {
+        Some(vault) => vault
+            .list(&state.workspace)
+            .await
+            .map_err(vault_failed)?
+            .into_iter()
+            .filter(|c| c.slot.connector == name)
+            .map(|c| c.slot)
+            .collect(),
+        None => Vec::new(),
+    };
+    let deleted: Vec<String> = slots.iter().map(ToString::to_string).collect();
     record_change(
         &state,
         &admin,
         "connector.remove",
         &format!("connector:{name}"),
-        to_value(&removed)?,
+        to_value(&before)?,
         json!({ "removed": true, "credentials_deleted": deleted }),
     )
     .await?;
+    let removed = directory.remove(&name).await.map_err(directory_failed)?;
+    if let Some(vault) = &state.vault {
+        for slot in &slots {
+            match vault.delete(slot).await {
+                // Already gone (the product's directory may delete them itself).
+                Ok(()) | Err(VaultError::NotFound(_)) => {}
+                Err(e) => return Err(vault_failed(e)),
+            }
+        }
+    }
     Ok(Json(json!({ "removed": removed, "credentials_deleted": deleted })).into_response())
 }

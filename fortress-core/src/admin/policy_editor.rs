@@ -200,6 +200,53 @@ impl PolicyEditor {
     }
 }
 
+/// One gateway's policy set in the dashboard's editor: a name to select it by, its
+/// editor, and which audited calls are its own (a dry run replays only those).
+#[derive(Clone, Debug)]
+pub struct PolicySet {
+    name: String,
+    editor: Arc<PolicyEditor>,
+    actions: Vec<String>,
+}
+
+impl PolicySet {
+    /// The set `name` (for example `pat` or `mcp`), edited through `editor`; its dry runs
+    /// replay every audited call until [`for_actions`](Self::for_actions) narrows them.
+    pub fn new(name: impl Into<String>, editor: Arc<PolicyEditor>) -> Self {
+        Self {
+            name: name.into(),
+            editor,
+            actions: Vec::new(),
+        }
+    }
+
+    /// Replays only calls whose action starts with one of `prefixes` (the gateway's own).
+    #[must_use]
+    pub fn for_actions<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.actions = prefixes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The set's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The set's editor.
+    pub fn editor(&self) -> &Arc<PolicyEditor> {
+        &self.editor
+    }
+
+    /// Whether `event` is a call this set governs.
+    pub fn governs(&self, event: &AuditEvent) -> bool {
+        self.actions.is_empty() || self.actions.iter().any(|a| event.action.starts_with(a))
+    }
+}
+
 /// Writes each document (to a temporary name, then renamed over the old file) and removes
 /// documents the candidate dropped.
 fn write_documents(

@@ -262,10 +262,8 @@ async fn pin_status(
     }
     let upstream = shared
         .server
-        .upstreams()
-        .get(target.upstream)
-        .ok_or("unknown upstream")?
-        .clone();
+        .upstream(&target.connector)
+        .ok_or("unknown upstream")?;
     let mut cursor: Option<String> = None;
     for _ in 0..100 {
         let mut params = Map::new();

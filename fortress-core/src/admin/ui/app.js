@@ -101,6 +101,8 @@ function feedRow(e, seq) {
   tr.className = "event";
   tr.dataset.outcome = e.outcome;
   tr.dataset.requestId = e.request_id;
+  tr.dataset.action = e.action;
+  tr.dataset.resource = e.resource;
   tr.addEventListener("click", async () => {
     const d = $("#event-detail");
     d.hidden = false;
@@ -249,10 +251,20 @@ function policyEdit() {
   return { documents: [{ name: f.document.value, text: f.text.value }] };
 }
 
+// The policy set being edited (one per gateway: pat, mcp, …).
+const policySet = () => { const s = $("#policy-set").value; return s ? `?set=${encodeURIComponent(s)}` : ""; };
+
 async function loadPolicy() {
   const f = $("#policy-form");
   try {
-    state.policy = await api("GET", "api/policy");
+    state.policy = await api("GET", "api/policy" + policySet());
+    const sets = $("#policy-set");
+    if (sets.options.length !== state.policy.sets.length) {
+      sets.replaceChildren();
+      for (const name of state.policy.sets) { const o = el("option", name); o.value = name; sets.append(o); }
+    }
+    sets.value = state.policy.set;
+    f.dataset.set = state.policy.set;
     const select = $("#policy-document");
     select.replaceChildren();
     for (const d of state.policy.documents) { const o = el("option", d.name); o.value = d.name; select.append(o); }
@@ -263,6 +275,7 @@ async function loadPolicy() {
     $("#policy-error").textContent = "";
   } catch (e) { $("#policy-error").textContent = e.message; }
 }
+$("#policy-set").addEventListener("change", () => { $("#policy-report").hidden = true; loadPolicy(); });
 $("#policy-document").addEventListener("change", () => {
   const d = state.policy && state.policy.documents.find((x) => x.name === $("#policy-document").value);
   $("#policy-form").text.value = d ? d.text : "";
@@ -273,7 +286,7 @@ async function policyAction(method, path, describe) {
   $("#policy-error").textContent = "";
   report.hidden = true;
   try {
-    const r = await api(method, path, policyEdit());
+    const r = await api(method, path + policySet(), policyEdit());
     $("#policy-error").textContent = describe(r);
     if (r.report) { report.hidden = false; report.textContent = JSON.stringify(r.report.changes.map((c) => ({ subject: c.subject, action: c.action, resource: c.resource, live: c.live.effect, candidate: c.candidate.effect })), null, 2); }
   } catch (e) { $("#policy-error").textContent = e.data && e.data.errors ? e.data.errors.map((x) => `line ${x.line}, column ${x.column}: ${x.message}`).join("\n") : e.message; }
@@ -335,10 +348,12 @@ async function loadConnectors() {
   body.replaceChildren();
   try {
     for (const c of await api("GET", "api/connectors")) {
-      body.append(row([c.name, c.kind, short(c.config), button("Remove", async () => {
+      const tr = row([c.name, c.kind, short(c.config), button("Remove", async () => {
         try { await api("DELETE", `api/connectors/${encodeURIComponent(c.name)}`); } catch (e) { $("#connector-error").textContent = e.message; }
         loadConnectors(); loadCredentials();
-      }, "danger")]));
+      }, "danger")]);
+      tr.className = "connector"; tr.dataset.name = c.name;
+      body.append(tr);
     }
   } catch (e) { body.append(row([e.message])); }
 }
@@ -346,8 +361,21 @@ $("#connector-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const f = new FormData(ev.target);
   $("#connector-error").textContent = "";
-  try { await api("POST", "api/connectors", { name: f.get("name"), kind: f.get("kind"), config: f.get("url") ? { url: f.get("url") } : {} }); ev.target.reset(); }
-  catch (e) { $("#connector-error").textContent = e.message; }
+  try {
+    const config = {};
+    const file = f.get("definition_file");
+    if (file && file.size) config.definition_toml = await file.text();
+    else if (f.get("definition")) config.definition = f.get("definition").trim();
+    if (f.get("base_url")) config.base_url = f.get("base_url").trim();
+    const settings = {};
+    for (const pair of (f.get("settings") || "").split(",")) {
+      const [k, ...v] = pair.split("=");
+      if (k.trim()) settings[k.trim()] = v.join("=").trim();
+    }
+    if (Object.keys(settings).length) config.settings = settings;
+    await api("POST", "api/connectors", { name: f.get("name").trim(), kind: "rest", config });
+    ev.target.reset();
+  } catch (e) { $("#connector-error").textContent = e.message; }
   loadConnectors();
 });
 

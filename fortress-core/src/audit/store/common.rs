@@ -172,9 +172,8 @@ where
 
 /// `SELECT … FROM audit_events WHERE <filter> ORDER BY seq … LIMIT n+1`.
 ///
-/// The event kind has no column of its own (adding one would change the write path and
-/// every stored row), so it is read from the canonical body with `kind_expr`, the
-/// backend's expression for the body's top-level `kind` field.
+/// `kind_expr` is the backend's indexed column for the event kind (a column generated
+/// from the canonical body's top-level `kind`, so the write path does not set it).
 pub(crate) fn select_page<'a, DB>(
     query: &'a AuditQuery,
     kind_expr: &str,

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS audit_events (
 );
 CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts);
 CREATE INDEX IF NOT EXISTS audit_events_subject ON audit_events (subject_id, seq);
+-- The event kind, for the dashboard's filters (Change Log, dry runs): generated from the
+-- canonical body, so the write path and the hash chain are untouched. Adding it to a store
+-- made before it computes it for the existing rows once.
+ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS kind TEXT
+    GENERATED ALWAYS AS (body::jsonb ->> 'kind') STORED;
+CREATE INDEX IF NOT EXISTS audit_events_kind ON audit_events (kind, seq);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     last_seq    BIGINT PRIMARY KEY,
     first_seq   BIGINT NOT NULL,
@@ -302,7 +308,7 @@ impl AuditStore for PostgresAuditStore {
     }
 
     async fn query(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        let rows = select_page::<sqlx::Postgres>(query, "(body::jsonb ->> 'kind')")?
+        let rows = select_page::<sqlx::Postgres>(query, "kind")?
             .build()
             .fetch_all(&self.pool)
             .await?

@@ -80,6 +80,31 @@ WHEN NOT EXISTS (SELECT 1 FROM audit_purge_guard WHERE id = 1 AND OLD.last_seq <
 BEGIN SELECT RAISE(ABORT, 'audit trail is append-only: DELETE refused outside a retention purge'); END;
 "#;
 
+/// The event kind, for the dashboard's filters (Change Log, dry runs): a virtual column
+/// generated from the canonical body, so the write path and the hash chain are untouched,
+/// and indexed. SQLite adds a virtual column to an existing table without rewriting it.
+const KIND_COLUMN: &str = "ALTER TABLE audit_events ADD COLUMN kind TEXT GENERATED ALWAYS AS (json_extract(body, '$.kind')) VIRTUAL";
+const KIND_INDEX: &str = "CREATE INDEX IF NOT EXISTS audit_events_kind ON audit_events (kind, seq)";
+
+/// Brings a store made by an earlier version up to date (each step is a no-op once done).
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let has_kind: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pragma_table_xinfo('audit_events') WHERE name = 'kind'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if has_kind == 0 {
+        match sqlx::query(KIND_COLUMN).execute(pool).await {
+            Ok(_) => {}
+            // Another process opening the same store added it first.
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    sqlx::query(KIND_INDEX).execute(pool).await?;
+    Ok(())
+}
+
 /// How far an acknowledged event survives (see the module documentation).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,6 +186,7 @@ impl SqliteAuditStore {
             .connect_with(options)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        migrate(&pool).await?;
         Ok(Self {
             pool,
             path: path.to_owned(),
@@ -348,7 +374,7 @@ impl AuditStore for SqliteAuditStore {
     }
 
     async fn query(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        let rows = select_page::<sqlx::Sqlite>(query, "json_extract(body, '$.kind')")?
+        let rows = select_page::<sqlx::Sqlite>(query, "kind")?
             .build()
             .fetch_all(&self.pool)
             .await?
