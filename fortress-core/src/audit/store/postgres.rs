@@ -108,6 +108,12 @@ impl PostgresAuditStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool (one a process shares between its stores) and creates the
+    /// schema if needed. Read-only until [`with_signer`](Self::with_signer).
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
         // Serialize concurrent first starts: CREATE … IF NOT EXISTS is not race-free.
         let mut tx = pool.begin().await?;
         sqlx::query(

@@ -1,0 +1,51 @@
+//! Replicas that share one database: how a change made on one replica (a kill switch, a
+//! key revocation, a policy change) reaches the others quickly.
+//!
+//! The database is the source of truth; [`ClusterBus`] only makes propagation fast. A
+//! replica that changes shared state writes it to the database first, then publishes a
+//! small [`Change`] on a Redis channel; every replica's [`follow`] loop reacts to the
+//! announcement at once and, in any case, re-reads the database every poll interval. So a
+//! change reaches every replica within the pub/sub latency (milliseconds) while Redis is
+//! up, and within one poll interval when it is not. Announcements carry identifiers only,
+//! never secrets.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), fortress_core::cluster::ClusterError> {
+//! use std::time::Duration;
+//! use fortress_core::cluster::{Change, ClusterBus};
+//!
+//! let bus = ClusterBus::connect("redis://127.0.0.1:6379", "acme-prod")?;
+//! let mut changes = bus.subscribe();
+//! bus.publish(&Change::KillSwitches).await;
+//! assert_eq!(changes.recv().await.unwrap(), Change::KillSwitches);
+//! # Ok(()) }
+//! ```
+
+mod bus;
+mod follow;
+pub mod switches;
+pub mod token;
+
+pub use bus::{ClusterBus, ClusterError};
+pub use follow::{ChangeHandler, follow};
+
+use serde::{Deserialize, Serialize};
+
+/// What changed in the shared state (the receiver re-reads the details from the database).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Change {
+    /// The set of engaged kill switches.
+    KillSwitches,
+    /// A gateway key was revoked or rotated: drop any cached record of it.
+    KeyChanged {
+        /// The key's id (public; never the secret).
+        id: String,
+    },
+    /// The policy set.
+    Policy,
+    /// Announcements may have been missed (the subscription was (re)established):
+    /// re-read everything.
+    Resync,
+}
