@@ -63,9 +63,9 @@ impl TokenSealer {
         hasher.update(purpose.as_bytes());
         hasher.update(b"\0");
         hasher.update(secret);
-        let key = zeroize::Zeroizing::new(hasher.finalize());
+        let key = zeroize::Zeroizing::new(<[u8; 32]>::from(hasher.finalize()));
         Self {
-            cipher: Aes256Gcm::new(key.as_slice().into()),
+            cipher: Aes256Gcm::new(key.as_ref().into()),
             prefix,
             aad: format!("fortress:{purpose}"),
         }

@@ -6,7 +6,6 @@
 //! in the PostgreSQL database every replica shares; `[cluster] redis_url` adds the bus
 //! that announces changes so they reach the other replicas at once.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
