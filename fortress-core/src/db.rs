@@ -84,7 +84,10 @@ impl Database {
     /// Opens `url`: PostgreSQL for `postgres://…`, else a SQLite URL (`sqlite:…`).
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         if is_postgres_url(url) {
-            Self::postgres(PgConnectOptions::from_str(url)?).await
+            // `IF NOT EXISTS` notices at every start are noise in the gateway's log.
+            let options =
+                PgConnectOptions::from_str(url)?.options([("client_min_messages", "warning")]);
+            Self::postgres(options).await
         } else {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)

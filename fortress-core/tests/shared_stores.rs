@@ -377,3 +377,57 @@ async fn a_key_revoked_on_one_replica_is_refused_on_another_at_once() {
     assert!(took.is_some(), "revocation not seen within 1 s");
     task.abort();
 }
+
+#[tokio::test]
+async fn replicas_signing_checkpoints_over_the_same_head_do_not_collide() {
+    use fortress_core::audit::chain::CheckpointPolicy;
+    use fortress_core::audit::keys::{Ed25519KeyProvider, KeyProvider, TrustedKeys};
+    use fortress_core::audit::row::EncodedEvent;
+    use fortress_core::audit::store::{AuditStore, PostgresAuditStore};
+    use fortress_core::audit::verify::{VerifyOptions, verify_store};
+    use fortress_core::audit::{AuditEvent, EventKind, SubjectRef};
+    use fortress_core::subject::SubjectKind;
+
+    const MANUAL: CheckpointPolicy = CheckpointPolicy {
+        max_events: usize::MAX,
+        max_interval: Duration::from_secs(1_000_000),
+    };
+    let (db, _schema) = postgres().await;
+    let pool = db.postgres_pool().unwrap().clone();
+    let key = Arc::new(Ed25519KeyProvider::generate());
+    let trusted = TrustedKeys::new([key.verifying_key()]);
+    let a = PostgresAuditStore::from_pool(pool.clone())
+        .await
+        .unwrap()
+        .with_signer(key.clone())
+        .with_checkpoint_policy(MANUAL);
+    let b = PostgresAuditStore::from_pool(pool)
+        .await
+        .unwrap()
+        .with_signer(key)
+        .with_checkpoint_policy(MANUAL);
+    let event = |i: u32| {
+        let event = AuditEvent::activity(
+            EventKind::Admin,
+            WorkspaceId::new("acme"),
+            SubjectRef {
+                id: format!("u{i}"),
+                kind: SubjectKind::User,
+            },
+            "test",
+            format!("r{i}"),
+        );
+        EncodedEvent::new(&event).unwrap()
+    };
+    a.append(vec![event(1), event(2)], false).await.unwrap();
+    b.append(vec![event(3)], false).await.unwrap();
+    // Both shut down, each signing a final checkpoint over the same head: `b` wrote that
+    // head itself, so its cached chain state looks current although `a` signed it since.
+    a.append(Vec::new(), true).await.unwrap();
+    b.append(Vec::new(), true).await.unwrap();
+    a.append(vec![event(4)], true).await.unwrap();
+    let report = verify_store(&b, &trusted, VerifyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.events, 4);
+}

@@ -166,8 +166,8 @@ url = "{upstream}"
         String::from_utf8(output.stdout).unwrap()
     }
 
-    fn create_key(&self) -> String {
-        let out = self.cli(&["keys", "create", "--workspace", "acme", "--subject", "alice"]);
+    fn create_key(&self, subject: &str) -> String {
+        let out = self.cli(&["keys", "create", "--workspace", "acme", "--subject", subject]);
         out.lines()
             .find_map(|l| l.strip_prefix("key: "))
             .expect("a key line")
@@ -220,7 +220,11 @@ url = "{upstream}"
 async fn upstream() -> common::Running {
     common::serve(
         vec![common::FakeUpstream::new("crm", 2, 10)],
-        Naming::default(),
+        // The replicas add the `crm__` prefix; the upstream itself serves plain names.
+        Naming {
+            prefix: false,
+            ..Naming::default()
+        },
         ServerConfig::default(),
         None,
     )
@@ -228,18 +232,42 @@ async fn upstream() -> common::Running {
 }
 
 async fn modern_call(url: &str, key: &str, tool: &str) -> common::Reply {
-    let bearer = format!("Bearer {key}");
-    common::post(
-        url,
-        &[
-            ("authorization", bearer.as_str()),
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", tool),
-        ],
-        common::modern("tools/call", 1, json!({"name": tool, "arguments": {}})),
+    try_modern_call(url, key, tool)
+        .await
+        .unwrap_or_else(|e| panic!("exchange with {url}: {e}"))
+}
+
+/// A modern `tools/call`; `Err` when the replica cannot be reached or the answer is cut.
+async fn try_modern_call(url: &str, key: &str, tool: &str) -> Result<common::Reply, String> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(
+        hyper_util::rt::TokioExecutor::new(),
     )
-    .await
+    .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let body = common::modern("tools/call", 1, json!({"name": tool, "arguments": {}}));
+    let request = http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {key}"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(common::Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 /// The JSON-RPC answer of a reply, whether JSON or SSE.
@@ -263,7 +291,7 @@ fn succeeded(reply: &common::Reply) -> bool {
 async fn a_kill_switch_flipped_once_stops_every_replica_within_a_second() {
     let upstream = upstream().await;
     let cluster = Cluster::new(&upstream.url).await;
-    let key = cluster.create_key();
+    let key = cluster.create_key("alice");
     let replicas = cluster.start_many(3);
     for replica in &replicas {
         let reply = modern_call(&replica.url, &key, "crm__tool0").await;
@@ -322,8 +350,8 @@ async fn a_kill_switch_flipped_once_stops_every_replica_within_a_second() {
 async fn a_legacy_session_started_on_one_replica_continues_on_the_others() {
     let upstream = upstream().await;
     let cluster = Cluster::new(&upstream.url).await;
-    let key = cluster.create_key();
-    let other_key = cluster.create_key();
+    let key = cluster.create_key("alice");
+    let other_key = cluster.create_key("mallory");
     let replicas = cluster.start_many(3);
     let bearer = format!("Bearer {key}");
     let auth = [("authorization", bearer.as_str())];
@@ -410,7 +438,7 @@ async fn a_legacy_session_started_on_one_replica_continues_on_the_others() {
 async fn sigkill_of_a_replica_loses_no_acknowledged_audit_event() {
     let upstream = upstream().await;
     let cluster = Cluster::new(&upstream.url).await;
-    let key = Arc::new(cluster.create_key());
+    let key = Arc::new(cluster.create_key("alice"));
     let mut replicas = cluster.start_many(3);
     let urls: Arc<Vec<String>> = Arc::new(replicas.iter().map(|r| r.url.clone()).collect());
 
@@ -427,10 +455,10 @@ async fn sigkill_of_a_replica_loses_no_acknowledged_audit_event() {
                 let url = &urls[(c + i) % urls.len()];
                 let reply = tokio::time::timeout(
                     Duration::from_secs(10),
-                    modern_call(url, &key, &tool),
+                    try_modern_call(url, &key, &tool),
                 )
                 .await;
-                if let Ok(reply) = reply {
+                if let Ok(Ok(reply)) = reply {
                     if succeeded(&reply) {
                         acknowledged.push(format!("tool:crm/c{c}n{i}"));
                     }
