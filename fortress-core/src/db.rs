@@ -169,10 +169,12 @@ impl Database {
             }
             Self::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || ':' || current_schema()))")
-                    .bind(scope)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "SELECT pg_advisory_xact_lock(hashtext($1 || ':' || current_schema()))",
+                )
+                .bind(scope)
+                .execute(&mut *tx)
+                .await?;
                 sqlx::raw_sql(ddl).execute(&mut *tx).await?;
                 tx.commit().await?;
             }

@@ -100,56 +100,61 @@ fn token(issued: &fortress_core::keys::IssuedKey) -> String {
     issued.token.expose_str().unwrap().to_owned()
 }
 
-on_both!(keys_issue_authenticate_revoke_rotate, |db: Database| async move {
-    let store = KeyStore::with_database(db.clone(), KeyFormat::MCP, Secret::from("pepper"))
-        .await
-        .unwrap()
-        .with_cache_ttl(Duration::ZERO);
-    let mut new = NewKey::user("acme", "alice");
-    new.groups = vec!["support".into()];
-    new.cidrs = vec!["10.0.0.0/8".parse().unwrap()];
-    let issued = store.create(new).await.unwrap();
-    let record = store
-        .authenticate(&token(&issued), Some("10.1.1.1".parse().unwrap()))
-        .await
-        .unwrap();
-    assert_eq!(record.groups, ["support"]);
-    assert_eq!(
-        store
-            .authenticate(&token(&issued), Some("192.168.0.1".parse().unwrap()))
-            .await,
-        Err(AuthError::Network)
-    );
+on_both!(
+    keys_issue_authenticate_revoke_rotate,
+    |db: Database| async move {
+        let store = KeyStore::with_database(db.clone(), KeyFormat::MCP, Secret::from("pepper"))
+            .await
+            .unwrap()
+            .with_cache_ttl(Duration::ZERO);
+        let mut new = NewKey::user("acme", "alice");
+        new.groups = vec!["support".into()];
+        new.cidrs = vec!["10.0.0.0/8".parse().unwrap()];
+        let issued = store.create(new).await.unwrap();
+        let record = store
+            .authenticate(&token(&issued), Some("10.1.1.1".parse().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(record.groups, ["support"]);
+        assert_eq!(
+            store
+                .authenticate(&token(&issued), Some("192.168.0.1".parse().unwrap()))
+                .await,
+            Err(AuthError::Network)
+        );
 
-    // A second replica on the same database sees the key, and its revocation.
-    let other = KeyStore::with_database(db, KeyFormat::MCP, Secret::from("pepper"))
-        .await
-        .unwrap()
-        .with_cache_ttl(Duration::ZERO);
-    let plain = store.create(NewKey::user("acme", "bob")).await.unwrap();
-    assert!(other.authenticate(&token(&plain), None).await.is_ok());
-    store.revoke(&plain.record.id).await.unwrap();
-    assert_eq!(
-        other.authenticate(&token(&plain), None).await,
-        Err(AuthError::Revoked)
-    );
+        // A second replica on the same database sees the key, and its revocation.
+        let other = KeyStore::with_database(db, KeyFormat::MCP, Secret::from("pepper"))
+            .await
+            .unwrap()
+            .with_cache_ttl(Duration::ZERO);
+        let plain = store.create(NewKey::user("acme", "bob")).await.unwrap();
+        assert!(other.authenticate(&token(&plain), None).await.is_ok());
+        store.revoke(&plain.record.id).await.unwrap();
+        assert_eq!(
+            other.authenticate(&token(&plain), None).await,
+            Err(AuthError::Revoked)
+        );
 
-    let rotated = store
-        .rotate(&issued.record.id, Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(
-        other.authenticate(&token(&issued), Some("10.1.1.1".parse().unwrap())).await,
-        Err(AuthError::Expired)
-    );
-    let listed = other.list(Some("acme")).await.unwrap();
-    assert_eq!(listed.len(), 3);
-    assert!(listed.iter().any(|k| k.id == rotated.record.id));
-    assert!(matches!(
-        store.revoke("nope").await,
-        Err(fortress_core::keys::KeyStoreError::NotFound(_))
-    ));
-});
+        let rotated = store
+            .rotate(&issued.record.id, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            other
+                .authenticate(&token(&issued), Some("10.1.1.1".parse().unwrap()))
+                .await,
+            Err(AuthError::Expired)
+        );
+        let listed = other.list(Some("acme")).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert!(listed.iter().any(|k| k.id == rotated.record.id));
+        assert!(matches!(
+            store.revoke("nope").await,
+            Err(fortress_core::keys::KeyStoreError::NotFound(_))
+        ));
+    }
+);
 
 on_both!(accounts_sessions_and_tokens, |db: Database| async move {
     let a = AccountStore::with_database(db.clone()).await.unwrap();
@@ -162,7 +167,10 @@ on_both!(accounts_sessions_and_tokens, |db: Database| async move {
     let session = a.login("root", &pw).await.unwrap();
     let sid = session.session.expose_str().unwrap();
     let csrf = session.csrf.expose_str().unwrap();
-    assert_eq!(b.session(sid, Some(csrf)).await.unwrap().unwrap().role, Role::Owner);
+    assert_eq!(
+        b.session(sid, Some(csrf)).await.unwrap().unwrap().role,
+        Role::Owner
+    );
     assert!(b.session(sid, Some("wrong")).await.unwrap().is_none());
     let (info, tok) = b.create_token("ci", Role::Auditor, "root").await.unwrap();
     assert!(a.token(tok.expose_str().unwrap()).await.unwrap().is_some());
@@ -192,45 +200,62 @@ fn zendesk_call() -> Call {
 }
 
 async fn admitted(switch: &KillSwitch) -> bool {
-    matches!(switch.admit(&zendesk_call()).await.unwrap(), Verdict::Admit(_))
+    matches!(
+        switch.admit(&zendesk_call()).await.unwrap(),
+        Verdict::Admit(_)
+    )
 }
 
-on_both!(kill_switches_are_shared_and_audited_once, |db: Database| async move {
-    let shared = SharedSwitches::open(db.clone(), None).await.unwrap();
-    let audit_here = Arc::new(MemoryAuditSink::new());
-    let audit_there = Arc::new(MemoryAuditSink::new());
-    let here = KillSwitch::new(audit_here.clone());
-    let there = KillSwitch::new(audit_there.clone());
-    // An admitted call on the other replica is cancelled when the switch reaches it.
-    let Verdict::Admit(Some(in_flight)) = there.admit(&zendesk_call()).await.unwrap() else {
-        panic!("not admitted")
-    };
-    let ops = Subject::user("ops", WorkspaceId::new("acme"));
-    shared
-        .engage(&here, KillTarget::connector("zendesk"), &ops, "incident 7")
-        .await
-        .unwrap();
-    assert!(!admitted(&here).await);
-    // Another process opening the same table catches up.
-    let other = SharedSwitches::open(db, None).await.unwrap();
-    other.sync(&there).await.unwrap();
-    assert!(!admitted(&there).await);
-    assert!(in_flight.is_cancelled());
-    let (target, engagement) = &other.load().await.unwrap()[0];
-    assert_eq!(*target, KillTarget::connector("zendesk"));
-    assert_eq!((engagement.by.as_str(), engagement.reason.as_str()), ("ops", "incident 7"));
-    // Released from the other replica: audited there, once.
-    assert!(
-        other
-            .release(&there, &KillTarget::connector("zendesk"), &ops, "resolved")
+on_both!(
+    kill_switches_are_shared_and_audited_once,
+    |db: Database| async move {
+        let shared = SharedSwitches::open(db.clone(), None).await.unwrap();
+        let audit_here = Arc::new(MemoryAuditSink::new());
+        let audit_there = Arc::new(MemoryAuditSink::new());
+        let here = KillSwitch::new(audit_here.clone());
+        let there = KillSwitch::new(audit_there.clone());
+        // An admitted call on the other replica is cancelled when the switch reaches it.
+        let Verdict::Admit(Some(in_flight)) = there.admit(&zendesk_call()).await.unwrap() else {
+            panic!("not admitted")
+        };
+        let ops = Subject::user("ops", WorkspaceId::new("acme"));
+        shared
+            .engage(&here, KillTarget::connector("zendesk"), &ops, "incident 7")
             .await
-            .unwrap()
-    );
-    shared.sync(&here).await.unwrap();
-    assert!(admitted(&here).await);
-    assert_eq!(audit_here.events().len(), 1, "engage audited where it was made");
-    assert_eq!(audit_there.events().len(), 1, "release audited where it was made");
-});
+            .unwrap();
+        assert!(!admitted(&here).await);
+        // Another process opening the same table catches up.
+        let other = SharedSwitches::open(db, None).await.unwrap();
+        other.sync(&there).await.unwrap();
+        assert!(!admitted(&there).await);
+        assert!(in_flight.is_cancelled());
+        let (target, engagement) = &other.load().await.unwrap()[0];
+        assert_eq!(*target, KillTarget::connector("zendesk"));
+        assert_eq!(
+            (engagement.by.as_str(), engagement.reason.as_str()),
+            ("ops", "incident 7")
+        );
+        // Released from the other replica: audited there, once.
+        assert!(
+            other
+                .release(&there, &KillTarget::connector("zendesk"), &ops, "resolved")
+                .await
+                .unwrap()
+        );
+        shared.sync(&here).await.unwrap();
+        assert!(admitted(&here).await);
+        assert_eq!(
+            audit_here.events().len(),
+            1,
+            "engage audited where it was made"
+        );
+        assert_eq!(
+            audit_there.events().len(),
+            1,
+            "release audited where it was made"
+        );
+    }
+);
 
 /// A unique channel prefix per test, so parallel tests never hear each other.
 fn prefix() -> String {

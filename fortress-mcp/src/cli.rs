@@ -44,9 +44,13 @@ impl ToolsCommand {
             ToolsCommand::Approve { .. } => Some(open_audit(config, &shared).await?),
             _ => None,
         };
-        let pins = open_pins(config, &shared, audit.clone().map(|a| a as Arc<dyn AuditSink>))
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("tool pinning is off in this configuration"))?;
+        let pins = open_pins(
+            config,
+            &shared,
+            audit.clone().map(|a| a as Arc<dyn AuditSink>),
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("tool pinning is off in this configuration"))?;
         match self {
             ToolsCommand::List => {
                 for pin in pins.approved().await? {

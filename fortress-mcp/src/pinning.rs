@@ -29,12 +29,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use fortress_core::audit::{AuditEvent, AuditSink, EventKind, Outcome, SubjectRef};
+use fortress_core::db::Database;
+use fortress_core::on_database;
 use fortress_core::subject::{SubjectKind, WorkspaceId};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use fortress_core::db::Database;
-use fortress_core::on_database;
 
 /// The fields of a tool definition that are pinned.
 pub const PINNED_FIELDS: [&str; 4] = ["name", "description", "inputSchema", "annotations"];
@@ -391,13 +391,15 @@ impl PinStore {
             .await)?;
         Ok(rows
             .into_iter()
-            .map(|(tool, hash, previous, definition, first_seen)| PendingPin {
-                tool,
-                hash,
-                previous,
-                definition: serde_json::from_str(&definition).unwrap_or(Value::Null),
-                first_seen: from_ms(first_seen),
-            })
+            .map(
+                |(tool, hash, previous, definition, first_seen)| PendingPin {
+                    tool,
+                    hash,
+                    previous,
+                    definition: serde_json::from_str(&definition).unwrap_or(Value::Null),
+                    first_seen: from_ms(first_seen),
+                },
+            )
             .collect())
     }
 }

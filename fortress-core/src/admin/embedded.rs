@@ -154,7 +154,10 @@ impl EmbeddedAdmin {
                 .await?
                 .with_signer(Arc::new(signer)),
         );
-        let durable = Arc::new(DurableAuditSink::start(store.clone(), SinkConfig::default()));
+        let durable = Arc::new(DurableAuditSink::start(
+            store.clone(),
+            SinkConfig::default(),
+        ));
         let accounts = AccountStore::with_database(shared.database.clone()).await?;
         let state = AdminState::new(accounts, durable.clone(), workspace).with_store(store);
         let audit = state.observe(durable.clone());

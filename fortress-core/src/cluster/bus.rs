@@ -44,7 +44,12 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self.listener.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(task) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             task.abort();
         }
     }
@@ -79,10 +84,7 @@ impl ClusterBus {
             bus.inner.channel.clone(),
             bus.inner.local.clone(),
         ));
-        *bus.inner
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(task);
+        *bus.inner.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(bus)
     }
 
@@ -123,12 +125,7 @@ impl ClusterBus {
         let mut slot = self.inner.publisher.lock().await;
         let mut connection = match slot.take() {
             Some(connection) => connection,
-            None => {
-                self.inner
-                    .client
-                    .get_multiplexed_async_connection()
-                    .await?
-            }
+            None => self.inner.client.get_multiplexed_async_connection().await?,
         };
         redis::cmd("PUBLISH")
             .arg(&self.inner.channel)

@@ -480,9 +480,10 @@ mod tests {
             Err(AuthError::Invalid)
         );
         // The same token under another pepper does not verify.
-        let other = KeyStore::with_database(store.db.clone(), KeyFormat::PAT, Secret::from("other"))
-            .await
-            .unwrap();
+        let other =
+            KeyStore::with_database(store.db.clone(), KeyFormat::PAT, Secret::from("other"))
+                .await
+                .unwrap();
         assert_eq!(
             other.authenticate(&good, None).await,
             Err(AuthError::Invalid)

@@ -120,27 +120,31 @@ pub async fn open_audit(
     } else {
         None
     };
-    let store: Arc<dyn AuditStore> = match shared.database.as_ref().and_then(Database::postgres_pool) {
-        Some(pool) => {
-            let mut store = PostgresAuditStore::from_pool(pool.clone())
-                .await
-                .map_err(|e| invalid("audit store")(e.to_string()))?;
-            if let Some(signer) = signer {
-                store = store.with_signer(signer);
+    let store: Arc<dyn AuditStore> =
+        match shared.database.as_ref().and_then(Database::postgres_pool) {
+            Some(pool) => {
+                let mut store = PostgresAuditStore::from_pool(pool.clone())
+                    .await
+                    .map_err(|e| invalid("audit store")(e.to_string()))?;
+                if let Some(signer) = signer {
+                    store = store.with_signer(signer);
+                }
+                Arc::new(store)
             }
-            Arc::new(store)
-        }
-        None => {
-            let mut store = SqliteAuditStore::open_in(data_dir)
-                .await
-                .map_err(|e| invalid("audit store")(e.to_string()))?;
-            if let Some(signer) = signer {
-                store = store.with_signer(signer);
+            None => {
+                let mut store = SqliteAuditStore::open_in(data_dir)
+                    .await
+                    .map_err(|e| invalid("audit store")(e.to_string()))?;
+                if let Some(signer) = signer {
+                    store = store.with_signer(signer);
+                }
+                Arc::new(store)
             }
-            Arc::new(store)
-        }
-    };
-    Ok(Arc::new(DurableAuditSink::start(store, SinkConfig::default())))
+        };
+    Ok(Arc::new(DurableAuditSink::start(
+        store,
+        SinkConfig::default(),
+    )))
 }
 
 /// Opens the key store: in the shared database, else in the data directory.
@@ -161,7 +165,10 @@ pub async fn open_keys(config: &Config, shared: &Shared) -> Result<KeyStore, Con
 
 /// The sealer of legacy session ids, when replicas share a database (a session started
 /// on one replica then continues on any other). `None` for a single node.
-pub fn session_sealer(config: &Config, shared: &Shared) -> Result<Option<TokenSealer>, ConfigError> {
+pub fn session_sealer(
+    config: &Config,
+    shared: &Shared,
+) -> Result<Option<TokenSealer>, ConfigError> {
     if shared.database.is_none() {
         return Ok(None);
     }
