@@ -17,7 +17,7 @@
 //!     .await
 //!     .unwrap();
 //! on_database!(&db, pool => sqlx::query("INSERT INTO t (k, v) VALUES ($1, $2)")
-//!     .bind("a").bind(7_i64).execute(pool).await).unwrap();
+//!     .bind("a").bind(7_i64).execute(pool).await.map(drop)).unwrap();
 //! let v: i64 = on_database!(&db, pool => sqlx::query_scalar("SELECT v FROM t WHERE k = $1")
 //!     .bind("a").fetch_one(pool).await).unwrap();
 //! assert_eq!(v, 7);
@@ -199,7 +199,7 @@ mod tests {
             .await
             .unwrap();
         on_database!(&db, pool => sqlx::query("INSERT INTO t (b, a) VALUES ($2, $1)")
-            .bind("x").bind(5_i64).execute(pool).await)
+            .bind("x").bind(5_i64).execute(pool).await.map(drop))
         .unwrap();
         let (a, b): (String, i64) =
             on_database!(&db, pool => sqlx::query_as("SELECT a, b FROM t").fetch_one(pool).await)
