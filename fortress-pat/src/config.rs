@@ -42,7 +42,7 @@ use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
 use serde::Deserialize;
 
 use crate::archive::{Archiver, LocalDirStore, WorkspaceAesGcm};
-use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount};
+use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount_over};
 use crate::keys::KeyStore;
 use crate::limits::{Ledger, LimitsConfig};
 use crate::service::{ANTHROPIC_CONNECTOR, PatParts, PatService};
@@ -82,6 +82,13 @@ pub struct Config {
     /// The admin dashboard (none: not mounted).
     #[serde(default)]
     pub admin: Option<AdminSection>,
+    /// A `postgres://` URL: the database replicas share for gateway keys and the
+    /// dashboard's accounts, audit trail and kill switches (else files in `data_dir`).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Replicas sharing `database_url`: the Redis change bus and the poll interval.
+    #[serde(default)]
+    pub cluster: fortress_core::cluster::ClusterSettings,
 }
 
 /// A policy engine and, when its documents are editable, the dashboard's editor of them.
@@ -276,9 +283,27 @@ impl Config {
             path: self.data_dir.clone(),
             source,
         })?;
-        KeyStore::open(&self.data_dir, crate::keys::FORMAT, self.pepper()?)
-            .await
-            .map_err(|e| ConfigError::Invalid(format!("key store: {e}")))
+        match self.shared_database().await? {
+            Some(db) => KeyStore::with_database(db, crate::keys::FORMAT, self.pepper()?).await,
+            None => KeyStore::open(&self.data_dir, crate::keys::FORMAT, self.pepper()?).await,
+        }
+        .map_err(|e| ConfigError::Invalid(format!("key store: {e}")))
+    }
+
+    /// The database of `database_url` (PostgreSQL only), if configured.
+    async fn shared_database(&self) -> Result<Option<fortress_core::db::Database>, ConfigError> {
+        match &self.database_url {
+            Some(url) if fortress_core::db::is_postgres_url(url) => {
+                fortress_core::db::Database::connect(url)
+                    .await
+                    .map(Some)
+                    .map_err(|e| ConfigError::Invalid(format!("database_url: {e}")))
+            }
+            Some(_) => Err(ConfigError::Invalid(
+                "database_url: expected a postgres:// URL".into(),
+            )),
+            None => Ok(None),
+        }
     }
 
     /// Builds the whole gateway (without the dashboard).
@@ -341,7 +366,7 @@ impl Config {
         let ledger = Arc::new(Ledger::new(self.limits.clone()));
         let dashboard = match (&self.admin, with_dashboard) {
             (Some(section), true) => Some(
-                mount(
+                mount_over(
                     &self.data_dir,
                     section.clone(),
                     PatManaged {
@@ -351,6 +376,7 @@ impl Config {
                         tls: self.tls.is_some(),
                         ledger: Some(ledger.clone()),
                     },
+                    self.shared_deployment().await?,
                 )
                 .await
                 .map_err(|e| ConfigError::Invalid(format!("admin: {e}")))?,
@@ -387,6 +413,24 @@ impl Config {
         )
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(Gateway { service, dashboard })
+    }
+
+    /// What the dashboard shares with other replicas, when `database_url` is set.
+    async fn shared_deployment(
+        &self,
+    ) -> Result<Option<fortress_core::admin::embedded::SharedDeployment>, ConfigError> {
+        let Some(database) = self.shared_database().await? else {
+            return Ok(None);
+        };
+        let bus = self
+            .cluster
+            .bus()
+            .map_err(|e| ConfigError::Invalid(format!("cluster.redis_url: {e}")))?;
+        Ok(Some(fortress_core::admin::embedded::SharedDeployment {
+            database,
+            bus,
+            poll: self.cluster.poll(),
+        }))
     }
 
     /// The archive, when `[archive]` is configured.

@@ -29,7 +29,58 @@ pub mod token;
 pub use bus::{ClusterBus, ClusterError};
 pub use follow::{ChangeHandler, follow};
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+/// The `[cluster]` settings of a gateway whose replicas share a database.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// A `redis://` URL: changes are announced there and reach every replica at once.
+    /// Without it, replicas poll the database.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis channel (default `fortress`).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// How often shared state is re-read, in milliseconds (default 1000).
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            prefix: default_prefix(),
+            poll_ms: default_poll_ms(),
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The bus, when `redis_url` is set. Must run inside a tokio runtime.
+    pub fn bus(&self) -> Result<Option<ClusterBus>, ClusterError> {
+        self.redis_url
+            .as_deref()
+            .map(|url| ClusterBus::connect(url, &self.prefix))
+            .transpose()
+    }
+
+    /// The poll interval (at least 50 ms).
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms.max(50))
+    }
+}
+
+fn default_prefix() -> String {
+    "fortress".into()
+}
+
+fn default_poll_ms() -> u64 {
+    1000
+}
 
 /// What changed in the shared state (the receiver re-reads the details from the database).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
