@@ -138,7 +138,10 @@ async fn keys_accounts_audit_and_kill_switches_are_shared_by_replicas() {
         .events
         .is_empty()
     {
-        assert!(found.elapsed() < Duration::from_secs(5), "B's call not in A's trail");
+        assert!(
+            found.elapsed() < Duration::from_secs(5),
+            "B's call not in A's trail"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
