@@ -19,6 +19,8 @@ pub mod audit;
 pub mod body;
 pub mod call;
 pub mod cli;
+pub mod cluster;
+pub mod db;
 pub mod decision;
 pub mod denial;
 pub mod guard;

@@ -6,11 +6,14 @@ use std::io::Write;
 use std::sync::Arc;
 
 use fortress_core::audit::AuditSink;
-use fortress_core::guard::KillTarget;
 use fortress_core::guard::kill_file::KillFileEntry;
+use fortress_core::guard::{KillSwitch, KillTarget};
+use fortress_core::subject::{Subject, WorkspaceId};
 
 use crate::config::Config;
-use crate::governance::assemble::{kill_file, open_audit, open_pins};
+use crate::governance::assemble::{
+    kill_file, open_audit, open_pins, open_shared, open_shared_switches,
+};
 
 /// Review and approve upstream tool definitions.
 #[derive(Debug, clap::Subcommand)]
@@ -36,15 +39,18 @@ pub enum ToolsCommand {
 impl ToolsCommand {
     /// Runs the command.
     pub async fn run(self, config: &Config, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+        let shared = open_shared(config).await?;
         let audit = match &self {
-            ToolsCommand::Approve { .. } => {
-                Some(open_audit(&config.data.dir, config.audit.sign).await?)
-            }
+            ToolsCommand::Approve { .. } => Some(open_audit(config, &shared).await?),
             _ => None,
         };
-        let pins = open_pins(config, audit.clone().map(|a| a as Arc<dyn AuditSink>))
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("tool pinning is off in this configuration"))?;
+        let pins = open_pins(
+            config,
+            &shared,
+            audit.clone().map(|a| a as Arc<dyn AuditSink>),
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("tool pinning is off in this configuration"))?;
         match self {
             ToolsCommand::List => {
                 for pin in pins.approved().await? {
@@ -102,7 +108,8 @@ impl KillTargetArgs {
     }
 }
 
-/// Engage or release kill switches (a running gateway applies them within a second).
+/// Engage or release kill switches (a running gateway applies them within a second; with
+/// a shared database, every replica does, at once when Redis announces the change).
 #[derive(Debug, clap::Subcommand)]
 #[non_exhaustive]
 pub enum KillCommand {
@@ -129,8 +136,14 @@ pub enum KillCommand {
 }
 
 impl KillCommand {
-    /// Runs the command.
-    pub fn run(self, config: &Config, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    /// Runs the command: on the shared kill-switch table when `[data] database_url` is
+    /// set (the change is audited here and announced to every replica), else on the
+    /// kill-switch file the gateway follows.
+    pub async fn run(self, config: &Config, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+        let shared = open_shared(config).await?;
+        if let Some(switches) = open_shared_switches(&shared).await? {
+            return self.run_shared(config, &shared, &switches, out).await;
+        }
         let file = kill_file(config);
         match self {
             KillCommand::Engage { target, reason, by } => {
@@ -152,6 +165,52 @@ impl KillCommand {
                 }
             }
         }
+        Ok(())
+    }
+
+    async fn run_shared(
+        self,
+        config: &Config,
+        shared: &crate::governance::assemble::Shared,
+        switches: &fortress_core::cluster::switches::SharedSwitches,
+        out: &mut (dyn Write + Send),
+    ) -> anyhow::Result<()> {
+        if let KillCommand::List = self {
+            for (target, engagement) in switches.load().await? {
+                let entry = KillFileEntry::new(target, engagement.by, engagement.reason);
+                writeln!(out, "{}", serde_json::to_string(&entry)?)?;
+            }
+            return Ok(());
+        }
+        let audit = open_audit(config, shared).await?;
+        let local = KillSwitch::new(audit.clone());
+        let operator = |by: &str| Subject::user(by, WorkspaceId::new("*"));
+        let result = match self {
+            KillCommand::Engage { target, reason, by } => {
+                let target = target.target()?;
+                switches
+                    .engage(&local, target.clone(), &operator(&by), &reason)
+                    .await
+                    .map(|()| format!("engaged {target}"))
+            }
+            KillCommand::Release { target } => {
+                let target = target.target()?;
+                switches
+                    .release(&local, &target, &operator("admin"), "released by operator")
+                    .await
+                    .map(|released| {
+                        if released {
+                            format!("released {target}")
+                        } else {
+                            format!("{target} was not engaged")
+                        }
+                    })
+            }
+            KillCommand::List => unreachable!("handled above"),
+        };
+        audit.flush().await?;
+        audit.shutdown().await?;
+        writeln!(out, "{}", result?)?;
         Ok(())
     }
 }

@@ -113,6 +113,9 @@ pub struct Config {
     /// Kill switches.
     #[serde(default)]
     pub kill_switch: KillSwitchSection,
+    /// Several replicas behind a load balancer.
+    #[serde(default)]
+    pub cluster: ClusterSection,
 }
 
 /// `[data]`.
@@ -122,14 +125,61 @@ pub struct DataSection {
     /// The data directory (default `.fortress-data/mcp`).
     #[serde(default = "default_data_dir")]
     pub dir: PathBuf,
+    /// A `postgres://` URL: the database every replica shares for keys, the audit trail,
+    /// tool pins, kill switches and (unless `[vault]` names its own) the vault. Without
+    /// it, state lives in SQLite files in `dir`.
+    #[serde(default)]
+    pub database_url: Option<String>,
 }
 
 impl Default for DataSection {
     fn default() -> Self {
         Self {
             dir: default_data_dir(),
+            database_url: None,
         }
     }
+}
+
+/// `[cluster]`: replicas sharing `[data] database_url`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// A `redis://` URL: changes (kill switches, key revocations) are announced there and
+    /// reach every replica at once. Without it, replicas poll the database.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis channel, so deployments sharing one Redis stay apart (default
+    /// `fortress`).
+    #[serde(default = "default_cluster_prefix")]
+    pub prefix: String,
+    /// How often each replica re-reads shared state from the database, in milliseconds
+    /// (default 1000): the bound on propagation when Redis is unavailable.
+    #[serde(default = "default_kill_poll")]
+    pub poll_ms: u64,
+    /// The environment variable holding the key that seals legacy session ids (else a key
+    /// kept in the data directory, `session.key`). Every replica needs the same key.
+    #[serde(default = "default_session_key_env")]
+    pub session_key_env: String,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            prefix: default_cluster_prefix(),
+            poll_ms: default_kill_poll(),
+            session_key_env: default_session_key_env(),
+        }
+    }
+}
+
+fn default_cluster_prefix() -> String {
+    "fortress".into()
+}
+
+fn default_session_key_env() -> String {
+    "FORTRESS_MCP_SESSION_KEY".into()
 }
 
 /// `[auth]`: how clients authenticate. With no method enabled every request is refused.
@@ -212,7 +262,7 @@ pub struct VaultSection {
     /// File holding the master key (else the `FORTRESS_MASTER_KEY` variable).
     #[serde(default)]
     pub master_key_file: Option<PathBuf>,
-    /// A `postgres://` URL instead of SQLite.
+    /// A `postgres://` URL instead of SQLite (default: `[data] database_url`).
     #[serde(default)]
     pub database_url: Option<String>,
 }

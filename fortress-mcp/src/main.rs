@@ -106,7 +106,8 @@ async fn main() -> anyhow::Result<()> {
             println!("listening on {scheme}://{addr}{}", config.server.path);
             let endpoint =
                 fortress_mcp::server::McpServer::new(config.server_config(), server, seam)
-                    .with_authenticator(Arc::new(governed.authenticator.clone()));
+                    .with_authenticator(Arc::new(governed.authenticator.clone()))
+                    .with_session_sealer(governed.session_sealer.clone());
             let served = match tls {
                 Some(tls) => endpoint.serve_tls(listener, tls, shutdown_signal()).await,
                 None => endpoint.serve(listener, shutdown_signal()).await,
@@ -116,7 +117,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Keys { config, command } => {
             let config = fortress_mcp::config::Config::load(&config)?;
-            let store = fortress_mcp::governance::assemble::open_keys(&config).await?;
+            let shared = fortress_mcp::governance::assemble::open_shared(&config).await?;
+            let store = fortress_mcp::governance::assemble::open_keys(&config, &shared).await?;
             command
                 .run(&store, &mut std::io::stdout())
                 .await
@@ -128,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Kill { config, command } => {
             let config = fortress_mcp::config::Config::load(&config)?;
-            command.run(&config, &mut std::io::stdout())?;
+            command.run(&config, &mut std::io::stdout()).await?;
         }
         Command::Demo { listen, data_dir } => {
             let demo = fortress_mcp::demo::start(fortress_mcp::demo::DemoOptions {

@@ -24,18 +24,17 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use fortress_core::audit::{AuditEvent, AuditSink, EventKind, Outcome, SubjectRef};
+use fortress_core::db::Database;
+use fortress_core::on_database;
 use fortress_core::subject::{SubjectKind, WorkspaceId};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 /// The fields of a tool definition that are pinned.
 pub const PINNED_FIELDS: [&str; 4] = ["name", "description", "inputSchema", "annotations"];
@@ -119,13 +118,11 @@ pub enum PinError {
     NothingPending(String),
 }
 
-const SCHEMA: [&str; 2] = [
-    "CREATE TABLE IF NOT EXISTS tool_pins (
-        tool TEXT PRIMARY KEY, hash TEXT NOT NULL, approved_at BIGINT NOT NULL, approved_by TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS tool_pending (
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tool_pins (
+        tool TEXT PRIMARY KEY, hash TEXT NOT NULL, approved_at BIGINT NOT NULL, approved_by TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS tool_pending (
         tool TEXT NOT NULL, hash TEXT NOT NULL, previous TEXT, definition TEXT NOT NULL,
-        first_seen BIGINT NOT NULL, PRIMARY KEY (tool, hash))",
-];
+        first_seen BIGINT NOT NULL, PRIMARY KEY (tool, hash));";
 
 struct Approved {
     hashes: HashMap<String, String>,
@@ -135,7 +132,7 @@ struct Approved {
 /// The pin store.
 #[derive(Clone)]
 pub struct PinStore {
-    pool: SqlitePool,
+    db: Database,
     mode: PinMode,
     audit: Option<Arc<dyn AuditSink>>,
     approved: Arc<Mutex<Option<Approved>>>,
@@ -157,33 +154,21 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
 impl PinStore {
     /// Opens (creating) `tool-pins.sqlite` in `data_dir`.
     pub async fn open(data_dir: &Path, mode: PinMode) -> Result<Self, PinError> {
-        let options = SqliteConnectOptions::new()
-            .filename(data_dir.join("tool-pins.sqlite"))
-            .create_if_missing(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await?;
-        Self::with_pool(pool, mode).await
+        let db = Database::sqlite_file(&data_dir.join("tool-pins.sqlite")).await?;
+        Self::with_database(db, mode).await
     }
 
     /// A store in memory (tests).
     pub async fn in_memory(mode: PinMode) -> Result<Self, PinError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        Self::with_pool(pool, mode).await
+        Self::with_database(Database::sqlite_memory().await?, mode).await
     }
 
-    async fn with_pool(pool: SqlitePool, mode: PinMode) -> Result<Self, PinError> {
-        for statement in SCHEMA {
-            sqlx::query(statement).execute(&pool).await?;
-        }
+    /// A store in `db` (SQLite, or the PostgreSQL database replicas share, so an approval
+    /// applies on every replica), creating its tables if needed.
+    pub async fn with_database(db: Database, mode: PinMode) -> Result<Self, PinError> {
+        db.migrate("tool_pins", SCHEMA).await?;
         Ok(Self {
-            pool,
+            db,
             mode,
             audit: None,
             approved: Arc::new(Mutex::new(None)),
@@ -218,13 +203,9 @@ impl PinStore {
                 return Ok(c.hashes.clone());
             }
         }
-        let rows = sqlx::query("SELECT tool, hash FROM tool_pins")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut hashes = HashMap::with_capacity(rows.len());
-        for row in rows {
-            hashes.insert(row.try_get("tool")?, row.try_get("hash")?);
-        }
+        let rows: Vec<(String, String)> = on_database!(&self.db, pool =>
+            sqlx::query_as("SELECT tool, hash FROM tool_pins").fetch_all(pool).await)?;
+        let hashes: HashMap<String, String> = rows.into_iter().collect();
         *self.approved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Approved {
             hashes: hashes.clone(),
             loaded: Instant::now(),
@@ -277,18 +258,19 @@ impl PinStore {
         previous: Option<String>,
         definition: &Value,
     ) -> Result<(), PinError> {
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO tool_pending (tool, hash, previous, definition, first_seen)
-             VALUES (?, ?, ?, ?, ?)",
+        let inserted = on_database!(&self.db, pool => sqlx::query(
+            "INSERT INTO tool_pending (tool, hash, previous, definition, first_seen)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tool, hash) DO NOTHING",
         )
         .bind(tool)
         .bind(hash)
         .bind(&previous)
         .bind(definition.to_string())
         .bind(Utc::now().timestamp_millis())
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() > 0 {
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if inserted > 0 {
             let action = if previous.is_some() {
                 "tool.changed"
             } else {
@@ -339,8 +321,8 @@ impl PinStore {
 
     /// Approves `hash` for `tool` (replacing any earlier approval).
     pub async fn approve(&self, tool: &str, hash: &str, by: &str) -> Result<(), PinError> {
-        sqlx::query(
-            "INSERT INTO tool_pins (tool, hash, approved_at, approved_by) VALUES (?, ?, ?, ?)
+        on_database!(&self.db, pool => sqlx::query(
+            "INSERT INTO tool_pins (tool, hash, approved_at, approved_by) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tool) DO UPDATE SET hash = excluded.hash,
              approved_at = excluded.approved_at, approved_by = excluded.approved_by",
         )
@@ -348,13 +330,15 @@ impl PinStore {
         .bind(hash)
         .bind(Utc::now().timestamp_millis())
         .bind(by)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query("DELETE FROM tool_pending WHERE tool = ? AND hash = ?")
+        .execute(pool)
+        .await
+        .map(drop))?;
+        on_database!(&self.db, pool => sqlx::query("DELETE FROM tool_pending WHERE tool = $1 AND hash = $2")
             .bind(tool)
             .bind(hash)
-            .execute(&self.pool)
-            .await?;
+            .execute(pool)
+            .await
+            .map(drop))?;
         self.forget_cache();
         Ok(())
     }
@@ -382,38 +366,41 @@ impl PinStore {
 
     /// Every approved definition.
     pub async fn approved(&self) -> Result<Vec<ApprovedPin>, PinError> {
-        let rows = sqlx::query("SELECT * FROM tool_pins ORDER BY tool")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApprovedPin {
-                    tool: row.try_get("tool")?,
-                    hash: row.try_get("hash")?,
-                    approved_at: from_ms(row.try_get("approved_at")?),
-                    approved_by: row.try_get("approved_by")?,
-                })
+        let rows: Vec<(String, String, i64, String)> = on_database!(&self.db, pool =>
+            sqlx::query_as("SELECT tool, hash, approved_at, approved_by FROM tool_pins ORDER BY tool")
+                .fetch_all(pool)
+                .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(tool, hash, at, by)| ApprovedPin {
+                tool,
+                hash,
+                approved_at: from_ms(at),
+                approved_by: by,
             })
-            .collect()
+            .collect())
     }
 
     /// Every definition waiting for approval.
     pub async fn pending(&self) -> Result<Vec<PendingPin>, PinError> {
-        let rows = sqlx::query("SELECT * FROM tool_pending ORDER BY tool, first_seen")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let definition: String = row.try_get("definition")?;
-                Ok(PendingPin {
-                    tool: row.try_get("tool")?,
-                    hash: row.try_get("hash")?,
-                    previous: row.try_get("previous")?,
+        let rows: Vec<(String, String, Option<String>, String, i64)> = on_database!(&self.db, pool =>
+            sqlx::query_as(
+                "SELECT tool, hash, previous, definition, first_seen FROM tool_pending ORDER BY tool, first_seen",
+            )
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(tool, hash, previous, definition, first_seen)| PendingPin {
+                    tool,
+                    hash,
+                    previous,
                     definition: serde_json::from_str(&definition).unwrap_or(Value::Null),
-                    first_seen: from_ms(row.try_get("first_seen")?),
-                })
-            })
-            .collect()
+                    first_seen: from_ms(first_seen),
+                },
+            )
+            .collect())
     }
 }
 

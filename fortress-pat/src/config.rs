@@ -113,6 +113,13 @@ pub struct Config {
     /// The admin dashboard (none: not mounted).
     #[serde(default)]
     pub admin: Option<AdminSection>,
+    /// A `postgres://` URL: the database replicas share for gateway keys and the
+    /// dashboard's accounts, audit trail and kill switches (else files in `data_dir`).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Replicas sharing `database_url`: the Redis change bus and the poll interval.
+    #[serde(default)]
+    pub cluster: fortress_core::cluster::ClusterSettings,
 }
 
 /// A policy engine and, when its documents are editable, the dashboard's editor of them.
@@ -413,9 +420,27 @@ impl Config {
             path: self.data_dir.clone(),
             source,
         })?;
-        KeyStore::open(&self.data_dir, crate::keys::FORMAT, self.pepper()?)
-            .await
-            .map_err(|e| ConfigError::Invalid(format!("key store: {e}")))
+        match self.shared_database().await? {
+            Some(db) => KeyStore::with_database(db, crate::keys::FORMAT, self.pepper()?).await,
+            None => KeyStore::open(&self.data_dir, crate::keys::FORMAT, self.pepper()?).await,
+        }
+        .map_err(|e| ConfigError::Invalid(format!("key store: {e}")))
+    }
+
+    /// The database of `database_url` (PostgreSQL only), if configured.
+    async fn shared_database(&self) -> Result<Option<fortress_core::db::Database>, ConfigError> {
+        match &self.database_url {
+            Some(url) if fortress_core::db::is_postgres_url(url) => {
+                fortress_core::db::Database::connect(url)
+                    .await
+                    .map(Some)
+                    .map_err(|e| ConfigError::Invalid(format!("database_url: {e}")))
+            }
+            Some(_) => Err(ConfigError::Invalid(
+                "database_url: expected a postgres:// URL".into(),
+            )),
+            None => Ok(None),
+        }
     }
 
     /// Builds the whole gateway (without the dashboard).
@@ -535,9 +560,25 @@ impl Config {
         let keys = self.key_store().await?;
         let embedded = match (&self.admin, with_dashboard) {
             (Some(section), true) => Some(
-                EmbeddedAdmin::open(&self.data_dir, WorkspaceId::new(section.workspace.clone()))
-                    .await
-                    .map_err(|e| ConfigError::Invalid(format!("admin: {e}")))?,
+                match self.shared_deployment().await? {
+                    // Accounts, audit trail and kill switches in the database replicas share.
+                    Some(shared) => {
+                        EmbeddedAdmin::open_shared(
+                            &self.data_dir,
+                            WorkspaceId::new(section.workspace.clone()),
+                            shared,
+                        )
+                        .await
+                    }
+                    None => {
+                        EmbeddedAdmin::open(
+                            &self.data_dir,
+                            WorkspaceId::new(section.workspace.clone()),
+                        )
+                        .await
+                    }
+                }
+                .map_err(|e| ConfigError::Invalid(format!("admin: {e}")))?,
             ),
             _ => None,
         };
@@ -650,6 +691,24 @@ impl Config {
             .await
             .map_err(|e| ConfigError::Invalid(format!("ledger restore: {e}")))?;
         Ok(ledger)
+    }
+
+    /// What the dashboard shares with other replicas, when `database_url` is set.
+    async fn shared_deployment(
+        &self,
+    ) -> Result<Option<fortress_core::admin::embedded::SharedDeployment>, ConfigError> {
+        let Some(database) = self.shared_database().await? else {
+            return Ok(None);
+        };
+        let bus = self
+            .cluster
+            .bus()
+            .map_err(|e| ConfigError::Invalid(format!("cluster.redis_url: {e}")))?;
+        Ok(Some(fortress_core::admin::embedded::SharedDeployment {
+            database,
+            bus,
+            poll: self.cluster.poll(),
+        }))
     }
 
     /// The archive, when `[archive]` is configured.

@@ -195,8 +195,23 @@ pub async fn mount(
     section: AdminSection,
     managed: PatManaged,
 ) -> Result<PatDashboard, DashboardError> {
-    let embedded =
-        EmbeddedAdmin::open(data_dir, WorkspaceId::new(section.workspace.clone())).await?;
+    mount_over(data_dir, section, managed, None).await
+}
+
+/// Assembles the dashboard over the embedded stores, or over the database replicas share
+/// (accounts, audit trail and kill switches there; a switch flipped on one replica stops
+/// the others).
+pub async fn mount_over(
+    data_dir: &Path,
+    section: AdminSection,
+    managed: PatManaged,
+    shared: Option<fortress_core::admin::embedded::SharedDeployment>,
+) -> Result<PatDashboard, DashboardError> {
+    let workspace = WorkspaceId::new(section.workspace.clone());
+    let embedded = match shared {
+        Some(shared) => EmbeddedAdmin::open_shared(data_dir, workspace, shared).await?,
+        None => EmbeddedAdmin::open(data_dir, workspace).await?,
+    };
     mount_embedded(embedded, section, managed).await
 }
 

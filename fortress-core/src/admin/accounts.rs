@@ -1,4 +1,5 @@
-//! Admin accounts, login sessions and API tokens, stored in SQLite.
+//! Admin accounts, login sessions and API tokens, stored in SQLite or in the PostgreSQL
+//! database replicas share (so a session opened on one replica is valid on all).
 //!
 //! Passwords are hashed with Argon2id. Session ids, CSRF tokens and API tokens are 256-bit
 //! random values; only their SHA-256 digests are stored, so a copy of the database opens no
@@ -15,10 +16,10 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
 
 use super::rbac::Role;
+use crate::db::Database;
+use crate::on_database;
 use crate::secret::Secret;
 
 /// How long a login session lasts.
@@ -150,7 +151,7 @@ fn verify_password(password: &Secret, hash: &str) -> bool {
 /// The admin account store.
 #[derive(Clone)]
 pub struct AccountStore {
-    pool: SqlitePool,
+    db: Database,
 }
 
 const SCHEMA: &str = "
@@ -173,39 +174,26 @@ CREATE TABLE IF NOT EXISTS admin_tokens (
     role TEXT NOT NULL,
     created_by TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
+    revoked BIGINT NOT NULL DEFAULT 0
 );
 ";
 
 impl AccountStore {
     /// Opens (creating if needed) the store in the SQLite file at `path`.
     pub async fn open(path: &Path) -> Result<Self, AccountError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        Self::with_pool(pool).await
+        Self::with_database(Database::sqlite_file(path).await?).await
     }
 
     /// A store that lives in memory (tests and demos).
     pub async fn in_memory() -> Result<Self, AccountError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        // One connection: every connection to `:memory:` is its own database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        Self::with_pool(pool).await
+        Self::with_database(Database::sqlite_memory().await?).await
     }
 
-    async fn with_pool(pool: SqlitePool) -> Result<Self, AccountError> {
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        Ok(Self { pool })
+    /// A store in `db` (SQLite or the PostgreSQL database replicas share), creating its
+    /// tables if needed.
+    pub async fn with_database(db: Database) -> Result<Self, AccountError> {
+        db.migrate("admin_accounts", SCHEMA).await?;
+        Ok(Self { db })
     }
 
     /// Creates an account. Passwords need at least 12 characters.
@@ -233,17 +221,18 @@ impl AccountStore {
                 .map_err(|_| AccountError::Hash)??
         };
         let now = Utc::now();
-        let inserted = sqlx::query(
-            "INSERT INTO admin_accounts (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)
+        let inserted = on_database!(&self.db, pool => sqlx::query(
+            "INSERT INTO admin_accounts (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT(username) DO NOTHING",
         )
         .bind(username)
         .bind(hash)
         .bind(role.as_str())
         .bind(now.to_rfc3339())
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 0 {
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if inserted == 0 {
             return Err(AccountError::Exists(username.to_owned()));
         }
         Ok(AccountInfo {
@@ -255,29 +244,32 @@ impl AccountStore {
 
     /// Every account.
     pub async fn accounts(&self) -> Result<Vec<AccountInfo>, AccountError> {
-        let rows =
-            sqlx::query("SELECT username, role, created_at FROM admin_accounts ORDER BY username")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(account_from_row).collect()
+        let rows: Vec<(String, String, String)> = on_database!(&self.db, pool =>
+            sqlx::query_as("SELECT username, role, created_at FROM admin_accounts ORDER BY username")
+                .fetch_all(pool)
+                .await)?;
+        rows.into_iter().map(account_from_row).collect()
     }
 
     /// Whether any account exists (a fresh install has none).
     pub async fn is_empty(&self) -> Result<bool, AccountError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admin_accounts")
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = on_database!(&self.db, pool =>
+            sqlx::query_scalar("SELECT COUNT(*) FROM admin_accounts")
+                .fetch_one(pool)
+                .await)?;
         Ok(n == 0)
     }
 
     /// Changes an account's role.
     pub async fn set_role(&self, username: &str, role: Role) -> Result<(), AccountError> {
-        let done = sqlx::query("UPDATE admin_accounts SET role = ? WHERE username = ?")
-            .bind(role.as_str())
-            .bind(username)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
+        let done = on_database!(&self.db, pool =>
+            sqlx::query("UPDATE admin_accounts SET role = $1 WHERE username = $2")
+                .bind(role.as_str())
+                .bind(username)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()))?;
+        if done == 0 {
             return Err(AccountError::NotFound(format!("account {username:?}")));
         }
         Ok(())
@@ -285,11 +277,20 @@ impl AccountStore {
 
     /// Removes an account and its sessions.
     pub async fn delete_account(&self, username: &str) -> Result<(), AccountError> {
-        let done = sqlx::query("DELETE FROM admin_accounts WHERE username = ?")
-            .bind(username)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
+        // Sessions first: PostgreSQL enforces the reference; SQLite cascades anyway.
+        on_database!(&self.db, pool =>
+            sqlx::query("DELETE FROM admin_sessions WHERE username = $1")
+                .bind(username)
+                .execute(pool)
+                .await
+                .map(drop))?;
+        let done = on_database!(&self.db, pool =>
+            sqlx::query("DELETE FROM admin_accounts WHERE username = $1")
+                .bind(username)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()))?;
+        if done == 0 {
             return Err(AccountError::NotFound(format!("account {username:?}")));
         }
         Ok(())
@@ -301,17 +302,15 @@ impl AccountStore {
         username: &str,
         password: &Secret,
     ) -> Result<NewSession, AccountError> {
-        let row = sqlx::query("SELECT password_hash, role FROM admin_accounts WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<(String, String)> = on_database!(&self.db, pool =>
+            sqlx::query_as("SELECT password_hash, role FROM admin_accounts WHERE username = $1")
+                .bind(username)
+                .fetch_optional(pool)
+                .await)?;
         // Verify against a fixed hash when the user is unknown, so timing does not reveal it.
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Ke2Lv7UXw4GYX+x0j8pN2vkP2qSy8f2z0k2E8cX2sGA";
-        let (hash, role) = match &row {
-            Some(row) => (
-                row.try_get::<String, _>(0)?,
-                Some(row.try_get::<String, _>(1)?),
-            ),
+        let (hash, role) = match row {
+            Some((hash, role)) => (hash, Some(role)),
             None => (DUMMY.to_owned(), None),
         };
         let ok = {
@@ -327,13 +326,15 @@ impl AccountStore {
         let session = random_token(32);
         let csrf = random_token(32);
         let expires_at = Utc::now() + chrono::Duration::from_std(SESSION_TTL).unwrap_or_default();
-        sqlx::query("INSERT INTO admin_sessions (session_digest, csrf_digest, username, expires_at) VALUES (?, ?, ?, ?)")
-            .bind(digest(&session))
-            .bind(digest(&csrf))
-            .bind(username)
-            .bind(expires_at.to_rfc3339())
-            .execute(&self.pool)
-            .await?;
+        on_database!(&self.db, pool =>
+            sqlx::query("INSERT INTO admin_sessions (session_digest, csrf_digest, username, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(digest(&session))
+                .bind(digest(&csrf))
+                .bind(username)
+                .bind(expires_at.to_rfc3339())
+                .execute(pool)
+                .await
+                .map(drop))?;
         Ok(NewSession {
             session: Secret::from(session),
             csrf: Secret::from(csrf),
@@ -354,15 +355,16 @@ impl AccountStore {
         session: &str,
         csrf: Option<&str>,
     ) -> Result<Option<AdminPrincipal>, AccountError> {
-        let row = sqlx::query(
+        let row: Option<(String, String, String, String)> = on_database!(&self.db, pool => sqlx::query_as(
             "SELECT s.csrf_digest, s.expires_at, a.username, a.role FROM admin_sessions s
-             JOIN admin_accounts a ON a.username = s.username WHERE s.session_digest = ?",
+             JOIN admin_accounts a ON a.username = s.username WHERE s.session_digest = $1",
         )
         .bind(digest(session))
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let expires: String = row.try_get(1)?;
+        .fetch_optional(pool)
+        .await)?;
+        let Some((expected, expires, name, role)) = row else {
+            return Ok(None);
+        };
         let expired = DateTime::parse_from_rfc3339(&expires)
             .map(|t| t < Utc::now())
             .unwrap_or(true);
@@ -370,7 +372,6 @@ impl AccountStore {
             return Ok(None);
         }
         if let Some(csrf) = csrf {
-            let expected: String = row.try_get(0)?;
             let given = digest(csrf);
             if !bool::from(subtle::ConstantTimeEq::ct_eq(
                 expected.as_bytes(),
@@ -379,9 +380,8 @@ impl AccountStore {
                 return Ok(None);
             }
         }
-        let role: String = row.try_get(3)?;
         Ok(Some(AdminPrincipal {
-            name: row.try_get(2)?,
+            name,
             role: Role::from_str(&role).map_err(|e| AccountError::Invalid(e.to_string()))?,
             method: AuthMethod::Session,
         }))
@@ -389,10 +389,12 @@ impl AccountStore {
 
     /// Ends a session.
     pub async fn logout(&self, session: &str) -> Result<(), AccountError> {
-        sqlx::query("DELETE FROM admin_sessions WHERE session_digest = ?")
-            .bind(digest(session))
-            .execute(&self.pool)
-            .await?;
+        on_database!(&self.db, pool =>
+            sqlx::query("DELETE FROM admin_sessions WHERE session_digest = $1")
+                .bind(digest(session))
+                .execute(pool)
+                .await
+                .map(drop))?;
         Ok(())
     }
 
@@ -406,8 +408,8 @@ impl AccountStore {
         let id = random_token(9);
         let token = format!("fat_{id}_{}", random_token(32));
         let now = Utc::now();
-        sqlx::query(
-            "INSERT INTO admin_tokens (id, token_digest, name, role, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        on_database!(&self.db, pool => sqlx::query(
+            "INSERT INTO admin_tokens (id, token_digest, name, role, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
         .bind(digest(&token))
@@ -415,8 +417,9 @@ impl AccountStore {
         .bind(role.as_str())
         .bind(created_by)
         .bind(now.to_rfc3339())
-        .execute(&self.pool)
-        .await?;
+        .execute(pool)
+        .await
+        .map(drop))?;
         let info = TokenInfo {
             id,
             name: name.to_owned(),
@@ -430,30 +433,31 @@ impl AccountStore {
 
     /// The principal of a live API token.
     pub async fn token(&self, token: &str) -> Result<Option<AdminPrincipal>, AccountError> {
-        let row = sqlx::query(
-            "SELECT id, role, created_by FROM admin_tokens WHERE token_digest = ? AND revoked = 0",
+        let row: Option<(String, String, String)> = on_database!(&self.db, pool => sqlx::query_as(
+            "SELECT id, role, created_by FROM admin_tokens WHERE token_digest = $1 AND revoked = 0",
         )
         .bind(digest(token))
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let role: String = row.try_get(1)?;
+        .fetch_optional(pool)
+        .await)?;
+        let Some((id, role, name)) = row else {
+            return Ok(None);
+        };
         Ok(Some(AdminPrincipal {
-            name: row.try_get(2)?,
+            name,
             role: Role::from_str(&role).map_err(|e| AccountError::Invalid(e.to_string()))?,
-            method: AuthMethod::Token {
-                id: row.try_get(0)?,
-            },
+            method: AuthMethod::Token { id },
         }))
     }
 
     /// Revokes an API token.
     pub async fn revoke_token(&self, id: &str) -> Result<(), AccountError> {
-        let done = sqlx::query("UPDATE admin_tokens SET revoked = 1 WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
+        let done = on_database!(&self.db, pool =>
+            sqlx::query("UPDATE admin_tokens SET revoked = 1 WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()))?;
+        if done == 0 {
             return Err(AccountError::NotFound(format!("token {id:?}")));
         }
         Ok(())
@@ -461,21 +465,20 @@ impl AccountStore {
 
     /// Every API token (without secrets).
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, AccountError> {
-        let rows = sqlx::query("SELECT id, name, role, created_by, created_at, revoked FROM admin_tokens ORDER BY created_at")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let role: String = row.try_get(2)?;
-                let created: String = row.try_get(4)?;
+        let rows: Vec<(String, String, String, String, String, i64)> = on_database!(&self.db, pool =>
+            sqlx::query_as("SELECT id, name, role, created_by, created_at, revoked FROM admin_tokens ORDER BY created_at, id")
+                .fetch_all(pool)
+                .await)?;
+        rows.into_iter()
+            .map(|(id, name, role, created_by, created, revoked)| {
                 Ok(TokenInfo {
-                    id: row.try_get(0)?,
-                    name: row.try_get(1)?,
+                    id,
+                    name,
                     role: Role::from_str(&role)
                         .map_err(|e| AccountError::Invalid(e.to_string()))?,
-                    created_by: row.try_get(3)?,
+                    created_by,
                     created_at: parse_time(&created)?,
-                    revoked: row.try_get::<i64, _>(5)? != 0,
+                    revoked: revoked != 0,
                 })
             })
             .collect()
@@ -488,11 +491,11 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, AccountError> {
         .map_err(|e| AccountError::Invalid(format!("stored time {text:?}: {e}")))
 }
 
-fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AccountInfo, AccountError> {
-    let role: String = row.try_get(1)?;
-    let created: String = row.try_get(2)?;
+fn account_from_row(
+    (username, role, created): (String, String, String),
+) -> Result<AccountInfo, AccountError> {
     Ok(AccountInfo {
-        username: row.try_get(0)?,
+        username,
         role: Role::from_str(&role).map_err(|e| AccountError::Invalid(e.to_string()))?,
         created_at: parse_time(&created)?,
     })

@@ -5,16 +5,26 @@
 //! kill switches (`kill_switches.json`). [`EmbeddedAdmin::open`] returns the sink the
 //! gateway's stack must record into (the durable sink, observed by the Status Board, the
 //! Traffic Feed and `/metrics`) and the kill switch its guard must consult.
+//!
+//! [`EmbeddedAdmin::open_shared`] opens the same dashboard over the PostgreSQL database
+//! replicas share: accounts and sessions, the audit trail and the kill switches live
+//! there (a login on one replica is valid on all; a switch flipped on one stops all).
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::accounts::{AccountError, AccountStore};
 use super::api::AdminState;
 use super::switches::{BoardError, KillSwitchBoard};
 use crate::audit::keys::{Ed25519KeyProvider, KeyError, default_key_path};
 use crate::audit::store::StoreError;
-use crate::audit::{AuditSink, DurableAuditSink, SinkConfig, SqliteAuditStore};
+use crate::audit::{
+    AuditSink, AuditStore, DurableAuditSink, PostgresAuditStore, SinkConfig, SqliteAuditStore,
+};
+use crate::cluster::switches::{SharedSwitchError, SharedSwitches};
+use crate::cluster::{ClusterBus, follow};
+use crate::db::Database;
 use crate::guard::KillSwitch;
 use crate::subject::WorkspaceId;
 
@@ -46,6 +56,12 @@ pub enum EmbedError {
     /// The kill switch state could not be restored.
     #[error(transparent)]
     KillSwitch(#[from] BoardError),
+    /// The shared kill-switch table could not be opened.
+    #[error(transparent)]
+    SharedSwitches(#[from] SharedSwitchError),
+    /// The shared database is not PostgreSQL.
+    #[error("the shared database must be PostgreSQL")]
+    NotShared,
 }
 
 /// What a gateway takes from a dashboard that may watch several gateways: the sink its
@@ -75,6 +91,19 @@ pub struct EmbeddedAdmin {
     pub kill_switch: Arc<KillSwitch>,
     /// The durable sink underneath, to flush and shut down at exit.
     pub durable: Arc<DurableAuditSink>,
+    /// Background tasks (the kill-switch follower of a shared deployment); abort at exit.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The shared state a replicated deployment's dashboard opens over.
+#[derive(Clone, Debug)]
+pub struct SharedDeployment {
+    /// The PostgreSQL database every replica shares.
+    pub database: Database,
+    /// The change bus (Redis), if configured.
+    pub bus: Option<ClusterBus>,
+    /// How often the shared kill switches are re-read without announcements.
+    pub poll: Duration,
 }
 
 impl EmbeddedAdmin {
@@ -105,6 +134,53 @@ impl EmbeddedAdmin {
             audit,
             kill_switch,
             durable,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Opens the dashboard over `shared` (accounts, audit trail, kill switches in the
+    /// shared database); the audit signing key still comes from beside `data_dir`.
+    /// Starts the follower that applies kill switches flipped on other replicas.
+    pub async fn open_shared(
+        data_dir: &Path,
+        workspace: WorkspaceId,
+        shared: SharedDeployment,
+    ) -> Result<Self, EmbedError> {
+        std::fs::create_dir_all(data_dir).map_err(EmbedError::DataDir)?;
+        let pool = shared
+            .database
+            .postgres_pool()
+            .ok_or(EmbedError::NotShared)?
+            .clone();
+        let signer = Ed25519KeyProvider::load_or_create(&default_key_path(data_dir))?;
+        let store: Arc<dyn AuditStore> = Arc::new(
+            PostgresAuditStore::from_pool(pool)
+                .await?
+                .with_signer(Arc::new(signer)),
+        );
+        let durable = Arc::new(DurableAuditSink::start(
+            store.clone(),
+            SinkConfig::default(),
+        ));
+        let accounts = AccountStore::with_database(shared.database.clone()).await?;
+        let state = AdminState::new(accounts, durable.clone(), workspace).with_store(store);
+        let audit = state.observe(durable.clone());
+        let kill_switch = Arc::new(KillSwitch::new(audit.clone()));
+        let switches = SharedSwitches::open(shared.database, shared.bus.clone()).await?;
+        let board = KillSwitchBoard::shared(kill_switch.clone(), switches.clone()).await?;
+        let follower = follow(
+            shared.bus.as_ref(),
+            shared.poll,
+            switches.follower(kill_switch.clone()),
+        );
+        let mut state = state.with_kill_switches(board);
+        state.audit = audit.clone();
+        Ok(Self {
+            state,
+            audit,
+            kill_switch,
+            durable,
+            tasks: vec![follower],
         })
     }
 

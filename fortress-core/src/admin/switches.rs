@@ -1,5 +1,7 @@
 //! The kill switches as the dashboard controls them: the gateway's shared
-//! [`KillSwitch`] plus a file that keeps the engaged switches across restarts.
+//! [`KillSwitch`] plus a file that keeps the engaged switches across restarts, or — when
+//! replicas share a database — the shared kill-switch table
+//! ([`SharedSwitches`]), whose changes reach every replica.
 //!
 //! The file is rewritten whole (write to a temporary file, then rename) after every change,
 //! so a crash leaves either the old or the new list, never half of one. A switch engaged
@@ -31,6 +33,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::switches::{SharedSwitchError, SharedSwitches};
 use crate::guard::kill_switch::{Engagement, KillSwitch, KillSwitchError, KillTarget};
 use crate::subject::Subject;
 
@@ -68,6 +71,9 @@ pub enum BoardError {
         #[source]
         source: serde_json::Error,
     },
+    /// The shared kill-switch table failed.
+    #[error(transparent)]
+    Shared(#[from] SharedSwitchError),
 }
 
 /// The shared kill switch, with optional persistence.
@@ -75,12 +81,31 @@ pub enum BoardError {
 pub struct KillSwitchBoard {
     switch: Arc<KillSwitch>,
     file: Option<PathBuf>,
+    shared: Option<SharedSwitches>,
 }
 
 impl KillSwitchBoard {
     /// Controls `switch` without persistence (state is lost on restart).
     pub fn in_memory(switch: Arc<KillSwitch>) -> Self {
-        Self { switch, file: None }
+        Self {
+            switch,
+            file: None,
+            shared: None,
+        }
+    }
+
+    /// Controls `switch` through the table replicas share: the switches stored there are
+    /// engaged now, and every change is stored and announced to the other replicas.
+    pub async fn shared(
+        switch: Arc<KillSwitch>,
+        shared: SharedSwitches,
+    ) -> Result<Self, BoardError> {
+        shared.sync(&switch).await?;
+        Ok(Self {
+            switch,
+            file: None,
+            shared: Some(shared),
+        })
     }
 
     /// Controls `switch`, persisting to `path`; switches recorded there are engaged again.
@@ -106,6 +131,7 @@ impl KillSwitchBoard {
         Ok(Self {
             switch,
             file: Some(path.to_owned()),
+            shared: None,
         })
     }
 
@@ -133,6 +159,9 @@ impl KillSwitchBoard {
         actor: &Subject,
         reason: &str,
     ) -> Result<(), BoardError> {
+        if let Some(shared) = &self.shared {
+            return Ok(shared.engage(&self.switch, target, actor, reason).await?);
+        }
         let result = self.switch.engage(target, actor, reason).await;
         // An engage stays in force even when it could not be audited, so persist it anyway.
         self.save()?;
@@ -147,6 +176,9 @@ impl KillSwitchBoard {
         actor: &Subject,
         reason: &str,
     ) -> Result<bool, BoardError> {
+        if let Some(shared) = &self.shared {
+            return Ok(shared.release(&self.switch, target, actor, reason).await?);
+        }
         let released = self.switch.release(target, actor, reason).await?;
         self.save()?;
         Ok(released)

@@ -116,6 +116,11 @@ impl ChainState {
         })
     }
 
+    /// The last sequence number covered by a checkpoint this state knows of.
+    pub(crate) fn last_checkpoint_seq(&self) -> u64 {
+        self.last_checkpoint_seq
+    }
+
     /// Chains `events` onto the head and signs a checkpoint when the policy (or `force`)
     /// says so. Mutates the state: the caller discards it if the write then fails.
     pub(crate) fn advance(

@@ -289,6 +289,31 @@ impl KillSwitch {
         Ok(())
     }
 
+    /// Makes the engaged set exactly `engaged`: the shared state, as another replica left
+    /// it. Not audited (the replica that made each change audited it). Calls in flight
+    /// that a newly engaged switch covers are told to stop.
+    pub fn mirror(&self, engaged: Vec<(KillTarget, Engagement)>) -> Result<(), KillSwitchError> {
+        let mut state = self.state.write().map_err(|_| KillSwitchError::Poisoned)?;
+        let engaged: HashMap<KillTarget, Engagement> = engaged.into_iter().collect();
+        let added: Vec<KillTarget> = engaged
+            .keys()
+            .filter(|t| !state.engaged.contains_key(t))
+            .cloned()
+            .collect();
+        state.engaged = engaged;
+        if !added.is_empty() {
+            state.in_flight.retain(|key, token| {
+                if added.iter().any(|t| t.matches(key)) {
+                    token.cancel();
+                    false
+                } else {
+                    !token.is_cancelled()
+                }
+            });
+        }
+        Ok(())
+    }
+
     /// Releases a switch; returns whether it was engaged. Audited before it takes effect.
     pub async fn release(
         &self,

@@ -9,7 +9,8 @@
 //! and can be revoked or rotated with an overlap window during which the old and the new key
 //! both work.
 //!
-//! Storage is SQLite in the data directory (portable SQL, ready for PostgreSQL); [`cli`] is
+//! Storage is SQLite in the data directory or the PostgreSQL database replicas share
+//! ([`crate::db::Database`]); [`cli`] is
 //! the `keys create|list|revoke|rotate` command both binaries mount.
 //!
 //! ```

@@ -1,9 +1,9 @@
-//! The SQLite key store.
+//! The key store: SQLite in the data directory by default, or the PostgreSQL database the
+//! replicas share (same SQL through [`Database`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,13 +12,14 @@ use hmac::{Hmac, Mac};
 use ipnet::IpNet;
 use rand::RngCore;
 use sha2::Sha256;
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use subtle::ConstantTimeEq;
 
 use super::{
     AuthError, ID_HEX, IssuedKey, KeyFormat, KeyRecord, KeyStoreError, NewKey, SECRET_HEX,
 };
+use crate::cluster::{Change, ChangeHandler, ClusterBus};
+use crate::db::{Database, Dialect};
+use crate::on_database;
 use crate::secret::Secret;
 use crate::subject::SubjectKind;
 
@@ -31,15 +32,39 @@ struct Cached {
 /// The key store.
 #[derive(Clone)]
 pub struct KeyStore {
-    pool: SqlitePool,
+    db: Database,
     format: KeyFormat,
     /// HMAC keyed with the pepper, cloned per use (keying once is also faster).
     keyed: Hmac<Sha256>,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
     cache_ttl: Duration,
+    /// Tells other replicas to drop their cached record of a revoked or rotated key.
+    bus: Option<ClusterBus>,
 }
 
-fn schema(table: &str) -> String {
+/// The stored columns, in `SELECT` order.
+type Columns = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+const COLUMNS: &str = "id, workspace, subject_id, subject_kind, team, groups_json, scopes_json, \
+     cidrs_json, name, mac, created_at, expires_at, revoked_at, replaced_by";
+
+fn schema(table: &str, dialect: Dialect) -> String {
+    let blob = dialect.blob();
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (
     id TEXT PRIMARY KEY,
@@ -51,7 +76,7 @@ fn schema(table: &str) -> String {
     scopes_json TEXT NOT NULL,
     cidrs_json TEXT NOT NULL,
     name TEXT NOT NULL,
-    mac BLOB NOT NULL,
+    mac {blob} NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT,
     revoked_at BIGINT,
@@ -75,42 +100,42 @@ impl KeyStore {
         format: KeyFormat,
         pepper: Secret,
     ) -> Result<Self, KeyStoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(data_dir.join("keys.sqlite"))
-            .create_if_missing(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        Self::with_pool(pool, format, pepper).await
+        let db = Database::sqlite_file(&data_dir.join("keys.sqlite")).await?;
+        Self::with_database(db, format, pepper).await
     }
 
     /// A store in memory (tests, the demo).
     pub async fn in_memory(format: KeyFormat, pepper: Secret) -> Result<Self, KeyStoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
-        // One connection: every connection to `:memory:` is a different database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        Self::with_pool(pool, format, pepper).await
+        Self::with_database(Database::sqlite_memory().await?, format, pepper).await
     }
 
-    async fn with_pool(
-        pool: SqlitePool,
+    /// A store in `db` (SQLite or the PostgreSQL database replicas share), creating its
+    /// table if needed.
+    pub async fn with_database(
+        db: Database,
         format: KeyFormat,
         pepper: Secret,
     ) -> Result<Self, KeyStoreError> {
-        sqlx::query(&schema(format.table)).execute(&pool).await?;
+        db.migrate(format.table, &schema(format.table, db.dialect()))
+            .await?;
         let keyed = <Hmac<Sha256> as Mac>::new_from_slice(pepper.expose())
             .map_err(|_| KeyStoreError::Corrupt("pepper".into()))?;
         Ok(Self {
-            pool,
+            db,
             format,
             keyed,
             cache: Arc::new(Mutex::new(HashMap::new())),
             cache_ttl: Duration::from_secs(2),
+            bus: None,
         })
+    }
+
+    /// Announces revocations and rotations on `bus`, so other replicas drop their cached
+    /// record at once instead of after the cache lifetime.
+    #[must_use]
+    pub fn with_bus(mut self, bus: ClusterBus) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// How long a verified key record is reused before the database is asked again
@@ -158,10 +183,10 @@ impl KeyStore {
         let insert = format!(
             "INSERT INTO {} (id, workspace, subject_id, subject_kind, team, groups_json,
              scopes_json, cidrs_json, name, mac, created_at, expires_at, revoked_at, replaced_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL)",
             self.format.table
         );
-        sqlx::query(&insert)
+        on_database!(&self.db, pool => sqlx::query(&insert)
             .bind(&record.id)
             .bind(&record.workspace)
             .bind(&record.subject_id)
@@ -174,36 +199,38 @@ impl KeyStore {
             .bind(&mac)
             .bind(record.created_at.timestamp_millis())
             .bind(ts(record.expires_at))
-            .execute(&self.pool)
-            .await?;
+            .execute(pool)
+            .await
+            .map(drop))?;
         let token = Secret::from_text(format!("{}{id}_{}", self.format.prefix, secret.as_str()));
         Ok(IssuedKey { token, record })
     }
 
     async fn fetch(&self, id: &str) -> Result<Option<(KeyRecord, Vec<u8>)>, KeyStoreError> {
-        let select = format!("SELECT * FROM {} WHERE id = ?", self.format.table);
-        let row = sqlx::query(&select)
+        let select = format!("SELECT {COLUMNS} FROM {} WHERE id = $1", self.format.table);
+        let row: Option<Columns> = on_database!(&self.db, pool => sqlx::query_as(&select)
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| read_row(&row)).transpose()
+            .fetch_optional(pool)
+            .await)?;
+        row.map(read_row).transpose()
     }
 
     /// Lists keys (of one workspace, or all).
     pub async fn list(&self, workspace: Option<&str>) -> Result<Vec<KeyRecord>, KeyStoreError> {
         let table = self.format.table;
-        let rows = match workspace {
+        let rows: Vec<Columns> = match workspace {
             Some(w) => {
-                let select =
-                    format!("SELECT * FROM {table} WHERE workspace = ? ORDER BY created_at");
-                sqlx::query(&select).bind(w).fetch_all(&self.pool).await?
+                let select = format!(
+                    "SELECT {COLUMNS} FROM {table} WHERE workspace = $1 ORDER BY created_at, id"
+                );
+                on_database!(&self.db, pool => sqlx::query_as(&select).bind(w).fetch_all(pool).await)?
             }
             None => {
-                let select = format!("SELECT * FROM {table} ORDER BY created_at");
-                sqlx::query(&select).fetch_all(&self.pool).await?
+                let select = format!("SELECT {COLUMNS} FROM {table} ORDER BY created_at, id");
+                on_database!(&self.db, pool => sqlx::query_as(&select).fetch_all(pool).await)?
             }
         };
-        rows.iter()
+        rows.into_iter()
             .map(|row| read_row(row).map(|(record, _)| record))
             .collect()
     }
@@ -211,16 +238,18 @@ impl KeyStore {
     /// Revokes a key at once.
     pub async fn revoke(&self, id: &str) -> Result<(), KeyStoreError> {
         let update = format!(
-            "UPDATE {} SET revoked_at = ? WHERE id = ?",
+            "UPDATE {} SET revoked_at = $1 WHERE id = $2",
             self.format.table
         );
-        let done = sqlx::query(&update)
+        let affected = on_database!(&self.db, pool => sqlx::query(&update)
             .bind(Utc::now().timestamp_millis())
             .bind(id)
-            .execute(&self.pool)
-            .await?;
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
         self.forget(id);
-        if done.rows_affected() == 0 {
+        self.announce(id).await;
+        if affected == 0 {
             return Err(KeyStoreError::NotFound(id.to_owned()));
         }
         Ok(())
@@ -249,16 +278,18 @@ impl KeyStore {
         let until = Utc::now() + overlap;
         let expires = old.expires_at.map_or(until, |t| t.min(until));
         let update = format!(
-            "UPDATE {} SET expires_at = ?, replaced_by = ? WHERE id = ?",
+            "UPDATE {} SET expires_at = $1, replaced_by = $2 WHERE id = $3",
             self.format.table
         );
-        sqlx::query(&update)
+        on_database!(&self.db, pool => sqlx::query(&update)
             .bind(expires.timestamp_millis())
             .bind(&issued.record.id)
             .bind(id)
-            .execute(&self.pool)
-            .await?;
+            .execute(pool)
+            .await
+            .map(drop))?;
         self.forget(id);
+        self.announce(id).await;
         Ok(issued)
     }
 
@@ -267,11 +298,29 @@ impl KeyStore {
         self.format
     }
 
-    fn forget(&self, id: &str) {
+    /// Drops the cached record of key `id` (the next use reads the database again).
+    pub fn forget(&self, id: &str) {
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+    }
+
+    /// Drops every cached record (after a gap in change announcements).
+    pub fn forget_all(&self) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// A [`ChangeHandler`] (for [`crate::cluster::follow`]) that drops this store's cached
+    /// records when another replica revokes or rotates a key.
+    pub fn follower(&self) -> Arc<dyn ChangeHandler> {
+        Arc::new(KeyFollower(self.clone()))
+    }
+
+    async fn announce(&self, id: &str) {
+        if let Some(bus) = &self.bus {
+            bus.publish(&Change::KeyChanged { id: id.to_owned() }).await;
+        }
     }
 
     /// Checks a presented key: shape, id, secret (constant time), revocation, expiry and
@@ -319,6 +368,23 @@ impl KeyStore {
     }
 }
 
+/// Drops cached key records that another replica announced as changed.
+struct KeyFollower(KeyStore);
+
+#[async_trait::async_trait]
+impl ChangeHandler for KeyFollower {
+    async fn on_change(&self, change: &Change) {
+        match change {
+            Change::KeyChanged { id } => self.0.forget(id),
+            Change::Resync => self.0.forget_all(),
+            _ => {}
+        }
+    }
+
+    // Without announcements the cache lifetime bounds staleness.
+    async fn on_poll(&self) {}
+}
+
 mod erased {
     /// Serializes a column value to JSON text.
     pub(super) trait ToJson {
@@ -331,38 +397,48 @@ mod erased {
     }
 }
 
-fn read_row(row: &sqlx::sqlite::SqliteRow) -> Result<(KeyRecord, Vec<u8>), KeyStoreError> {
-    let id: String = row.try_get("id")?;
+fn read_row(row: Columns) -> Result<(KeyRecord, Vec<u8>), KeyStoreError> {
+    let (
+        id,
+        workspace,
+        subject_id,
+        kind,
+        team,
+        groups,
+        scopes,
+        cidrs,
+        name,
+        mac,
+        created_at,
+        expires_at,
+        revoked_at,
+        replaced_by,
+    ) = row;
     let corrupt = || KeyStoreError::Corrupt(id.clone());
-    let list = |col: &str| -> Result<Vec<String>, KeyStoreError> {
-        let text: String = row.try_get(col)?;
-        serde_json::from_str(&text).map_err(|_| corrupt())
+    let list = |text: &str| -> Result<Vec<String>, KeyStoreError> {
+        serde_json::from_str(text).map_err(|_| corrupt())
     };
-    let cidrs: Vec<IpNet> = {
-        let text: String = row.try_get("cidrs_json")?;
-        serde_json::from_str(&text).map_err(|_| corrupt())?
-    };
-    let kind = match row.try_get::<String, _>("subject_kind")?.as_str() {
+    let cidrs: Vec<IpNet> = serde_json::from_str(&cidrs).map_err(|_| corrupt())?;
+    let kind = match kind.as_str() {
         "user" => SubjectKind::User,
         "app" => SubjectKind::App,
         _ => return Err(corrupt()),
     };
     let record = KeyRecord {
         id: id.clone(),
-        workspace: row.try_get("workspace")?,
-        subject_id: row.try_get("subject_id")?,
+        workspace,
+        subject_id,
         kind,
-        team: row.try_get("team")?,
-        groups: list("groups_json")?,
-        scopes: list("scopes_json")?,
+        team,
+        groups: list(&groups)?,
+        scopes: list(&scopes)?,
         cidrs,
-        name: row.try_get("name")?,
-        created_at: from_ts(Some(row.try_get("created_at")?)).ok_or_else(corrupt)?,
-        expires_at: from_ts(row.try_get("expires_at")?),
-        revoked_at: from_ts(row.try_get("revoked_at")?),
-        replaced_by: row.try_get("replaced_by")?,
+        name,
+        created_at: from_ts(Some(created_at)).ok_or_else(corrupt)?,
+        expires_at: from_ts(expires_at),
+        revoked_at: from_ts(revoked_at),
+        replaced_by,
     };
-    let mac: Vec<u8> = row.try_get("mac")?;
     Ok((record, mac))
 }
 
@@ -404,9 +480,10 @@ mod tests {
             Err(AuthError::Invalid)
         );
         // The same token under another pepper does not verify.
-        let other = KeyStore::with_pool(store.pool.clone(), KeyFormat::PAT, Secret::from("other"))
-            .await
-            .unwrap();
+        let other =
+            KeyStore::with_database(store.db.clone(), KeyFormat::PAT, Secret::from("other"))
+                .await
+                .unwrap();
         assert_eq!(
             other.authenticate(&good, None).await,
             Err(AuthError::Invalid)
@@ -420,8 +497,12 @@ mod tests {
         let (_, secret) = KeyFormat::PAT
             .parse(issued.token.expose_str().unwrap())
             .unwrap();
+        use sqlx::Row;
+        let crate::db::Database::Sqlite(pool) = &store.db else {
+            unreachable!()
+        };
         let rows = sqlx::query("SELECT * FROM pat_keys")
-            .fetch_all(&store.pool)
+            .fetch_all(pool)
             .await
             .unwrap();
         for row in rows {

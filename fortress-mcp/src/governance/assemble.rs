@@ -1,15 +1,24 @@
 //! Builds the governance of `fortress-mcp serve` from its configuration file: the default
-//! core engines (Cedar policy, SQLite audit trail, envelope vault, default redactor, kill
-//! switch and GCRA rate limits), tool pins, and client authentication.
+//! core engines (Cedar policy, audit trail, envelope vault, default redactor, kill switch
+//! and GCRA rate limits), tool pins, and client authentication.
+//!
+//! State lives in SQLite files in the data directory, or — with `[data] database_url` —
+//! in the PostgreSQL database every replica shares; `[cluster] redis_url` adds the bus
+//! that announces changes so they reach the other replicas at once.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
-use fortress_core::audit::{AuditSink, DurableAuditSink, SinkConfig, SqliteAuditStore};
+use fortress_core::audit::{
+    AuditSink, AuditStore, DurableAuditSink, PostgresAuditStore, SinkConfig, SqliteAuditStore,
+};
 use fortress_core::call::Call;
+use fortress_core::cluster::switches::SharedSwitches;
+use fortress_core::cluster::token::TokenSealer;
+use fortress_core::cluster::{ClusterBus, follow};
+use fortress_core::db::{Database, is_postgres_url};
 use fortress_core::guard::kill_file::KillFile;
 use fortress_core::guard::{AdmissionGuard, GovernorStore, KillSwitch, RateLimitGuard};
 use fortress_core::keys::{KeyFormat, KeyStore, load_or_create_pepper, load_or_create_secret};
@@ -41,6 +50,8 @@ pub struct Assembled {
     pub kill_switch: Arc<KillSwitch>,
     /// The credential vault (upstreams with a `credential` resolve from it).
     pub vault: Arc<dyn Vault>,
+    /// Seals legacy session ids so any replica can resume them (`None`: one node).
+    pub session_sealer: Option<TokenSealer>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -63,31 +74,126 @@ fn invalid(what: &str) -> impl Fn(String) -> ConfigError + '_ {
     move |e| ConfigError::Invalid(format!("{what}: {e}"))
 }
 
-/// Opens the audit trail of `data_dir` (signed when `sign`).
-pub async fn open_audit(data_dir: &Path, sign: bool) -> Result<Arc<DurableAuditSink>, ConfigError> {
+/// What replicas share, when the configuration names it: the database (`None`: SQLite
+/// files in the data directory) and the change bus.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    /// The PostgreSQL database of `[data] database_url`.
+    pub database: Option<Database>,
+    /// The Redis bus of `[cluster] redis_url`.
+    pub bus: Option<ClusterBus>,
+}
+
+/// Opens what `config` says replicas share. Must run inside a tokio runtime.
+pub async fn open_shared(config: &Config) -> Result<Shared, ConfigError> {
+    let database = match &config.data.database_url {
+        Some(url) if is_postgres_url(url) => Some(
+            Database::connect(url)
+                .await
+                .map_err(|e| invalid("data.database_url")(e.to_string()))?,
+        ),
+        Some(_) => {
+            return Err(ConfigError::Invalid(
+                "data.database_url: expected a postgres:// URL".into(),
+            ));
+        }
+        None => None,
+    };
+    let bus = match &config.cluster.redis_url {
+        Some(url) => Some(
+            ClusterBus::connect(url, &config.cluster.prefix)
+                .map_err(|e| invalid("cluster.redis_url")(e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(Shared { database, bus })
+}
+
+/// Opens the audit trail (signed when `[audit] sign`): in the shared database, else in
+/// the data directory. Replicas sharing a database must share the signing key file.
+pub async fn open_audit(
+    config: &Config,
+    shared: &Shared,
+) -> Result<Arc<DurableAuditSink>, ConfigError> {
+    let data_dir = &config.data.dir;
     std::fs::create_dir_all(data_dir).map_err(|e| invalid("data directory")(e.to_string()))?;
-    let mut store = SqliteAuditStore::open_in(data_dir)
-        .await
-        .map_err(|e| invalid("audit store")(e.to_string()))?;
-    if sign {
+    let signer = if config.audit.sign {
         let signer = Ed25519KeyProvider::load_or_create(&default_key_path(data_dir))
             .map_err(|e| invalid("audit signing key")(e.to_string()))?;
-        store = store.with_signer(Arc::new(signer));
-    }
+        Some(Arc::new(signer))
+    } else {
+        None
+    };
+    let store: Arc<dyn AuditStore> =
+        match shared.database.as_ref().and_then(Database::postgres_pool) {
+            Some(pool) => {
+                let mut store = PostgresAuditStore::from_pool(pool.clone())
+                    .await
+                    .map_err(|e| invalid("audit store")(e.to_string()))?;
+                if let Some(signer) = signer {
+                    store = store.with_signer(signer);
+                }
+                Arc::new(store)
+            }
+            None => {
+                let mut store = SqliteAuditStore::open_in(data_dir)
+                    .await
+                    .map_err(|e| invalid("audit store")(e.to_string()))?;
+                if let Some(signer) = signer {
+                    store = store.with_signer(signer);
+                }
+                Arc::new(store)
+            }
+        };
     Ok(Arc::new(DurableAuditSink::start(
-        Arc::new(store),
+        store,
         SinkConfig::default(),
     )))
 }
 
-/// Opens the key store of `config`'s data directory.
-pub async fn open_keys(config: &Config) -> Result<KeyStore, ConfigError> {
+/// Opens the key store: in the shared database, else in the data directory.
+pub async fn open_keys(config: &Config, shared: &Shared) -> Result<KeyStore, ConfigError> {
     let dir = &config.data.dir;
     let pepper = load_or_create_pepper(dir, &config.auth.pepper_env)
         .map_err(|e| invalid("key pepper")(e.to_string()))?;
-    KeyStore::open(dir, KeyFormat::MCP, pepper)
-        .await
-        .map_err(|e| invalid("key store")(e.to_string()))
+    let store = match &shared.database {
+        Some(db) => KeyStore::with_database(db.clone(), KeyFormat::MCP, pepper).await,
+        None => KeyStore::open(dir, KeyFormat::MCP, pepper).await,
+    }
+    .map_err(|e| invalid("key store")(e.to_string()))?;
+    Ok(match &shared.bus {
+        Some(bus) => store.with_bus(bus.clone()),
+        None => store,
+    })
+}
+
+/// The sealer of legacy session ids, when replicas share a database (a session started
+/// on one replica then continues on any other). `None` for a single node.
+pub fn session_sealer(
+    config: &Config,
+    shared: &Shared,
+) -> Result<Option<TokenSealer>, ConfigError> {
+    if shared.database.is_none() {
+        return Ok(None);
+    }
+    let key = load_or_create_secret(
+        &config.data.dir.join("session.key"),
+        &config.cluster.session_key_env,
+    )
+    .map_err(|e| invalid("session key")(e.to_string()))?;
+    Ok(Some(crate::server::session_sealer(key.expose())))
+}
+
+/// The kill switches shared through the database, when there is one.
+pub async fn open_shared_switches(shared: &Shared) -> Result<Option<SharedSwitches>, ConfigError> {
+    match &shared.database {
+        Some(db) => Ok(Some(
+            SharedSwitches::open(db.clone(), shared.bus.clone())
+                .await
+                .map_err(|e| invalid("kill switches")(e.to_string()))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// The policy documents of `[policy]` (none: deny everything).
@@ -143,7 +249,10 @@ async fn vault(config: &Config, audit: Arc<dyn AuditSink>) -> Result<Arc<dyn Vau
         Some(section) => {
             let args = VaultStorageArgs {
                 data_dir: config.data.dir.clone(),
-                database_url: section.database_url.clone(),
+                database_url: section
+                    .database_url
+                    .clone()
+                    .or_else(|| config.data.database_url.clone()),
                 master_key_file: section.master_key_file.clone(),
             };
             let vault = args
@@ -167,9 +276,11 @@ fn pin_mode(config: &Config) -> Result<Option<PinMode>, ConfigError> {
     }
 }
 
-/// Opens the tool-pin store of `config` (`None` when pinning is off).
+/// Opens the tool-pin store of `config` (`None` when pinning is off): in the shared
+/// database, else in the data directory.
 pub async fn open_pins(
     config: &Config,
+    shared: &Shared,
     audit: Option<Arc<dyn AuditSink>>,
 ) -> Result<Option<PinStore>, ConfigError> {
     let Some(mode) = pin_mode(config)? else {
@@ -177,13 +288,20 @@ pub async fn open_pins(
     };
     std::fs::create_dir_all(&config.data.dir)
         .map_err(|e| invalid("data directory")(e.to_string()))?;
-    let mut pins = PinStore::open(&config.data.dir, mode)
-        .await
-        .map_err(|e| invalid("tool pins")(e.to_string()))?;
+    let mut pins = match &shared.database {
+        Some(db) => PinStore::with_database(db.clone(), mode).await,
+        None => PinStore::open(&config.data.dir, mode).await,
+    }
+    .map_err(|e| invalid("tool pins")(e.to_string()))?;
     if let Some(audit) = audit {
         pins = pins.with_audit(audit);
     }
     Ok(Some(pins))
+}
+
+/// How often replicas re-read shared state (the bound on propagation without Redis).
+fn poll_interval(config: &Config) -> Duration {
+    Duration::from_millis(config.cluster.poll_ms.max(50))
 }
 
 /// The kill-switch file of `config`.
@@ -199,12 +317,18 @@ pub fn kill_file(config: &Config) -> KillFile {
 
 async fn authenticator(
     config: &Config,
+    shared: &Shared,
     audit: Arc<dyn AuditSink>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Authenticator, ConfigError> {
     let section = &config.auth;
     let mut builder = Authenticator::builder().audit(audit);
     if section.api_keys {
-        builder = builder.api_keys(open_keys(config).await?);
+        let keys = open_keys(config, shared).await?;
+        if let Some(bus) = &shared.bus {
+            tasks.push(follow(Some(bus), poll_interval(config), keys.follower()));
+        }
+        builder = builder.api_keys(keys);
     }
     if let Some(oauth) = &section.oauth {
         let verifier =
@@ -233,7 +357,8 @@ async fn authenticator(
 /// runtime (it starts the audit writer, the policy watcher and the kill-switch follower).
 pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
     let data_dir = &config.data.dir;
-    let audit = open_audit(data_dir, config.audit.sign).await?;
+    let shared = open_shared(config).await?;
+    let audit = open_audit(config, &shared).await?;
     let audit_dyn: Arc<dyn AuditSink> = audit.clone();
     let mut tasks = Vec::new();
 
@@ -247,15 +372,30 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
     }
 
     let kill_switch = Arc::new(KillSwitch::new(audit_dyn.clone()));
-    let kill_file = kill_file(config);
     // Switches engaged before this start apply from the first request.
-    if let Err(error) = kill_file.sync(&kill_switch).await {
-        return Err(invalid("kill-switch file")(error.to_string()));
+    match open_shared_switches(&shared).await? {
+        Some(switches) => {
+            switches
+                .sync(&kill_switch)
+                .await
+                .map_err(|e| invalid("kill switches")(e.to_string()))?;
+            tasks.push(follow(
+                shared.bus.as_ref(),
+                poll_interval(config),
+                switches.follower(kill_switch.clone()),
+            ));
+        }
+        None => {
+            let kill_file = kill_file(config);
+            if let Err(error) = kill_file.sync(&kill_switch).await {
+                return Err(invalid("kill-switch file")(error.to_string()));
+            }
+            tasks.push(kill_file.follow(
+                kill_switch.clone(),
+                Duration::from_millis(config.kill_switch.poll_ms.max(50)),
+            ));
+        }
     }
-    tasks.push(kill_file.follow(
-        kill_switch.clone(),
-        Duration::from_millis(config.kill_switch.poll_ms.max(50)),
-    ));
     let limits = RateLimitGuard::new(policy.clone(), Arc::new(GovernorStore::new()));
     let guard = AdmissionGuard::new(kill_switch.clone(), Arc::new(limits));
 
@@ -283,13 +423,15 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
         .responder(Arc::new(JsonRpcResponder))
         .build()
         .map_err(|e| invalid("governance")(e.to_string()))?;
-    let pins = open_pins(config, Some(audit_dyn.clone())).await?;
+    let pins = open_pins(config, &shared, Some(audit_dyn.clone())).await?;
+    let authenticator = authenticator(config, &shared, audit_dyn, &mut tasks).await?;
     Ok(Assembled {
         governance: Governance::new(stack, policy, pins),
-        authenticator: authenticator(config, audit_dyn).await?,
+        authenticator,
         audit,
         kill_switch,
         vault,
+        session_sealer: session_sealer(config, &shared)?,
         tasks,
     })
 }

@@ -86,6 +86,8 @@ pub struct Handler {
     seam: SeamService,
     sessions: Arc<Sessions>,
     subscriptions: Arc<Subscriptions>,
+    /// Seals session ids so other replicas can resume them (`None`: random ids).
+    sealer: Option<fortress_core::cluster::token::TokenSealer>,
     pub(super) legacy_channels: Arc<super::legacy_sse::Channels>,
     shutdown: CancellationToken,
 }
@@ -229,6 +231,7 @@ impl Handler {
             server,
             seam,
             sessions: Arc::new(Sessions::new(idle)),
+            sealer: None,
             legacy_channels: Arc::default(),
             shutdown,
         }
@@ -236,6 +239,13 @@ impl Handler {
 
     pub(super) fn set_authenticator(&mut self, auth: Arc<Authenticator>) {
         self.auth = Some(auth);
+    }
+
+    pub(super) fn set_session_sealer(
+        &mut self,
+        sealer: Option<fortress_core::cluster::token::TokenSealer>,
+    ) {
+        self.sealer = sealer;
     }
 
     /// The origin the client reached us at, for absolute URLs in auth challenges.
@@ -247,10 +257,20 @@ impl Handler {
 
     /// The session `id`, if it exists and belongs to `caller` (another subject's session
     /// is reported unknown, so session ids cannot be borrowed).
+    /// A session unknown here but sealed under the shared key was started on another
+    /// replica (or before a restart): it is resumed from what its id carries.
     fn session(&self, id: &str, caller: &Caller) -> Option<Arc<Session>> {
-        self.sessions
-            .get(id)
-            .filter(|s| s.owner.is_none() || s.owner == caller.owner())
+        let session = self.sessions.get(id).or_else(|| {
+            let sealer = self.sealer.as_ref()?;
+            let resumed = Arc::new(
+                Session::resume(id, sealer, self.config.client_answer_timeout)?
+                    .with_subscriptions(Held::new(self.subscriptions.clone())),
+            );
+            tracing::debug!("legacy session resumed from its sealed id");
+            self.sessions.insert(resumed.clone());
+            Some(resumed)
+        })?;
+        (session.owner.is_none() || session.owner == caller.owner()).then_some(session)
     }
 
     pub(super) fn shutdown_token(&self) -> CancellationToken {
@@ -692,11 +712,13 @@ impl Handler {
             .unwrap_or_default();
         let client =
             ClientContext::legacy(version, capabilities, request.param("clientInfo").cloned());
-        let session = Arc::new(
-            Session::new(client, self.config.client_answer_timeout)
-                .owned_by(caller.owner())
-                .with_subscriptions(Held::new(self.subscriptions.clone())),
-        );
+        let mut session = Session::new(client, self.config.client_answer_timeout)
+            .owned_by(caller.owner())
+            .with_subscriptions(Held::new(self.subscriptions.clone()));
+        if let Some(sealer) = &self.sealer {
+            session = session.sealed(sealer);
+        }
+        let session = Arc::new(session);
         self.sessions.insert(session.clone());
         let mut result = Map::new();
         result.insert("protocolVersion".into(), Value::from(version));

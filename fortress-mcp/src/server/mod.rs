@@ -9,7 +9,10 @@
 //! - **Legacy** (2025-11-25 … 2025-03-26): `initialize` creates a session (`Mcp-Session-Id`);
 //!   later requests carry it (unknown → 404); GET opens the session's notification stream and
 //!   DELETE ends it; server-to-client requests travel on the request's SSE stream and come
-//!   back as POSTed responses (spec 2025-11-25, Basic › Transports).
+//!   back as POSTed responses (spec 2025-11-25, Basic › Transports). With a
+//!   [session sealer](McpServer::with_session_sealer) the session id is a sealed token
+//!   carrying what the session needs (negotiated version, client capabilities, owner), so
+//!   a session started on one replica continues on any other.
 //!
 //! Either way a relayed request goes through the [`SeamService`], and its answer is a single
 //! JSON object when the upstream had nothing to say before the result, an SSE stream
@@ -37,6 +40,11 @@ use crate::seam::SeamService;
 use crate::virtual_server::VirtualServer;
 
 pub use handler::Handler;
+
+/// The sealer of legacy session ids, keyed with a secret every replica shares.
+pub fn session_sealer(secret: &[u8]) -> fortress_core::cluster::token::TokenSealer {
+    fortress_core::cluster::token::TokenSealer::new(secret, session::SEALED_PREFIX, "mcp-session")
+}
 
 /// How the endpoint behaves.
 #[derive(Clone, Debug)]
@@ -117,6 +125,18 @@ impl McpServer {
     #[must_use]
     pub fn with_authenticator(mut self, auth: Arc<crate::auth::Authenticator>) -> Self {
         self.handler.set_authenticator(auth);
+        self
+    }
+
+    /// Issues legacy session ids sealed by `sealer` (see [`session_sealer`]): any replica
+    /// holding the same key resumes a session another replica started. `None` keeps
+    /// random ids known only to this process.
+    #[must_use]
+    pub fn with_session_sealer(
+        mut self,
+        sealer: Option<fortress_core::cluster::token::TokenSealer>,
+    ) -> Self {
+        self.handler.set_session_sealer(sealer);
         self
     }
 

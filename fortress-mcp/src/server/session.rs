@@ -5,13 +5,35 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fortress_core::cluster::token::TokenSealer;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::jsonrpc::{ErrorObject, Id, Message, Request, Response, UPSTREAM_ERROR};
 use crate::upstream::ClientRequester;
-use crate::version::ClientContext;
+use crate::version::{ClientContext, Era};
+
+/// The prefix of sealed session ids.
+pub(crate) const SEALED_PREFIX: &str = "fs1.";
+/// How long a sealed session id stays valid on any replica.
+pub(crate) const SEALED_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// What a sealed session id carries: everything a replica needs to resume the session.
+#[derive(Serialize, Deserialize)]
+struct SealedSession {
+    /// The negotiated protocol version.
+    v: String,
+    /// The client's capabilities.
+    c: Map<String, Value>,
+    /// The client's `Implementation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    i: Option<Value>,
+    /// The owner (workspace, subject id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    o: Option<(String, String)>,
+}
 
 /// One legacy client session.
 pub(crate) struct Session {
@@ -87,6 +109,35 @@ impl Session {
     pub(crate) fn owned_by(mut self, owner: Option<(String, String)>) -> Self {
         self.owner = owner;
         self
+    }
+
+    /// Replaces the random id with one sealed by `sealer`, carrying the session's state.
+    pub(crate) fn sealed(mut self, sealer: &TokenSealer) -> Self {
+        let state = SealedSession {
+            v: self.client.protocol_version.clone(),
+            c: self.client.capabilities.clone(),
+            i: self.client.client_info.clone(),
+            o: self.owner.clone(),
+        };
+        if let Some(id) = sealer.seal(&state, SEALED_LIFETIME) {
+            self.id = id;
+        }
+        self
+    }
+
+    /// The session a sealed `id` describes (issued by this or another replica), if the
+    /// id opens under `sealer` and has not expired.
+    pub(crate) fn resume(id: &str, sealer: &TokenSealer, answer_timeout: Duration) -> Option<Self> {
+        let state: SealedSession = sealer.open(id)?;
+        let client = ClientContext {
+            era: Era::Legacy,
+            protocol_version: state.v,
+            capabilities: state.c,
+            client_info: state.i,
+        };
+        let mut session = Self::new(client, answer_timeout).owned_by(state.o);
+        session.id = id.to_owned();
+        Some(session)
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Id, oneshot::Sender<Response>>> {

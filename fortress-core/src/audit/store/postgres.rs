@@ -114,6 +114,12 @@ impl PostgresAuditStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool (one a process shares between its stores) and creates the
+    /// schema if needed. Read-only until [`with_signer`](Self::with_signer).
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
         // Serialize concurrent first starts: CREATE … IF NOT EXISTS is not race-free.
         let mut tx = pool.begin().await?;
         sqlx::query(
@@ -165,8 +171,20 @@ impl PostgresAuditStore {
             .execute(&mut *tx)
             .await?;
         let head = read_head(&mut tx).await?;
+        // Another replica may have signed a checkpoint over the same head since this one
+        // last wrote: then the cached pending hashes are covered already.
+        let checkpointed: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(last_seq) FROM audit_checkpoints")
+                .fetch_one(&mut *tx)
+                .await?;
+        let checkpointed = seq_from_db(checkpointed.unwrap_or(0))?;
         let mut state = match cached.take() {
-            Some(state) if (state.head_seq, state.head_hash) == head => state,
+            Some(state)
+                if (state.head_seq, state.head_hash) == head
+                    && state.last_checkpoint_seq() == checkpointed =>
+            {
+                state
+            }
             _ => load_state(&mut tx).await?,
         };
         let mut events = events;
