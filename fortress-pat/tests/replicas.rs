@@ -71,11 +71,15 @@ async fn keys_accounts_audit_and_kill_switches_are_shared_by_replicas() {
         .unwrap();
     let key_file = dir.path().join("anthropic.key");
     std::fs::write(&key_file, "sk-upstream").unwrap();
+    // Both replicas open the shared vault with the same master key.
+    let master_key = dir.path().join("master.key");
+    std::fs::write(&master_key, "42".repeat(32)).unwrap();
     let text = format!(
         "data_dir = {data:?}\ndatabase_url = \"{base}/{name}\"\n\
          [cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nprefix = \"pat-{prefix}\"\npoll_ms = 60000\n\
          [upstream]\nbase_url = {mock:?}\n[[credentials]]\nworkspace = \"acme\"\nfile = {key_file:?}\n\
-         [policy]\ncedar_dir = {policy:?}\n[admin]\nworkspace = \"acme\"\n",
+         [policy]\ncedar_dir = {policy:?}\n[admin]\nworkspace = \"acme\"\n\
+         [vault]\nmaster_key_file = {master_key:?}\n",
         data = dir.path().join("data"),
         base = postgres_base(),
         name = db.0,
