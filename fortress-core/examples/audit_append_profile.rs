@@ -38,7 +38,9 @@ fn event(i: usize) -> AuditEvent {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, dir, batches, size, durability] = args.as_slice() else {
-        anyhow::bail!("usage: audit_append_profile DIR BATCHES BATCH_SIZE power_loss|process_crash");
+        anyhow::bail!(
+            "usage: audit_append_profile DIR BATCHES BATCH_SIZE power_loss|process_crash"
+        );
     };
     let batches: usize = batches.parse()?;
     let size: usize = size.parse()?;

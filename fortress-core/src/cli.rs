@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use crate::audit::AuditSink;
 use crate::audit::cli::AuditCommand;
 use crate::audit::keys::{Ed25519KeyProvider, default_key_path};
-use crate::audit::AuditSink;
 use crate::audit::settings::{AuditSettings, open_trail};
 use crate::policy::cli::PolicyCommand;
 use crate::vault::cli::{VaultCommand, VaultStorageArgs};

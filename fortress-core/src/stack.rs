@@ -208,8 +208,7 @@ impl GovernanceStackBuilder {
             responder.clone(),
         )
         .with_reasons_shown(self.show_reasons);
-        let redaction = RedactionLayer::new(redactor, responder.clone())
-        .with_body_redaction(
+        let redaction = RedactionLayer::new(redactor, responder.clone()).with_body_redaction(
             self.body_redaction
                 .unwrap_or_else(|| Arc::new(ByContentType::default())),
         );

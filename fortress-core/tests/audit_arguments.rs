@@ -42,7 +42,9 @@ fn call(user: &str, workspace: &str) -> Call {
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +153,10 @@ async fn arguments_are_a_digest_by_default_and_redacted_for_opted_in_workspaces(
     sink.shutdown().await.unwrap();
     store.pool().close().await;
 
-    assert!(contains(&out, KEPT), "the export carries the redacted arguments");
+    assert!(
+        contains(&out, KEPT),
+        "the export carries the redacted arguments"
+    );
     let mut kept_in_files = false;
     for entry in std::fs::read_dir(&data).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();

@@ -222,7 +222,11 @@ async fn a_lone_event_commits_at_once_and_latecomers_share_the_next_commit() {
     let mut first = Box::pin(sink.record(event(1)));
     assert!(poll!(&mut first).is_pending());
     gated.entered.notified().await;
-    assert_eq!(gated.batches(), [1], "the lone event was not committed alone");
+    assert_eq!(
+        gated.batches(),
+        [1],
+        "the lone event was not committed alone"
+    );
     let mut later: Vec<_> = (2..=6).map(|i| Box::pin(sink.record(event(i)))).collect();
     for record in &mut later {
         assert!(poll!(record).is_pending()); // queued behind the commit under way

@@ -17,11 +17,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use fortress_core::audit::settings::AuditSettings;
 use fortress_core::admin::api::AdminState;
 use fortress_core::admin::embedded::{EmbedError, EmbeddedAdmin};
 use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::admin::{AdminServer, bootstrap_owner};
+use fortress_core::audit::settings::AuditSettings;
 use fortress_core::audit::{AuditSink, DurableAuditSink};
 use fortress_core::guard::KillSwitch;
 use fortress_core::secret::Secret;
@@ -196,12 +196,9 @@ pub async fn mount_with(
     managed: PatManaged,
     audit: &AuditSettings,
 ) -> Result<PatDashboard, DashboardError> {
-    let embedded = EmbeddedAdmin::open_with(
-        data_dir,
-        WorkspaceId::new(section.workspace.clone()),
-        audit,
-    )
-    .await?;
+    let embedded =
+        EmbeddedAdmin::open_with(data_dir, WorkspaceId::new(section.workspace.clone()), audit)
+            .await?;
     let mut state = manage(embedded.state, managed);
     state.open_metrics = section.open_metrics;
     let owner_password = bootstrap_owner(&state.accounts, &section.owner)

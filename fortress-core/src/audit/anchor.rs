@@ -170,7 +170,9 @@ impl CheckpointAnchor for FileAnchor {
                 // A crash can tear a line. An unreadable line vouches for nothing, exactly
                 // like a missing one: verification relies on the lines that parse and
                 // carry a trusted signature.
-                Err(_) => tracing::warn!(path = %self.path.display(), line = i + 1, "unreadable checkpoint anchor line skipped"),
+                Err(_) => {
+                    tracing::warn!(path = %self.path.display(), line = i + 1, "unreadable checkpoint anchor line skipped")
+                }
             }
         }
         Ok(checkpoints)
@@ -314,8 +316,9 @@ pub fn verify_anchors(
             Some(_) => {
                 return Err(Tampered {
                     seq: cp.first_seq,
-                    reason: "stored checkpoint differs from its external anchor (history rewritten)"
-                        .into(),
+                    reason:
+                        "stored checkpoint differs from its external anchor (history rewritten)"
+                            .into(),
                 });
             }
             None if oldest_stored.is_some_and(|oldest| cp.last_seq < oldest) => {
@@ -407,7 +410,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(anchor.path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(anchor.path())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

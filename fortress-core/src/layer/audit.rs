@@ -36,10 +36,10 @@ use crate::audit::arguments::RedactedArguments;
 use crate::audit::{
     AuditError, AuditEvent, AuditSink, DecisionRecord, EventKind, Outcome, SubjectRef,
 };
-use crate::redact::{RedactionScope, Redactor};
 use crate::body::{self, Body, BoxError};
 use crate::call::{Call, call_of};
 use crate::denial::DenialKind;
+use crate::redact::{RedactionScope, Redactor};
 use crate::secret::Secret;
 use crate::subject::{SubjectKind, WorkspaceId};
 
