@@ -569,3 +569,42 @@ fn rest_upstream(u: &UpstreamSection, timeout: Duration) -> Result<Arc<dyn Upstr
         .map_err(|e| fail(e.to_string()))?;
     Ok(Arc::new(upstream))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_settings_parse_and_default_to_the_strongest_guarantee() {
+        let config: Config = toml::from_str(
+            r#"
+            [audit]
+            durability = "process_crash"
+            when_full = "fail_closed"
+            acknowledge = "queued"
+            anchor_file = "/srv/anchors/mcp.jsonl"
+            redacted_arguments = ["acme"]
+            "#,
+        )
+        .unwrap();
+        let settings = config.audit.settings();
+        assert_eq!(settings.durability, SqliteDurability::ProcessCrash);
+        assert_eq!(settings.when_full, WhenFull::FailClosed);
+        assert_eq!(settings.acknowledge, Acknowledge::Queued);
+        assert!(settings.records_redacted_arguments("acme"));
+        assert_eq!(
+            settings.anchor_path(Path::new("/data")),
+            Some(PathBuf::from("/srv/anchors/mcp.jsonl"))
+        );
+
+        let defaults = AuditSection::default().settings();
+        assert_eq!(defaults, AuditSettings::default());
+        assert_eq!(defaults.durability, SqliteDurability::PowerLoss);
+        assert_eq!(defaults.when_full, WhenFull::Backpressure);
+        assert_eq!(defaults.acknowledge, Acknowledge::Durable);
+        assert!(defaults.anchor_path(Path::new("/data")).is_some());
+
+        let typo = toml::from_str::<Config>("[audit]\ndurability = \"sometimes\"\n");
+        assert!(typo.is_err());
+    }
+}
