@@ -13,8 +13,9 @@ use sqlx::{PgPool, Row};
 use tokio::sync::Mutex;
 
 use super::common::{
-    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, bytes_to, decode_checkpoint, decode_event,
-    insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db, seq_to_db,
+    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, Placeholders, bytes_to, decode_checkpoint,
+    decode_event, insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db,
+    seq_to_db,
 };
 use super::{AppendReceipt, AuditStore, PurgeReport, StoreError};
 use crate::audit::SubjectRef;
@@ -201,8 +202,7 @@ impl PostgresAuditStore {
         }
         let prepared = state.advance(events, Utc::now(), &self.policy, force, key)?;
         for chunk in insert_chunks(&prepared.rows) {
-            insert_events::<sqlx::Postgres>(chunk)?
-                .build()
+            insert_events::<sqlx::Postgres>(chunk, Placeholders::Dollar)?
                 .execute(&mut *tx)
                 .await?;
         }
