@@ -28,6 +28,10 @@ struct Login {
 }
 
 async fn api() -> Api {
+    api_with(|state| state).await
+}
+
+async fn api_with(customize: impl FnOnce(AdminState) -> AdminState) -> Api {
     let accounts = AccountStore::in_memory().await.unwrap();
     for (name, role) in [
         ("olive", Role::Owner),
@@ -41,7 +45,11 @@ async fn api() -> Api {
             .unwrap();
     }
     let audit = Arc::new(MemoryAuditSink::new());
-    let state = AdminState::new(accounts, audit.clone(), WorkspaceId::new("acme"));
+    let state = customize(AdminState::new(
+        accounts,
+        audit.clone(),
+        WorkspaceId::new("acme"),
+    ));
     let app = router(state.clone());
     Api { app, audit, state }
 }
@@ -468,6 +476,38 @@ async fn settings_changes_are_guarded_and_logged_with_before_and_after() {
     assert_eq!(change.subject.id, "adam");
     assert_eq!(change.detail["before"]["tier"], "soho");
     assert_eq!(change.detail["after"]["tier"], "bank");
+}
+
+#[tokio::test]
+async fn settings_choose_live_which_workspaces_record_redacted_arguments() {
+    use fortress_core::audit::arguments::RedactedArguments;
+
+    let opt_in = RedactedArguments::new(["acme"]);
+    let api = api_with(|state| state.with_redacted_arguments(opt_in.clone())).await;
+    let admin = login(&api.app, "adam").await;
+    let (status, _, current) = send(
+        &api.app,
+        Request::get("/api/settings")
+            .header("cookie", &admin.cookie)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(current["redacted_arguments"], json!(["acme"]));
+    let mut changed = current.clone();
+    changed["redacted_arguments"] = json!(["globex"]);
+    let (status, _, saved) = send(
+        &api.app,
+        with_session(json_request("PUT", "/api/settings"), &admin)
+            .body(changed.to_string().into())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    // The gateway's audit layer reads the same set: the change applies to the next call.
+    assert!(opt_in.is_enabled_for("globex"));
+    assert!(!opt_in.is_enabled_for("acme"));
 }
 
 struct FixedActivity(usize);

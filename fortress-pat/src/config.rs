@@ -47,7 +47,9 @@ use std::time::Duration;
 use fortress_core::admin::archive::ArchiveReader;
 use fortress_core::admin::embedded::EmbeddedAdmin;
 use fortress_core::admin::policy_editor::PolicyEditor;
-use fortress_core::audit::{AuditSink, JsonLinesAuditSink};
+use fortress_core::audit::AuditSink;
+use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
+use fortress_core::audit::settings::{AuditSettings, open_trail};
 use fortress_core::policy::{
     AllowListPolicy, AllowRule, CedarEngine, PolicyDocuments, PolicyEngine,
 };
@@ -120,6 +122,9 @@ pub struct Config {
     /// Replicas sharing `database_url`: the Redis change bus and the poll interval.
     #[serde(default)]
     pub cluster: fortress_core::cluster::ClusterSettings,
+    /// The audit trail: durability, full-queue policy, acknowledgement, anchoring.
+    #[serde(default)]
+    pub audit: AuditSettings,
 }
 
 /// A policy engine and, when its documents are editable, the dashboard's editor of them.
@@ -563,17 +568,19 @@ impl Config {
                 match self.shared_deployment().await? {
                     // Accounts, audit trail and kill switches in the database replicas share.
                     Some(shared) => {
-                        EmbeddedAdmin::open_shared(
+                        EmbeddedAdmin::open_shared_with(
                             &self.data_dir,
                             WorkspaceId::new(section.workspace.clone()),
                             shared,
+                            &self.audit,
                         )
                         .await
                     }
                     None => {
-                        EmbeddedAdmin::open(
+                        EmbeddedAdmin::open_with(
                             &self.data_dir,
                             WorkspaceId::new(section.workspace.clone()),
+                            &self.audit,
                         )
                         .await
                     }
@@ -584,11 +591,7 @@ impl Config {
         };
         let audit: Arc<dyn AuditSink> = match &embedded {
             Some(e) => e.audit.clone(),
-            None => Arc::new(
-                JsonLinesAuditSink::open(self.data_dir.join("audit.jsonl"))
-                    .await
-                    .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?,
-            ),
+            None => self.open_audit().await?,
         };
         let key_provider = self.key_provider()?;
         let vault: Arc<dyn Vault> =
@@ -709,6 +712,18 @@ impl Config {
             bus,
             poll: self.cluster.poll(),
         }))
+    }
+
+    /// The signed, chained audit trail in the data directory, with the `[audit]` settings.
+    async fn open_audit(&self) -> Result<Arc<dyn AuditSink>, ConfigError> {
+        let invalid = |e: String| ConfigError::Invalid(format!("audit: {e}"));
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| invalid(e.to_string()))?;
+        let signer = Ed25519KeyProvider::load_or_create(&default_key_path(&self.data_dir))
+            .map_err(|e| invalid(e.to_string()))?;
+        let trail = open_trail(&self.data_dir, Some(Arc::new(signer)), &self.audit)
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(trail.sink)
     }
 
     /// The archive, when `[archive]` is configured.

@@ -53,6 +53,7 @@ use super::sources::{ActivitySource, Month, UsageSource};
 use super::switches::KillSwitchBoard;
 use super::telemetry::Telemetry;
 use super::uptime::{monthly_uptime, service_credit};
+use crate::audit::arguments::RedactedArguments;
 use crate::audit::{AuditEvent, AuditSink, AuditStore, EventKind, Outcome, SubjectRef};
 use crate::decision::Effect;
 use crate::secret::Secret;
@@ -104,6 +105,9 @@ pub struct AdminState {
     /// The product's archive of calls (read back decrypted, auditors and up); the
     /// endpoint answers 503 without it.
     pub archive: Option<Arc<dyn super::archive::ArchiveReader>>,
+    /// The gateway's live opt-in to redacted tool arguments, kept in step with
+    /// [`AdminSettings::redacted_arguments`].
+    pub redacted_arguments: Option<RedactedArguments>,
 }
 
 impl AdminState {
@@ -128,7 +132,20 @@ impl AdminState {
             connectors: None,
             open_metrics: true,
             archive: None,
+            redacted_arguments: None,
         }
+    }
+
+    /// Lets the settings change which workspaces record redacted tool arguments; the
+    /// settings start from the set the gateway was configured with.
+    #[must_use]
+    pub fn with_redacted_arguments(mut self, opt_in: RedactedArguments) -> Self {
+        self.settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .redacted_arguments = opt_in.workspaces();
+        self.redacted_arguments = Some(opt_in);
+        self
     }
 
     /// Sets the durable audit store (Traffic history, Change Log, dry runs, exports) and
@@ -868,6 +885,9 @@ async fn put_settings(
         tracing::error!(error = %e, "settings change could not be audited");
         ApiError::internal()
     })?;
+    if let Some(opt_in) = &state.redacted_arguments {
+        opt_in.replace(new.redacted_arguments.iter().cloned());
+    }
     *state.settings.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
     Ok(Json(new).into_response())
 }

@@ -18,10 +18,9 @@ use super::accounts::{AccountError, AccountStore};
 use super::api::AdminState;
 use super::switches::{BoardError, KillSwitchBoard};
 use crate::audit::keys::{Ed25519KeyProvider, KeyError, default_key_path};
+use crate::audit::settings::{AuditSettings, OpenedTrail, open_trail};
 use crate::audit::store::StoreError;
-use crate::audit::{
-    AuditSink, AuditStore, DurableAuditSink, PostgresAuditStore, SinkConfig, SqliteAuditStore,
-};
+use crate::audit::{AuditSink, AuditStore, DurableAuditSink, PostgresAuditStore};
 use crate::cluster::switches::{SharedSwitchError, SharedSwitches};
 use crate::cluster::{ClusterBus, follow};
 use crate::db::Database;
@@ -110,17 +109,22 @@ impl EmbeddedAdmin {
     /// Opens (creating if needed) the embedded stores in `data_dir`; admin events belong
     /// to `workspace`.
     pub async fn open(data_dir: &Path, workspace: WorkspaceId) -> Result<Self, EmbedError> {
+        Self::open_with(data_dir, workspace, &AuditSettings::default()).await
+    }
+
+    /// Like [`open`](Self::open), with the deployment's `[audit]` settings (durability,
+    /// full-queue policy, acknowledgement, checkpoint anchor).
+    pub async fn open_with(
+        data_dir: &Path,
+        workspace: WorkspaceId,
+        audit_settings: &AuditSettings,
+    ) -> Result<Self, EmbedError> {
         std::fs::create_dir_all(data_dir).map_err(EmbedError::DataDir)?;
         let signer = Ed25519KeyProvider::load_or_create(&default_key_path(data_dir))?;
-        let store = Arc::new(
-            SqliteAuditStore::open_in(data_dir)
-                .await?
-                .with_signer(Arc::new(signer)),
-        );
-        let durable = Arc::new(DurableAuditSink::start(
-            store.clone(),
-            SinkConfig::default(),
-        ));
+        let OpenedTrail {
+            store,
+            sink: durable,
+        } = open_trail(data_dir, Some(Arc::new(signer)), audit_settings).await?;
         let accounts = AccountStore::open(&data_dir.join(ACCOUNTS_FILE)).await?;
         let state = AdminState::new(accounts, durable.clone(), workspace).with_store(store);
         let audit = state.observe(durable.clone());
@@ -146,6 +150,17 @@ impl EmbeddedAdmin {
         workspace: WorkspaceId,
         shared: SharedDeployment,
     ) -> Result<Self, EmbedError> {
+        Self::open_shared_with(data_dir, workspace, shared, &AuditSettings::default()).await
+    }
+
+    /// Like [`open_shared`](Self::open_shared), with the deployment's `[audit]` settings
+    /// (full-queue policy and acknowledgement; durability and anchoring are SQLite's).
+    pub async fn open_shared_with(
+        data_dir: &Path,
+        workspace: WorkspaceId,
+        shared: SharedDeployment,
+        audit_settings: &AuditSettings,
+    ) -> Result<Self, EmbedError> {
         std::fs::create_dir_all(data_dir).map_err(EmbedError::DataDir)?;
         let pool = shared
             .database
@@ -160,7 +175,7 @@ impl EmbeddedAdmin {
         );
         let durable = Arc::new(DurableAuditSink::start(
             store.clone(),
-            SinkConfig::default(),
+            audit_settings.sink_config(),
         ));
         let accounts = AccountStore::with_database(shared.database.clone()).await?;
         let state = AdminState::new(accounts, durable.clone(), workspace).with_store(store);

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
-use fortress_core::audit::{
-    AuditSink, AuditStore, DurableAuditSink, PostgresAuditStore, SinkConfig, SqliteAuditStore,
-};
+use fortress_core::audit::arguments::RedactedArguments;
+use fortress_core::audit::keys::{Ed25519KeyProvider, KeyProvider, default_key_path};
+use fortress_core::audit::settings::open_trail;
+use fortress_core::audit::{AuditSink, DurableAuditSink, PostgresAuditStore};
 use fortress_core::call::Call;
 use fortress_core::cluster::switches::SharedSwitches;
 use fortress_core::cluster::token::TokenSealer;
@@ -109,46 +109,44 @@ pub async fn open_shared(config: &Config) -> Result<Shared, ConfigError> {
     Ok(Shared { database, bus })
 }
 
-/// Opens the audit trail (signed when `[audit] sign`): in the shared database, else in
-/// the data directory. Replicas sharing a database must share the signing key file.
+/// Opens the audit trail with the `[audit]` settings (signed when `sign`): in the shared
+/// database, else in the data directory. Replicas sharing a database must share the
+/// signing key file.
 pub async fn open_audit(
     config: &Config,
     shared: &Shared,
 ) -> Result<Arc<DurableAuditSink>, ConfigError> {
     let data_dir = &config.data.dir;
+    let section = &config.audit;
     std::fs::create_dir_all(data_dir).map_err(|e| invalid("data directory")(e.to_string()))?;
-    let signer = if config.audit.sign {
+    let signer: Option<Arc<dyn KeyProvider>> = if section.sign {
         let signer = Ed25519KeyProvider::load_or_create(&default_key_path(data_dir))
             .map_err(|e| invalid("audit signing key")(e.to_string()))?;
         Some(Arc::new(signer))
     } else {
         None
     };
-    let store: Arc<dyn AuditStore> =
-        match shared.database.as_ref().and_then(Database::postgres_pool) {
-            Some(pool) => {
-                let mut store = PostgresAuditStore::from_pool(pool.clone())
-                    .await
-                    .map_err(|e| invalid("audit store")(e.to_string()))?;
-                if let Some(signer) = signer {
-                    store = store.with_signer(signer);
-                }
-                Arc::new(store)
+    let settings = section.settings();
+    match shared.database.as_ref().and_then(Database::postgres_pool) {
+        // Durability and checkpoint anchoring are the SQLite trail's settings; in a shared
+        // database PostgreSQL's own commit guarantees apply.
+        Some(pool) => {
+            let mut store = PostgresAuditStore::from_pool(pool.clone())
+                .await
+                .map_err(|e| invalid("audit store")(e.to_string()))?;
+            if let Some(signer) = signer {
+                store = store.with_signer(signer);
             }
-            None => {
-                let mut store = SqliteAuditStore::open_in(data_dir)
-                    .await
-                    .map_err(|e| invalid("audit store")(e.to_string()))?;
-                if let Some(signer) = signer {
-                    store = store.with_signer(signer);
-                }
-                Arc::new(store)
-            }
-        };
-    Ok(Arc::new(DurableAuditSink::start(
-        store,
-        SinkConfig::default(),
-    )))
+            Ok(Arc::new(DurableAuditSink::start(
+                Arc::new(store),
+                settings.sink_config(),
+            )))
+        }
+        None => Ok(open_trail(data_dir, signer, &settings)
+            .await
+            .map_err(|e| invalid("audit store")(e.to_string()))?
+            .sink),
+    }
 }
 
 /// Opens the key store: in the shared database, else in the data directory.
@@ -413,6 +411,9 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
     let stack = GovernanceStack::builder()
         .audit(audit_dyn.clone())
         .audit_argument_key(argument_key)
+        .audit_redacted_arguments(RedactedArguments::new(
+            config.audit.redacted_arguments.iter().cloned(),
+        ))
         .guard(Arc::new(guard))
         .policy(policy.clone())
         .show_denial_reasons(config.policy.show_reasons)

@@ -13,8 +13,9 @@ use sqlx::{PgPool, Row};
 use tokio::sync::Mutex;
 
 use super::common::{
-    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, bytes_to, decode_checkpoint, decode_event,
-    insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db, seq_to_db,
+    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, Placeholders, bytes_to, decode_checkpoint,
+    decode_event, insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db,
+    seq_to_db,
 };
 use super::{AppendReceipt, AuditStore, PurgeReport, StoreError};
 use crate::audit::SubjectRef;
@@ -225,8 +226,7 @@ impl PostgresAuditStore {
         }
         let prepared = state.advance(events, Utc::now(), &self.policy, force, key)?;
         for chunk in insert_chunks(&prepared.rows) {
-            insert_events::<sqlx::Postgres>(chunk)?
-                .build()
+            insert_events::<sqlx::Postgres>(chunk, Placeholders::Dollar)?
                 .execute(&mut *tx)
                 .await?;
         }
@@ -241,11 +241,12 @@ impl PostgresAuditStore {
         let seqs: Vec<u64> = prepared.rows.iter().map(|r| r.seq).collect();
         if report.anchor.is_some() {
             report.record_seq = seqs.last().copied();
+            report.checkpoint.clone_from(&prepared.checkpoint);
         }
         Ok((
             AppendReceipt {
                 seqs,
-                checkpoint: prepared.checkpoint.map(|c| c.last_seq),
+                checkpoint: prepared.checkpoint,
             },
             report,
         ))

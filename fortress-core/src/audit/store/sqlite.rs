@@ -24,8 +24,9 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Mutex;
 
 use super::common::{
-    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, bytes_to, decode_checkpoint, decode_event,
-    insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db, seq_to_db,
+    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, Placeholders, bytes_to, decode_checkpoint,
+    decode_event, insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db,
+    seq_to_db,
 };
 use super::{AppendReceipt, AuditStore, PurgeReport, StoreError};
 use crate::audit::SubjectRef;
@@ -273,8 +274,7 @@ impl SqliteAuditStore {
         }
         let prepared = state.advance(events, Utc::now(), &self.policy, force, key)?;
         for chunk in insert_chunks(&prepared.rows) {
-            insert_events::<sqlx::Sqlite>(chunk)?
-                .build()
+            insert_events::<sqlx::Sqlite>(chunk, Placeholders::Question)?
                 .execute(&mut *tx)
                 .await?;
         }
@@ -289,11 +289,12 @@ impl SqliteAuditStore {
         let seqs: Vec<u64> = prepared.rows.iter().map(|r| r.seq).collect();
         if report.anchor.is_some() {
             report.record_seq = seqs.last().copied();
+            report.checkpoint.clone_from(&prepared.checkpoint);
         }
         Ok((
             AppendReceipt {
                 seqs,
-                checkpoint: prepared.checkpoint.map(|c| c.last_seq),
+                checkpoint: prepared.checkpoint,
             },
             report,
         ))
