@@ -82,6 +82,10 @@ pub struct Config {
     /// The admin dashboard (none: not mounted).
     #[serde(default)]
     pub admin: Option<AdminSection>,
+    /// Serving threads: 0 (default) serves on the shared multi-thread runtime; N > 0 runs N
+    /// single-threaded runtimes with `SO_REUSEPORT` listeners (`fortress_core::workers`).
+    #[serde(default)]
+    pub workers: fortress_core::workers::WorkerCount,
 }
 
 /// A policy engine and, when its documents are editable, the dashboard's editor of them.
