@@ -7,6 +7,15 @@ bench_tools() {
     fi
 }
 
+# An [audit] section from AUDIT_DURABILITY / AUDIT_ACK (empty when neither is set).
+bench_audit_section() {
+    [ -z "${AUDIT_DURABILITY:-}${AUDIT_ACK:-}" ] && return 0
+    echo "[audit]"
+    [ -n "${AUDIT_DURABILITY:-}" ] && echo "durability = \"$AUDIT_DURABILITY\""
+    [ -n "${AUDIT_ACK:-}" ] && echo "acknowledge = \"$AUDIT_ACK\""
+    return 0
+}
+
 # A TCP port free on 127.0.0.1 right now (for nginx, which cannot report a port-0 bind).
 bench_free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

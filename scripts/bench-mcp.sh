@@ -16,7 +16,9 @@
 #   ROUNDS=3 DURATION=3s CONNS="1 32" bash scripts/bench-mcp.sh
 #   PATHS="direct nginx fortress shared" bash scripts/bench-mcp.sh
 #   WORKERS=2              serving threads of the Fortress paths (default: nproc)
-#   AUDIT_DURABILITY=process_crash   adds [audit] durability to both Fortress configs
+#   AUDIT_DURABILITY=process_crash  AUDIT_ACK=queued   an [audit] section in the Fortress
+#              configs (needs the [audit] settings of the audit work; default: none, i.e.
+#              power_loss durability, each call acknowledged once its event is durable)
 #   PROFILE=debug  SKIP_BUILD=1
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -55,10 +57,7 @@ UP=$(bench_wait_addr "$WORK/upstream.out" "fast upstream on")
 NGINX=$(bench_free_port)
 bench_nginx "$WORK" "$NGINX" "$UP"
 
-AUDIT=""
-if [ -n "${AUDIT_DURABILITY:-}" ]; then
-    AUDIT=$'[audit]\ndurability = "'"$AUDIT_DURABILITY"'"'
-fi
+AUDIT="$(bench_audit_section)"
 echo 'permit (principal, action, resource);' >"$WORK/permit-all.cedar"
 minimum_config() { # name workers
     cat <<TOML

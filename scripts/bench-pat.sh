@@ -17,6 +17,8 @@
 #   ROUNDS=3 DURATION=3s CONNS="1 32" bash scripts/bench-pat.sh
 #   PATHS="direct nginx fortress shared" SCENARIOS="1k" bash scripts/bench-pat.sh
 #   WORKERS=2 (default nproc)  TTFB_N=2000 (0: skip)  PROFILE=debug  SKIP_BUILD=1
+#   AUDIT_DURABILITY=process_crash  AUDIT_ACK=queued   an [audit] section (needs the [audit]
+#              settings of the audit work; default: none, i.e. the trail's defaults)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -94,6 +96,8 @@ key_env = "BENCH_ARCHIVE_KEY"
 
 [admin]
 owner = "owner"
+
+$(bench_audit_section)
 TOML
 }
 export BENCH_ANTHROPIC_KEY="$UPSTREAM_KEY"
