@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::audit::cli::AuditCommand;
 use crate::audit::keys::{Ed25519KeyProvider, default_key_path};
-use crate::audit::{AuditSink, DurableAuditSink, SinkConfig, SqliteAuditStore};
+use crate::audit::AuditSink;
+use crate::audit::settings::{AuditSettings, open_trail};
 use crate::policy::cli::PolicyCommand;
 use crate::vault::cli::{VaultCommand, VaultStorageArgs};
 
@@ -47,13 +48,13 @@ impl OpsCommand {
                 let signer =
                     Ed25519KeyProvider::load_or_create(&default_key_path(&storage.data_dir))?;
                 std::fs::create_dir_all(&storage.data_dir)?;
-                let store = SqliteAuditStore::open_in(&storage.data_dir)
-                    .await?
-                    .with_signer(Arc::new(signer));
-                let audit = Arc::new(DurableAuditSink::start(
-                    Arc::new(store),
-                    SinkConfig::default(),
-                ));
+                let audit = open_trail(
+                    &storage.data_dir,
+                    Some(Arc::new(signer)),
+                    &AuditSettings::default(),
+                )
+                .await?
+                .sink;
                 let vault = storage.open(audit.clone()).await?;
                 let result = command.run(&vault, std::io::stdin(), &mut *out).await;
                 audit.flush().await?;

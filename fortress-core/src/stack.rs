@@ -40,6 +40,7 @@ use std::sync::Arc;
 use tower_layer::{Layer, Stack};
 
 use crate::audit::AuditSink;
+use crate::audit::arguments::RedactedArguments;
 use crate::denial::Responder;
 use crate::guard::{AdmitAll, Guard};
 use crate::layer::audit::AuditLayer;
@@ -108,6 +109,7 @@ impl GovernanceStack {
 pub struct GovernanceStackBuilder {
     audit: Option<Arc<dyn AuditSink>>,
     argument_key: Option<Secret>,
+    redacted_arguments: Option<RedactedArguments>,
     guard: Option<Arc<dyn Guard>>,
     policy: Option<Arc<dyn PolicyEngine>>,
     show_reasons: bool,
@@ -128,6 +130,13 @@ impl GovernanceStackBuilder {
     /// The key that digests tool arguments in audit events.
     pub fn audit_argument_key(mut self, key: Secret) -> Self {
         self.argument_key = Some(key);
+        self
+    }
+
+    /// The workspaces whose audit events record tool arguments, redacted by the stack's
+    /// redactor (default: none; every workspace gets the keyed digest only).
+    pub fn audit_redacted_arguments(mut self, opt_in: RedactedArguments) -> Self {
+        self.redacted_arguments = Some(opt_in);
         self
     }
 
@@ -186,6 +195,10 @@ impl GovernanceStackBuilder {
         if let Some(key) = self.argument_key {
             audit = audit.with_argument_key(key);
         }
+        let redactor = self.redactor.ok_or(MissingPart("a redactor"))?;
+        if let Some(opt_in) = self.redacted_arguments {
+            audit = audit.with_redacted_arguments(redactor.clone(), opt_in);
+        }
         let guard = GuardLayer::new(
             self.guard.unwrap_or_else(|| Arc::new(AdmitAll)),
             responder.clone(),
@@ -195,10 +208,7 @@ impl GovernanceStackBuilder {
             responder.clone(),
         )
         .with_reasons_shown(self.show_reasons);
-        let redaction = RedactionLayer::new(
-            self.redactor.ok_or(MissingPart("a redactor"))?,
-            responder.clone(),
-        )
+        let redaction = RedactionLayer::new(redactor, responder.clone())
         .with_body_redaction(
             self.body_redaction
                 .unwrap_or_else(|| Arc::new(ByContentType::default())),

@@ -19,8 +19,8 @@ use fortress_core::audit::store::{
 };
 use fortress_core::audit::verify::{VerifyOptions, verify_store};
 use fortress_core::audit::{
-    AuditError, AuditEvent, AuditSink, DurableAuditSink, EventKind, SinkConfig, SubjectRef,
-    WhenFull,
+    Acknowledge, AuditError, AuditEvent, AuditSink, DurableAuditSink, EventKind, SinkConfig,
+    SubjectRef, WhenFull,
 };
 use fortress_core::subject::{SubjectKind, WorkspaceId};
 use futures_util::poll;
@@ -110,10 +110,27 @@ async fn concurrent_records_are_all_durable_chained_and_signed() {
 }
 
 /// A store whose appends wait for a permit, to hold the writer while the queue fills.
+/// It notes the size of every batch it is handed.
 struct Gated {
     inner: Arc<SqliteAuditStore>,
     entered: Notify,
     gate: Semaphore,
+    batches: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Gated {
+    fn new(inner: Arc<SqliteAuditStore>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            entered: Notify::new(),
+            gate: Semaphore::new(0),
+            batches: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn batches(&self) -> Vec<usize> {
+        self.batches.lock().unwrap().clone()
+    }
 }
 
 #[async_trait]
@@ -123,6 +140,7 @@ impl AuditStore for Gated {
         events: Vec<EncodedEvent>,
         checkpoint: bool,
     ) -> Result<AppendReceipt, StoreError> {
+        self.batches.lock().unwrap().push(events.len());
         self.entered.notify_one();
         let permit = self.gate.acquire().await;
         drop(permit);
@@ -149,15 +167,12 @@ impl AuditStore for Gated {
 async fn full_queue(when_full: WhenFull) -> (Vec<Result<(), AuditError>>, HashMap<u64, String>) {
     let dir = tempfile::tempdir().unwrap();
     let inner = sqlite(dir.path(), Arc::new(Ed25519KeyProvider::generate())).await;
-    let gated = Arc::new(Gated {
-        inner: inner.clone(),
-        entered: Notify::new(),
-        gate: Semaphore::new(0),
-    });
+    let gated = Gated::new(inner.clone());
     let config = SinkConfig {
         capacity: 2,
         max_batch: 1,
         when_full,
+        ..SinkConfig::default()
     };
     let sink = DurableAuditSink::start(gated.clone(), config);
     let mut first = Box::pin(sink.record(event(1)));
@@ -194,6 +209,65 @@ async fn full_queue_applies_back_pressure_by_default() {
     let (results, stored) = full_queue(WhenFull::Backpressure).await;
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(stored.len(), 4);
+}
+
+/// The hot path: a lone caller's event goes to the store at once, alone — the writer
+/// never waits for a batch to fill — and callers arriving during a commit share the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_event_commits_at_once_and_latecomers_share_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = sqlite(dir.path(), Arc::new(Ed25519KeyProvider::generate())).await;
+    let gated = Gated::new(inner.clone());
+    let sink = DurableAuditSink::start(gated.clone(), SinkConfig::default());
+    let mut first = Box::pin(sink.record(event(1)));
+    assert!(poll!(&mut first).is_pending());
+    gated.entered.notified().await;
+    assert_eq!(gated.batches(), [1], "the lone event was not committed alone");
+    let mut later: Vec<_> = (2..=6).map(|i| Box::pin(sink.record(event(i)))).collect();
+    for record in &mut later {
+        assert!(poll!(record).is_pending()); // queued behind the commit under way
+    }
+    gated.gate.add_permits(100);
+    first.await.unwrap();
+    for record in later {
+        record.await.unwrap();
+    }
+    assert_eq!(gated.batches(), [1, 5]);
+    sink.shutdown().await.unwrap();
+    assert_eq!(all_request_ids(inner.as_ref()).await.len(), 6);
+}
+
+/// `acknowledge = queued` is an explicit, weaker mode: `record` returns before the commit,
+/// `flush` still waits for durability, and after a failed batch every record fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_acknowledgement_returns_before_the_commit_and_fails_closed_after_a_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = sqlite(dir.path(), Arc::new(Ed25519KeyProvider::generate())).await;
+    let gated = Gated::new(inner.clone());
+    let queued = SinkConfig {
+        acknowledge: Acknowledge::Queued,
+        ..SinkConfig::default()
+    };
+    let sink = DurableAuditSink::start(gated.clone(), queued);
+    sink.record(event(1)).await.unwrap(); // returns although the store is held shut
+    gated.entered.notified().await;
+    assert!(all_request_ids(inner.as_ref()).await.is_empty());
+    let mut flush = Box::pin(sink.flush());
+    assert!(poll!(&mut flush).is_pending());
+    gated.gate.add_permits(100);
+    flush.await.unwrap();
+    assert_eq!(all_request_ids(inner.as_ref()).await.len(), 1);
+    sink.shutdown().await.unwrap();
+
+    // No signing key: every batch fails. The first record was already acknowledged, so
+    // the loss reaches the flush and every later record.
+    let dir = tempfile::tempdir().unwrap();
+    let read_only = Arc::new(SqliteAuditStore::open_in(dir.path()).await.unwrap());
+    let sink = DurableAuditSink::start(read_only, queued);
+    sink.record(event(1)).await.unwrap();
+    assert!(sink.flush().await.is_err());
+    let err = sink.record(event(2)).await.unwrap_err();
+    assert!(matches!(err, AuditError::Storage(_)), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

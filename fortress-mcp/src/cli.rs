@@ -38,7 +38,7 @@ impl ToolsCommand {
     pub async fn run(self, config: &Config, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         let audit = match &self {
             ToolsCommand::Approve { .. } => {
-                Some(open_audit(&config.data.dir, config.audit.sign).await?)
+                Some(open_audit(&config.data.dir, &config.audit).await?)
             }
             _ => None,
         };

@@ -23,11 +23,15 @@
 //! assert_eq!(config.upstream.len(), 3);
 //! ```
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fortress_core::audit::settings::AuditSettings;
+use fortress_core::audit::store::SqliteDurability;
+use fortress_core::audit::{Acknowledge, WhenFull};
 use serde::Deserialize;
 
 use crate::server::ServerConfig;
@@ -223,13 +227,52 @@ pub struct AuditSection {
     /// in the data directory).
     #[serde(default)]
     pub argument_key_env: Option<String>,
+    /// What an acknowledged event survives: `power_loss` (default) or `process_crash`.
+    #[serde(default)]
+    pub durability: SqliteDurability,
+    /// When the queue is full: `backpressure` (default) or `fail_closed`.
+    #[serde(default)]
+    pub when_full: WhenFull,
+    /// When a call's event counts as recorded: `durable` (default) or `queued`.
+    #[serde(default)]
+    pub acknowledge: Acknowledge,
+    /// Publish signed checkpoints to an external anchor file (default true).
+    #[serde(default = "yes")]
+    pub anchor: bool,
+    /// The anchor file (default: beside the data directory).
+    #[serde(default)]
+    pub anchor_file: Option<PathBuf>,
+    /// Workspaces whose events record tool arguments, redacted (default: none).
+    #[serde(default)]
+    pub redacted_arguments: BTreeSet<String>,
+}
+
+impl AuditSection {
+    /// The core's settings for the trail.
+    pub fn settings(&self) -> AuditSettings {
+        AuditSettings {
+            durability: self.durability,
+            when_full: self.when_full,
+            acknowledge: self.acknowledge,
+            anchor_file: self.anchor_file.clone(),
+            anchor: self.anchor,
+            redacted_arguments: self.redacted_arguments.clone(),
+        }
+    }
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
+        let trail = AuditSettings::default();
         Self {
             sign: true,
             argument_key_env: None,
+            durability: trail.durability,
+            when_full: trail.when_full,
+            acknowledge: trail.acknowledge,
+            anchor: trail.anchor,
+            anchor_file: trail.anchor_file,
+            redacted_arguments: trail.redacted_arguments,
         }
     }
 }

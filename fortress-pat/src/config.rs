@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fortress_core::admin::policy_editor::PolicyEditor;
-use fortress_core::audit::{AuditSink, JsonLinesAuditSink};
+use fortress_core::audit::AuditSink;
+use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
+use fortress_core::audit::settings::{AuditSettings, open_trail};
 use fortress_core::policy::{
     AllowListPolicy, AllowRule, CedarEngine, PolicyDocuments, PolicyEngine,
 };
@@ -42,7 +44,7 @@ use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
 use serde::Deserialize;
 
 use crate::archive::{Archiver, LocalDirStore, WorkspaceAesGcm};
-use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount};
+use crate::dashboard::{AdminSection, PatDashboard, PatManaged, mount_with};
 use crate::keys::KeyStore;
 use crate::limits::{Ledger, LimitsConfig};
 use crate::service::{ANTHROPIC_CONNECTOR, PatParts, PatService};
@@ -82,6 +84,9 @@ pub struct Config {
     /// The admin dashboard (none: not mounted).
     #[serde(default)]
     pub admin: Option<AdminSection>,
+    /// The audit trail: durability, full-queue policy, acknowledgement, anchoring.
+    #[serde(default)]
+    pub audit: AuditSettings,
     /// Serving threads: 0 (default) serves on the shared multi-thread runtime; N > 0 runs N
     /// single-threaded runtimes with `SO_REUSEPORT` listeners (`fortress_core::workers`).
     #[serde(default)]
@@ -345,7 +350,7 @@ impl Config {
         let ledger = Arc::new(Ledger::new(self.limits.clone()));
         let dashboard = match (&self.admin, with_dashboard) {
             (Some(section), true) => Some(
-                mount(
+                mount_with(
                     &self.data_dir,
                     section.clone(),
                     PatManaged {
@@ -355,6 +360,7 @@ impl Config {
                         tls: self.tls.is_some(),
                         ledger: Some(ledger.clone()),
                     },
+                    &self.audit,
                 )
                 .await
                 .map_err(|e| ConfigError::Invalid(format!("admin: {e}")))?,
@@ -363,11 +369,7 @@ impl Config {
         };
         let audit: Arc<dyn AuditSink> = match &dashboard {
             Some(d) => d.audit.clone(),
-            None => Arc::new(
-                JsonLinesAuditSink::open(self.data_dir.join("audit.jsonl"))
-                    .await
-                    .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?,
-            ),
+            None => self.open_audit().await?,
         };
         let upstream = Upstream::new(&UpstreamConfig {
             base_url: self.upstream.base_url.clone(),
@@ -391,6 +393,18 @@ impl Config {
         )
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(Gateway { service, dashboard })
+    }
+
+    /// The signed, chained audit trail in the data directory, with the `[audit]` settings.
+    async fn open_audit(&self) -> Result<Arc<dyn AuditSink>, ConfigError> {
+        let invalid = |e: String| ConfigError::Invalid(format!("audit: {e}"));
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| invalid(e.to_string()))?;
+        let signer = Ed25519KeyProvider::load_or_create(&default_key_path(&self.data_dir))
+            .map_err(|e| invalid(e.to_string()))?;
+        let trail = open_trail(&self.data_dir, Some(Arc::new(signer)), &self.audit)
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(trail.sink)
     }
 
     /// The archive, when `[archive]` is configured.

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use fortress_core::audit::settings::AuditSettings;
 use fortress_core::admin::api::AdminState;
 use fortress_core::admin::embedded::{EmbedError, EmbeddedAdmin};
 use fortress_core::admin::policy_editor::PolicyEditor;
@@ -185,8 +186,22 @@ pub async fn mount(
     section: AdminSection,
     managed: PatManaged,
 ) -> Result<PatDashboard, DashboardError> {
-    let embedded =
-        EmbeddedAdmin::open(data_dir, WorkspaceId::new(section.workspace.clone())).await?;
+    mount_with(data_dir, section, managed, &AuditSettings::default()).await
+}
+
+/// Like [`mount`], with the deployment's `[audit]` settings.
+pub async fn mount_with(
+    data_dir: &Path,
+    section: AdminSection,
+    managed: PatManaged,
+    audit: &AuditSettings,
+) -> Result<PatDashboard, DashboardError> {
+    let embedded = EmbeddedAdmin::open_with(
+        data_dir,
+        WorkspaceId::new(section.workspace.clone()),
+        audit,
+    )
+    .await?;
     let mut state = manage(embedded.state, managed);
     state.open_metrics = section.open_metrics;
     let owner_password = bootstrap_owner(&state.accounts, &section.owner)

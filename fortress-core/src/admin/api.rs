@@ -48,6 +48,7 @@ use super::observe::{LiveFeed, ObservingSink};
 use super::policy_editor::PolicyEditor;
 use super::rbac::{Permission, Role};
 use super::settings::AdminSettings;
+use crate::audit::arguments::RedactedArguments;
 use super::sources::{ActivitySource, Month, UsageSource};
 use super::switches::KillSwitchBoard;
 use super::telemetry::Telemetry;
@@ -100,6 +101,9 @@ pub struct AdminState {
     /// Whether `/metrics` answers without authentication (for a scraper on a private
     /// network); otherwise it needs the `Read` permission.
     pub open_metrics: bool,
+    /// The gateway's live opt-in to redacted tool arguments, kept in step with
+    /// [`AdminSettings::redacted_arguments`].
+    pub redacted_arguments: Option<RedactedArguments>,
 }
 
 impl AdminState {
@@ -123,7 +127,20 @@ impl AdminState {
             keys: None,
             connectors: None,
             open_metrics: true,
+            redacted_arguments: None,
         }
+    }
+
+    /// Lets the settings change which workspaces record redacted tool arguments; the
+    /// settings start from the set the gateway was configured with.
+    #[must_use]
+    pub fn with_redacted_arguments(mut self, opt_in: RedactedArguments) -> Self {
+        self.settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .redacted_arguments = opt_in.workspaces();
+        self.redacted_arguments = Some(opt_in);
+        self
     }
 
     /// Sets the durable audit store (Traffic history, Change Log, dry runs, exports) and
@@ -849,6 +866,9 @@ async fn put_settings(
         tracing::error!(error = %e, "settings change could not be audited");
         ApiError::internal()
     })?;
+    if let Some(opt_in) = &state.redacted_arguments {
+        opt_in.replace(new.redacted_arguments.iter().cloned());
+    }
     *state.settings.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
     Ok(Json(new).into_response())
 }

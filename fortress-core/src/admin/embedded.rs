@@ -14,7 +14,8 @@ use super::api::AdminState;
 use super::switches::{BoardError, KillSwitchBoard};
 use crate::audit::keys::{Ed25519KeyProvider, KeyError, default_key_path};
 use crate::audit::store::StoreError;
-use crate::audit::{AuditSink, DurableAuditSink, SinkConfig, SqliteAuditStore};
+use crate::audit::settings::{AuditSettings, OpenedTrail, open_trail};
+use crate::audit::{AuditSink, DurableAuditSink};
 use crate::guard::KillSwitch;
 use crate::subject::WorkspaceId;
 
@@ -77,17 +78,22 @@ impl EmbeddedAdmin {
     /// Opens (creating if needed) the embedded stores in `data_dir`; admin events belong
     /// to `workspace`.
     pub async fn open(data_dir: &Path, workspace: WorkspaceId) -> Result<Self, EmbedError> {
+        Self::open_with(data_dir, workspace, &AuditSettings::default()).await
+    }
+
+    /// Like [`open`](Self::open), with the deployment's `[audit]` settings (durability,
+    /// full-queue policy, acknowledgement, checkpoint anchor).
+    pub async fn open_with(
+        data_dir: &Path,
+        workspace: WorkspaceId,
+        audit_settings: &AuditSettings,
+    ) -> Result<Self, EmbedError> {
         std::fs::create_dir_all(data_dir).map_err(EmbedError::DataDir)?;
         let signer = Ed25519KeyProvider::load_or_create(&default_key_path(data_dir))?;
-        let store = Arc::new(
-            SqliteAuditStore::open_in(data_dir)
-                .await?
-                .with_signer(Arc::new(signer)),
-        );
-        let durable = Arc::new(DurableAuditSink::start(
-            store.clone(),
-            SinkConfig::default(),
-        ));
+        let OpenedTrail {
+            store,
+            sink: durable,
+        } = open_trail(data_dir, Some(Arc::new(signer)), audit_settings).await?;
         let accounts = AccountStore::open(&data_dir.join(ACCOUNTS_FILE)).await?;
         let state = AdminState::new(accounts, durable.clone(), workspace).with_store(store);
         let audit = state.observe(durable.clone());

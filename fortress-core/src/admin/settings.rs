@@ -1,5 +1,7 @@
 //! The deployment's commercial and service settings that the boards compute with.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::billing::{Contract, Money};
@@ -22,6 +24,10 @@ pub struct AdminSettings {
     /// How long the audit trail is kept, per tier.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// Workspaces whose audit events record tool arguments, redacted (every other
+    /// workspace: the keyed digest only). Applied live to the gateway's audit layer.
+    #[serde(default)]
+    pub redacted_arguments: BTreeSet<String>,
 }
 
 /// Audit retention in days for each tier; the deployment's tier picks the one in force.
@@ -91,6 +97,7 @@ impl AdminSettings {
             commitment: Commitment::for_tier(tier),
             uptime_policy: UptimePolicy::default(),
             retention: RetentionSettings::default(),
+            redacted_arguments: BTreeSet::new(),
         }
     }
 }

@@ -13,7 +13,7 @@
 //!     audit: AuditCommand,
 //! }
 //! let cli = Cli::parse_from(["fortress", "--data-dir", "/tmp/x", "verify", "--allow-unsigned-tail"]);
-//! assert!(matches!(cli.audit.action, AuditAction::Verify { allow_unsigned_tail: true }));
+//! assert!(matches!(cli.audit.action, AuditAction::Verify { allow_unsigned_tail: true, .. }));
 //! ```
 
 use std::io::Write;
@@ -22,6 +22,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::anchor::{
+    AnchorError, AnchoredStore, CheckpointAnchor, FileAnchor, default_anchor_path, verify_anchors,
+};
 use super::export::{ExportError, ExportFormat, export, json_lines_record};
 use super::keys::{
     Ed25519KeyProvider, KeyError, KeyProvider, SIGNING_KEY_ENV, TrustedKeys, default_key_path,
@@ -52,6 +55,11 @@ pub struct AuditCommand {
     /// Public keys (hex, one per line) trusted for verification, instead of the signing key's.
     #[arg(long)]
     pub trusted_keys: Option<PathBuf>,
+    /// The external checkpoint anchor (JSON Lines) that writes publish to and `verify`
+    /// compares against (default: `fortress-anchors/<data-dir-name>.audit-checkpoints.jsonl`
+    /// beside the data directory).
+    #[arg(long, env = "FORTRESS_AUDIT_ANCHOR_FILE")]
+    pub anchor_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub action: AuditAction,
@@ -65,6 +73,9 @@ pub enum AuditAction {
         /// Accept events not yet covered by a checkpoint (a store a gateway is writing to).
         #[arg(long)]
         allow_unsigned_tail: bool,
+        /// Fail when the external anchor is missing or empty (instead of noting it).
+        #[arg(long)]
+        require_anchor: bool,
     },
     /// Print one page of events as JSON lines, then `{"next_cursor": …}`.
     Query {
@@ -192,6 +203,12 @@ pub enum CliError {
     /// Output could not be written.
     #[error("output could not be written")]
     Io(#[from] std::io::Error),
+    /// The external checkpoint anchor could not be read.
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
+    /// `--require-anchor` and the anchor holds no checkpoint.
+    #[error("no external checkpoint anchor at {0}")]
+    NoAnchor(PathBuf),
 }
 
 impl AuditCommand {
@@ -219,6 +236,23 @@ impl AuditCommand {
         }
     }
 
+    fn anchor(&self) -> FileAnchor {
+        FileAnchor::new(
+            self.anchor_file
+                .clone()
+                .unwrap_or_else(|| default_anchor_path(&self.data_dir)),
+        )
+    }
+
+    /// The store for writing: its checkpoints are published to the anchor.
+    async fn anchored_store(
+        &self,
+        signer: Arc<dyn KeyProvider>,
+    ) -> Result<Arc<dyn AuditStore>, StoreError> {
+        let store = self.store(Some(signer)).await?;
+        Ok(Arc::new(AnchoredStore::new(store, Arc::new(self.anchor()))))
+    }
+
     async fn store(
         &self,
         signer: Option<Arc<dyn KeyProvider>>,
@@ -243,6 +277,7 @@ impl AuditCommand {
         match &self.action {
             AuditAction::Verify {
                 allow_unsigned_tail,
+                require_anchor,
             } => {
                 let trusted = self.trusted()?;
                 let store = self.store(None).await?;
@@ -250,6 +285,13 @@ impl AuditCommand {
                     allow_unsigned_tail: *allow_unsigned_tail,
                 };
                 let report = verify_store(store.as_ref(), &trusted, options).await?;
+                let anchor = self.anchor();
+                let anchored = anchor.published().await?;
+                if anchored.is_empty() && *require_anchor {
+                    return Err(CliError::NoAnchor(anchor.path().to_owned()));
+                }
+                let anchors = verify_anchors(&store.checkpoints().await?, &anchored, &trusted)
+                    .map_err(VerifyError::Tampered)?;
                 writeln!(
                     out,
                     "audit trail verified: {} events ({}..{}), {} signed checkpoints, anchor {}, unsigned tail {}",
@@ -262,6 +304,22 @@ impl AuditCommand {
                         .map_or_else(|| "none".to_owned(), |a| a.to_string()),
                     report.unsigned_tail,
                 )?;
+                if anchored.is_empty() {
+                    writeln!(
+                        out,
+                        "no external checkpoint anchor at {} (truncation of the newest events cannot be ruled out)",
+                        anchor.path().display()
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "external anchor {}: {} checkpoints match, {} purged by retention, {} not yet anchored",
+                        anchor.path().display(),
+                        anchors.matched,
+                        anchors.purged,
+                        anchors.unanchored,
+                    )?;
+                }
             }
             AuditAction::Query {
                 filter,
@@ -299,7 +357,7 @@ impl AuditCommand {
                 actor,
                 filter,
             } => {
-                let store = self.store(Some(self.signing_key()?)).await?;
+                let store = self.anchored_store(self.signing_key()?).await?;
                 let sink = DurableAuditSink::start(store.clone(), SinkConfig::default());
                 let filter = AuditFilter::from(filter.clone());
                 let actor = SubjectRef {
@@ -332,7 +390,7 @@ impl AuditCommand {
                     (None, Some(before)) => *before,
                     (None, None) => Utc::now(),
                 };
-                let store = self.store(Some(self.signing_key()?)).await?;
+                let store = self.anchored_store(self.signing_key()?).await?;
                 let actor = SubjectRef {
                     id: actor.clone(),
                     kind: SubjectKind::User,

@@ -2,7 +2,8 @@
 //!
 //! An event records metadata only — when, who, what, on what, the decision and its
 //! reasons, the outcome and latency — never a credential value and never request or
-//! response content. Tool arguments appear only as a keyed digest.
+//! response content. Tool arguments appear only as a keyed digest, unless a workspace opted
+//! in to recording them redacted ([`arguments`]).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -23,6 +24,8 @@
 //! retained per tier ([`retention`]), queried page by page ([`query`]), exported
 //! ([`export`]) and verified end to end ([`verify`]). See `docs/audit.md`.
 
+pub mod anchor;
+pub mod arguments;
 pub mod canonical;
 pub mod chain;
 pub mod checkpoint;
@@ -35,6 +38,7 @@ pub mod merkle;
 pub mod query;
 pub mod retention;
 pub mod row;
+pub mod settings;
 pub mod sink;
 pub mod store;
 pub mod verify;
@@ -53,7 +57,7 @@ use crate::subject::{SubjectKind, WorkspaceId};
 
 pub use jsonl::JsonLinesAuditSink;
 pub use memory::MemoryAuditSink;
-pub use sink::{DurableAuditSink, SinkConfig, WhenFull};
+pub use sink::{Acknowledge, DurableAuditSink, SinkConfig, WhenFull};
 pub use store::{AuditStore, PostgresAuditStore, SqliteAuditStore};
 pub use verify::{VerifyOptions, VerifyReport, verify_store};
 
@@ -166,9 +170,13 @@ pub struct AuditEvent {
     /// Redactions by entity type (counts, never values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub redactions: BTreeMap<String, u64>,
-    /// Keyed digest of the tool arguments (never the arguments themselves).
+    /// Keyed digest of the tool arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments_digest: Option<String>,
+    /// The tool arguments after redaction — only for workspaces that opted in
+    /// ([`arguments::RedactedArguments`]); never unredacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Value>,
     /// The client's IP address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<IpAddr>,
@@ -201,6 +209,7 @@ impl AuditEvent {
             duration_us: 0,
             redactions: BTreeMap::new(),
             arguments_digest: None,
+            arguments: None,
             client_ip: call.attributes.client_ip,
             detail: BTreeMap::new(),
         }
@@ -232,6 +241,7 @@ impl AuditEvent {
             duration_us: 0,
             redactions: BTreeMap::new(),
             arguments_digest: None,
+            arguments: None,
             client_ip: None,
             detail: BTreeMap::new(),
         }

@@ -27,6 +27,7 @@
 //! # });
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -38,13 +39,30 @@ use super::store::{AuditStore, StoreError};
 use super::{AuditError, AuditEvent, AuditSink};
 
 /// What `record` does when the queue is full.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WhenFull {
     /// Wait for room: callers slow down to the store's pace.
     #[default]
     Backpressure,
     /// Fail at once with [`AuditError::QueueFull`]: the call is refused (fail closed).
     FailClosed,
+}
+
+/// When [`AuditSink::record`] returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Acknowledge {
+    /// Once the transaction holding the event has committed (the default): an answer is
+    /// never complete before its audit record is durable.
+    #[default]
+    Durable,
+    /// As soon as the event is queued, before it is durable. Saves the governed call the
+    /// wait for its commit, at a price: events queued when the process dies are lost,
+    /// and a commit failure reaches later calls (every record after a failed batch fails,
+    /// closed) instead of the calls whose events were lost. [`DurableAuditSink::append`]
+    /// and [`AuditSink::flush`] still wait for durability.
+    Queued,
 }
 
 /// Sink settings.
@@ -56,6 +74,8 @@ pub struct SinkConfig {
     pub max_batch: usize,
     /// Behaviour when `capacity` events are waiting.
     pub when_full: WhenFull,
+    /// When `record` returns.
+    pub acknowledge: Acknowledge,
 }
 
 impl Default for SinkConfig {
@@ -64,6 +84,7 @@ impl Default for SinkConfig {
             capacity: 65_536,
             max_batch: 8_192,
             when_full: WhenFull::Backpressure,
+            acknowledge: Acknowledge::Durable,
         }
     }
 }
@@ -82,6 +103,10 @@ enum Command {
 pub struct DurableAuditSink {
     queue: mpsc::Sender<Command>,
     when_full: WhenFull,
+    acknowledge: Acknowledge,
+    /// Set by the writer when a batch fails; with [`Acknowledge::Queued`] every later
+    /// record then fails (closed), since earlier acknowledged events may be lost.
+    failed: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -93,10 +118,18 @@ impl DurableAuditSink {
     /// Starts the writer task on the current tokio runtime.
     pub fn start(store: Arc<dyn AuditStore>, config: SinkConfig) -> Self {
         let (queue, commands) = mpsc::channel(config.capacity.max(1));
-        let writer = tokio::spawn(write_loop(store, commands, config.max_batch.max(1)));
+        let failed = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn(write_loop(
+            store,
+            commands,
+            config.max_batch.max(1),
+            failed.clone(),
+        ));
         Self {
             queue,
             when_full: config.when_full,
+            acknowledge: config.acknowledge,
+            failed,
             writer: Mutex::new(Some(writer)),
         }
     }
@@ -144,7 +177,20 @@ impl DurableAuditSink {
 #[async_trait]
 impl AuditSink for DurableAuditSink {
     async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        self.append(&event).await.map(|_| ())
+        match self.acknowledge {
+            Acknowledge::Durable => self.append(&event).await.map(|_| ()),
+            Acknowledge::Queued => {
+                if self.failed.load(Ordering::Acquire) {
+                    return Err(AuditError::Storage(
+                        "an earlier audit batch failed to commit".into(),
+                    ));
+                }
+                let encoded = EncodedEvent::new(&event).map_err(AuditError::Encode)?;
+                // Nobody waits for the acknowledgement; the writer's send just finds no receiver.
+                let (ack, _) = oneshot::channel();
+                self.enqueue(Command::Event(encoded, ack)).await
+            }
+        }
     }
 
     /// Waits until everything queued before it is committed, and signs a checkpoint over it.
@@ -158,10 +204,15 @@ impl AuditSink for DurableAuditSink {
     }
 }
 
+/// The writer. It takes whatever is queued the moment it is free and never waits for a
+/// batch to fill: a lone caller's event is committed at once, alone, so it waits for
+/// exactly one commit. Batches grow only with the events that arrive while a commit is
+/// in progress — the group commit costs a caller at most the commit already under way.
 async fn write_loop(
     store: Arc<dyn AuditStore>,
     mut commands: mpsc::Receiver<Command>,
     max_batch: usize,
+    failed: Arc<AtomicBool>,
 ) {
     let mut buffer = Vec::with_capacity(max_batch);
     loop {
@@ -201,7 +252,8 @@ async fn write_loop(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "audit batch could not be committed");
+                failed.store(true, Ordering::Release);
+                tracing::error!(error = %e, events = event_acks.len(), "audit batch could not be committed");
                 for ack in event_acks {
                     let _ = ack.send(Err(e.clone()));
                 }

@@ -7,6 +7,15 @@
 //! answer is never complete before its audit record is. If the sink fails, the body ends
 //! with an error instead (fail closed). A body dropped early (the client went away) is
 //! recorded as `client_closed` in the background.
+//!
+//! How long the wait is: with the default [`DurableAuditSink`](crate::audit::DurableAuditSink)
+//! a lone call's event is committed at once, alone (one commit, one fsync with
+//! `power_loss` durability); concurrent calls share commits. A deployment that prefers
+//! latency to the guarantee can choose `acknowledge = "queued"` explicitly
+//! ([`Acknowledge::Queued`](crate::audit::Acknowledge::Queued)).
+//!
+//! Tool arguments are recorded as a keyed digest; for workspaces that opted in
+//! ([`RedactedArguments`]) also passed through the redactor — never raw.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,9 +32,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{CallNotes, ResponseFuture, take_ready};
+use crate::audit::arguments::RedactedArguments;
 use crate::audit::{
     AuditError, AuditEvent, AuditSink, DecisionRecord, EventKind, Outcome, SubjectRef,
 };
+use crate::redact::{RedactionScope, Redactor};
 use crate::body::{self, Body, BoxError};
 use crate::call::{Call, call_of};
 use crate::denial::DenialKind;
@@ -38,6 +49,7 @@ use crate::subject::{SubjectKind, WorkspaceId};
 pub struct AuditLayer {
     sink: Arc<dyn AuditSink>,
     argument_key: Arc<Secret>,
+    redacted_arguments: Option<(Arc<dyn Redactor>, RedactedArguments)>,
 }
 
 impl AuditLayer {
@@ -49,7 +61,19 @@ impl AuditLayer {
         Self {
             sink,
             argument_key: Arc::new(Secret::new(key)),
+            redacted_arguments: None,
         }
+    }
+
+    /// Records the tool arguments of the workspaces in `opt_in`, passed through
+    /// `redactor`, beside their digest. Other workspaces keep the digest only.
+    pub fn with_redacted_arguments(
+        mut self,
+        redactor: Arc<dyn Redactor>,
+        opt_in: RedactedArguments,
+    ) -> Self {
+        self.redacted_arguments = Some((redactor, opt_in));
+        self
     }
 
     /// The key of the tool-argument digest (HMAC-SHA256), so equal arguments can be
@@ -145,15 +169,35 @@ fn argument_digest(key: &Secret, arguments: &serde_json::Value) -> String {
     format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn event_for(call: Option<&Call>, key: &Secret) -> AuditEvent {
+/// The arguments as recorded for an opted-in workspace: redacted, or not at all when the
+/// redactor fails (fail closed: the digest alone is recorded).
+fn redacted_arguments(
+    redactor: &dyn Redactor,
+    call: &Call,
+    arguments: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let mut redacted = arguments.clone();
+    match redactor.redact_json(&RedactionScope::of_call(call), &mut redacted) {
+        Ok(_) => Some(redacted),
+        Err(error) => {
+            tracing::warn!(%error, "tool arguments could not be redacted; only their digest is recorded");
+            None
+        }
+    }
+}
+
+fn event_for(call: Option<&Call>, layer: &AuditLayer) -> AuditEvent {
     match call {
         Some(call) => {
             let mut event = AuditEvent::for_call(call, Outcome::Success);
-            event.arguments_digest = call
-                .attributes
-                .tool_arguments
-                .as_ref()
-                .map(|args| argument_digest(key, args));
+            if let Some(args) = call.attributes.tool_arguments.as_ref() {
+                event.arguments_digest = Some(argument_digest(&layer.argument_key, args));
+                if let Some((redactor, opt_in)) = &layer.redacted_arguments
+                    && opt_in.is_enabled_for(call.subject.workspace.as_str())
+                {
+                    event.arguments = redacted_arguments(redactor.as_ref(), call, args);
+                }
+            }
             event
         }
         None => AuditEvent::activity(
@@ -189,7 +233,7 @@ where
         let started = Instant::now();
         let notes = CallNotes::new();
         request.extensions_mut().insert(notes.clone());
-        let event = event_for(call_of(&request).map(|c| &**c), &self.layer.argument_key);
+        let event = event_for(call_of(&request).map(|c| &**c), &self.layer);
         let sink = self.layer.sink.clone();
         ResponseFuture::new(async move {
             let mut pending = Pending {

@@ -6,8 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
-use fortress_core::audit::{AuditSink, DurableAuditSink, SinkConfig, SqliteAuditStore};
+use fortress_core::audit::arguments::RedactedArguments;
+use fortress_core::audit::keys::{Ed25519KeyProvider, KeyProvider, default_key_path};
+use fortress_core::audit::settings::open_trail;
+use fortress_core::audit::{AuditSink, DurableAuditSink};
 use fortress_core::call::Call;
 use fortress_core::guard::kill_file::KillFile;
 use fortress_core::guard::{AdmissionGuard, GovernorStore, KillSwitch, RateLimitGuard};
@@ -23,7 +25,7 @@ use fortress_core::vault::{CredentialSlot, MemoryVault, Vault};
 
 use super::{Governance, McpResultRedaction};
 use crate::auth::{Authenticator, OAuthVerifier, ResourceMetadata};
-use crate::config::{Config, ConfigError};
+use crate::config::{AuditSection, Config, ConfigError};
 use crate::pinning::{PinMode, PinStore};
 use crate::seam::JsonRpcResponder;
 
@@ -59,21 +61,23 @@ fn invalid(what: &str) -> impl Fn(String) -> ConfigError + '_ {
     move |e| ConfigError::Invalid(format!("{what}: {e}"))
 }
 
-/// Opens the audit trail of `data_dir` (signed when `sign`).
-pub async fn open_audit(data_dir: &Path, sign: bool) -> Result<Arc<DurableAuditSink>, ConfigError> {
+/// Opens the audit trail of `data_dir` with the `[audit]` settings (signed when `sign`).
+pub async fn open_audit(
+    data_dir: &Path,
+    section: &AuditSection,
+) -> Result<Arc<DurableAuditSink>, ConfigError> {
     std::fs::create_dir_all(data_dir).map_err(|e| invalid("data directory")(e.to_string()))?;
-    let mut store = SqliteAuditStore::open_in(data_dir)
-        .await
-        .map_err(|e| invalid("audit store")(e.to_string()))?;
-    if sign {
+    let signer: Option<Arc<dyn KeyProvider>> = if section.sign {
         let signer = Ed25519KeyProvider::load_or_create(&default_key_path(data_dir))
             .map_err(|e| invalid("audit signing key")(e.to_string()))?;
-        store = store.with_signer(Arc::new(signer));
-    }
-    Ok(Arc::new(DurableAuditSink::start(
-        Arc::new(store),
-        SinkConfig::default(),
-    )))
+        Some(Arc::new(signer))
+    } else {
+        None
+    };
+    Ok(open_trail(data_dir, signer, &section.settings())
+        .await
+        .map_err(|e| invalid("audit store")(e.to_string()))?
+        .sink)
 }
 
 /// Opens the key store of `config`'s data directory.
@@ -229,7 +233,7 @@ async fn authenticator(
 /// runtime (it starts the audit writer, the policy watcher and the kill-switch follower).
 pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
     let data_dir = &config.data.dir;
-    let audit = open_audit(data_dir, config.audit.sign).await?;
+    let audit = open_audit(data_dir, &config.audit).await?;
     let audit_dyn: Arc<dyn AuditSink> = audit.clone();
     let mut tasks = Vec::new();
 
@@ -268,6 +272,9 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
     let stack = GovernanceStack::builder()
         .audit(audit_dyn.clone())
         .audit_argument_key(argument_key)
+        .audit_redacted_arguments(RedactedArguments::new(
+            config.audit.redacted_arguments.iter().cloned(),
+        ))
         .guard(Arc::new(guard))
         .policy(policy.clone())
         .show_denial_reasons(config.policy.show_reasons)

@@ -63,7 +63,7 @@ pub struct AppendReceipt {
     /// The sequence numbers given to the events, in order.
     pub seqs: Vec<u64>,
     /// The checkpoint signed in the same transaction, if one was.
-    pub checkpoint: Option<u64>,
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// What a retention purge removed.
@@ -77,6 +77,8 @@ pub struct PurgeReport {
     pub anchor: Option<u64>,
     /// The sequence number of the purge's own audit record.
     pub record_seq: Option<u64>,
+    /// The checkpoint signed over the purge record.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// The action name of the record a retention purge appends about itself.

@@ -263,11 +263,12 @@ impl SqliteAuditStore {
         let seqs: Vec<u64> = prepared.rows.iter().map(|r| r.seq).collect();
         if report.anchor.is_some() {
             report.record_seq = seqs.last().copied();
+            report.checkpoint.clone_from(&prepared.checkpoint);
         }
         Ok((
             AppendReceipt {
                 seqs,
-                checkpoint: prepared.checkpoint.map(|c| c.last_seq),
+                checkpoint: prepared.checkpoint,
             },
             report,
         ))
