@@ -251,7 +251,10 @@ mod tests {
             stream.read_exact(&mut byte).await.unwrap();
             assert_eq!(byte[0], 1, "served on a current_thread runtime");
         }
-        assert!(threads.lock().unwrap().len() > 1, "one worker took every connection");
+        assert!(
+            threads.lock().unwrap().len() > 1,
+            "one worker took every connection"
+        );
         let _ = stop_tx.send(());
         server.await.unwrap().unwrap();
     }

@@ -34,7 +34,11 @@ async fn main() -> anyhow::Result<()> {
             .body(Full::new(body.clone()))?;
         let start = Instant::now();
         let response = client.request(request).await?;
-        anyhow::ensure!(response.status().is_success(), "status {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "status {}",
+            response.status()
+        );
         let mut body = response.into_body();
         let mut first = None;
         while let Some(frame) = body.frame().await {
@@ -48,10 +52,6 @@ async fn main() -> anyhow::Result<()> {
     }
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "{} {}",
-        at(0.50).as_micros(),
-        at(0.99).as_micros()
-    );
+    println!("{} {}", at(0.50).as_micros(), at(0.99).as_micros());
     Ok(())
 }
