@@ -157,7 +157,7 @@ for round in $(seq "$ROUNDS"); do
         for path in $PATHS; do
             lua="$WORK/call.lua"
             [ "$path" = governed ] && lua="$WORK/call-key.lua"
-            bench_wrk tools/call "$path" "$c" "$round" "http://${ADDR[$path]}/mcp" "$lua"
+            bench_wrk tools-call "$path" "$c" "$round" "http://${ADDR[$path]}/mcp" "$lua"
         done
     done
 done
