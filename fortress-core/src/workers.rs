@@ -101,7 +101,8 @@ where
     for (index, listener) in listeners.into_iter().enumerate() {
         let (serve, token, done) = (serve.clone(), token.clone(), done_tx.clone());
         std::thread::Builder::new()
-            .name(format!("fortress-worker-{index}"))
+            // Short: Linux keeps 15 bytes of a thread name.
+            .name(format!("fortress-wk-{index}"))
             .spawn(move || {
                 let result = run_worker(listener, &*serve, token);
                 let _ = done.send(result);

@@ -128,12 +128,18 @@ max_tokens = 100000000
         .recv_timeout(Duration::from_secs(60))
         .expect("fortress-pat never listened");
     let pid = process.0.id();
-    let names = thread_names(pid);
-    for worker in ["fortress-worker-0", "fortress-worker-1"] {
-        assert!(
-            names.iter().any(|n| n == worker),
-            "no {worker} thread in {names:?}"
-        );
+    // The workers start right after the address is printed: wait for both (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let names = thread_names(pid);
+        if ["fortress-wk-0", "fortress-wk-1"]
+            .iter()
+            .all(|w| names.iter().any(|n| n == w))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no worker threads in {names:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     for i in 0..16 {
