@@ -1,59 +1,73 @@
 #!/usr/bin/env bash
 # Load benchmark of fortress-mcp: tools/call (2026-07-28, stateless) against a fast upstream
-# directly, through a bare nginx proxy_pass hop, through Fortress with governance reduced to
-# the minimum (anonymous loopback, permit-all policy, no redaction, no pinning: the part-1
-# relay plus the always-on audit) and through Fortress with all governance on (API key,
-# Cedar policy with an argument condition, redaction, tool pinning, signed audit) — all in
-# the same run.
-# Needs wrk and nginx (installed with apt-get when missing). Binds 127.0.0.1 only.
+# (fortress-mcp/examples/fast_upstream.rs), all in the same run, rounds interleaved:
+#   direct    the upstream itself (the baseline)
+#   nginx     a bare nginx proxy_pass hop in front of it
+#   fortress  Fortress with governance at its minimum (anonymous loopback subject, permit-all
+#             Cedar policy, no redaction, no pinning; the durable audit trail is always on)
+#   governed  Fortress with everything on (API key, Cedar policy with a group rule and an
+#             argument condition, list and result redaction, tool pinning, signed audit)
+#   shared    as `fortress`, on the shared multi-thread runtime (workers = 0), for an A/B
+#             of the serving mode (not run unless listed in PATHS)
+# Medians over ROUNDS rounds, ratios to `direct` and to `nginx`. Binds 127.0.0.1 only,
+# on free ephemeral ports. Needs wrk and nginx (installed with apt-get when missing).
 #
-#   bash scripts/bench-mcp.sh                # release build, 10 s per run
-#   PROFILE=debug DURATION=3s bash scripts/bench-mcp.sh
+#   bash scripts/bench-mcp.sh                                  # release, 5 rounds of 5 s
+#   ROUNDS=3 DURATION=3s CONNS="1 32" bash scripts/bench-mcp.sh
+#   PATHS="direct nginx fortress shared" bash scripts/bench-mcp.sh
+#   WORKERS=2              serving threads of the Fortress paths (default: nproc)
+#   AUDIT_DURABILITY=process_crash  AUDIT_ACK=queued   an [audit] section in the Fortress
+#              configs (needs the [audit] settings of the audit work; default: none, i.e.
+#              power_loss durability, each call acknowledged once its event is durable)
+#   PROFILE=debug  SKIP_BUILD=1
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+source scripts/bench-lib.sh
 PROFILE="${PROFILE:-release}"
-DURATION="${DURATION:-10s}"
+DURATION="${DURATION:-5s}"
+ROUNDS="${ROUNDS:-5}"
+CONNS="${CONNS:-1 32}"
+PATHS="${PATHS:-direct nginx fortress governed}"
+WORKERS="${WORKERS:-$(nproc)}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-UP=3101; NGINX=3102; FORTRESS=3103; GOVERNED=3104
 
-if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq wrk nginx >/dev/null
-fi
-if [ "$PROFILE" = release ]; then
-    cargo build --release -p fortress-mcp --bin fortress-mcp --example fast_upstream
-else
-    cargo build -p fortress-mcp --bin fortress-mcp --example fast_upstream
+bench_tools
+if [ -z "${SKIP_BUILD:-}" ]; then
+    if [ "$PROFILE" = release ]; then
+        cargo build -q --release -p fortress-mcp --bin fortress-mcp --example fast_upstream
+    else
+        cargo build -q -p fortress-mcp --bin fortress-mcp --example fast_upstream
+    fi
 fi
 BIN="$TARGET/$PROFILE"
 WORK="$(mktemp -d)"
-cleanup() { kill $(jobs -p) 2>/dev/null || true; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true; rm -rf "$WORK"; }
+RESULTS="$WORK/results.txt"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 
-"$BIN/examples/fast_upstream" "127.0.0.1:$UP" >/dev/null &
-cat > "$WORK/nginx.conf" <<NGINX
-pid $WORK/nginx.pid;
-worker_processes 1;
-error_log $WORK/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    upstream mcp { server 127.0.0.1:$UP; keepalive 64; }
-    server {
-        listen 127.0.0.1:$NGINX;
-        location / { proxy_pass http://mcp; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-}
-NGINX
-nginx -c "$WORK/nginx.conf" -p "$WORK"
-echo 'permit (principal, action, resource);' > "$WORK/permit-all.cedar"
-cat > "$WORK/fortress.toml" <<TOML
+"$BIN/examples/fast_upstream" 127.0.0.1:0 >"$WORK/upstream.out" &
+PIDS+=($!)
+UP=$(bench_wait_addr "$WORK/upstream.out" "fast upstream on")
+NGINX=$(bench_free_port)
+bench_nginx "$WORK" "$NGINX" "$UP"
+
+AUDIT="$(bench_audit_section)"
+echo 'permit (principal, action, resource);' >"$WORK/permit-all.cedar"
+minimum_config() { # name workers
+    cat <<TOML
 [server]
-listen = "127.0.0.1:$FORTRESS"
+listen = "127.0.0.1:0"
+workers = $2
 [naming]
 prefix = false
 [data]
-dir = "$WORK/data-min"
+dir = "$WORK/data-$1"
 [auth]
 anonymous = true
 [policy]
@@ -64,19 +78,24 @@ enabled = false
 mode = "off"
 [[upstream]]
 name = "fast"
-url = "http://127.0.0.1:$UP/mcp"
+url = "http://$UP/mcp"
+$AUDIT
 TOML
+}
+minimum_config fortress "$WORKERS" >"$WORK/fortress.toml"
+minimum_config shared 0 >"$WORK/shared.toml"
 mkdir -p "$WORK/policies"
-cat > "$WORK/policies/main.cedar" <<'CEDAR'
+cat >"$WORK/policies/main.cedar" <<'CEDAR'
 permit (principal, action in [Action::"tools/list", Action::"resources/list", Action::"prompts/list"], resource is Workspace);
 permit (principal in Group::"bench", action in [Action::"tools/list", Action::"tools/call"], resource in Connector::"fast");
 forbid (principal, action == Action::"tools/call", resource == Tool::"fast/echo")
 unless { context has tool_arguments && context.tool_arguments has m && context.tool_arguments.m != "forbidden" };
 CEDAR
-echo 'type ToolArguments = { m?: String };' > "$WORK/policies/arguments.cedarschema"
-cat > "$WORK/governed.toml" <<TOML
+echo 'type ToolArguments = { m?: String };' >"$WORK/policies/arguments.cedarschema"
+cat >"$WORK/governed.toml" <<TOML
 [server]
-listen = "127.0.0.1:$GOVERNED"
+listen = "127.0.0.1:0"
+workers = $WORKERS
 [naming]
 prefix = false
 [data]
@@ -87,48 +106,61 @@ dir = "$WORK/policies"
 mode = "trust_on_first_use"
 [[upstream]]
 name = "fast"
-url = "http://127.0.0.1:$UP/mcp"
+url = "http://$UP/mcp"
+$AUDIT
 TOML
-FORTRESS_LOG=warn "$BIN/fortress-mcp" serve --config "$WORK/fortress.toml" >/dev/null &
 KEY=$("$BIN/fortress-mcp" keys --config "$WORK/governed.toml" create --workspace bench --subject wrk --group bench | sed -n 's/^key: //p')
-FORTRESS_LOG=warn "$BIN/fortress-mcp" serve --config "$WORK/governed.toml" >/dev/null &
-cat > "$WORK/call.lua" <<'LUA'
+
+declare -A ADDR=([direct]="$UP" [nginx]="127.0.0.1:$NGINX")
+for path in fortress shared governed; do
+    case " $PATHS " in *" $path "*) ;; *) continue ;; esac
+    FORTRESS_LOG=warn "$BIN/fortress-mcp" serve --config "$WORK/$path.toml" >"$WORK/$path.out" &
+    PIDS+=($!)
+    ADDR[$path]=$(bench_wait_addr "$WORK/$path.out" "listening on")
+done
+
+BODY='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"m":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
+cat >"$WORK/call.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["MCP-Protocol-Version"] = "2026-07-28"
 wrk.headers["Mcp-Method"] = "tools/call"
 wrk.headers["Mcp-Name"] = "echo"
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"m":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
+wrk.body = '$BODY'
 LUA
-sed "s/^wrk.method = \"POST\"/wrk.method = \"POST\"\nwrk.headers[\"x-api-key\"] = \"$KEY\"/" "$WORK/call.lua" > "$WORK/call-key.lua"
-# Wait for the three listeners (bounded).
-for port in $UP $NGINX $FORTRESS $GOVERNED; do
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
-curl -sf -X POST "http://127.0.0.1:$FORTRESS/mcp" -H 'Content-Type: application/json' \
-    -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \
-    -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo' --data "$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$WORK/call.lua")" | grep -q '"ok"'
-# The governed gateway approves the tool on first sight (a list), then serves the call.
-curl -sf -X POST "http://127.0.0.1:$GOVERNED/mcp" -H "x-api-key: $KEY" -H 'Content-Type: application/json' \
-    -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \
-    -H 'Mcp-Method: tools/list' \
-    --data '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}' | grep -q '"echo"'
-curl -sf -X POST "http://127.0.0.1:$GOVERNED/mcp" -H "x-api-key: $KEY" -H 'Content-Type: application/json' \
-    -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \
-    -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo' --data "$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$WORK/call.lua")" | grep -q '"ok"'
-
-run() { # name port connections [script]
-    wrk -t1 -c"$3" -d"$DURATION" --latency -s "$WORK/${4:-call.lua}" "http://127.0.0.1:$2/mcp" > "$WORK/$1-$3.txt"
-    local rps p50 p99
-    rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$1-$3.txt")
-    p50=$(awk '$1=="50%" {print $2}' "$WORK/$1-$3.txt")
-    p99=$(awk '$1=="99%" {print $2}' "$WORK/$1-$3.txt")
-    printf '%-9s c=%-3s %10s req/s  p50 %-9s p99 %s\n' "$1" "$3" "$rps" "$p50" "$p99"
+sed "s/^wrk.method = \"POST\"/wrk.method = \"POST\"\nwrk.headers[\"x-api-key\"] = \"$KEY\"/" "$WORK/call.lua" >"$WORK/call-key.lua"
+mcp_post() { # addr method [extra curl args...]
+    local addr=$1 method=$2
+    shift 2
+    curl -sf -X POST "http://$addr/mcp" "$@" -H 'Content-Type: application/json' \
+        -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \
+        -H "Mcp-Method: $method"
 }
-for c in 1 32; do
-    run direct $UP $c
-    run nginx $NGINX $c
-    run fortress $FORTRESS $c
-    run governed $GOVERNED $c call-key.lua
+# Every path must answer the call correctly before it is measured.
+for path in $PATHS; do
+    extra=()
+    [ "$path" = governed ] && extra=(-H "x-api-key: $KEY")
+    if [ "$path" = governed ]; then
+        # The governed gateway approves the tool on first sight (a list), then serves it.
+        mcp_post "${ADDR[$path]}" tools/list "${extra[@]}" \
+            --data '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}' |
+            grep -q '"echo"'
+    fi
+    mcp_post "${ADDR[$path]}" tools/call "${extra[@]}" -H 'Mcp-Name: echo' --data "$BODY" | grep -q '"ok"' ||
+        { echo "$path does not answer tools/call" >&2; exit 1; }
 done
+
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; Fortress workers: $WORKERS; profile: $PROFILE"
+for round in $(seq "$ROUNDS"); do
+    for c in $CONNS; do
+        for path in $PATHS; do
+            lua="$WORK/call.lua"
+            [ "$path" = governed ] && lua="$WORK/call-key.lua"
+            bench_wrk tools-call "$path" "$c" "$round" "http://${ADDR[$path]}/mcp" "$lua"
+        done
+    done
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+bench_summary direct nginx governed fortress

@@ -35,6 +35,7 @@ pub mod subject;
 pub mod tier;
 pub mod tls;
 pub mod vault;
+pub mod workers;
 
 /// The names most embedders need.
 pub mod prelude {

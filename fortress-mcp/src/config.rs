@@ -413,6 +413,10 @@ pub struct ServerSection {
     /// Serve HTTPS (TLS 1.3 only) with this certificate chain and key.
     #[serde(default)]
     pub tls: Option<TlsSection>,
+    /// Serving threads: 0 (default) serves on the shared multi-thread runtime; N > 0 runs N
+    /// single-threaded runtimes with `SO_REUSEPORT` listeners (`fortress_core::workers`).
+    #[serde(default)]
+    pub workers: fortress_core::workers::WorkerCount,
 }
 
 /// `[server.tls]`: PEM files.
@@ -434,6 +438,7 @@ impl Default for ServerSection {
             allow_loopback_origins: true,
             max_body_bytes: default_body(),
             tls: None,
+            workers: fortress_core::workers::WorkerCount::default(),
         }
     }
 }

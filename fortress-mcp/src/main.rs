@@ -96,10 +96,11 @@ async fn main() -> anyhow::Result<()> {
                 Some(files) => Some(fortress_core::tls::server_config(&files.cert, &files.key)?),
                 None => None,
             };
-            let listener = tokio::net::TcpListener::bind(config.server.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-            let addr = listener.local_addr()?;
+            let workers = config.server.workers;
+            let listeners =
+                fortress_core::workers::bind_reuseport(config.server.listen, workers.get())
+                    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            let addr = listeners[0].local_addr()?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(%addr, path = %config.server.path, tls = tls.is_some(), "fortress-mcp listening");
             // Tests and scripts read the bound address from this line.
@@ -108,9 +109,18 @@ async fn main() -> anyhow::Result<()> {
                 fortress_mcp::server::McpServer::new(config.server_config(), server, seam)
                     .with_authenticator(Arc::new(governed.authenticator.clone()))
                     .with_session_sealer(governed.session_sealer.clone());
-            let served = match tls {
-                Some(tls) => endpoint.serve_tls(listener, tls, shutdown_signal()).await,
-                None => endpoint.serve(listener, shutdown_signal()).await,
+            let served = if workers.per_worker() {
+                endpoint
+                    .serve_on_workers(listeners, tls, shutdown_signal())
+                    .await
+            } else {
+                let listener = tokio::net::TcpListener::from_std(
+                    listeners.into_iter().next().context("no listener")?,
+                )?;
+                match tls {
+                    Some(tls) => endpoint.serve_tls(listener, tls, shutdown_signal()).await,
+                    None => endpoint.serve(listener, shutdown_signal()).await,
+                }
             };
             governed.shutdown().await;
             served?;

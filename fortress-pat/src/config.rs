@@ -125,6 +125,10 @@ pub struct Config {
     /// The audit trail: durability, full-queue policy, acknowledgement, anchoring.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Serving threads: 0 (default) serves on the shared multi-thread runtime; N > 0 runs N
+    /// single-threaded runtimes with `SO_REUSEPORT` listeners (`fortress_core::workers`).
+    #[serde(default)]
+    pub workers: fortress_core::workers::WorkerCount,
 }
 
 /// A policy engine and, when its documents are editable, the dashboard's editor of them.

@@ -92,23 +92,42 @@ async fn main() -> anyhow::Result<()> {
                 Some(files) => Some(fortress_pat::server::tls_config(&files.cert, &files.key)?),
                 None => None,
             };
-            let listener = fortress_pat::server::bind(config.listen).await?;
+            let listeners =
+                fortress_core::workers::bind_reuseport(config.listen, config.workers.get())
+                    .with_context(|| format!("cannot listen on {}", config.listen))?;
+            let addr = listeners[0].local_addr()?;
             let scheme = if tls.is_some() { "https" } else { "http" };
-            let base = format!("{scheme}://{}", listener.local_addr()?);
-            tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving");
+            let base = format!("{scheme}://{addr}");
+            tracing::info!(%addr, tls = tls.is_some(), workers = config.workers.get(), "serving");
+            // Scripts read the bound address from this line.
+            println!("listening on {base}");
             let mounted = match &gateway.dashboard {
                 Some(dashboard) => start_dashboard(dashboard, &base).await?,
                 None => None,
             };
             let ledger = gateway.service.ledger().clone();
-            fortress_pat::server::serve_with_admin(
-                listener,
-                gateway.service,
-                mounted,
-                tls,
-                shutdown(),
-            )
-            .await?;
+            if config.workers.per_worker() {
+                fortress_pat::server::serve_on_workers(
+                    listeners,
+                    gateway.service,
+                    mounted,
+                    tls,
+                    shutdown(),
+                )
+                .await?;
+            } else {
+                let listener = tokio::net::TcpListener::from_std(
+                    listeners.into_iter().next().context("no listener")?,
+                )?;
+                fortress_pat::server::serve_with_admin(
+                    listener,
+                    gateway.service,
+                    mounted,
+                    tls,
+                    shutdown(),
+                )
+                .await?;
+            }
             if let Err(error) = ledger.flush().await {
                 tracing::error!(%error, "metering flush at exit failed");
             }

@@ -26,6 +26,9 @@ use crate::sse::SseEvent;
 /// The models the mock lists.
 pub const MOCK_MODELS: [&str; 3] = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"];
 
+/// How many requests the mock remembers (the oldest half is forgotten beyond that).
+const MAX_RECORDED: usize = 8192;
+
 /// What the mock recorded about one request.
 #[derive(Clone, Debug)]
 pub struct Recorded {
@@ -171,14 +174,17 @@ fn model_object(id: &str) -> Value {
 
 async fn answer(state: &State, request: Request<Incoming>) -> Response<Body> {
     let (parts, incoming) = request.into_parts();
-    state
-        .seen
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Recorded {
+    {
+        let mut seen = state.seen.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded, so a long load benchmark does not grow the mock without end.
+        if seen.len() >= MAX_RECORDED {
+            seen.drain(..MAX_RECORDED / 2);
+        }
+        seen.push(Recorded {
             path: format!("{} {}", parts.method, parts.uri.path()),
             headers: parts.headers.clone(),
         });
+    }
     let key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
     if key != Some(state.api_key.as_str()) {
         return error(

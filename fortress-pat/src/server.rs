@@ -58,6 +58,33 @@ pub async fn serve_with_admin(
     Ok(())
 }
 
+/// [`serve_with_admin`] on one single-threaded runtime per listener (bind them with
+/// `fortress_core::workers::bind_reuseport`): each connection, its upstream exchange and
+/// the tasks it spawns stay on one thread.
+pub async fn serve_on_workers(
+    listeners: Vec<std::net::TcpListener>,
+    service: PatService,
+    admin: Option<MountedAdmin>,
+    tls: Option<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let tls = tls.map(Arc::new);
+    fortress_core::workers::serve_on_workers(
+        listeners,
+        move |listener, stop| {
+            let service = service.clone();
+            let gateway = move |request: hyper::Request<Incoming>, peer: SocketAddr| {
+                let service = service.clone();
+                async move { service.handle(request, Some(peer.ip())).await }
+            };
+            fortress_core::admin::mount::serve(listener, admin.clone(), tls.clone(), gateway, stop)
+        },
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Binds `addr`.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     Ok(TcpListener::bind(addr).await?)

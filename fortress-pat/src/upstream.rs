@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fortress_core::body::{self, Body};
+use fortress_core::workers::PerWorker;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -90,10 +91,14 @@ pub enum UpstreamError {
     Build(String),
 }
 
+type PooledClient = Client<TlsConnector, Full<Bytes>>;
+
 /// A pooled client for one upstream.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<TlsConnector, Full<Bytes>>,
+    /// One connection pool per serving worker, so that a worker's requests use connections
+    /// driven on its own thread (`fortress_core::workers`).
+    client: Arc<PerWorker<PooledClient>>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     prefix: String,
@@ -132,12 +137,14 @@ impl Upstream {
             http,
             tls: tls.map(|c| tokio_rustls::TlsConnector::from(Arc::new(c))),
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let client = PerWorker::new(move || {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(256)
+                .build(connector.clone())
+        });
         Ok(Self {
-            client,
+            client: Arc::new(client),
             scheme,
             authority,
             prefix: base.path().trim_end_matches('/').to_owned(),
@@ -159,7 +166,7 @@ impl Upstream {
         *upstream.method_mut() = parts.method;
         *upstream.uri_mut() = uri;
         copy_forwarded(&parts.headers, upstream.headers_mut());
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(upstream));
+        let sent = tokio::time::timeout(self.response_timeout, self.client.get().request(upstream));
         let response = match sent.await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => return Err(UpstreamError::Request(e)),

@@ -167,6 +167,35 @@ impl McpServer {
         self.serve_with(listener, Some(acceptor), signal).await
     }
 
+    /// [`serve`](Self::serve) (or [`serve_tls`](Self::serve_tls) with `tls`) on one
+    /// single-threaded runtime per listener (bind them with
+    /// `fortress_core::workers::bind_reuseport`): each connection, its upstream exchanges
+    /// and the tasks it spawns stay on one thread.
+    pub async fn serve_on_workers(
+        self,
+        listeners: Vec<std::net::TcpListener>,
+        tls: Option<rustls::ServerConfig>,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let acceptor = tls.map(|tls| tokio_rustls::TlsAcceptor::from(Arc::new(tls)));
+        let endpoint = self.clone();
+        fortress_core::workers::serve_on_workers(
+            listeners,
+            move |listener, shutdown| {
+                endpoint
+                    .clone()
+                    .serve_with(listener, acceptor.clone(), shutdown)
+            },
+            signal,
+        )
+        .await?;
+        // Every worker has drained; make sure sessions and streams are closed once more in
+        // case a worker failed before reaching its own shutdown.
+        self.shutdown.cancel();
+        self.handler.close_sessions();
+        Ok(())
+    }
+
     async fn serve_with(
         self,
         listener: TcpListener,

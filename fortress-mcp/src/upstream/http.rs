@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
+use fortress_core::workers::PerWorker;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -85,8 +86,9 @@ pub struct HttpUpstream {
     uri: Uri,
     config: HttpConfig,
     client: Client<HttpConnector, Full<Bytes>>,
-    /// The connections request/response exchanges use (the hot path).
-    pool: Arc<super::pool::Pool>,
+    /// The connections request/response exchanges use (the hot path), per serving worker
+    /// so that each worker drives only connections registered with its own runtime.
+    pool: PerWorker<Arc<super::pool::Pool>>,
     /// `Host` and the origin-form target of those exchanges.
     host: HeaderValue,
     target: Uri,
@@ -153,7 +155,7 @@ impl HttpUpstream {
             .map_err(|e| ErrorObject::new(UPSTREAM_ERROR, format!("bad upstream URL: {e}")))?;
         Ok(Self {
             name: name.into(),
-            pool: super::pool::Pool::new(address),
+            pool: PerWorker::new(move || super::pool::Pool::new(address.clone())),
             host,
             target,
             uri,
@@ -220,7 +222,7 @@ impl HttpUpstream {
             .body(Full::new(message.to_bytes()))
             .map_err(ErrorObject::internal)?;
         let response =
-            self.pool.send(request).await.map_err(|e| {
+            self.pool.get().send(request).await.map_err(|e| {
                 ErrorObject::new(UPSTREAM_ERROR, format!("upstream unreachable: {e}"))
             })?;
         let status = response.status();
