@@ -15,6 +15,7 @@ pub(crate) mod custom;
 pub(crate) mod dictionary;
 pub(crate) mod dob;
 pub(crate) mod email;
+pub(crate) mod escape;
 pub(crate) mod iban;
 pub(crate) mod ip;
 pub(crate) mod json_key;
