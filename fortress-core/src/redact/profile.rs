@@ -11,7 +11,7 @@ use super::config::RuleSet;
 use super::detect::custom::CustomDetector;
 use super::detect::dictionary::DictionaryDetector;
 use super::detect::email::EmailDetector;
-use super::detect::escape::inside_escape;
+use super::detect::escape::{inside_escape, json_number_quote};
 use super::detect::ip::Ipv6Detector;
 use super::detect::json_key::{JsonKeyDetector, KeyRules};
 use super::detect::keyword::{KeywordDetector, MAX_KEY_LEN, MRN_WORDS, SECRET_KEYS, Trigger};
@@ -131,9 +131,14 @@ impl MatchFinder for ProfileFinder {
                 return;
             };
             let value = &haystack[hit.start..hit.end];
-            let replacement =
+            let mut replacement =
                 self.action(&hit.entity)
                     .replace(&hit.entity, value, self.key.as_ref());
+            // A number under a JSON key written as text becomes a string, or the text
+            // would stop being JSON.
+            if let Some(quote) = json_number_quote(haystack.as_bytes(), hit.start) {
+                replacement = format!("{quote}{replacement}{quote}");
+            }
             spans.push(Span {
                 start: hit.start,
                 end: hit.end,

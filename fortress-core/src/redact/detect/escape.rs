@@ -43,9 +43,58 @@ pub(crate) fn inside_escape(hay: &[u8], p: usize) -> Option<usize> {
     None
 }
 
+/// Whether an escape sequence ends right before `p` (`\n` in `Call\nbob`): its letter
+/// or hex digit ends a word there, as the character it stands for would.
+pub(crate) fn escape_ends_at(hay: &[u8], p: usize) -> bool {
+    p >= 2
+        && (hay[p - 2] == b'\\' || (p >= 6 && hay[p - 6] == b'\\'))
+        && inside_escape(hay, p - 1) == Some(p)
+}
+
+/// If a span starting at `start` is a bare number that is a JSON object's value
+/// (`"ssn": 123456789`), the quote its replacement must be wrapped in to stay JSON: `"`,
+/// or `\"` when the JSON is itself inside a JSON string (`\"ssn\": 123456789`).
+pub(crate) fn json_number_quote(hay: &[u8], start: usize) -> Option<&'static str> {
+    if !hay.get(start).is_some_and(|b| b.is_ascii_digit() || *b == b'-') {
+        return None;
+    }
+    let colon = skip_spaces_back(hay, start).checked_sub(1)?;
+    if hay[colon] != b':' {
+        return None;
+    }
+    let quote = skip_spaces_back(hay, colon).checked_sub(1)?;
+    if hay[quote] != b'"' {
+        return None;
+    }
+    Some(if inside_escape(hay, quote).is_some() {
+        "\\\""
+    } else {
+        "\""
+    })
+}
+
+/// Where a run of at most four spaces ending at `p` starts.
+fn skip_spaces_back(hay: &[u8], p: usize) -> usize {
+    p - hay[p.saturating_sub(4)..p]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b' ')
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::inside_escape;
+    use super::{inside_escape, json_number_quote};
+
+    #[test]
+    fn numbers_under_json_keys() {
+        let s = br#"{"ssn": 123456789, "n":1} \"ssn\":123 ssn: 123"#;
+        assert_eq!(json_number_quote(s, 8), Some("\""));
+        assert_eq!(json_number_quote(s, 23), Some("\""));
+        assert_eq!(json_number_quote(s, 34), Some("\\\""));
+        assert_eq!(json_number_quote(s, 43), None);
+        assert_eq!(json_number_quote(s, 1), None);
+    }
 
     #[test]
     fn positions_inside_escapes() {

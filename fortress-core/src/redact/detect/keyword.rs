@@ -9,7 +9,10 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, Matc
 use regex::Regex;
 
 use super::secret::{self, Prefixed};
-use super::{CONTEXT_LEN, Detector, Hit, MAX_BUILTIN_MATCH, better, left_ok, right_ok, word_at};
+use super::{
+    CONTEXT_LEN, Detector, Hit, MAX_BUILTIN_MATCH, better, left_ok, letter_before, right_ok,
+    word_at,
+};
 
 /// What a keyword triggers.
 #[derive(Clone, Debug)]
@@ -149,7 +152,7 @@ impl KeywordDetector {
             }
             Trigger::Mrn(entity) => {
                 // The keyword matched ignoring case; it must also start a word.
-                if k > 0 && hay[k - 1].is_ascii_alphabetic() {
+                if letter_before(hay, k) {
                     return None;
                 }
                 let v = mrn_value_start(hay, k_end);

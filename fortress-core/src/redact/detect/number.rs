@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::escape::escape_ends_at;
 use super::{
     Detector, Hit, card, continues_number, dob, iban, ip, left_ok, next_digit, phone, ssn,
 };
@@ -100,7 +101,7 @@ fn inside_word(hay: &[u8], q: usize) -> bool {
     let b = hay[q - 1];
     let iban_letters =
         b.is_ascii_uppercase() && q >= 2 && hay[q - 2].is_ascii_uppercase() && left_ok(hay, q - 2);
-    (b.is_ascii_alphabetic() || b == b'_') && !iban_letters
+    (b.is_ascii_alphabetic() || b == b'_') && !iban_letters && !escape_ends_at(hay, q)
 }
 
 /// A cheap test that rules out most digit runs in ordinary text, from the run's length
@@ -123,9 +124,16 @@ fn could_start(hay: &[u8], q: usize, run_end: usize) -> bool {
     let after = hay.get(run_end + 1).copied().unwrap_or(0);
     match next {
         // A month name before: `March 12, 1985`, `Mar. 12 1985`.
-        b',' | b' ' if n <= 2 && before == b' ' => true,
+        b',' | b' '
+            if n <= 2
+                && before == b' '
+                && q >= 2
+                && (hay[q - 2].is_ascii_alphabetic() || hay[q - 2] == b'.') =>
+        {
+            true
+        }
         // `12 March 1985`.
-        b' ' if n <= 2 && after.is_ascii_alphabetic() => true,
+        b' ' if n <= 2 && dob::month_initial(after) => true,
         // Phones (`415-555-…`, `1-800-…`, `1 (800) …`), SSNs and card groups (3–6
         // digits), dates (`1985-03-…`, `12.03.…`, `3/12/…`), IPv4 (`10.0.…`).
         b'-' | b'.' | b' ' | b'/' => {
