@@ -186,7 +186,11 @@ fn profile(which: &str) {
         } else if streaming {
             stream_64(&redactor, &scope, black_box(&text))
         } else {
-            redactor.redact_text(&scope, black_box(&text)).unwrap().0.len()
+            redactor
+                .redact_text(&scope, black_box(&text))
+                .unwrap()
+                .0
+                .len()
         };
     }
     println!("{total}");

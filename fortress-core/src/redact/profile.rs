@@ -136,7 +136,7 @@ impl MatchFinder for ProfileFinder {
                     .replace(&hit.entity, value, self.key.as_ref());
             // A number under a JSON key written as text becomes a string, or the text
             // would stop being JSON.
-            if let Some(quote) = json_number_quote(haystack.as_bytes(), hit.start) {
+            if let Some(quote) = json_number_quote(haystack.as_bytes(), hit.start, hit.end) {
                 replacement = format!("{quote}{replacement}{quote}");
             }
             spans.push(Span {

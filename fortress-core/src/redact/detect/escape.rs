@@ -51,11 +51,28 @@ pub(crate) fn escape_ends_at(hay: &[u8], p: usize) -> bool {
         && inside_escape(hay, p - 1) == Some(p)
 }
 
-/// If a span starting at `start` is a bare number that is a JSON object's value
-/// (`"ssn": 123456789`), the quote its replacement must be wrapped in to stay JSON: `"`,
-/// or `\"` when the JSON is itself inside a JSON string (`\"ssn\": 123456789`).
-pub(crate) fn json_number_quote(hay: &[u8], start: usize) -> Option<&'static str> {
-    if !hay.get(start).is_some_and(|b| b.is_ascii_digit() || *b == b'-') {
+/// If the span `start..end` is a bare number that is a JSON object's value
+/// (`"ssn": 123456789,`), the quote its replacement must be wrapped in to stay JSON: `"`,
+/// or `\"` when the JSON is itself inside a JSON string (`\"ssn\": 123456789,`).
+pub(crate) fn json_number_quote(hay: &[u8], start: usize, end: usize) -> Option<&'static str> {
+    let value = &hay[start..end];
+    if !value
+        .iter()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+    {
+        return None;
+    }
+    // What follows must end the value, and must not be something a second pass would
+    // read differently once a quote stands before it instead of a digit (`…9,4111…`
+    // continues a number, `…",4111…` would not).
+    let ends = match hay.get(end) {
+        None | Some(b'}' | b'\n' | b'\r' | b'\t' | b'\\') => true,
+        Some(b',' | b' ') => !hay
+            .get(end + 1)
+            .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'[' | b'*')),
+        _ => false,
+    };
+    if !ends {
         return None;
     }
     let colon = skip_spaces_back(hay, start).checked_sub(1)?;
@@ -89,11 +106,14 @@ mod tests {
     #[test]
     fn numbers_under_json_keys() {
         let s = br#"{"ssn": 123456789, "n":1} \"ssn\":123 ssn: 123"#;
-        assert_eq!(json_number_quote(s, 8), Some("\""));
-        assert_eq!(json_number_quote(s, 23), Some("\""));
-        assert_eq!(json_number_quote(s, 34), Some("\\\""));
-        assert_eq!(json_number_quote(s, 43), None);
-        assert_eq!(json_number_quote(s, 1), None);
+        assert_eq!(json_number_quote(s, 8, 17), Some("\""));
+        assert_eq!(json_number_quote(s, 23, 24), Some("\""));
+        assert_eq!(json_number_quote(s, 34, 37), Some("\\\""));
+        assert_eq!(json_number_quote(s, 43, 46), None);
+        // Not a number, or not where a number value ends.
+        assert_eq!(json_number_quote(b"\"k\": 12ab@x.co", 5, 14), None);
+        assert_eq!(json_number_quote(b"\"k\": 123,456", 5, 8), None);
+        assert_eq!(json_number_quote(b"\"k\": 123+1", 5, 8), None);
     }
 
     #[test]
