@@ -3,6 +3,10 @@
 //! byte scan, and the three-regex `PatternRedactor`).
 //!
 //! `cargo bench -p fortress-core --bench redact -- --warm-up-time 1 --measurement-time 3`
+//!
+//! With `REDACT_PROFILE=<input>[-stream]` set (`prose`, `clean`, `dense`), the binary
+//! instead redacts that input a few times and exits: a small, repeatable driver for
+//! `valgrind --tool=callgrind` (instruction counts do not depend on the machine's load).
 // criterion's macros generate undocumented items.
 #![allow(missing_docs)]
 
@@ -11,7 +15,7 @@ mod redact_support;
 
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use fortress_core::redact::{DefaultRedactor, PatternRedactor, RedactionScope, Redactor};
 use fortress_core::subject::WorkspaceId;
 use redact_support::{ENTITIES, clean_line, rng, sample};
@@ -155,5 +159,50 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Redacts one input `REDACT_PROFILE_ROUNDS` times (default 3) and prints a checksum; the
+/// cost of one round is the difference between two round counts, without the set-up.
+fn profile(which: &str) {
+    let redactor = DefaultRedactor::new();
+    let scope = RedactionScope::new(WorkspaceId::new("bench"));
+    let (name, streaming) = match which.strip_suffix("-stream") {
+        Some(name) => (name, true),
+        None => (which, false),
+    };
+    let text = match name {
+        // The byte scan over the clean text, for the instruction-count baseline.
+        "prose" => prose_text(),
+        "clean" | "baseline" => clean_text(),
+        "dense" => dense_text(),
+        other => panic!("REDACT_PROFILE: unknown input {other:?}"),
+    };
+    let rounds: usize = std::env::var("REDACT_PROFILE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let mut total = 0;
+    for _ in 0..rounds {
+        total += if name == "baseline" {
+            byte_scan(black_box(&text))
+        } else if streaming {
+            stream_64(&redactor, &scope, black_box(&text))
+        } else {
+            redactor
+                .redact_text(&scope, black_box(&text))
+                .unwrap()
+                .0
+                .len()
+        };
+    }
+    println!("{total}");
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(which) = std::env::var("REDACT_PROFILE") {
+        profile(&which);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

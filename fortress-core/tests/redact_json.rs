@@ -204,3 +204,56 @@ fn redacting_json_twice_changes_nothing_more() {
     assert_eq!(once["ssn"], "*****6789");
     assert!(once["full_name"].as_str().unwrap().starts_with("[NAME_"));
 }
+
+/// JSON written as text (a tool result's text block, JSON streamed as text deltas) is
+/// redacted as text; the result must still parse, whatever the values end or start with.
+#[test]
+fn json_redacted_as_plain_text_stays_json() {
+    let redactor = DefaultRedactor::new();
+    let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7";
+    let values = json!({
+        // PEM blocks without an END line: the body runs up to the end of the string, and
+        // ends in an escaped quote, an escaped backslash, or both.
+        "quoted": format!("{pem}\" and more"),
+        "backslash": format!("{pem}\\"),
+        "both": format!("{pem}\\\""),
+        "unicode": format!("{pem}\u{1}"),
+        // Addresses right after an escape (`\n`, `\u0001`).
+        "note": "Call\nbob@example.com",
+        "control": "\u{1}jane.doe@example.org",
+        // Values and keywords right after an escape's letter (`\n4111…`, `\nDOB`).
+        "lines": "Paid with\n4111 1111 1111 1111\nDOB: 1985-03-12\tSSN 123-45-6789",
+        // Numbers under sensitive keys.
+        "ssn": 123456789,
+        "mrn": 12345678,
+        "inner": "{\"ssn\": 123456789}",
+    });
+    let text = values.to_string();
+    let (redacted, report) = redactor.redact_text(&scope("w"), &text).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&redacted)
+        .unwrap_or_else(|e| panic!("redacted JSON text does not parse ({e}): {redacted}"));
+    for secret in [
+        "MIIEvQ",
+        "bob@example.com",
+        "jane.doe",
+        "123456789",
+        "12345678",
+        "4111",
+        "1985",
+        "6789",
+    ] {
+        assert!(!redacted.contains(secret), "{secret} survived: {redacted}");
+    }
+    assert_eq!(parsed["note"], "Call\n[EMAIL]");
+    assert_eq!(parsed["control"], "\u{1}[EMAIL]");
+    assert_eq!(parsed["lines"], "Paid with\n[CARD]\nDOB: [DOB]\tSSN [SSN]");
+    assert_eq!(parsed["ssn"], "[SSN]");
+    assert_eq!(parsed["mrn"], "[MRN]");
+    assert_eq!(parsed["inner"], "{\"ssn\": \"[SSN]\"}");
+    assert_eq!(parsed["quoted"], "[SECRET] and more");
+    assert_eq!(report.count("SECRET"), 4);
+    // And a second pass changes nothing.
+    let (again, report) = redactor.redact_text(&scope("w"), &redacted).unwrap();
+    assert_eq!(again, redacted);
+    assert!(report.is_empty(), "{report:?}");
+}

@@ -11,6 +11,7 @@ use super::config::RuleSet;
 use super::detect::custom::CustomDetector;
 use super::detect::dictionary::DictionaryDetector;
 use super::detect::email::EmailDetector;
+use super::detect::escape::{inside_escape, json_number_quote};
 use super::detect::ip::Ipv6Detector;
 use super::detect::json_key::{JsonKeyDetector, KeyRules};
 use super::detect::keyword::{KeywordDetector, MAX_KEY_LEN, MRN_WORDS, SECRET_KEYS, Trigger};
@@ -85,7 +86,17 @@ impl ProfileFinder {
     fn next(&self, i: usize, hay: &str, at: usize) -> Option<Hit> {
         let mut from = at;
         loop {
-            let hit = self.detectors[i].next(hay, from)?;
+            let mut hit = self.detectors[i].next(hay, from)?;
+            let found_at = hit.start;
+            // JSON redacted as text stays JSON: a span never starts or ends inside an
+            // escape (`\nbob@…` starts at `bob`; `…abc\"` takes the whole `\"`).
+            let bytes = hay.as_bytes();
+            if let Some(e) = inside_escape(bytes, hit.start) {
+                hit.start = e;
+            }
+            if let Some(e) = inside_escape(bytes, hit.end) {
+                hit.end = e;
+            }
             // A detector working on bytes must not split a character; skip such a hit.
             if hay.is_char_boundary(hit.start)
                 && hay.is_char_boundary(hit.end)
@@ -93,7 +104,7 @@ impl ProfileFinder {
             {
                 return Some(hit);
             }
-            from = hit.start + 1;
+            from = found_at + 1;
         }
     }
 }
@@ -120,9 +131,14 @@ impl MatchFinder for ProfileFinder {
                 return;
             };
             let value = &haystack[hit.start..hit.end];
-            let replacement =
+            let mut replacement =
                 self.action(&hit.entity)
                     .replace(&hit.entity, value, self.key.as_ref());
+            // A number under a JSON key written as text becomes a string, or the text
+            // would stop being JSON.
+            if let Some(quote) = json_number_quote(haystack.as_bytes(), hit.start, hit.end) {
+                replacement = format!("{quote}{replacement}{quote}");
+            }
             spans.push(Span {
                 start: hit.start,
                 end: hit.end,

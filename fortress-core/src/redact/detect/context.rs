@@ -6,7 +6,7 @@
 //! between a keyword and a value (which shortens the gap) never lets a second pass find
 //! more than the first did.
 
-use super::word_at;
+use super::{letter_before, word_at};
 
 /// How far before a value a positive keyword may be.
 pub(crate) const NEAR: usize = 48;
@@ -71,7 +71,7 @@ pub(crate) fn near_before(hay: &[u8], p: usize, words: &Words) -> bool {
             return false;
         }
         if words.first[usize::from(b)]
-            && (i == 0 || !hay[i - 1].is_ascii_alphabetic())
+            && !letter_before(hay, i)
             && words
                 .words
                 .iter()

@@ -3,6 +3,7 @@
 //! `3-12-1985`, `12 March 1985`, `March 12, 1985`, `Mar. 12 1985`.
 
 use super::context::{DOB_WORDS, near_before};
+use super::escape::escape_ends_at;
 use super::{digits, is_word, number_goes_on, right_ok, value};
 
 const MONTHS: &[&[u8]] = &[
@@ -36,18 +37,26 @@ pub(crate) fn month_before(hay: &[u8], q: usize) -> Option<usize> {
     while k > 0 && j - k < 9 && hay[k - 1].is_ascii_alphabetic() {
         k -= 1;
     }
-    (month(&hay[k..j]).is_some() && (k == 0 || !is_word(hay[k - 1]))).then_some(k)
+    // In JSON written as text, `\nMarch` is a newline and a month.
+    if k < j && escape_ends_at(hay, k + 1) {
+        k += 1;
+    }
+    let glued = k > 0 && is_word(hay[k - 1]) && !escape_ends_at(hay, k);
+    (month(&hay[k..j]).is_some() && !glued).then_some(k)
+}
+
+/// Whether a month name can start with this byte.
+pub(crate) fn month_initial(b: u8) -> bool {
+    matches!(
+        b | 0x20,
+        b'j' | b'f' | b'm' | b'a' | b's' | b'o' | b'n' | b'd'
+    ) && b.is_ascii_alphabetic()
 }
 
 /// A month name, full or abbreviated to three letters (or "Sept").
 fn month(word: &[u8]) -> Option<u32> {
     // Every month name starts with one of these letters: most words stop here.
-    if word.len() < 3
-        || !matches!(
-            word[0] | 0x20,
-            b'j' | b'f' | b'm' | b'a' | b's' | b'o' | b'n' | b'd'
-        )
-    {
+    if word.len() < 3 || !month_initial(word[0]) {
         return None;
     }
     MONTHS

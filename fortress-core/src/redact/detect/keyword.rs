@@ -9,7 +9,10 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, Matc
 use regex::Regex;
 
 use super::secret::{self, Prefixed};
-use super::{CONTEXT_LEN, Detector, Hit, MAX_BUILTIN_MATCH, better, left_ok, right_ok, word_at};
+use super::{
+    CONTEXT_LEN, Detector, Hit, MAX_BUILTIN_MATCH, better, left_ok, letter_before, right_ok,
+    word_at,
+};
 
 /// What a keyword triggers.
 #[derive(Clone, Debug)]
@@ -149,7 +152,7 @@ impl KeywordDetector {
             }
             Trigger::Mrn(entity) => {
                 // The keyword matched ignoring case; it must also start a word.
-                if k > 0 && hay[k - 1].is_ascii_alphabetic() {
+                if letter_before(hay, k) {
                     return None;
                 }
                 let v = mrn_value_start(hay, k_end);
@@ -259,24 +262,28 @@ impl KeywordDetector {
             return Some((m.start(), m.end(), m.pattern().as_usize()));
         };
         // Blocks grow, so a search that stops early (the next keyword is close) neither
-        // clears nor lowercases a whole block.
+        // clears nor lowercases a whole block. Larger blocks go to a buffer that is filled,
+        // never cleared: zeroing 4 KiB per search cost 7% of the time on clean text.
         let mut first = [0u8; FIRST_BLOCK];
-        let mut big: Option<[u8; BLOCK]> = None;
+        let mut big: Vec<u8> = Vec::new();
         let mut size = FIRST_BLOCK;
         let mut b = pos;
         while b < hay.len() {
             let e = (b + size).min(hay.len());
-            let block = if size == FIRST_BLOCK {
-                &mut first[..e - b]
+            let lower = hay[b..e].iter().map(u8::to_ascii_lowercase);
+            let block: &[u8] = if size == FIRST_BLOCK {
+                for (l, h) in first.iter_mut().zip(lower) {
+                    *l = h;
+                }
+                &first[..e - b]
             } else {
-                &mut big.get_or_insert([0; BLOCK])[..e - b]
+                big.clear();
+                big.extend(lower);
+                &big
             };
             size = (size * 2).min(BLOCK);
-            for (l, h) in block.iter_mut().zip(&hay[b..e]) {
-                *l = h.to_ascii_lowercase();
-            }
             let complete = e == hay.len();
-            match packed.find(&*block) {
+            match packed.find(block) {
                 // A longer keyword at the same start could run past the block's end:
                 // trust a match only if the longest keyword would fit.
                 Some(m) if complete || b + m.start() + self.longest <= e => {

@@ -15,6 +15,7 @@ pub(crate) mod custom;
 pub(crate) mod dictionary;
 pub(crate) mod dob;
 pub(crate) mod email;
+pub(crate) mod escape;
 pub(crate) mod iban;
 pub(crate) mod ip;
 pub(crate) mod json_key;
@@ -80,8 +81,14 @@ pub(crate) fn is_word(b: u8) -> bool {
 pub(crate) fn left_ok(hay: &[u8], p: usize) -> bool {
     p == 0 || {
         let b = hay[p - 1];
-        !(is_word(b) || b == b']' || b == b'*')
+        !((is_word(b) && !escape::escape_ends_at(hay, p)) || b == b']' || b == b'*')
     }
+}
+
+/// Whether the byte before `p` is a letter that continues a word (not the letter of an
+/// escape such as `\n`, which ends one in JSON written as text).
+pub(crate) fn letter_before(hay: &[u8], p: usize) -> bool {
+    p > 0 && hay[p - 1].is_ascii_alphabetic() && !escape::escape_ends_at(hay, p)
 }
 
 /// Whether a match may end at `e`: not glued to a word or to a following replacement.
@@ -132,7 +139,7 @@ pub(crate) fn value(bytes: &[u8]) -> u32 {
 pub(crate) fn word_at(hay: &[u8], i: usize, word: &[u8]) -> bool {
     hay.len() >= i + word.len()
         && hay[i..i + word.len()].eq_ignore_ascii_case(word)
-        && (i == 0 || !hay[i - 1].is_ascii_alphabetic())
+        && !letter_before(hay, i)
 }
 
 /// The first ASCII digit at or after `from`, eight bytes at a time.
