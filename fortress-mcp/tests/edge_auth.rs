@@ -354,12 +354,8 @@ async fn https_is_served_with_tls_1_3_only() {
         .await
         .unwrap();
     assert_eq!(challenge.status(), 401);
-    assert!(
-        challenge.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("https://localhost:")
-    );
+    let challenge = challenge.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("https://localhost:"), "{challenge}");
     let old = client(Some(reqwest::tls::Version::TLS_1_2))
         .post(&url)
         .body(ping)

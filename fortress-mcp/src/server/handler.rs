@@ -248,9 +248,13 @@ impl Handler {
         self.sealer = sealer;
     }
 
-    /// The origin the client reached us at, for absolute URLs in auth challenges.
-    fn base_url(&self, headers: &HeaderMap) -> String {
-        let host = header(headers, "host").unwrap_or("localhost");
+    /// The origin the client reached us at, for absolute URLs in auth challenges: the
+    /// request's authority (HTTP/2 carries it in `:authority`, not `Host`), else `Host`.
+    fn base_url(&self, uri: &http::Uri, headers: &HeaderMap) -> String {
+        let authority = uri.authority().map(|a| a.as_str());
+        let host = authority
+            .or_else(|| header(headers, "host"))
+            .unwrap_or("localhost");
         let scheme = if self.config.tls { "https" } else { "http" };
         format!("{scheme}://{host}")
     }
@@ -356,9 +360,10 @@ impl Handler {
                     .metadata()
                     .is_document_path(request.uri().path(), &self.config.path)
             {
-                return auth
-                    .metadata()
-                    .response(&self.base_url(request.headers()), &self.config.path);
+                return auth.metadata().response(
+                    &self.base_url(request.uri(), request.headers()),
+                    &self.config.path,
+                );
             }
             match auth
                 .authenticate_audited(
@@ -371,7 +376,8 @@ impl Handler {
                 Ok(who) => caller.who = Some(who),
                 Err(failure) => {
                     tracing::info!(%failure, path = request.uri().path(), "refused an unauthenticated request");
-                    return auth.challenge(&failure, &self.base_url(request.headers()));
+                    return auth
+                        .challenge(&failure, &self.base_url(request.uri(), request.headers()));
                 }
             }
         }
