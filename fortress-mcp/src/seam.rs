@@ -284,7 +284,7 @@ where
                 DenialKind::Forbidden,
                 format!("the API key's scopes do not cover {}", call.action),
             );
-            let event = scope_refusal_event(&call, scopes, &denial);
+            let event = AuditEvent::scope_refusal(&call, &scopes.0, &denial.message);
             let audit = self.layer.audit.clone();
             return futures_util::future::Either::Right(Box::pin(async move {
                 if let Some(audit) = audit {
@@ -307,30 +307,6 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         futures_util::future::Either::Left(inner.call(request))
     }
-}
-
-/// The audit event of a call refused because the API key's scopes do not cover it: the
-/// call as the stack would record it, denied, with the scopes (never the key) as detail.
-fn scope_refusal_event(
-    call: &Call,
-    scopes: &crate::auth::KeyScopes,
-    denial: &Denial,
-) -> AuditEvent {
-    let mut event = AuditEvent::for_call(call, Outcome::Denied);
-    event.denial = Some(denial.kind.as_str().to_owned());
-    event.decision = Some(DecisionRecord {
-        effect: Effect::Deny,
-        reasons: vec![denial.message.clone()],
-        policy_ids: Vec::new(),
-        policy_version: String::new(),
-    });
-    event
-        .detail
-        .insert("refused_by".into(), Value::from("key_scope"));
-    event
-        .detail
-        .insert("key_scopes".into(), Value::from(scopes.0.clone()));
-    event
 }
 
 /// A seam response carrying one JSON-RPC error (its id is filled in by the edge).

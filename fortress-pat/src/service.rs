@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use fortress_core::audit::AuditSink;
+use fortress_core::audit::{AuditEvent, AuditSink};
 use fortress_core::body::{self, Body, BoxError};
 use fortress_core::call::{Action, RequestId};
 use fortress_core::guard::{AdmissionGuard, Guard, KillSwitch};
@@ -80,6 +80,8 @@ pub struct PatService {
     governed: Governed,
     max_body: usize,
     archive: Option<Archiver>,
+    /// For refusals made before the stack is reached (key scopes).
+    audit: Arc<dyn AuditSink>,
 }
 
 impl PatService {
@@ -101,6 +103,7 @@ impl PatService {
             Some(switch) => Arc::new(AdmissionGuard::new(switch, ledger)),
             None => ledger,
         };
+        let audit = parts.audit.clone();
         let stack = GovernanceStack::builder()
             .audit(parts.audit)
             .guard(guard)
@@ -120,6 +123,7 @@ impl PatService {
             governed,
             max_body: MAX_REQUEST_BYTES,
             archive: parts.archive,
+            audit,
         })
     }
 
@@ -207,10 +211,13 @@ impl PatService {
             Err(error) => return fail(ErrorType::InvalidRequest, &error.to_string()),
         };
         if !record.allows(&call.action) {
-            return fail(
-                ErrorType::Permission,
-                &format!("this API key has no scope for {}", call.action),
-            );
+            // Audited like every refusal; a refusal that cannot be recorded fails closed.
+            let reason = format!("this API key has no scope for {}", call.action);
+            let event = AuditEvent::scope_refusal(&call, &record.scopes, &reason);
+            if self.audit.record(event).await.is_err() {
+                return fail(ErrorType::Api, "audit trail unavailable");
+            }
+            return fail(ErrorType::Permission, &reason);
         }
         let extra = &mut call.attributes.extra;
         extra.insert(KEY_ATTRIBUTE.into(), record.id.clone().into());

@@ -451,3 +451,42 @@ async fn a_hundred_concurrent_requests_never_overshoot_the_budget() {
     assert_eq!(metered, used, "metering matches the budget's usage");
     assert_eq!(meter[0].1.requests, ok);
 }
+
+#[tokio::test]
+async fn key_scope_refusals_are_audited_without_the_key() {
+    let gw = gateway(LimitsConfig::default()).await;
+    let mut limited = NewKey::user("acme", "bob");
+    limited.scopes = vec!["no-such-action".into()];
+    let limited = gw.keys.create(limited).await.unwrap();
+    let token = limited.token.expose_str().unwrap().to_owned();
+    let before = gw.audit.events().len();
+
+    let (p, b) = send(
+        &gw,
+        request(
+            "POST",
+            "/v1/messages",
+            Some(&token),
+            message("claude-sonnet-4-5", "hi", false),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (p.status.as_u16(), error_type(&b).as_str()),
+        (403, "permission_error")
+    );
+    let events = gw.audit.events();
+    assert_eq!(events.len(), before + 1, "the refusal is recorded once");
+    let refusal = events.last().unwrap();
+    assert_eq!(refusal.outcome, Outcome::Denied);
+    assert_eq!(refusal.subject.id, "bob");
+    assert_eq!(refusal.detail["refused_by"], "key_scope");
+    assert_eq!(refusal.detail["key_scopes"], json!(["no-such-action"]));
+    let recorded = serde_json::to_string(&events).unwrap();
+    let secret = token.rsplit('_').next().unwrap();
+    assert!(!recorded.contains(secret), "the key leaked into {recorded}");
+    assert!(
+        gw.mock.recorded().is_empty(),
+        "nothing reached the upstream"
+    );
+}

@@ -186,6 +186,28 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// The event of a call refused because the gateway key's scopes do not cover it: the
+    /// call as the governance stack would record it, denied with `reason`, and the key's
+    /// scopes (never the key) as detail. Both gateways record it before answering.
+    pub fn scope_refusal(call: &Call, scopes: &[String], reason: &str) -> Self {
+        let mut event = Self::for_call(call, Outcome::Denied);
+        event.denial = Some(crate::denial::DenialKind::Forbidden.as_str().to_owned());
+        event.decision = Some(DecisionRecord {
+            effect: Effect::Deny,
+            reasons: vec![reason.to_owned()],
+            policy_ids: Vec::new(),
+            policy_version: String::new(),
+        });
+        event
+            .detail
+            .insert("refused_by".into(), serde_json::Value::from("key_scope"));
+        event.detail.insert(
+            "key_scopes".into(),
+            serde_json::Value::from(scopes.to_vec()),
+        );
+        event
+    }
+
     /// The event for a governed call, with zero latency and no decision yet.
     pub fn for_call(call: &Call, outcome: Outcome) -> Self {
         Self {
