@@ -1,25 +1,25 @@
 //! Durable metering in SQL: SQLite in the data directory by default, PostgreSQL
-//! (`postgres://…`) for replicas. The schema is created by numbered migrations applied at
-//! start (under an advisory lock on PostgreSQL, so replicas starting together agree).
-//! Each flush is one transaction of `INSERT … ON CONFLICT DO UPDATE` increments.
+//! (`postgres://…`) for replicas, through the core's shared database layer
+//! ([`fortress_core::db`]): one SQL text and one binding sequence serve both backends, and
+//! the schema is applied at start under the layer's migration lock. Each flush is one
+//! transaction of `INSERT … ON CONFLICT DO UPDATE` increments.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fortress_core::db::{Database, is_postgres_url};
+use fortress_core::on_database;
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::meter::{BatchOwner, MeterError, MeterKey, MeterRow, MeterStore};
 use super::rules::Principal;
 
-/// The migrations, in order. Applied ones are listed in `fortress_pat_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        "CREATE TABLE IF NOT EXISTS fortress_pat_usage (
+/// The schema (idempotent: every statement is `CREATE … IF NOT EXISTS`).
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS fortress_pat_usage (
         day                   TEXT   NOT NULL,
         workspace             TEXT   NOT NULL,
         key_id                TEXT   NOT NULL,
@@ -37,11 +37,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE TABLE IF NOT EXISTS fortress_pat_metered_batches (
         batch_id   TEXT NOT NULL PRIMARY KEY,
         metered_at TEXT NOT NULL
-    );",
-    ),
-    (
-        2,
-        "CREATE TABLE IF NOT EXISTS fortress_pat_batch_owners (
+    );
+    CREATE TABLE IF NOT EXISTS fortress_pat_batch_owners (
         batch_id   TEXT NOT NULL PRIMARY KEY,
         workspace  TEXT NOT NULL,
         key_id     TEXT NOT NULL,
@@ -50,16 +47,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
         request_id TEXT NOT NULL,
         budgets    TEXT NOT NULL,
         created_at TEXT NOT NULL
-    );",
-    ),
-];
+    );";
 
-const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS fortress_pat_migrations (
-    version    BIGINT NOT NULL PRIMARY KEY,
-    applied_at TEXT   NOT NULL
-)";
-
-/// The upsert, with PostgreSQL placeholders (`$n`; SQLite gets `?n`).
+/// The upsert (`$n` placeholders, which SQLite accepts too).
 const UPSERT: &str = "INSERT INTO fortress_pat_usage (day, workspace, key_id, user_id, team, model,
         requests, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost_micros)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -89,13 +79,6 @@ const GET_OWNER: &str = "SELECT workspace, key_id, user_id, team, request_id, bu
     FROM fortress_pat_batch_owners
     WHERE batch_id = $1";
 
-/// An arbitrary constant naming the migration advisory lock.
-const MIGRATION_LOCK: i64 = 0x5041_545f_4d45_5452;
-
-fn sqlite(sql: &str) -> String {
-    sql.replace('$', "?")
-}
-
 fn backend(error: sqlx::Error) -> MeterError {
     MeterError::Backend(Box::new(error))
 }
@@ -108,24 +91,19 @@ fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-#[derive(Clone, Debug)]
-enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
 /// Metering rows in SQLite or PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct SqlMeterStore {
-    pool: Pool,
+    db: Database,
 }
 
 impl SqlMeterStore {
-    /// Opens (creating if needed) the SQLite file at `path` and migrates it.
+    /// Opens (creating if needed) the SQLite file at `path` and applies the schema.
     pub async fn open_sqlite(path: &Path) -> Result<Self, MeterError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| MeterError::Backend(Box::new(e)))?;
         }
+        // Flushes of several gateways' processes may meet on one file: wait, do not fail.
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -136,37 +114,24 @@ impl SqlMeterStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        let store = Self {
-            pool: Pool::Sqlite(pool),
-        };
-        store.migrate().await?;
-        Ok(store)
+        Self::over(Database::Sqlite(pool)).await
     }
 
-    /// Connects to a `postgres://` URL and migrates the schema.
+    /// Connects to a `postgres://` URL and applies the schema.
     pub async fn connect_postgres(url: &str) -> Result<Self, MeterError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| MeterError::Config("invalid PostgreSQL URL".into()))?;
         Self::connect_postgres_with(options).await
     }
 
-    /// Connects with explicit options (for example a `search_path`) and migrates.
+    /// Connects with explicit options (for example a `search_path`) and applies the schema.
     pub async fn connect_postgres_with(options: PgConnectOptions) -> Result<Self, MeterError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(backend)?;
-        let store = Self {
-            pool: Pool::Postgres(pool),
-        };
-        store.migrate().await?;
-        Ok(store)
+        Self::over(Database::postgres(options).await.map_err(backend)?).await
     }
 
     /// `postgres://…` or `postgresql://…`: PostgreSQL; otherwise an error.
     pub async fn connect(url: &str) -> Result<Self, MeterError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if is_postgres_url(url) {
             Self::connect_postgres(url).await
         } else {
             Err(MeterError::Config(
@@ -175,71 +140,12 @@ impl SqlMeterStore {
         }
     }
 
-    async fn migrate(&self) -> Result<(), MeterError> {
-        let now = chrono::Utc::now().to_rfc3339();
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await.map_err(backend)?;
-                sqlx::raw_sql(MIGRATIONS_TABLE)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                for (version, sql) in MIGRATIONS {
-                    let done =
-                        sqlx::query("SELECT 1 FROM fortress_pat_migrations WHERE version = ?1")
-                            .bind(version)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(backend)?;
-                    if done.is_none() {
-                        sqlx::raw_sql(sql)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(backend)?;
-                        sqlx::query("INSERT INTO fortress_pat_migrations VALUES (?1, ?2)")
-                            .bind(version)
-                            .bind(&now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(backend)?;
-                    }
-                }
-                tx.commit().await.map_err(backend)
-            }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(backend)?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(MIGRATION_LOCK)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                sqlx::raw_sql(MIGRATIONS_TABLE)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                for (version, sql) in MIGRATIONS {
-                    let done =
-                        sqlx::query("SELECT 1 FROM fortress_pat_migrations WHERE version = $1")
-                            .bind(version)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(backend)?;
-                    if done.is_none() {
-                        sqlx::raw_sql(sql)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(backend)?;
-                        sqlx::query("INSERT INTO fortress_pat_migrations VALUES ($1, $2)")
-                            .bind(version)
-                            .bind(&now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(backend)?;
-                    }
-                }
-                tx.commit().await.map_err(backend)
-            }
-        }
+    /// The store over an open database, its schema applied.
+    pub async fn over(db: Database) -> Result<Self, MeterError> {
+        db.migrate("fortress_pat_usage", SCHEMA)
+            .await
+            .map_err(backend)?;
+        Ok(Self { db })
     }
 }
 
@@ -288,78 +194,43 @@ macro_rules! read_row {
 #[async_trait]
 impl MeterStore for SqlMeterStore {
     async fn add(&self, rows: &[(MeterKey, MeterRow)]) -> Result<(), MeterError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                let sql = sqlite(UPSERT);
-                let mut tx = pool.begin().await.map_err(backend)?;
-                for (key, row) in rows {
-                    bind_row!(sqlx::query(&sql), key, row)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(backend)?;
-                }
-                tx.commit().await.map_err(backend)
+        on_database!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(backend)?;
+            for (key, row) in rows {
+                bind_row!(sqlx::query(UPSERT), key, row)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
             }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(backend)?;
-                for (key, row) in rows {
-                    bind_row!(sqlx::query(UPSERT), key, row)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(backend)?;
-                }
-                tx.commit().await.map_err(backend)
-            }
-        }
+            tx.commit().await.map_err(backend)
+        })
     }
 
     async fn rows(&self, first: &str, last: &str) -> Result<Vec<(MeterKey, MeterRow)>, MeterError> {
-        let mut out = Vec::new();
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                let rows = sqlx::query(&sqlite(SELECT))
-                    .bind(first)
-                    .bind(last)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(backend)?;
-                for row in &rows {
-                    out.push(read_row!(row));
-                }
+        on_database!(&self.db, pool => {
+            let rows = sqlx::query(SELECT)
+                .bind(first)
+                .bind(last)
+                .fetch_all(pool)
+                .await
+                .map_err(backend)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(read_row!(row));
             }
-            Pool::Postgres(pool) => {
-                let rows = sqlx::query(SELECT)
-                    .bind(first)
-                    .bind(last)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(backend)?;
-                for row in &rows {
-                    out.push(read_row!(row));
-                }
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     async fn claim_batch(&self, batch: &str) -> Result<bool, MeterError> {
         let now = chrono::Utc::now().to_rfc3339();
-        let done = match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query(&sqlite(CLAIM))
-                .bind(batch)
-                .bind(&now)
-                .execute(pool)
-                .await
-                .map_err(backend)?
-                .rows_affected(),
-            Pool::Postgres(pool) => sqlx::query(CLAIM)
-                .bind(batch)
-                .bind(&now)
-                .execute(pool)
-                .await
-                .map_err(backend)?
-                .rows_affected(),
-        };
+        let done = on_database!(&self.db, pool => sqlx::query(CLAIM)
+            .bind(batch)
+            .bind(&now)
+            .execute(pool)
+            .await
+            .map_err(backend)?
+            .rows_affected());
         Ok(done == 1)
     }
 
@@ -367,50 +238,30 @@ impl MeterStore for SqlMeterStore {
         let now = chrono::Utc::now().to_rfc3339();
         let budgets =
             serde_json::to_string(&owner.budgets).map_err(|e| MeterError::Backend(Box::new(e)))?;
-        macro_rules! bind_owner {
-            ($query:expr) => {
-                $query
-                    .bind(batch)
-                    .bind(&owner.principal.workspace)
-                    .bind(&owner.principal.key)
-                    .bind(&owner.principal.user)
-                    .bind(&owner.principal.team)
-                    .bind(&owner.request_id)
-                    .bind(&budgets)
-                    .bind(&now)
-            };
-        }
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                bind_owner!(sqlx::query(&sqlite(SET_OWNER)))
-                    .execute(pool)
-                    .await
-                    .map_err(backend)?;
-            }
-            Pool::Postgres(pool) => {
-                bind_owner!(sqlx::query(SET_OWNER))
-                    .execute(pool)
-                    .await
-                    .map_err(backend)?;
-            }
-        }
+        on_database!(&self.db, pool => {
+            sqlx::query(SET_OWNER)
+                .bind(batch)
+                .bind(&owner.principal.workspace)
+                .bind(&owner.principal.key)
+                .bind(&owner.principal.user)
+                .bind(&owner.principal.team)
+                .bind(&owner.request_id)
+                .bind(&budgets)
+                .bind(&now)
+                .execute(pool)
+                .await
+                .map_err(backend)?;
+        });
         Ok(())
     }
 
     async fn batch_owner(&self, batch: &str) -> Result<Option<BatchOwner>, MeterError> {
         type OwnerRow = (String, String, String, String, String, String);
-        let row: Option<OwnerRow> = match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query_as(&sqlite(GET_OWNER))
-                .bind(batch)
-                .fetch_optional(pool)
-                .await
-                .map_err(backend)?,
-            Pool::Postgres(pool) => sqlx::query_as(GET_OWNER)
-                .bind(batch)
-                .fetch_optional(pool)
-                .await
-                .map_err(backend)?,
-        };
+        let row: Option<OwnerRow> = on_database!(&self.db, pool => sqlx::query_as(GET_OWNER)
+            .bind(batch)
+            .fetch_optional(pool)
+            .await
+            .map_err(backend)?);
         let Some((workspace, key, user, team, request_id, budgets)) = row else {
             return Ok(None);
         };
