@@ -18,9 +18,9 @@ use super::accounts::{AccountError, AccountStore};
 use super::api::AdminState;
 use super::switches::{BoardError, KillSwitchBoard};
 use crate::audit::keys::{Ed25519KeyProvider, KeyError, default_key_path};
-use crate::audit::settings::{AuditSettings, OpenedTrail, open_trail};
+use crate::audit::settings::{AuditSettings, OpenedTrail, open_shared_trail, open_trail};
 use crate::audit::store::StoreError;
-use crate::audit::{AuditSink, AuditStore, DurableAuditSink, PostgresAuditStore};
+use crate::audit::{AuditSink, DurableAuditSink};
 use crate::cluster::switches::{SharedSwitchError, SharedSwitches};
 use crate::cluster::{ClusterBus, follow};
 use crate::db::Database;
@@ -168,15 +168,10 @@ impl EmbeddedAdmin {
             .ok_or(EmbedError::NotShared)?
             .clone();
         let signer = Ed25519KeyProvider::load_or_create(&default_key_path(data_dir))?;
-        let store: Arc<dyn AuditStore> = Arc::new(
-            PostgresAuditStore::from_pool(pool)
-                .await?
-                .with_signer(Arc::new(signer)),
-        );
-        let durable = Arc::new(DurableAuditSink::start(
-            store.clone(),
-            audit_settings.sink_config(),
-        ));
+        let OpenedTrail {
+            store,
+            sink: durable,
+        } = open_shared_trail(pool, Some(Arc::new(signer)), audit_settings).await?;
         let accounts = AccountStore::with_database(shared.database.clone()).await?;
         let state = AdminState::new(accounts, durable.clone(), workspace).with_store(store);
         let audit = state.observe(durable.clone());

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use super::anchor::{AnchoredStore, FileAnchor, default_anchor_path};
 use super::keys::KeyProvider;
 use super::sink::{Acknowledge, DurableAuditSink, SinkConfig, WhenFull};
-use super::store::{AuditStore, SqliteAuditStore, SqliteDurability, StoreError};
+use super::store::{
+    AuditStore, PostgresAuditStore, SqliteAuditStore, SqliteDurability, StoreError,
+};
 
 /// `[audit]` settings shared by both binaries. Every field has a safe default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +110,26 @@ pub async fn open_trail(
         )),
         None => Arc::new(sqlite),
     };
+    let sink = Arc::new(DurableAuditSink::start(
+        store.clone(),
+        settings.sink_config(),
+    ));
+    Ok(OpenedTrail { store, sink })
+}
+
+/// Opens the trail replicas share in the PostgreSQL `pool`, signing with `signer`, and
+/// starts the sink with `settings`' queue policy and acknowledgement (durability and
+/// anchoring are the SQLite trail's settings; PostgreSQL's commit guarantees apply).
+pub async fn open_shared_trail(
+    pool: sqlx::PgPool,
+    signer: Option<Arc<dyn KeyProvider>>,
+    settings: &AuditSettings,
+) -> Result<OpenedTrail, StoreError> {
+    let mut postgres = PostgresAuditStore::from_pool(pool).await?;
+    if let Some(signer) = signer {
+        postgres = postgres.with_signer(signer);
+    }
+    let store: Arc<dyn AuditStore> = Arc::new(postgres);
     let sink = Arc::new(DurableAuditSink::start(
         store.clone(),
         settings.sink_config(),

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use fortress_core::audit::arguments::RedactedArguments;
 use fortress_core::audit::keys::{Ed25519KeyProvider, KeyProvider, default_key_path};
-use fortress_core::audit::settings::open_trail;
-use fortress_core::audit::{AuditSink, DurableAuditSink, PostgresAuditStore};
+use fortress_core::audit::settings::{open_shared_trail, open_trail};
+use fortress_core::audit::{AuditSink, DurableAuditSink};
 use fortress_core::call::Call;
 use fortress_core::cluster::switches::SharedSwitches;
 use fortress_core::cluster::token::TokenSealer;
@@ -127,26 +127,13 @@ pub async fn open_audit(
         None
     };
     let settings = section.settings();
-    match shared.database.as_ref().and_then(Database::postgres_pool) {
-        // Durability and checkpoint anchoring are the SQLite trail's settings; in a shared
-        // database PostgreSQL's own commit guarantees apply.
-        Some(pool) => {
-            let mut store = PostgresAuditStore::from_pool(pool.clone())
-                .await
-                .map_err(|e| invalid("audit store")(e.to_string()))?;
-            if let Some(signer) = signer {
-                store = store.with_signer(signer);
-            }
-            Ok(Arc::new(DurableAuditSink::start(
-                Arc::new(store),
-                settings.sink_config(),
-            )))
-        }
-        None => Ok(open_trail(data_dir, signer, &settings)
-            .await
-            .map_err(|e| invalid("audit store")(e.to_string()))?
-            .sink),
-    }
+    let trail = match shared.database.as_ref().and_then(Database::postgres_pool) {
+        Some(pool) => open_shared_trail(pool.clone(), signer, &settings).await,
+        None => open_trail(data_dir, signer, &settings).await,
+    };
+    Ok(trail
+        .map_err(|e| invalid("audit store")(e.to_string()))?
+        .sink)
 }
 
 /// Opens the key store: in the shared database, else in the data directory.
