@@ -569,10 +569,9 @@ mod tests {
         assert!(store.authenticate(&token(&zero), None).await.is_ok());
         let listed = store.list(Some("acme")).await.unwrap();
         assert_eq!(listed.len(), 3);
-        assert_eq!(
-            listed[0].replaced_by.as_deref(),
-            Some(new.record.id.as_str())
-        );
+        // Keys created in the same millisecond list in id order, so find the first one by id.
+        let first = listed.iter().find(|k| k.id == old.record.id).unwrap();
+        assert_eq!(first.replaced_by.as_deref(), Some(new.record.id.as_str()));
     }
 
     #[tokio::test]
