@@ -30,6 +30,7 @@ pub mod logging;
 pub mod policy;
 pub mod redact;
 pub mod secret;
+pub mod sse;
 pub mod stack;
 pub mod subject;
 pub mod tier;

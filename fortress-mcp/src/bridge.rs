@@ -250,8 +250,8 @@ async fn forward(
             let Ok(events) = decoder.push(&data) else {
                 break;
             };
-            for event in events.into_iter().filter(|e| !e.data.is_empty()) {
-                let mut line = event.data.into_bytes();
+            for event in events.into_iter().filter(|e| !e.data().is_empty()) {
+                let mut line = event.data().as_bytes().to_vec();
                 line.push(b'\n');
                 let _ = out.send(Bytes::from(line)).await;
             }
@@ -329,8 +329,8 @@ fn open_stream(client: Http, uri: Uri, state: Arc<Mutex<State>>, out: mpsc::Send
             let Ok(events) = decoder.push(&data) else {
                 return;
             };
-            for event in events.into_iter().filter(|e| !e.data.is_empty()) {
-                let mut line = event.data.into_bytes();
+            for event in events.into_iter().filter(|e| !e.data().is_empty()) {
+                let mut line = event.data().as_bytes().to_vec();
                 line.push(b'\n');
                 if out.send(Bytes::from(line)).await.is_err() {
                     return;

@@ -35,7 +35,8 @@ pub mod mock;
 pub mod pinning;
 pub mod seam;
 pub mod server;
-pub mod sse;
+/// The core's Server-Sent Events codec (MCP messages travel as `message` events).
+pub use fortress_core::sse;
 pub mod upstream;
 pub mod version;
 pub mod virtual_server;

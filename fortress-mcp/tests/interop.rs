@@ -443,7 +443,7 @@ async fn open_stream(
                 continue;
             };
             for event in decoder.push(&data).unwrap_or_default() {
-                if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
+                if let Ok(message) = serde_json::from_str::<Value>(event.data()) {
                     if tx.send(message).await.is_err() {
                         return;
                     }

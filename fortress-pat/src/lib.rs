@@ -26,7 +26,8 @@ pub mod proxy;
 pub mod redaction;
 pub mod server;
 pub mod service;
-pub mod sse;
+/// The core's Server-Sent Events codec (the Claude stream accounting in `redaction` reads events with it).
+pub use fortress_core::sse;
 pub mod upstream;
 pub mod usage;
 

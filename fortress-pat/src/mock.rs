@@ -448,7 +448,7 @@ fn stream(
     }
     let frames = events
         .into_iter()
-        .map(|e| Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(e.encode()))));
+        .map(|e| Ok::<_, Infallible>(http_body::Frame::data(e.encode())));
     let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
     let mut response = Response::new(body::boxed(body));
     response.headers_mut().insert(

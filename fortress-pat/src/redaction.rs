@@ -206,30 +206,30 @@ impl ClaudeSse {
     }
 
     /// Emits what the redactor held back for the current block.
-    fn flush_held(&mut self, out: &mut String) {
+    fn flush_held(&mut self, out: &mut Vec<Bytes>) {
         let Some(held) = self.held.take() else {
             return;
         };
         let mut text = String::new();
         self.stream.flush(&mut text);
         if !text.is_empty() {
-            delta_event(&held, &text).encode_into(out);
+            out.push(delta_event(&held, &text).encode());
         }
     }
 
-    fn process(&mut self, event: SseEvent, out: &mut String) {
-        let parsed: Option<serde_json::Value> = serde_json::from_str(&event.data).ok();
+    fn process(&mut self, event: SseEvent, out: &mut Vec<Bytes>) {
+        let parsed: Option<serde_json::Value> = serde_json::from_str(event.data()).ok();
         let kind = parsed
             .as_ref()
             .and_then(|v| v.get("type"))
             .and_then(|t| t.as_str())
-            .or(event.event.as_deref())
+            .or(event.event())
             .unwrap_or("")
             .to_owned();
         match kind.as_str() {
             "ping" => {
                 // Pings carry no content: forwarding them keeps held text intact.
-                push_raw(out, &event);
+                out.push(event.encode());
                 return;
             }
             "content_block_delta" => {
@@ -242,7 +242,7 @@ impl ClaudeSse {
                     let mut emitted = String::new();
                     self.stream.push(text, &mut emitted);
                     if !emitted.is_empty() {
-                        delta_event(&held, &emitted).encode_into(out);
+                        out.push(delta_event(&held, &emitted).encode());
                     }
                     self.held = Some(held);
                     return;
@@ -266,11 +266,11 @@ impl ClaudeSse {
             _ => {}
         }
         self.flush_held(out);
-        push_raw(out, &event);
+        out.push(event.encode());
     }
 
     /// Ends the stream: flushes, adds a final error event if upstream broke off.
-    fn finish(&mut self, broken: Option<String>, out: &mut String) {
+    fn finish(&mut self, broken: Option<String>, out: &mut Vec<Bytes>) {
         self.ended = true;
         let mut tail = Vec::new();
         let truncated = self.decoder.finish(&mut tail).is_err();
@@ -289,16 +289,16 @@ impl ClaudeSse {
         if let Some(reason) = &failure {
             self.notes.failed(reason.clone());
             let payload = error_body(ErrorType::Api, reason, None);
-            SseEvent::new("error", payload.to_string()).encode_into(out);
+            out.push(SseEvent::new("error", payload.to_string()).encode());
         }
         self.notes.redactions(self.stream.report());
         let complete = failure.is_none() && !self.saw_error && self.ok_status;
         report(&self.tap, &self.notes, self.usage, complete);
     }
 
-    fn on_data(&mut self, data: &[u8], out: &mut String) {
+    fn on_data(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
         let mut events = std::mem::take(&mut self.events);
-        let decoded = self.decoder.push(data, &mut events);
+        let decoded = self.decoder.push_into(data, &mut events);
         for event in events.drain(..) {
             self.process(event, out);
         }
@@ -306,13 +306,6 @@ impl ClaudeSse {
         if let Err(error) = decoded {
             self.finish(Some(format!("upstream stream is malformed: {error}")), out);
         }
-    }
-}
-
-fn push_raw(out: &mut String, event: &SseEvent) {
-    match std::str::from_utf8(&event.raw) {
-        Ok(raw) if !raw.is_empty() => out.push_str(raw),
-        _ => event.encode_into(out),
     }
 }
 
@@ -357,7 +350,8 @@ impl http_body::Body for ClaudeSse {
             if this.ended {
                 return Poll::Ready(None);
             }
-            let mut out = String::new();
+            // Passed-through events are the very bytes received: nothing is copied.
+            let mut out = Vec::new();
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
@@ -369,9 +363,7 @@ impl http_body::Body for ClaudeSse {
                 }
                 None => this.finish(None, &mut out),
             }
-            if !out.is_empty() {
-                this.queue.push_back(Bytes::from(out));
-            }
+            this.queue.extend(out);
         }
     }
 }

@@ -54,7 +54,7 @@ async fn run(frames: Vec<Bytes>) -> (Vec<SseEvent>, UsageTap, CallNotes) {
     let bytes = body::collect(redacted).await.unwrap();
     let mut decoder = SseDecoder::new(1 << 20);
     let mut events = Vec::new();
-    decoder.push(&bytes, &mut events).unwrap();
+    decoder.push_into(&bytes, &mut events).unwrap();
     decoder.finish(&mut events).unwrap();
     (events, tap, notes)
 }
@@ -62,7 +62,7 @@ async fn run(frames: Vec<Bytes>) -> (Vec<SseEvent>, UsageTap, CallNotes) {
 fn text_of(events: &[SseEvent]) -> String {
     events
         .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|e| serde_json::from_str::<Value>(e.data()).ok())
         .filter(|v| v["type"] == "content_block_delta" && v["delta"]["type"] == "text_delta")
         .map(|v| v["delta"]["text"].as_str().unwrap_or_default().to_owned())
         .collect()
@@ -75,10 +75,7 @@ fn expected() -> String {
 }
 
 fn encode(events: &[SseEvent]) -> Vec<u8> {
-    events
-        .iter()
-        .flat_map(|e| e.encode().into_bytes())
-        .collect()
+    events.iter().flat_map(|e| e.encode()).collect()
 }
 
 /// The events of a reply split into two text deltas at byte `at`.
@@ -106,7 +103,7 @@ async fn pii_split_across_deltas_at_every_offset_never_reaches_the_client() {
         let (events, tap, notes) = run(frames).await;
         let got = text_of(&events);
         assert_eq!(got, want, "split at {at}");
-        let all: String = events.iter().map(|e| e.data.clone()).collect();
+        let all: String = events.iter().map(|e| e.data().to_owned()).collect();
         assert!(!all.contains("bob.smith"), "split at {at}");
         assert!(!all.contains("6789"), "split at {at}");
         let (usage, complete) = tap.outcome().unwrap();
@@ -116,7 +113,10 @@ async fn pii_split_across_deltas_at_every_offset_never_reaches_the_client() {
         assert_eq!(notes.redaction_report().count("EMAIL"), 1);
         assert_eq!(notes.redaction_report().count("SSN"), 1);
         // The event order around the text is kept.
-        let kinds: Vec<_> = events.iter().filter_map(|e| e.event.clone()).collect();
+        let kinds: Vec<_> = events
+            .iter()
+            .filter_map(|e| e.event().map(str::to_owned))
+            .collect();
         let stop = kinds
             .iter()
             .position(|k| k == "content_block_stop")
@@ -161,8 +161,8 @@ async fn a_stream_without_message_stop_ends_with_an_error_event() {
     events.pop();
     let (out, tap, _) = run(vec![Bytes::from(encode(&events))]).await;
     let last = out.last().unwrap();
-    assert_eq!(last.event.as_deref(), Some("error"));
-    let v: Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(last.event(), Some("error"));
+    let v: Value = serde_json::from_str(last.data()).unwrap();
     assert_eq!(v["error"]["type"], "api_error");
     assert_eq!(
         text_of(&out),
@@ -181,11 +181,8 @@ async fn an_upstream_error_event_is_forwarded() {
         r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
     ));
     let (out, tap, _) = run(vec![Bytes::from(encode(&events))]).await;
-    let errors: Vec<_> = out
-        .iter()
-        .filter(|e| e.event.as_deref() == Some("error"))
-        .collect();
+    let errors: Vec<_> = out.iter().filter(|e| e.event() == Some("error")).collect();
     assert_eq!(errors.len(), 1, "forwarded once, no second gateway error");
-    assert!(errors[0].data.contains("overloaded_error"));
+    assert!(errors[0].data().contains("overloaded_error"));
     assert!(!tap.outcome().unwrap().1);
 }

@@ -1228,7 +1228,7 @@ async fn final_message(response: http::Response<Body>) -> Option<Value> {
     let events = decoder.push(&bytes).ok()?;
     events
         .into_iter()
-        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|e| serde_json::from_str::<Value>(e.data()).ok())
         .find(|v| v.get("result").is_some() || v.get("error").is_some())
 }
 

@@ -211,9 +211,9 @@ async fn pump(response: http::Response<Body>, outbox: &mpsc::Sender<Bytes>) {
             let Ok(events) = decoder.push(&data) else {
                 return;
             };
-            for event in events.into_iter().filter(|e| !e.data.is_empty()) {
+            for event in events.into_iter().filter(|e| !e.data().is_empty()) {
                 if outbox
-                    .send(message_event(event.data.as_bytes()))
+                    .send(message_event(event.data().as_bytes()))
                     .await
                     .is_err()
                 {

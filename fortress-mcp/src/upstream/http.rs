@@ -246,10 +246,10 @@ impl HttpUpstream {
                     .push(&data)
                     .map_err(|e| ErrorObject::new(UPSTREAM_ERROR, e.to_string()))?;
                 for event in events {
-                    if event.data.is_empty() {
+                    if event.data().is_empty() {
                         continue;
                     }
-                    match parse_message(event.data.as_bytes()) {
+                    match parse_message(event.data().as_bytes()) {
                         Ok(Message::Response(r)) => return Ok(Answer::Response(r, head, status)),
                         Ok(Message::Notification(n)) => self.on_notification(n, ctx).await,
                         Ok(Message::Request(r)) => self.on_request(r, ctx, session, auth),
@@ -562,7 +562,8 @@ impl HttpUpstream {
                         return;
                     };
                     for event in events {
-                        if let Ok(Message::Notification(n)) = parse_message(event.data.as_bytes()) {
+                        if let Ok(Message::Notification(n)) = parse_message(event.data().as_bytes())
+                        {
                             let _ = broadcast.send(n);
                         }
                     }

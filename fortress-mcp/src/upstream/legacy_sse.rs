@@ -83,14 +83,14 @@ pub(crate) async fn connect(
                 break;
             };
             for event in events {
-                if event.event.as_deref() == Some("endpoint") {
+                if event.event() == Some("endpoint") {
                     if let (Some(tx), Some(uri)) =
-                        (endpoint_tx.take(), resolve(&base, event.data.trim()))
+                        (endpoint_tx.take(), resolve(&base, event.data().trim()))
                     {
                         let _ = tx.send(uri);
                     }
                 } else {
-                    peer::dispatch(&reader, &event.data).await;
+                    peer::dispatch(&reader, event.data()).await;
                 }
             }
         }
