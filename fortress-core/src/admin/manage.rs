@@ -225,25 +225,8 @@ pub(super) async fn put_credential(
     Query(params): Query<SlotParams>,
     Json(body): Json<CredentialValue>,
 ) -> Result<Response, ApiError> {
-    admin.require(Permission::ManageCredentials)?;
-    let slot = params.slot(&state, &connector)?;
-    let secret = body.secret()?;
-    let before = credential_info(&state, &slot).await?;
-    // Recorded first: a credential change that cannot be audited is not made.
-    record_change(
-        &state,
-        &admin,
-        "credential.put",
-        &format!("credential:{slot}"),
-        to_value(&before)?,
-        expected_after(&slot, before.as_ref())?,
-    )
-    .await?;
-    let info = vault(&state)?
-        .put(&slot, secret)
-        .await
-        .map_err(vault_failed)?;
-    Ok(Json(info).into_response())
+    let change = CredentialChange::Put(body);
+    change_credential(&state, &admin, &connector, &params, change).await
 }
 
 /// `POST /api/credentials/{connector}/rotate`: a new value; the old one stops resolving.
@@ -254,27 +237,8 @@ pub(super) async fn rotate_credential(
     Query(params): Query<SlotParams>,
     Json(body): Json<CredentialValue>,
 ) -> Result<Response, ApiError> {
-    admin.require(Permission::ManageCredentials)?;
-    let slot = params.slot(&state, &connector)?;
-    let secret = body.secret()?;
-    let Some(before) = credential_info(&state, &slot).await? else {
-        return Err(ApiError::not_found(format!("no credential for {slot}")));
-    };
-    // Recorded first: a credential change that cannot be audited is not made.
-    record_change(
-        &state,
-        &admin,
-        "credential.rotate",
-        &format!("credential:{slot}"),
-        to_value(&before)?,
-        expected_after(&slot, Some(&before))?,
-    )
-    .await?;
-    let info = vault(&state)?
-        .rotate(&slot, secret)
-        .await
-        .map_err(vault_failed)?;
-    Ok(Json(info).into_response())
+    let change = CredentialChange::Rotate(body);
+    change_credential(&state, &admin, &connector, &params, change).await
 }
 
 /// `DELETE /api/credentials/{connector}`: delete the credential and its key material.
@@ -284,23 +248,83 @@ pub(super) async fn delete_credential(
     Path(connector): Path<String>,
     Query(params): Query<SlotParams>,
 ) -> Result<Response, ApiError> {
+    let change = CredentialChange::Delete;
+    change_credential(&state, &admin, &connector, &params, change).await
+}
+
+/// What a credential request does to its slot, carrying the new value (`V`) if any.
+enum CredentialChange<V> {
+    /// Store a value, as a new version if there is one already.
+    Put(V),
+    /// Replace an existing value.
+    Rotate(V),
+    /// Delete the credential and its key material.
+    Delete,
+}
+
+impl CredentialChange<CredentialValue> {
+    /// The change with its value checked.
+    fn checked(self) -> Result<CredentialChange<Secret>, ApiError> {
+        Ok(match self {
+            Self::Put(value) => CredentialChange::Put(value.secret()?),
+            Self::Rotate(value) => CredentialChange::Rotate(value.secret()?),
+            Self::Delete => CredentialChange::Delete,
+        })
+    }
+}
+
+impl<V> CredentialChange<V> {
+    fn action(&self) -> &'static str {
+        match self {
+            Self::Put(_) => "credential.put",
+            Self::Rotate(_) => "credential.rotate",
+            Self::Delete => "credential.delete",
+        }
+    }
+}
+
+/// Every credential change: check the role and the request, record the change in the
+/// Change Log, then write the vault. Recorded first: a credential change that cannot be
+/// audited is not made.
+async fn change_credential(
+    state: &AdminState,
+    admin: &Admin,
+    connector: &str,
+    params: &SlotParams,
+    change: CredentialChange<CredentialValue>,
+) -> Result<Response, ApiError> {
     admin.require(Permission::ManageCredentials)?;
-    let slot = params.slot(&state, &connector)?;
-    let Some(before) = credential_info(&state, &slot).await? else {
-        return Err(ApiError::not_found(format!("no credential for {slot}")));
+    let slot = params.slot(state, connector)?;
+    let change = change.checked()?;
+    let before = credential_info(state, &slot).await?;
+    let after = match (&change, &before) {
+        (CredentialChange::Put(_), before) => expected_after(&slot, before.as_ref())?,
+        (_, None) => return Err(ApiError::not_found(format!("no credential for {slot}"))),
+        (CredentialChange::Rotate(_), before) => expected_after(&slot, before.as_ref())?,
+        (CredentialChange::Delete, _) => Value::Null,
     };
-    // Recorded first: a credential change that cannot be audited is not made.
     record_change(
-        &state,
-        &admin,
-        "credential.delete",
+        state,
+        admin,
+        change.action(),
         &format!("credential:{slot}"),
         to_value(&before)?,
-        Value::Null,
+        after,
     )
     .await?;
-    vault(&state)?.delete(&slot).await.map_err(vault_failed)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let vault = vault(state)?;
+    Ok(match change {
+        CredentialChange::Put(secret) => {
+            Json(vault.put(&slot, secret).await.map_err(vault_failed)?).into_response()
+        }
+        CredentialChange::Rotate(secret) => {
+            Json(vault.rotate(&slot, secret).await.map_err(vault_failed)?).into_response()
+        }
+        CredentialChange::Delete => {
+            vault.delete(&slot).await.map_err(vault_failed)?;
+            StatusCode::NO_CONTENT.into_response()
+        }
+    })
 }
 
 // ---- keys ----
