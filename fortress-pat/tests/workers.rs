@@ -7,10 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::MasterKey;
 use fortress_pat::mock::MockClaude;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+mod common;
 
 const UPSTREAM_KEY: &str = "sk-ant-workers-test-upstream";
 
@@ -24,13 +27,13 @@ impl Drop for Proc {
     }
 }
 
-fn pat() -> Command {
+/// A `fortress-pat` command opening the persistent vault with `master`.
+fn pat(master: &MasterKey) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fortress-pat"));
     command
         .env("FORTRESS_LOG", "warn")
-        .env("WORKERS_TEST_ANTHROPIC_KEY", UPSTREAM_KEY)
-        // The persistent vault's master key (64 hex digits).
-        .env("FORTRESS_MASTER_KEY", "5a".repeat(32));
+        .env("WORKERS_TEST_ANTHROPIC_KEY", UPSTREAM_KEY);
+    master.pass_to(&mut command);
     command
 }
 
@@ -95,7 +98,8 @@ max_tokens = 100000000
         ),
     )
     .unwrap();
-    let created = pat()
+    let master = MasterKey::generate();
+    let created = pat(&master)
         .args(["keys", "--config"])
         .arg(&config)
         .args(["create", "--workspace", "acme", "--subject", "alice"])
@@ -108,7 +112,7 @@ max_tokens = 100000000
         .find_map(|l| l.strip_prefix("key: ").map(str::to_owned))
         .expect("a key");
 
-    let mut child = pat()
+    let mut child = pat(&master)
         .arg("serve")
         .arg("--config")
         .arg(&config)

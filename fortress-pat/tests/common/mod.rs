@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fortress_core::admin::directory::KeyRequest;
@@ -24,14 +25,7 @@ pub struct Deployment {
 impl Deployment {
     pub async fn new() -> Self {
         let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join("secrets")).unwrap();
-        std::fs::write(
-            root.path().join("secrets/master.key"),
-            fortress_core::vault::keys::RootKey::generate()
-                .to_hex()
-                .as_bytes(),
-        )
-        .unwrap();
+        MasterKey::generate().write_to(&root.path().join("secrets/master.key"));
         std::fs::write(root.path().join("secrets/anthropic.key"), UPSTREAM_KEY).unwrap();
         let mock = MockClaude::start(UPSTREAM_KEY, 4).await.unwrap();
         Self { root, mock }
@@ -61,6 +55,36 @@ impl Deployment {
 
     pub fn config(&self, extra: &str) -> Config {
         Config::parse(&self.config_text(extra)).unwrap()
+    }
+}
+
+/// The persistent vault's master key of one test deployment, handed to the gateway in
+/// either form it reads: a `master_key_file` or the `FORTRESS_MASTER_KEY` variable.
+pub struct MasterKey {
+    hex: String,
+}
+
+impl MasterKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let hex = fortress_core::vault::keys::RootKey::generate().to_hex();
+        Self {
+            hex: hex.as_str().to_owned(),
+        }
+    }
+
+    /// Writes the key file at `path`, creating its folder; returns `path`.
+    pub fn write_to(&self, path: &Path) -> PathBuf {
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).unwrap();
+        }
+        std::fs::write(path, &self.hex).unwrap();
+        path.to_path_buf()
+    }
+
+    /// Gives the key to a gateway process through `FORTRESS_MASTER_KEY`.
+    pub fn pass_to<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command.env(fortress_core::vault::keys::MASTER_KEY_ENV, &self.hex)
     }
 }
 
