@@ -35,7 +35,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
@@ -942,84 +942,86 @@ async fn readyz(State(state): State<AdminState>) -> Result<&'static str, ApiErro
 
 /// The admin API routes.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/api/login", post(login))
-        .route("/api/logout", post(logout))
-        .route("/api/me", get(me))
-        .route("/api/accounts", get(list_accounts).post(create_account))
-        .route("/api/accounts/{name}", delete(delete_account))
-        .route("/api/tokens", get(list_tokens).post(create_token))
-        .route("/api/tokens/{id}", delete(revoke_token))
-        .route("/api/status", get(status))
-        .route("/api/traffic/stream", get(traffic_stream))
-        .route("/api/settings", get(get_settings).put(put_settings))
-        .route("/api/billing", get(billing))
-        .route("/api/billing/invoice.csv", get(invoice_csv))
-        .route("/api/traffic", get(super::history::traffic_history))
-        .route("/api/events/{seq}", get(super::history::event_detail))
-        .route("/api/changes", get(super::history::change_log))
-        .route(
-            "/api/kill-switches",
-            get(super::manage::list_switches).post(super::manage::engage_switch),
-        )
-        .route(
-            "/api/kill-switches/release",
-            post(super::manage::release_switch),
-        )
-        .route("/api/credentials", get(super::manage::list_credentials))
-        .route(
-            "/api/credentials/{connector}",
-            put(super::manage::put_credential).delete(super::manage::delete_credential),
-        )
-        .route(
-            "/api/credentials/{connector}/rotate",
-            post(super::manage::rotate_credential),
-        )
-        .route(
-            "/api/keys",
-            get(super::manage::list_keys).post(super::manage::issue_key),
-        )
-        .route("/api/keys/{id}", delete(super::manage::revoke_key))
-        .route(
-            "/api/connectors",
-            get(super::manage::list_connectors).post(super::manage::add_connector),
-        )
-        .route(
-            "/api/connectors/{name}",
-            delete(super::manage::remove_connector),
-        )
-        .route(
-            "/api/policy",
-            get(super::policy_api::get_policy).put(super::policy_api::apply_policy),
-        )
-        .route("/api/policy/explain", post(super::policy_api::explain_call))
-        .route(
-            "/api/policy/validate",
-            post(super::policy_api::validate_policy),
-        )
-        .route(
-            "/api/policy/dry-run",
-            post(super::policy_api::dry_run_policy),
-        )
-        .route("/api/audit/export", get(super::lifecycle::export_audit))
-        .route(
-            "/api/archive/{request_id}",
-            get(super::archive::read_archived_call),
-        )
-        .route(
-            "/api/retention",
-            get(super::lifecycle::get_retention).put(super::lifecycle::put_retention),
-        )
-        .route(
-            "/api/workspace/terminate",
-            post(super::lifecycle::terminate_workspace),
-        )
-        .route("/api/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    api_routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        })
         .merge(super::ui::router())
         .with_state(state)
+}
+
+/// The paths the admin API serves (the OpenAPI document describes each), read from the
+/// same table the router is built from.
+pub fn api_paths() -> Vec<&'static str> {
+    api_routes().into_iter().map(|(path, _)| path).collect()
+}
+
+/// Every admin API path with its handlers: the one list the router and [`api_paths`] read.
+fn api_routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
+    use super::{archive, history, lifecycle, manage, policy_api};
+    vec![
+        ("/api/login", post(login)),
+        ("/api/logout", post(logout)),
+        ("/api/me", get(me)),
+        ("/api/accounts", get(list_accounts).post(create_account)),
+        ("/api/accounts/{name}", delete(delete_account)),
+        ("/api/tokens", get(list_tokens).post(create_token)),
+        ("/api/tokens/{id}", delete(revoke_token)),
+        ("/api/status", get(status)),
+        ("/api/traffic/stream", get(traffic_stream)),
+        ("/api/settings", get(get_settings).put(put_settings)),
+        ("/api/billing", get(billing)),
+        ("/api/billing/invoice.csv", get(invoice_csv)),
+        ("/api/traffic", get(history::traffic_history)),
+        ("/api/events/{seq}", get(history::event_detail)),
+        ("/api/changes", get(history::change_log)),
+        (
+            "/api/kill-switches",
+            get(manage::list_switches).post(manage::engage_switch),
+        ),
+        ("/api/kill-switches/release", post(manage::release_switch)),
+        ("/api/credentials", get(manage::list_credentials)),
+        (
+            "/api/credentials/{connector}",
+            put(manage::put_credential).delete(manage::delete_credential),
+        ),
+        (
+            "/api/credentials/{connector}/rotate",
+            post(manage::rotate_credential),
+        ),
+        ("/api/keys", get(manage::list_keys).post(manage::issue_key)),
+        ("/api/keys/{id}", delete(manage::revoke_key)),
+        (
+            "/api/connectors",
+            get(manage::list_connectors).post(manage::add_connector),
+        ),
+        ("/api/connectors/{name}", delete(manage::remove_connector)),
+        (
+            "/api/policy",
+            get(policy_api::get_policy).put(policy_api::apply_policy),
+        ),
+        ("/api/policy/explain", post(policy_api::explain_call)),
+        ("/api/policy/validate", post(policy_api::validate_policy)),
+        ("/api/policy/dry-run", post(policy_api::dry_run_policy)),
+        ("/api/audit/export", get(lifecycle::export_audit)),
+        (
+            "/api/archive/{request_id}",
+            get(archive::read_archived_call),
+        ),
+        (
+            "/api/retention",
+            get(lifecycle::get_retention).put(lifecycle::put_retention),
+        ),
+        (
+            "/api/workspace/terminate",
+            post(lifecycle::terminate_workspace),
+        ),
+        ("/api/openapi.json", get(openapi)),
+        ("/metrics", get(metrics)),
+        ("/healthz", get(healthz)),
+        ("/readyz", get(readyz)),
+    ]
 }
 
 /// Whether a principal authenticated with a browser session (and so needs CSRF tokens).
