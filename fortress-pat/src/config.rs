@@ -513,14 +513,13 @@ impl Config {
         keys: Arc<dyn KeyProvider>,
         audit: Arc<dyn AuditSink>,
     ) -> Result<EnvelopeVault, ConfigError> {
-        std::fs::create_dir_all(&self.data_dir).map_err(|source| ConfigError::Read {
-            path: self.data_dir.clone(),
-            source,
-        })?;
-        match &self.vault.database_url {
-            Some(url) => EnvelopeVault::open_postgres(url, keys, audit).await,
-            None => EnvelopeVault::open_sqlite(&self.data_dir, keys, audit).await,
-        }
+        EnvelopeVault::open(
+            &self.data_dir,
+            self.vault.database_url.as_deref(),
+            keys,
+            audit,
+        )
+        .await
         .map_err(|e| ConfigError::Invalid(format!("vault: {e}")))
     }
 

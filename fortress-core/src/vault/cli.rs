@@ -121,10 +121,7 @@ impl VaultStorageArgs {
         }
         let keys: Arc<dyn KeyProvider> =
             Arc::new(ManagedKeys::load(self.master_key_file.as_deref())?);
-        match &self.database_url {
-            Some(url) => EnvelopeVault::open_postgres(url, keys, audit).await,
-            None => EnvelopeVault::open_sqlite(&self.data_dir, keys, audit).await,
-        }
+        EnvelopeVault::open(&self.data_dir, self.database_url.as_deref(), keys, audit).await
     }
 }
 

@@ -126,6 +126,21 @@ impl EnvelopeVault {
         }
     }
 
+    /// The deployment's vault: PostgreSQL when `database_url` is given, else the embedded
+    /// `vault.sqlite3` in `data_dir` (created if needed). The one place both gateways and
+    /// the `vault` command choose the backend.
+    pub async fn open(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        keys: Arc<dyn KeyProvider>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Self, VaultError> {
+        match database_url {
+            Some(url) => Self::open_postgres(url, keys, audit).await,
+            None => Self::open_sqlite(data_dir, keys, audit).await,
+        }
+    }
+
     /// The embedded default: `vault.sqlite3` in `data_dir`.
     pub async fn open_sqlite(
         data_dir: impl AsRef<Path>,
@@ -530,6 +545,34 @@ mod tests {
         assert!(validate_slot(&CredentialSlot::workspace(ws.clone(), "a\nb")).is_err());
         assert!(validate_slot(&CredentialSlot::workspace(WorkspaceId::new(""), "gh")).is_err());
         assert!(validate_slot(&CredentialSlot::workspace(ws, "x".repeat(257))).is_err());
+    }
+
+    #[tokio::test]
+    async fn open_picks_sqlite_in_the_data_dir_unless_a_database_url_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let keys = || -> Arc<dyn KeyProvider> {
+            Arc::new(super::super::keys::ManagedKeys::new(
+                super::super::keys::RootKey::generate(),
+            ))
+        };
+        let audit = || Arc::new(crate::audit::MemoryAuditSink::new());
+        // A PostgreSQL URL is used, not the data directory (this one does not parse).
+        let refused = EnvelopeVault::open(
+            &data,
+            Some("postgres://127.0.0.1:no-port/none"),
+            keys(),
+            audit(),
+        )
+        .await;
+        assert!(refused.is_err());
+        assert!(!data.join("vault.sqlite3").exists());
+        let vault = EnvelopeVault::open(&data, None, keys(), audit())
+            .await
+            .unwrap();
+        let slot = CredentialSlot::workspace(WorkspaceId::new("acme"), "zendesk");
+        vault.put(&slot, Secret::from("t-1")).await.unwrap();
+        assert!(data.join("vault.sqlite3").exists());
     }
 
     #[test]
