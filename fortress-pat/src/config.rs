@@ -52,10 +52,10 @@ use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
 use fortress_core::audit::settings::{AuditSettings, open_trail};
 use fortress_core::cluster::follow;
 use fortress_core::cluster::policies::SharedPolicies;
+use fortress_core::policy::store::PolicyStore;
 use fortress_core::policy::{
     AllowListPolicy, AllowRule, CedarEngine, PolicyDocuments, PolicyEngine,
 };
-use fortress_core::policy::store::PolicyStore;
 use fortress_core::redact::PatternRedactor;
 use fortress_core::secret::Secret;
 use fortress_core::subject::WorkspaceId;
@@ -595,7 +595,10 @@ impl Config {
             source,
         })?;
         let pool = shared.and_then(fortress_core::db::Database::postgres_pool);
-        match (self.store_database(self.vault.database_url.as_deref()), pool) {
+        match (
+            self.store_database(self.vault.database_url.as_deref()),
+            pool,
+        ) {
             (StoreDatabase::Shared, Some(pool)) => PgStore::from_pool(pool.clone())
                 .await
                 .map(|store| EnvelopeVault::new(Arc::new(store), keys, audit)),
@@ -769,29 +772,26 @@ impl Config {
         shared: Option<&fortress_core::db::Database>,
     ) -> Result<Ledger, ConfigError> {
         let section = &self.ledger;
-        let invalid = |e: crate::limits::MeterError| {
-            ConfigError::Invalid(format!("ledger database: {e}"))
-        };
-        let meter: Arc<dyn MeterStore> = match (
-            self.store_database(section.database.as_deref()),
-            shared,
-        ) {
-            (StoreDatabase::Shared, Some(db)) => {
-                Arc::new(SqlMeterStore::over(db.clone()).await.map_err(invalid)?)
-            }
-            (StoreDatabase::Own(url), _) => {
-                Arc::new(SqlMeterStore::connect(url).await.map_err(invalid)?)
-            }
-            (StoreDatabase::Shared, None) => {
-                let url = self.database_url.as_deref().unwrap_or_default();
-                Arc::new(SqlMeterStore::connect(url).await.map_err(invalid)?)
-            }
-            (StoreDatabase::Embedded, _) => Arc::new(
-                SqlMeterStore::open_sqlite(&self.data_dir.join("usage.db"))
-                    .await
-                    .map_err(|e| ConfigError::Invalid(format!("ledger database: {e}")))?,
-            ),
-        };
+        let invalid =
+            |e: crate::limits::MeterError| ConfigError::Invalid(format!("ledger database: {e}"));
+        let meter: Arc<dyn MeterStore> =
+            match (self.store_database(section.database.as_deref()), shared) {
+                (StoreDatabase::Shared, Some(db)) => {
+                    Arc::new(SqlMeterStore::over(db.clone()).await.map_err(invalid)?)
+                }
+                (StoreDatabase::Own(url), _) => {
+                    Arc::new(SqlMeterStore::connect(url).await.map_err(invalid)?)
+                }
+                (StoreDatabase::Shared, None) => {
+                    let url = self.database_url.as_deref().unwrap_or_default();
+                    Arc::new(SqlMeterStore::connect(url).await.map_err(invalid)?)
+                }
+                (StoreDatabase::Embedded, _) => Arc::new(
+                    SqlMeterStore::open_sqlite(&self.data_dir.join("usage.db"))
+                        .await
+                        .map_err(|e| ConfigError::Invalid(format!("ledger database: {e}")))?,
+                ),
+            };
         let store: Arc<dyn LimitStore> = match &section.redis {
             Some(url) => Arc::new(
                 RedisLimitStore::connect(url, &section.redis_prefix)
@@ -1002,10 +1002,16 @@ mod tests {
         // Naming the same database explicitly still shares the one pool.
         assert_eq!(config.store_database(Some(shared)), StoreDatabase::Shared);
         let other = "postgres://fortress@metering/usage";
-        assert_eq!(config.store_database(Some(other)), StoreDatabase::Own(other));
+        assert_eq!(
+            config.store_database(Some(other)),
+            StoreDatabase::Own(other)
+        );
         let embedded = Config::parse("").unwrap();
         assert_eq!(embedded.store_database(None), StoreDatabase::Embedded);
-        assert_eq!(embedded.store_database(Some(other)), StoreDatabase::Own(other));
+        assert_eq!(
+            embedded.store_database(Some(other)),
+            StoreDatabase::Own(other)
+        );
     }
 
     #[test]

@@ -331,7 +331,10 @@ impl Deployment {
     }
 
     /// The ledger's view of the shared Redis counters (what every replica admits against).
-    async fn shared_ledger(&self, limits: fortress_pat::limits::LimitsConfig) -> fortress_pat::limits::Ledger {
+    async fn shared_ledger(
+        &self,
+        limits: fortress_pat::limits::LimitsConfig,
+    ) -> fortress_pat::limits::Ledger {
         let store = fortress_pat::limits::RedisLimitStore::connect(
             "redis://127.0.0.1:6379",
             &self.redis_prefix,
@@ -352,8 +355,10 @@ async fn message(client: &reqwest::Client, base: &str, key: &str, text: &str) ->
         .post(format!("{base}/v1/messages"))
         .header("x-api-key", key)
         .header("anthropic-version", "2023-06-01")
-        .json(&serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
-            "messages": [{"role": "user", "content": text}]}))
+        .json(
+            &serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
+            "messages": [{"role": "user", "content": text}]}),
+        )
         .send()
         .await
         .expect("the replica answers");
@@ -444,7 +449,8 @@ async fn a_policy_applied_on_one_replica_decides_calls_on_the_others_within_a_se
     let client = reqwest::Client::new();
     assert_eq!(message(&client, &b.url, &key, "hi").await, 200);
 
-    let dashboard = Dashboard::login(&a.url, a.password.as_deref().expect("A created the owner")).await;
+    let dashboard =
+        Dashboard::login(&a.url, a.password.as_deref().expect("A created the owner")).await;
     assert_eq!(dashboard.apply_policy(FORBID_ALL).await, 200);
     let applied = Instant::now();
     answers_within_a_second(&client, &b, &key, 403, applied).await;
@@ -526,7 +532,10 @@ async fn a_budget_holds_with_zero_overshoot_under_100_concurrent_calls_over_real
             other => panic!("unexpected status {other}"),
         }
     }
-    assert!(admitted > 0 && refused > 0, "{admitted} admitted, {refused} refused");
+    assert!(
+        admitted > 0 && refused > 0,
+        "{admitted} admitted, {refused} refused"
+    );
     assert_eq!(deployment.mock.recorded().len() as u64, admitted);
     // Every reservation settles (on a task after each answer), and what the replicas
     // used together stays within the one budget.
@@ -549,10 +558,16 @@ async fn a_budget_holds_with_zero_overshoot_under_100_concurrent_calls_over_real
         if reserved == 0 {
             break used;
         }
-        assert!(Instant::now() < deadline, "{reserved} tokens still reserved");
+        assert!(
+            Instant::now() < deadline,
+            "{reserved} tokens still reserved"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(used > 0 && used <= BUDGET, "used {used} of the budget {BUDGET}");
+    assert!(
+        used > 0 && used <= BUDGET,
+        "used {used} of the budget {BUDGET}"
+    );
     // Metering went to the shared database by default, and counts every admitted call.
     let pool = sqlx::PgPool::connect(&format!("{}/{}", postgres_base(), deployment.db.0))
         .await

@@ -517,10 +517,10 @@ mod tests {
                 .shared_through(SharedPolicies::new(store.clone(), "pat", None));
             (engine, Arc::new(editor))
         };
-        let forbid =
-            PolicyDocuments::new().with_policies("main.cedar", "forbid(principal, action, resource);");
-        let permit =
-            PolicyDocuments::new().with_policies("main.cedar", "permit(principal, action, resource);");
+        let forbid = PolicyDocuments::new()
+            .with_policies("main.cedar", "forbid(principal, action, resource);");
+        let permit = PolicyDocuments::new()
+            .with_policies("main.cedar", "permit(principal, action, resource);");
         let call = Call::new(
             Subject::user("u", WorkspaceId::new("w")),
             Action::CreateMessage,
@@ -543,7 +543,10 @@ mod tests {
         assert_eq!(store.latest_revision("pat").await.unwrap(), 2);
         // A broken set is stored nowhere and changes nothing.
         let broken = PolicyDocuments::new().with_policies("main.cedar", "permit(");
-        assert!(matches!(b.apply(broken).await, Err(EditorError::Invalid(_))));
+        assert!(matches!(
+            b.apply(broken).await,
+            Err(EditorError::Invalid(_))
+        ));
         assert_eq!(store.latest_revision("pat").await.unwrap(), 2);
         assert_eq!(a.follow_shared().await.unwrap(), None);
     }

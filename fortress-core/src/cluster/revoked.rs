@@ -96,7 +96,9 @@ impl RevokedTokens {
     pub fn is_revoked(&self, token: &str) -> bool {
         let digest = token_digest(token);
         let local = self.inner.local.read().unwrap_or_else(|e| e.into_inner());
-        local.get(&digest).is_some_and(|&expires| expires > now_ms())
+        local
+            .get(&digest)
+            .is_some_and(|&expires| expires > now_ms())
     }
 
     /// Revokes `token` everywhere: here at once, in the table, then announced.

@@ -119,7 +119,11 @@ impl PolicyStore {
 
     /// Saves `documents` as the next revision of `set` and returns its number; refuses a
     /// set that does not compile.
-    pub async fn save(&self, set: &str, documents: &PolicyDocuments) -> Result<i64, PolicyStoreError> {
+    pub async fn save(
+        &self,
+        set: &str,
+        documents: &PolicyDocuments,
+    ) -> Result<i64, PolicyStoreError> {
         CompiledSet::compile(documents)?;
         let encoded = encode(documents);
         let version = documents.version();
@@ -218,8 +222,8 @@ mod tests {
         let permit = PolicyDocuments::new()
             .with_policies("main.cedar", "permit(principal, action, resource);")
             .with_limits("");
-        let forbid =
-            PolicyDocuments::new().with_policies("main.cedar", "forbid(principal, action, resource);");
+        let forbid = PolicyDocuments::new()
+            .with_policies("main.cedar", "forbid(principal, action, resource);");
         assert_eq!(store.save("pat", &permit).await.unwrap(), 1);
         assert_eq!(store.save("pat", &forbid).await.unwrap(), 2);
         assert_eq!(store.save("mcp", &permit).await.unwrap(), 1);
@@ -230,7 +234,13 @@ mod tests {
         assert_eq!(latest.documents, forbid);
         // Kinds survive the round trip, so the version (a content hash) does too.
         assert_eq!(
-            store.latest("mcp").await.unwrap().unwrap().documents.version(),
+            store
+                .latest("mcp")
+                .await
+                .unwrap()
+                .unwrap()
+                .documents
+                .version(),
             permit.version()
         );
         let broken = PolicyDocuments::new().with_policies("main.cedar", "permit(");

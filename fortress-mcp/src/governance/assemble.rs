@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::audit::arguments::RedactedArguments;
 use fortress_core::audit::keys::{Ed25519KeyProvider, KeyProvider, default_key_path};
 use fortress_core::audit::settings::{open_shared_trail, open_trail};
 use fortress_core::audit::{AuditSink, DurableAuditSink};
 use fortress_core::call::Call;
-use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::cluster::policies::SharedPolicies;
 use fortress_core::cluster::revoked::RevokedTokens;
 use fortress_core::cluster::switches::SharedSwitches;
@@ -204,13 +204,9 @@ async fn shared_policy(
     let store = PolicyStore::open(db.clone())
         .await
         .map_err(|e| invalid("policy store")(e.to_string()))?;
-    let editor = Arc::new(
-        PolicyEditor::new(engine.clone(), documents).shared_through(SharedPolicies::new(
-            store,
-            crate::MCP_POLICY_SET,
-            shared.bus.clone(),
-        )),
-    );
+    let editor = Arc::new(PolicyEditor::new(engine.clone(), documents).shared_through(
+        SharedPolicies::new(store, crate::MCP_POLICY_SET, shared.bus.clone()),
+    ));
     editor
         .join_shared()
         .await

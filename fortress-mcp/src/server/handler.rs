@@ -1230,7 +1230,9 @@ impl Handler {
                             error(
                                 StatusCode::SERVICE_UNAVAILABLE,
                                 None,
-                                ErrorObject::internal("the session could not be ended on every replica"),
+                                ErrorObject::internal(
+                                    "the session could not be ended on every replica",
+                                ),
                             )
                         }
                     },
