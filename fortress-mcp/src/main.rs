@@ -108,7 +108,8 @@ async fn main() -> anyhow::Result<()> {
             let endpoint =
                 fortress_mcp::server::McpServer::new(config.server_config(), server, seam)
                     .with_authenticator(Arc::new(governed.authenticator.clone()))
-                    .with_session_sealer(governed.session_sealer.clone());
+                    .with_session_sealer(governed.session_sealer.clone())
+                    .with_revoked_sessions(governed.revoked_sessions.clone());
             let served = if workers.per_worker() {
                 endpoint
                     .serve_on_workers(listeners, tls, shutdown_signal())

@@ -531,3 +531,78 @@ async fn sigkill_of_a_replica_loses_no_acknowledged_audit_event() {
         .expect("the shared chain verifies, fully signed");
     assert_eq!(report.events, events.len() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_legacy_session_deleted_on_one_replica_is_gone_on_every_replica() {
+    let upstream = upstream().await;
+    let cluster = Cluster::new(&upstream.url).await;
+    let key = cluster.create_key("alice");
+    let replicas = cluster.start_many(3);
+    let bearer = format!("Bearer {key}");
+
+    let reply = common::post(
+        &replicas[0].url,
+        &[("authorization", bearer.as_str())],
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},
+            "clientInfo":{"name":"t","version":"1"}}}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let session = reply
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let with_session = [
+        ("authorization", bearer.as_str()),
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let list = |url: String| {
+        let headers = with_session;
+        async move {
+            common::post(
+                &url,
+                &headers,
+                json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+            )
+            .await
+        }
+    };
+    // Every replica holds the session (resumed from its id) before it is deleted.
+    for replica in &replicas {
+        let reply = list(replica.url.clone()).await;
+        assert_eq!(reply.status, 200, "{}: {}", replica.url, reply.body);
+    }
+
+    let deleted = common::send(http::Method::DELETE, &replicas[1].url, &with_session, "").await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let at = Instant::now();
+    // The replica that deleted it refuses it at once…
+    assert_eq!(list(replicas[1].url.clone()).await.status, 404);
+    // …and the others within the propagation bound (their database poll is 10 s, so the
+    // Redis announcement carries it).
+    for replica in [&replicas[0], &replicas[2]] {
+        loop {
+            let reply = list(replica.url.clone()).await;
+            if reply.status == 404 {
+                break;
+            }
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            assert!(
+                at.elapsed() < Duration::from_secs(1),
+                "{} still serves the deleted session after 1 s",
+                replica.url
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // A second DELETE anywhere finds nothing to end.
+    let again = common::send(http::Method::DELETE, &replicas[2].url, &with_session, "").await;
+    assert_eq!(again.status, 404, "{}", again.body);
+    // A replica started after the deletion refuses it too (it reads the shared table).
+    let late = cluster.start();
+    assert_eq!(list(late.url.clone()).await.status, 404);
+}

@@ -22,7 +22,7 @@
 //! max_usd = 5.0
 //!
 //! [ledger]                   # where limits and metering live (defaults shown)
-//! # database = "postgres://fortress@db/fortress"   # default: SQLite data_dir/usage.db
+//! # database = "postgres://fortress@db/fortress"   # default: database_url, else SQLite data_dir/usage.db
 //! # redis = "redis://127.0.0.1:6379"              # default: limits in this process
 //! redis_prefix = "fortress:pat"
 //! flush_interval_ms = 1000
@@ -45,11 +45,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fortress_core::admin::archive::ArchiveReader;
-use fortress_core::admin::embedded::EmbeddedAdmin;
+use fortress_core::admin::embedded::{EmbeddedAdmin, SharedDeployment};
 use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::audit::AuditSink;
 use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
 use fortress_core::audit::settings::{AuditSettings, open_trail};
+use fortress_core::cluster::follow;
+use fortress_core::cluster::policies::SharedPolicies;
+use fortress_core::policy::store::PolicyStore;
 use fortress_core::policy::{
     AllowListPolicy, AllowRule, CedarEngine, PolicyDocuments, PolicyEngine,
 };
@@ -59,6 +62,7 @@ use fortress_core::subject::WorkspaceId;
 use fortress_core::tier::Tier;
 use fortress_core::vault::cli::refuse_key_inside;
 use fortress_core::vault::keys::{KeyFileProvider, KeyProvider, ManagedKeys};
+use fortress_core::vault::store::PgStore;
 use fortress_core::vault::{CredentialSlot, EnvelopeVault, Vault, VaultError};
 use serde::Deserialize;
 
@@ -134,6 +138,17 @@ pub struct Config {
 /// A policy engine and, when its documents are editable, the dashboard's editor of them.
 type EngineAndEditor = (Arc<dyn PolicyEngine>, Option<Arc<PolicyEditor>>);
 
+/// Where one store (`[ledger]`, `[vault]`) keeps its rows.
+#[derive(Debug, PartialEq, Eq)]
+enum StoreDatabase<'a> {
+    /// The top-level `database_url`, over the one pool the other stores use.
+    Shared,
+    /// A database of its own (`postgres://…`).
+    Own(&'a str),
+    /// SQLite in the data directory.
+    Embedded,
+}
+
 /// A gateway and, when `[admin]` is configured, its dashboard.
 pub struct Gateway {
     /// The PAT service.
@@ -158,7 +173,8 @@ fn default_pepper_env() -> String {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSection {
-    /// A `postgres://` URL for metering (default: SQLite `usage.db` in the data directory).
+    /// A `postgres://` URL for metering (default: the top-level `database_url`, else
+    /// SQLite `usage.db` in the data directory).
     #[serde(default)]
     pub database: Option<String>,
     /// A `redis://` URL: rate limits and budget reservations shared by every replica
@@ -216,7 +232,8 @@ pub struct VaultSection {
     /// directory.
     #[serde(default)]
     pub key_dir: Option<PathBuf>,
-    /// A `postgres://` URL instead of SQLite.
+    /// A `postgres://` URL instead of SQLite (default: the top-level `database_url`, else
+    /// SQLite).
     #[serde(default)]
     pub database_url: Option<String>,
 }
@@ -425,15 +442,35 @@ impl Config {
 
     /// Opens the key store.
     pub async fn key_store(&self) -> Result<KeyStore, ConfigError> {
+        let shared = self.shared_database().await?;
+        self.key_store_on(shared).await
+    }
+
+    /// The key store, in the shared database when there is one.
+    async fn key_store_on(
+        &self,
+        shared: Option<fortress_core::db::Database>,
+    ) -> Result<KeyStore, ConfigError> {
         std::fs::create_dir_all(&self.data_dir).map_err(|source| ConfigError::Read {
             path: self.data_dir.clone(),
             source,
         })?;
-        match self.shared_database().await? {
+        match shared {
             Some(db) => KeyStore::with_database(db, crate::keys::FORMAT, self.pepper()?).await,
             None => KeyStore::open(&self.data_dir, crate::keys::FORMAT, self.pepper()?).await,
         }
         .map_err(|e| ConfigError::Invalid(format!("key store: {e}")))
+    }
+
+    /// Where a store with the explicit URL `explicit` keeps its rows: an explicit URL
+    /// equal to `database_url`, or none while `database_url` is set, means the shared pool.
+    fn store_database<'a>(&'a self, explicit: Option<&'a str>) -> StoreDatabase<'a> {
+        match (explicit, self.database_url.as_deref()) {
+            (Some(url), Some(shared)) if url == shared => StoreDatabase::Shared,
+            (Some(url), _) => StoreDatabase::Own(url),
+            (None, Some(_)) => StoreDatabase::Shared,
+            (None, None) => StoreDatabase::Embedded,
+        }
     }
 
     /// The database of `database_url` (PostgreSQL only), if configured.
@@ -463,8 +500,14 @@ impl Config {
         self.assemble(true).await
     }
 
-    /// The policy engine and, for a Cedar directory, its editor.
-    fn policy_engine(&self) -> Result<EngineAndEditor, ConfigError> {
+    /// The policy engine and, for a Cedar directory, its editor. With replicas
+    /// (`cluster`), the set lives in the shared database: the directory only seeds it
+    /// when it is empty, edits are saved there and announced, and a follower keeps this
+    /// replica on the newest stored set.
+    async fn policy_engine(
+        &self,
+        cluster: Option<&SharedDeployment>,
+    ) -> Result<EngineAndEditor, ConfigError> {
         let Some(dir) = &self.policy.cedar_dir else {
             return Ok((Arc::new(self.policy()?), None));
         };
@@ -474,7 +517,28 @@ impl Config {
             CedarEngine::new(&docs).map_err(|e| ConfigError::Invalid(format!("policy: {e}")))?,
         );
         let editor = PolicyEditor::new(engine.clone(), docs).persist_to(dir);
-        Ok((engine, Some(Arc::new(editor))))
+        let Some(cluster) = cluster else {
+            return Ok((engine, Some(Arc::new(editor))));
+        };
+        let store = PolicyStore::open(cluster.database.clone())
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("policy store: {e}")))?;
+        let editor = Arc::new(editor.shared_through(SharedPolicies::new(
+            store,
+            crate::PAT_POLICY_SET,
+            cluster.bus.clone(),
+        )));
+        editor
+            .join_shared()
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("policy store: {e}")))?;
+        // Runs as long as the process: the replica follows every later change.
+        drop(follow(
+            cluster.bus.as_ref(),
+            cluster.poll,
+            SharedPolicies::follower(editor.clone()),
+        ));
+        Ok((engine, Some(editor)))
     }
 
     /// The key provider of the deployment's tier (shared by the vault and the archive).
@@ -507,19 +571,46 @@ impl Config {
     }
 
     /// Opens the persistent vault: `vault.sqlite3` in the data directory (the same one
-    /// `fortress-pat vault --data-dir` manages), or PostgreSQL.
+    /// `fortress-pat vault --data-dir` manages), or PostgreSQL (`[vault] database_url`,
+    /// else the top-level `database_url`).
     pub async fn open_vault(
         &self,
         keys: Arc<dyn KeyProvider>,
         audit: Arc<dyn AuditSink>,
     ) -> Result<EnvelopeVault, ConfigError> {
-        EnvelopeVault::open(
-            &self.data_dir,
-            self.vault.database_url.as_deref(),
-            keys,
-            audit,
-        )
-        .await
+        let shared = self.shared_database().await?;
+        self.open_vault_on(keys, audit, shared.as_ref()).await
+    }
+
+    /// [`open_vault`](Self::open_vault) over the shared database's pool, when it is the
+    /// vault's database.
+    async fn open_vault_on(
+        &self,
+        keys: Arc<dyn KeyProvider>,
+        audit: Arc<dyn AuditSink>,
+        shared: Option<&fortress_core::db::Database>,
+    ) -> Result<EnvelopeVault, ConfigError> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| ConfigError::Read {
+            path: self.data_dir.clone(),
+            source,
+        })?;
+        let pool = shared.and_then(fortress_core::db::Database::postgres_pool);
+        match (
+            self.store_database(self.vault.database_url.as_deref()),
+            pool,
+        ) {
+            (StoreDatabase::Shared, Some(pool)) => PgStore::from_pool(pool.clone())
+                .await
+                .map(|store| EnvelopeVault::new(Arc::new(store), keys, audit)),
+            (StoreDatabase::Own(url), _) => EnvelopeVault::open_postgres(url, keys, audit).await,
+            (StoreDatabase::Shared, None) => {
+                let url = self.database_url.as_deref().unwrap_or_default();
+                EnvelopeVault::open_postgres(url, keys, audit).await
+            }
+            (StoreDatabase::Embedded, _) => {
+                EnvelopeVault::open_sqlite(&self.data_dir, keys, audit).await
+            }
+        }
         .map_err(|e| ConfigError::Invalid(format!("vault: {e}")))
     }
 
@@ -565,10 +656,13 @@ impl Config {
     }
 
     async fn assemble(&self, with_dashboard: bool) -> Result<Gateway, ConfigError> {
-        let keys = self.key_store().await?;
+        // One pool and one bus for every shared store of this process.
+        let cluster = self.shared_deployment().await?;
+        let database = cluster.as_ref().map(|c| c.database.clone());
+        let keys = self.key_store_on(database.clone()).await?;
         let embedded = match (&self.admin, with_dashboard) {
             (Some(section), true) => Some(
-                match self.shared_deployment().await? {
+                match cluster.clone() {
                     // Accounts, audit trail and kill switches in the database replicas share.
                     Some(shared) => {
                         EmbeddedAdmin::open_shared_with(
@@ -597,12 +691,14 @@ impl Config {
             None => self.open_audit().await?,
         };
         let key_provider = self.key_provider()?;
-        let vault: Arc<dyn Vault> =
-            Arc::new(self.open_vault(key_provider.clone(), audit.clone()).await?);
+        let vault: Arc<dyn Vault> = Arc::new(
+            self.open_vault_on(key_provider.clone(), audit.clone(), database.as_ref())
+                .await?,
+        );
         self.store_credentials(vault.as_ref()).await?;
         let archive = self.archive(key_provider, vault.as_ref()).await?;
-        let (policy, editor) = self.policy_engine()?;
-        let ledger = Arc::new(self.ledger().await?);
+        let (policy, editor) = self.policy_engine(cluster.as_ref()).await?;
+        let ledger = Arc::new(self.ledger_on(database.as_ref()).await?);
         let dashboard = match (embedded, &self.admin) {
             (Some(embedded), Some(section)) => Some(
                 mount_embedded(
@@ -665,19 +761,37 @@ impl Config {
     /// The ledger over the configured stores, with this month's budgets restored from
     /// the metering.
     pub async fn ledger(&self) -> Result<Ledger, ConfigError> {
+        let shared = self.shared_database().await?;
+        self.ledger_on(shared.as_ref()).await
+    }
+
+    /// [`ledger`](Self::ledger), metering into the shared database's pool when it is the
+    /// ledger's database.
+    async fn ledger_on(
+        &self,
+        shared: Option<&fortress_core::db::Database>,
+    ) -> Result<Ledger, ConfigError> {
         let section = &self.ledger;
-        let meter: Arc<dyn MeterStore> = match &section.database {
-            Some(url) => Arc::new(
-                SqlMeterStore::connect(url)
-                    .await
-                    .map_err(|e| ConfigError::Invalid(format!("ledger database: {e}")))?,
-            ),
-            None => Arc::new(
-                SqlMeterStore::open_sqlite(&self.data_dir.join("usage.db"))
-                    .await
-                    .map_err(|e| ConfigError::Invalid(format!("ledger database: {e}")))?,
-            ),
-        };
+        let invalid =
+            |e: crate::limits::MeterError| ConfigError::Invalid(format!("ledger database: {e}"));
+        let meter: Arc<dyn MeterStore> =
+            match (self.store_database(section.database.as_deref()), shared) {
+                (StoreDatabase::Shared, Some(db)) => {
+                    Arc::new(SqlMeterStore::over(db.clone()).await.map_err(invalid)?)
+                }
+                (StoreDatabase::Own(url), _) => {
+                    Arc::new(SqlMeterStore::connect(url).await.map_err(invalid)?)
+                }
+                (StoreDatabase::Shared, None) => {
+                    let url = self.database_url.as_deref().unwrap_or_default();
+                    Arc::new(SqlMeterStore::connect(url).await.map_err(invalid)?)
+                }
+                (StoreDatabase::Embedded, _) => Arc::new(
+                    SqlMeterStore::open_sqlite(&self.data_dir.join("usage.db"))
+                        .await
+                        .map_err(|e| ConfigError::Invalid(format!("ledger database: {e}")))?,
+                ),
+            };
         let store: Arc<dyn LimitStore> = match &section.redis {
             Some(url) => Arc::new(
                 RedisLimitStore::connect(url, &section.redis_prefix)
@@ -699,10 +813,9 @@ impl Config {
         Ok(ledger)
     }
 
-    /// What the dashboard shares with other replicas, when `database_url` is set.
-    async fn shared_deployment(
-        &self,
-    ) -> Result<Option<fortress_core::admin::embedded::SharedDeployment>, ConfigError> {
+    /// What replicas share, when `database_url` is set: the database (one pool), the
+    /// change bus and the poll interval.
+    async fn shared_deployment(&self) -> Result<Option<SharedDeployment>, ConfigError> {
         let Some(database) = self.shared_database().await? else {
             return Ok(None);
         };
@@ -710,7 +823,7 @@ impl Config {
             .cluster
             .bus()
             .map_err(|e| ConfigError::Invalid(format!("cluster.redis_url: {e}")))?;
-        Ok(Some(fortress_core::admin::embedded::SharedDeployment {
+        Ok(Some(SharedDeployment {
             database,
             bus,
             poll: self.cluster.poll(),
@@ -879,6 +992,26 @@ mod tests {
         assert_eq!(reopened.meter().await.unwrap()[0].1, row);
         let bad = Config::parse("[ledger]\ndatabase = \"mysql://x\"\n").unwrap();
         assert!(bad.ledger().await.is_err());
+    }
+
+    #[test]
+    fn ledger_and_vault_default_to_the_shared_database() {
+        let shared = "postgres://fortress@db/fortress";
+        let config = Config::parse(&format!("database_url = {shared:?}\n")).unwrap();
+        assert_eq!(config.store_database(None), StoreDatabase::Shared);
+        // Naming the same database explicitly still shares the one pool.
+        assert_eq!(config.store_database(Some(shared)), StoreDatabase::Shared);
+        let other = "postgres://fortress@metering/usage";
+        assert_eq!(
+            config.store_database(Some(other)),
+            StoreDatabase::Own(other)
+        );
+        let embedded = Config::parse("").unwrap();
+        assert_eq!(embedded.store_database(None), StoreDatabase::Embedded);
+        assert_eq!(
+            embedded.store_database(Some(other)),
+            StoreDatabase::Own(other)
+        );
     }
 
     #[test]

@@ -21,14 +21,17 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEvent;
 use crate::call::{Action, Attributes, Call, RequestId, Resource, ResourceKind};
+use crate::cluster::policies::SharedPolicies;
 use crate::policy::documents::{DocumentKind, LIMITS_FILE};
 use crate::policy::shadow::{DryRunReport, dry_run};
+use crate::policy::store::PolicyStoreError;
 use crate::policy::{CedarEngine, CompiledSet, PolicyDocuments, PolicyEngine, PolicyError};
 use crate::subject::{Subject, SubjectKind};
 
@@ -65,6 +68,9 @@ pub enum EditorError {
     /// The policy directory could not be written; the live set is unchanged.
     #[error("policy directory could not be written")]
     Persist(#[source] std::io::Error),
+    /// The shared policy store failed; the live set is unchanged.
+    #[error("shared policy store failed")]
+    Store(#[source] PolicyStoreError),
 }
 
 /// The live policy set behind the dashboard's editor.
@@ -72,6 +78,10 @@ pub struct PolicyEditor {
     engine: Arc<CedarEngine>,
     documents: RwLock<PolicyDocuments>,
     dir: Option<PathBuf>,
+    /// Replicas: the store whose newest revision is in force, and the bus.
+    shared: Option<SharedPolicies>,
+    /// The stored revision live here (0: none yet).
+    revision: AtomicI64,
     // One apply at a time, so the documents and the live set never disagree.
     apply: tokio::sync::Mutex<()>,
 }
@@ -110,8 +120,92 @@ impl PolicyEditor {
             engine,
             documents: RwLock::new(documents),
             dir: None,
+            shared: None,
+            revision: AtomicI64::new(0),
             apply: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Shares the set with other replicas through `shared`: applied sets are saved there
+    /// and announced (instead of written to a directory), and
+    /// [`follow_shared`](Self::follow_shared) makes the newest stored set live. Call
+    /// [`join_shared`](Self::join_shared) once at start.
+    #[must_use]
+    pub fn shared_through(mut self, shared: SharedPolicies) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// At start: serve the newest stored set, or, when the store has none yet (the first
+    /// replica of a deployment), store the set this editor was opened with. Returns the
+    /// version made live, if it changed.
+    pub async fn join_shared(&self) -> Result<Option<String>, EditorError> {
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        let _one_at_a_time = self.apply.lock().await;
+        let latest = shared
+            .store()
+            .latest(shared.set())
+            .await
+            .map_err(EditorError::Store)?;
+        match latest {
+            Some(stored) => self.adopt(stored.revision, stored.documents),
+            None => {
+                let revision = shared
+                    .store()
+                    .save(shared.set(), &self.documents())
+                    .await
+                    .map_err(EditorError::Store)?;
+                self.revision.store(revision, Ordering::Release);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Makes the newest stored set live if it is not already (a cheap revision check
+    /// first). Returns the version made live, if it changed.
+    pub async fn follow_shared(&self) -> Result<Option<String>, EditorError> {
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        let store = shared.store();
+        let newest = store
+            .latest_revision(shared.set())
+            .await
+            .map_err(EditorError::Store)?;
+        if newest == self.revision.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let _one_at_a_time = self.apply.lock().await;
+        match store
+            .latest(shared.set())
+            .await
+            .map_err(EditorError::Store)?
+        {
+            Some(stored) if stored.revision != self.revision.load(Ordering::Acquire) => {
+                self.adopt(stored.revision, stored.documents)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Makes a stored revision live (the caller holds the apply lock).
+    fn adopt(
+        &self,
+        revision: i64,
+        documents: PolicyDocuments,
+    ) -> Result<Option<String>, EditorError> {
+        let changed = documents.version() != self.version();
+        let version = if changed {
+            let set = self.validate(&documents).map_err(EditorError::Invalid)?;
+            Some(self.engine.install(Arc::new(set)))
+        } else {
+            None
+        };
+        *self.documents.write().unwrap_or_else(|e| e.into_inner()) = documents;
+        self.revision.store(revision, Ordering::Release);
+        Ok(version)
     }
 
     /// Writes applied documents to `dir` too, so they survive a restart.
@@ -186,16 +280,33 @@ impl PolicyEditor {
     }
 
     /// Validates, persists and makes `candidate` live in one swap. Returns the previous and
-    /// the new version. On any error the live set is unchanged.
+    /// the new version. On any error the live set is unchanged. A shared set is saved to
+    /// the store (the source of truth for every replica) and then announced.
     pub async fn apply(&self, candidate: PolicyDocuments) -> Result<(String, String), EditorError> {
         let _one_at_a_time = self.apply.lock().await;
         let set = self.validate(&candidate).map_err(EditorError::Invalid)?;
-        if let Some(dir) = &self.dir {
-            write_documents(dir, &self.documents(), &candidate).map_err(EditorError::Persist)?;
+        match &self.shared {
+            Some(shared) => {
+                let revision = shared
+                    .store()
+                    .save(shared.set(), &candidate)
+                    .await
+                    .map_err(EditorError::Store)?;
+                self.revision.store(revision, Ordering::Release);
+            }
+            None => {
+                if let Some(dir) = &self.dir {
+                    write_documents(dir, &self.documents(), &candidate)
+                        .map_err(EditorError::Persist)?;
+                }
+            }
         }
         let before = self.version();
         let after = self.engine.install(Arc::new(set));
         *self.documents.write().unwrap_or_else(|e| e.into_inner()) = candidate;
+        if let Some(shared) = &self.shared {
+            shared.announce().await;
+        }
         Ok((before, after))
     }
 }
@@ -392,6 +503,52 @@ mod tests {
             PolicyDocuments::from_dir(dir.path()).unwrap().version(),
             after
         );
+    }
+
+    #[tokio::test]
+    async fn a_shared_set_is_stored_announced_and_followed() {
+        use crate::policy::store::PolicyStore;
+        let store = PolicyStore::open(crate::db::Database::sqlite_memory().await.unwrap())
+            .await
+            .unwrap();
+        let replica = |docs: PolicyDocuments| {
+            let engine = Arc::new(CedarEngine::new(&docs).unwrap());
+            let editor = PolicyEditor::new(engine.clone(), docs)
+                .shared_through(SharedPolicies::new(store.clone(), "pat", None));
+            (engine, Arc::new(editor))
+        };
+        let forbid = PolicyDocuments::new()
+            .with_policies("main.cedar", "forbid(principal, action, resource);");
+        let permit = PolicyDocuments::new()
+            .with_policies("main.cedar", "permit(principal, action, resource);");
+        let call = Call::new(
+            Subject::user("u", WorkspaceId::new("w")),
+            Action::CreateMessage,
+            Resource::model("m"),
+        );
+        // The first replica seeds the store; a later one, whatever its own documents,
+        // serves the stored set.
+        let (engine_a, a) = replica(forbid.clone());
+        assert_eq!(a.join_shared().await.unwrap(), None);
+        let (engine_b, b) = replica(permit.clone());
+        assert_eq!(b.join_shared().await.unwrap(), Some(forbid.version()));
+        assert!(!engine_b.decide(&call).await.unwrap().is_allowed());
+        assert_eq!(b.documents(), forbid);
+
+        a.apply(permit.clone()).await.unwrap();
+        assert!(engine_a.decide(&call).await.unwrap().is_allowed());
+        assert_eq!(b.follow_shared().await.unwrap(), Some(permit.version()));
+        assert!(engine_b.decide(&call).await.unwrap().is_allowed());
+        assert_eq!(b.follow_shared().await.unwrap(), None);
+        assert_eq!(store.latest_revision("pat").await.unwrap(), 2);
+        // A broken set is stored nowhere and changes nothing.
+        let broken = PolicyDocuments::new().with_policies("main.cedar", "permit(");
+        assert!(matches!(
+            b.apply(broken).await,
+            Err(EditorError::Invalid(_))
+        ));
+        assert_eq!(store.latest_revision("pat").await.unwrap(), 2);
+        assert_eq!(a.follow_shared().await.unwrap(), None);
     }
 
     #[test]

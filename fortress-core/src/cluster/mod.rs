@@ -23,6 +23,9 @@
 
 mod bus;
 mod follow;
+#[cfg(feature = "admin")]
+pub mod policies;
+pub mod revoked;
 pub mod switches;
 pub mod token;
 
@@ -96,6 +99,11 @@ pub enum Change {
     },
     /// The policy set.
     Policy,
+    /// A sealed token (for example a legacy MCP session id) was ended before its expiry.
+    TokenRevoked {
+        /// The token's digest ([`revoked::token_digest`]; never the token).
+        digest: String,
+    },
     /// Announcements may have been missed (the subscription was (re)established):
     /// re-read everything.
     Resync,

@@ -30,6 +30,7 @@ mod reads;
 mod request_cache;
 pub mod schema;
 pub mod shadow;
+pub mod store;
 mod translate;
 pub mod watch;
 

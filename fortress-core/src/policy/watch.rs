@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use super::documents::PolicyDocuments;
 use super::{CedarEngine, PolicyError};
+#[cfg(feature = "admin")]
+use crate::admin::policy_editor::PolicyEditor;
 
 /// What a check found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +45,10 @@ pub struct PolicyWatcher {
     dir: PathBuf,
     /// The version of the documents last seen, valid or not.
     seen: Option<String>,
+    /// Applies changes instead of reloading the engine directly (replicas: the editor
+    /// saves them to the shared store and announces them).
+    #[cfg(feature = "admin")]
+    editor: Option<Arc<PolicyEditor>>,
 }
 
 impl PolicyWatcher {
@@ -53,20 +59,61 @@ impl PolicyWatcher {
             engine,
             dir: dir.as_ref().to_owned(),
             seen,
+            #[cfg(feature = "admin")]
+            editor: None,
         }
+    }
+
+    /// Applies the directory's changes through `editor` (which edits this watcher's
+    /// engine): with a shared store, a change made to one replica's directory is saved
+    /// there and reaches every replica. Only [`spawn`](Self::spawn) uses it.
+    #[cfg(feature = "admin")]
+    #[must_use]
+    pub fn through(mut self, editor: Arc<PolicyEditor>) -> Self {
+        self.editor = Some(editor);
+        self
+    }
+
+    /// The directory's documents, if they differ from those last seen.
+    fn changed(&mut self) -> Result<Option<PolicyDocuments>, PolicyError> {
+        let docs = PolicyDocuments::from_dir(&self.dir)?;
+        let version = docs.version();
+        if self.seen.as_deref() == Some(version.as_str()) {
+            return Ok(None);
+        }
+        self.seen = Some(version);
+        Ok(Some(docs))
     }
 
     /// Reads the directory once and reloads if it changed. An invalid set is reported once
     /// (as `Err`) and then counts as seen, so the previous set stays live without retrying
     /// the same broken files on every tick.
     pub fn check(&mut self) -> Result<ReloadOutcome, PolicyError> {
-        let docs = PolicyDocuments::from_dir(&self.dir)?;
-        let version = docs.version();
-        if self.seen.as_deref() == Some(version.as_str()) {
-            return Ok(ReloadOutcome::Unchanged);
+        match self.changed()? {
+            None => Ok(ReloadOutcome::Unchanged),
+            Some(docs) => self.engine.reload(&docs).map(ReloadOutcome::Reloaded),
         }
-        self.seen = Some(version);
-        self.engine.reload(&docs).map(ReloadOutcome::Reloaded)
+    }
+
+    /// [`check`](Self::check), applying through the editor when there is one.
+    #[cfg(feature = "admin")]
+    async fn check_and_apply(&mut self) -> Result<ReloadOutcome, String> {
+        let Some(editor) = self.editor.clone() else {
+            return self.check().map_err(|e| e.to_string());
+        };
+        match self.changed().map_err(|e| e.to_string())? {
+            None => Ok(ReloadOutcome::Unchanged),
+            Some(docs) => editor
+                .apply(docs)
+                .await
+                .map(|(_, version)| ReloadOutcome::Reloaded(version))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    #[cfg(not(feature = "admin"))]
+    async fn check_and_apply(&mut self) -> Result<ReloadOutcome, String> {
+        self.check().map_err(|e| e.to_string())
     }
 
     /// Checks every `interval` until the task is aborted, logging rejected sets.
@@ -76,7 +123,7 @@ impl PolicyWatcher {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                match self.check() {
+                match self.check_and_apply().await {
                     Ok(ReloadOutcome::Unchanged) => {}
                     Ok(ReloadOutcome::Reloaded(version)) => {
                         tracing::info!(policy_version = %version, dir = %self.dir.display(), "policy set reloaded");

@@ -10,11 +10,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::audit::arguments::RedactedArguments;
 use fortress_core::audit::keys::{Ed25519KeyProvider, KeyProvider, default_key_path};
 use fortress_core::audit::settings::{open_shared_trail, open_trail};
 use fortress_core::audit::{AuditSink, DurableAuditSink};
 use fortress_core::call::Call;
+use fortress_core::cluster::policies::SharedPolicies;
+use fortress_core::cluster::revoked::RevokedTokens;
 use fortress_core::cluster::switches::SharedSwitches;
 use fortress_core::cluster::token::TokenSealer;
 use fortress_core::cluster::{ClusterBus, follow};
@@ -25,6 +28,7 @@ use fortress_core::keys::{KeyFormat, KeyStore, load_or_create_pepper, load_or_cr
 use fortress_core::layer::credential::SlotSelector;
 use fortress_core::policy::CedarEngine;
 use fortress_core::policy::documents::{DocumentKind, PolicyDocuments};
+use fortress_core::policy::store::PolicyStore;
 use fortress_core::policy::watch::PolicyWatcher;
 use fortress_core::redact::{DefaultRedactor, PatternRedactor, RedactionConfig, Redactor};
 use fortress_core::stack::GovernanceStack;
@@ -52,6 +56,8 @@ pub struct Assembled {
     pub vault: Arc<dyn Vault>,
     /// Seals legacy session ids so any replica can resume them (`None`: one node).
     pub session_sealer: Option<TokenSealer>,
+    /// Legacy session ids deleted on any replica (`None`: one node).
+    pub revoked_sessions: Option<RevokedTokens>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -179,6 +185,38 @@ pub async fn open_shared_switches(shared: &Shared) -> Result<Option<SharedSwitch
         )),
         None => Ok(None),
     }
+}
+
+/// With a shared database, the policy set lives there: the newest stored set is served
+/// (the configured documents seed an empty store), a change found in this replica's
+/// policy directory is stored and announced, and a follower keeps this replica on the
+/// newest stored set. Returns the editor the directory watcher applies changes through.
+async fn shared_policy(
+    config: &Config,
+    shared: &Shared,
+    engine: &Arc<CedarEngine>,
+    documents: PolicyDocuments,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<Option<Arc<PolicyEditor>>, ConfigError> {
+    let Some(db) = &shared.database else {
+        return Ok(None);
+    };
+    let store = PolicyStore::open(db.clone())
+        .await
+        .map_err(|e| invalid("policy store")(e.to_string()))?;
+    let editor = Arc::new(PolicyEditor::new(engine.clone(), documents).shared_through(
+        SharedPolicies::new(store, crate::MCP_POLICY_SET, shared.bus.clone()),
+    ));
+    editor
+        .join_shared()
+        .await
+        .map_err(|e| invalid("policy store")(e.to_string()))?;
+    tasks.push(follow(
+        shared.bus.as_ref(),
+        poll_interval(config),
+        SharedPolicies::follower(editor.clone()),
+    ));
+    Ok(Some(editor))
 }
 
 /// The policy documents of `[policy]` (none: deny everything).
@@ -347,13 +385,18 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
     let audit_dyn: Arc<dyn AuditSink> = audit.clone();
     let mut tasks = Vec::new();
 
-    let policy = Arc::new(
-        CedarEngine::new(&policy_documents(config)?)
-            .map_err(|e| invalid("policy")(e.to_string()))?,
-    );
+    let documents = policy_documents(config)?;
+    let policy =
+        Arc::new(CedarEngine::new(&documents).map_err(|e| invalid("policy")(e.to_string()))?);
+    let shared_policy = shared_policy(config, &shared, &policy, documents, &mut tasks).await?;
     if let Some(dir) = &config.policy.dir {
         let interval = Duration::from_secs(config.policy.reload_secs.unwrap_or(2).max(1));
-        tasks.push(PolicyWatcher::new(policy.clone(), dir).spawn(interval));
+        let watcher = PolicyWatcher::new(policy.clone(), dir);
+        let watcher = match shared_policy {
+            Some(editor) => watcher.through(editor),
+            None => watcher,
+        };
+        tasks.push(watcher.spawn(interval));
     }
 
     let kill_switch = Arc::new(KillSwitch::new(audit_dyn.clone()));
@@ -413,6 +456,24 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
         .map_err(|e| invalid("governance")(e.to_string()))?;
     let pins = open_pins(config, &shared, Some(audit_dyn.clone())).await?;
     let authenticator = authenticator(config, &shared, audit_dyn, &mut tasks).await?;
+    let revoked_sessions = match &shared.database {
+        Some(db) => {
+            let revoked = RevokedTokens::open(
+                db.clone(),
+                shared.bus.clone(),
+                crate::server::SEALED_SESSION_LIFETIME,
+            )
+            .await
+            .map_err(|e| invalid("revoked sessions")(e.to_string()))?;
+            tasks.push(follow(
+                shared.bus.as_ref(),
+                poll_interval(config),
+                revoked.follower(),
+            ));
+            Some(revoked)
+        }
+        None => None,
+    };
     Ok(Assembled {
         governance: Governance::new(stack, policy, pins),
         authenticator,
@@ -420,6 +481,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, ConfigError> {
         kill_switch,
         vault,
         session_sealer: session_sealer(config, &shared)?,
+        revoked_sessions,
         tasks,
     })
 }

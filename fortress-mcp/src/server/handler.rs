@@ -88,6 +88,8 @@ pub struct Handler {
     subscriptions: Arc<Subscriptions>,
     /// Seals session ids so other replicas can resume them (`None`: random ids).
     sealer: Option<fortress_core::cluster::token::TokenSealer>,
+    /// Sealed session ids deleted on any replica (`None`: one node).
+    revoked: Option<fortress_core::cluster::revoked::RevokedTokens>,
     pub(super) legacy_channels: Arc<super::legacy_sse::Channels>,
     shutdown: CancellationToken,
 }
@@ -232,6 +234,7 @@ impl Handler {
             seam,
             sessions: Arc::new(Sessions::new(idle)),
             sealer: None,
+            revoked: None,
             legacy_channels: Arc::default(),
             shutdown,
         }
@@ -246,6 +249,32 @@ impl Handler {
         sealer: Option<fortress_core::cluster::token::TokenSealer>,
     ) {
         self.sealer = sealer;
+    }
+
+    /// Refuses sealed session ids deleted on any replica, records this replica's
+    /// deletions there, and closes the sessions held here when another replica deletes
+    /// them. Must run inside a tokio runtime.
+    pub(super) fn set_revoked_sessions(
+        &mut self,
+        revoked: fortress_core::cluster::revoked::RevokedTokens,
+    ) {
+        let sessions = Arc::downgrade(&self.sessions);
+        let mut revocations = revoked.revocations();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match revocations.recv().await {
+                    Ok(digest) => match sessions.upgrade() {
+                        Some(sessions) => sessions.remove_by_digest(&digest),
+                        None => break,
+                    },
+                    // Missed ones are refused at their next use anyway.
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        self.revoked = Some(revoked);
     }
 
     /// The origin the client reached us at, for absolute URLs in auth challenges: the
@@ -264,6 +293,10 @@ impl Handler {
     /// A session unknown here but sealed under the shared key was started on another
     /// replica (or before a restart): it is resumed from what its id carries.
     fn session(&self, id: &str, caller: &Caller) -> Option<Arc<Session>> {
+        if self.revoked.as_ref().is_some_and(|r| r.is_revoked(id)) {
+            self.sessions.remove(id);
+            return None;
+        }
         let session = self.sessions.get(id).or_else(|| {
             let sealer = self.sealer.as_ref()?;
             let resumed = Arc::new(
@@ -399,7 +432,7 @@ impl Handler {
         match *request.method() {
             Method::POST => self.post(request, caller).await,
             Method::GET => self.get(request.headers(), &caller),
-            Method::DELETE => self.delete(request.headers(), &caller),
+            Method::DELETE => self.delete(request.headers(), &caller).await,
             _ => {
                 let mut response = plain(StatusCode::METHOD_NOT_ALLOWED);
                 response.headers_mut().insert(
@@ -1174,7 +1207,9 @@ impl Handler {
         response
     }
 
-    fn delete(&self, headers: &HeaderMap, caller: &Caller) -> http::Response<Body> {
+    /// Ends a legacy session; on replicas, everywhere (its sealed id would otherwise still
+    /// resume on the others until it expires).
+    async fn delete(&self, headers: &HeaderMap, caller: &Caller) -> http::Response<Body> {
         match header(headers, SESSION_HEADER) {
             None => error(
                 StatusCode::BAD_REQUEST,
@@ -1187,7 +1222,22 @@ impl Handler {
                 ErrorObject::invalid_request("unknown or expired session"),
             ),
             Some(id) => match self.sessions.remove(id) {
-                Some(_) => plain(StatusCode::OK),
+                Some(_) => match &self.revoked {
+                    Some(revoked) => match revoked.revoke(id).await {
+                        Ok(()) => plain(StatusCode::OK),
+                        Err(e) => {
+                            tracing::error!(error = %e, "deleted session not recorded for the other replicas");
+                            error(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                None,
+                                ErrorObject::internal(
+                                    "the session could not be ended on every replica",
+                                ),
+                            )
+                        }
+                    },
+                    None => plain(StatusCode::OK),
+                },
                 None => error(
                     StatusCode::NOT_FOUND,
                     None,

@@ -46,6 +46,10 @@ pub fn session_sealer(secret: &[u8]) -> fortress_core::cluster::token::TokenSeal
     fortress_core::cluster::token::TokenSealer::new(secret, session::SEALED_PREFIX, "mcp-session")
 }
 
+/// How long a sealed legacy session id stays valid (so how long a deleted one must be
+/// remembered as deleted).
+pub const SEALED_SESSION_LIFETIME: std::time::Duration = session::SEALED_LIFETIME;
+
 /// How the endpoint behaves.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -137,6 +141,21 @@ impl McpServer {
         sealer: Option<fortress_core::cluster::token::TokenSealer>,
     ) -> Self {
         self.handler.set_session_sealer(sealer);
+        self
+    }
+
+    /// Ends deleted legacy sessions on every replica through `revoked` (the shared set of
+    /// deleted sealed ids): a `DELETE` here is refused everywhere, and a session deleted
+    /// elsewhere is closed here. `None` keeps deletions local. Must run inside a tokio
+    /// runtime.
+    #[must_use]
+    pub fn with_revoked_sessions(
+        mut self,
+        revoked: Option<fortress_core::cluster::revoked::RevokedTokens>,
+    ) -> Self {
+        if let Some(revoked) = revoked {
+            self.handler.set_revoked_sessions(revoked);
+        }
         self
     }
 

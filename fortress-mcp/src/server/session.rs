@@ -292,6 +292,18 @@ impl Sessions {
         session
     }
 
+    /// Closes the session whose id has `digest` (it was deleted on another replica).
+    pub(crate) fn remove_by_digest(&self, digest: &str) {
+        let mut map = self.map();
+        map.retain(|id, session| {
+            let keep = fortress_core::cluster::revoked::token_digest(id) != digest;
+            if !keep {
+                session.close();
+            }
+            keep
+        });
+    }
+
     pub(crate) fn close_all(&self) {
         for (_, s) in self.map().drain() {
             s.close();
