@@ -23,6 +23,7 @@ pub mod seal;
 pub mod store;
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,7 +36,7 @@ use fortress_core::subject::WorkspaceId;
 use futures_util::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 
 pub use retention::{PurgeReport, Retention};
 pub use seal::ArchiveSealer;
@@ -168,6 +169,30 @@ struct Shared {
     held: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
     /// Entries that could not even be sealed (key unavailable), kept to retry.
     unsealed: std::sync::Mutex<Vec<ArchiveEntry>>,
+    /// Entries handed over and not yet through [`write_entry`] (queued, waiting for room
+    /// in the queue, or being written).
+    outstanding: AtomicU64,
+    /// Notified when `outstanding` drops to zero.
+    drained: Notify,
+}
+
+impl Shared {
+    /// One handed-over entry is through [`write_entry`] (or was refused by a closed queue).
+    fn finish_one(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+/// What a synchronous hand-over did with an entry.
+pub enum HandOver {
+    /// Queued.
+    Queued,
+    /// The queue is full: the entry is given back (wait with [`Archiver::reserve`]).
+    Full(ArchiveEntry),
+    /// The writers have stopped; the failure is logged and counted.
+    Closed,
 }
 
 /// Archives calls in the background.
@@ -175,11 +200,15 @@ struct Shared {
 pub struct Archiver {
     tx: mpsc::Sender<ArchiveEntry>,
     shared: Arc<Shared>,
+    /// The runtime the writers run on: hand-overs that must wait for room in the queue
+    /// wait there, so they outlive a serving worker's runtime that shuts down.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Archiver {
-    /// Starts the writers. `spool` is where objects go when `store` keeps failing (a
-    /// local directory, see [`store::local`]); without one they are held in memory.
+    /// Starts the writers on the current runtime (panics outside one, like
+    /// `tokio::spawn`). `spool` is where objects go when `store` keeps failing (a local
+    /// directory, see [`store::local`]); without one they are held in memory.
     pub fn start(
         sealer: Arc<ArchiveSealer>,
         store: Arc<dyn ObjectStore>,
@@ -195,26 +224,109 @@ impl Archiver {
             counters: Counters::default(),
             held: std::sync::Mutex::new(Vec::new()),
             unsealed: std::sync::Mutex::new(Vec::new()),
+            outstanding: AtomicU64::new(0),
+            drained: Notify::new(),
         });
+        let runtime = tokio::runtime::Handle::current();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WRITERS {
             let rx = rx.clone();
             let writer = shared.clone();
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 loop {
                     let Some(entry) = rx.lock().await.recv().await else {
                         break;
                     };
                     write_entry(&writer, entry).await;
+                    writer.finish_one();
                 }
             });
         }
-        Self { tx, shared }
+        Self {
+            tx,
+            shared,
+            runtime,
+        }
     }
 
     /// Queues an entry; waits while the queue is full (never drops).
     pub async fn submit(&self, entry: ArchiveEntry) -> Result<(), ArchiveError> {
-        self.tx.send(entry).await.map_err(|_| ArchiveError::Closed)
+        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(entry).await.map_err(|_| {
+            self.shared.finish_one();
+            ArchiveError::Closed
+        })
+    }
+
+    /// Queues an entry if the queue has room, without waiting; from synchronous code.
+    pub fn try_submit(&self, entry: ArchiveEntry) -> HandOver {
+        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(entry) {
+            Ok(()) => HandOver::Queued,
+            Err(mpsc::error::TrySendError::Full(entry)) => {
+                self.shared.finish_one();
+                HandOver::Full(entry)
+            }
+            Err(mpsc::error::TrySendError::Closed(entry)) => {
+                self.shared.finish_one();
+                writer_stopped(&entry);
+                HandOver::Closed
+            }
+        }
+    }
+
+    /// Waits for room in the queue (for a caller that got [`HandOver::Full`]); the
+    /// permit queues one entry with [`queue`](Self::queue) without waiting.
+    pub fn reserve(
+        &self,
+    ) -> impl Future<Output = Result<mpsc::OwnedPermit<ArchiveEntry>, ArchiveError>> + Send + 'static
+    {
+        let tx = self.tx.clone();
+        async move { tx.reserve_owned().await.map_err(|_| ArchiveError::Closed) }
+    }
+
+    /// Queues an entry on a permit from [`reserve`](Self::reserve).
+    pub fn queue(&self, permit: mpsc::OwnedPermit<ArchiveEntry>, entry: ArchiveEntry) {
+        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        permit.send(entry);
+    }
+
+    /// Hands an entry over from anywhere, never blocking and never dropping it: queued at
+    /// once when there is room, else queued by a task on the writers' runtime that waits
+    /// for room (still counted by [`flush`](Self::flush)).
+    pub fn hand_over(&self, entry: ArchiveEntry) {
+        let HandOver::Full(entry) = self.try_submit(entry) else {
+            return;
+        };
+        let archiver = self.clone();
+        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        self.runtime.spawn(async move {
+            match archiver.tx.send(entry).await {
+                // The writer that takes it counts it as finished.
+                Ok(()) => {}
+                Err(mpsc::error::SendError(entry)) => {
+                    writer_stopped(&entry);
+                    archiver.shared.finish_one();
+                }
+            }
+        });
+    }
+
+    /// Waits until every entry handed over so far has been written, spooled or kept (call
+    /// after the server stopped taking requests, before exit).
+    pub async fn flush(&self) {
+        loop {
+            let drained = self.shared.drained.notified();
+            if self.shared.outstanding.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// Entries handed over and not yet written, spooled or kept.
+    pub fn outstanding(&self) -> u64 {
+        self.shared.outstanding.load(Ordering::Acquire)
     }
 
     /// Objects written to the store so far (two per call).
@@ -467,6 +579,12 @@ impl ArchiveReader for Archiver {
     fn render_metrics(&self) -> String {
         self.metrics_text()
     }
+}
+
+/// An entry the stopped writers will never take: said loudly and counted.
+fn writer_stopped(entry: &ArchiveEntry) {
+    tracing::error!(request_id = %entry.request_id, "archive writer stopped; call not archived");
+    metrics::counter!("fortress_pat_archive_failures_total").increment(1);
 }
 
 /// Seals and stores both objects of a call; whatever fails is kept and counted.
