@@ -375,7 +375,8 @@ impl ArchiveCapture {
             [] => Bytes::new(),
             [one] => one.clone(),
             chunks => {
-                let mut joined = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                let mut joined =
+                    bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
                 for chunk in chunks {
                     joined.extend_from_slice(chunk);
                 }
@@ -461,8 +462,7 @@ impl http_body::Body for ArchiveBody {
             let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
             match frame {
                 Some(Ok(frame)) => {
-                    if let (Some(data), Some(capture)) = (frame.data_ref(), this.capture.as_mut())
-                    {
+                    if let (Some(data), Some(capture)) = (frame.data_ref(), this.capture.as_mut()) {
                         capture.response.push(data.clone());
                     }
                     return Poll::Ready(Some(Ok(frame)));
