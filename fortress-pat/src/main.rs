@@ -128,12 +128,17 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .await?;
             }
+            // Connections are drained: write what they handed over, then exit.
+            if let Some(archive) = &gateway.archive {
+                archive.flush().await;
+            }
             if let Err(error) = ledger.flush().await {
                 tracing::error!(%error, "metering flush at exit failed");
             }
             if let Some(dashboard) = gateway.dashboard {
                 close_audit(&dashboard).await;
             }
+            tracing::info!("stopped");
         }
         Command::Demo {
             listen,
@@ -259,7 +264,29 @@ async fn close_audit(dashboard: &fortress_pat::dashboard::PatDashboard) {
     }
 }
 
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what service managers and container runtimes
+/// send): the server then stops accepting and lets open answers finish.
 async fn shutdown() {
-    let _ = tokio::signal::ctrl_c().await;
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "SIGTERM cannot be watched; stop with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
     tracing::info!("shutting down; letting open answers finish");
 }

@@ -11,6 +11,7 @@
 //! subject; everything after it is audited, including limit and policy refusals.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
-use crate::archive::{ArchiveEntry, Archiver};
+use crate::archive::{ArchiveEntry, ArchiveError, Archiver, HandOver};
 use crate::batch_usage::{BatchCreated, BatchTap, results_batch_id};
 use crate::describe::{Route, describe};
 use crate::error::{ErrorType, error_response};
@@ -262,10 +263,7 @@ impl PatService {
         };
         let (head, body) = response.into_parts();
         let body = match archive {
-            Some(capture) => body::boxed(ArchiveBody {
-                inner: body,
-                capture: Some(capture),
-            }),
+            Some(capture) => body::boxed(ArchiveBody::new(body, capture)),
             None => body,
         };
         let body = body::boxed(SettleBody {
@@ -372,35 +370,83 @@ struct ArchiveCapture {
 }
 
 impl ArchiveCapture {
-    /// Hands the call to the archive writer in the background; a full queue delays the
-    /// hand-over, never the answer, and never drops the entry.
-    fn submit(self) {
-        let mut response = bytes::BytesMut::new();
-        for chunk in &self.response {
-            response.extend_from_slice(chunk);
-        }
+    fn into_entry(self) -> (Archiver, ArchiveEntry) {
+        let response = match self.response.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            chunks => {
+                let mut joined =
+                    bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                for chunk in chunks {
+                    joined.extend_from_slice(chunk);
+                }
+                joined.freeze()
+            }
+        };
         let entry = ArchiveEntry {
             workspace: self.workspace,
             request_id: self.request_id,
             at: self.at,
             request: self.request,
-            response: response.freeze(),
+            response,
         };
-        let archiver = self.archiver;
-        tokio::spawn(async move {
-            if let Err(error) = archiver.submit(entry).await {
-                tracing::error!(%error, "archive writer unavailable");
-                metrics::counter!("fortress_pat_archive_failures_total").increment(1);
-            }
-        });
+        (self.archiver, entry)
     }
 }
 
-/// A response body whose bytes are archived when it ends (or is dropped early: what was
-/// sent is archived).
+type Reserve = Pin<
+    Box<
+        dyn Future<Output = Result<tokio::sync::mpsc::OwnedPermit<ArchiveEntry>, ArchiveError>>
+            + Send,
+    >,
+>;
+
+/// A response body whose bytes are archived when it ends: the end of the body waits for
+/// room in the archive queue (backpressure on the connection, never loss). A body dropped
+/// early (the client went away) hands what was sent over without waiting.
 struct ArchiveBody {
     inner: Body,
     capture: Option<ArchiveCapture>,
+    /// The body's last frame (its end or its error), held while the queue is full.
+    last: Option<Option<Result<Frame<Bytes>, BoxError>>>,
+    /// The entry and the wait for room, while the queue is full.
+    waiting: Option<(Archiver, ArchiveEntry, Reserve)>,
+}
+
+impl ArchiveBody {
+    fn new(inner: Body, capture: ArchiveCapture) -> Self {
+        Self {
+            inner,
+            capture: Some(capture),
+            last: None,
+            waiting: None,
+        }
+    }
+
+    /// Hands the captured call over; pending while the queue is full.
+    fn poll_hand_over(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(capture) = self.capture.take() {
+            let (archiver, entry) = capture.into_entry();
+            match archiver.try_submit(entry) {
+                HandOver::Queued | HandOver::Closed => return Poll::Ready(()),
+                HandOver::Full(entry) => {
+                    let reserve = Box::pin(archiver.reserve());
+                    self.waiting = Some((archiver, entry, reserve));
+                }
+            }
+        }
+        if let Some((_, _, reserve)) = &mut self.waiting {
+            let permit = ready!(reserve.as_mut().poll(cx));
+            if let Some((archiver, entry, _)) = self.waiting.take() {
+                match permit {
+                    Ok(permit) => archiver.queue(permit, entry),
+                    // A closed queue: hand_over logs and counts it.
+                    Err(_) => archiver.hand_over(entry),
+                }
+            }
+        }
+        Poll::Ready(())
+    }
 }
 
 impl http_body::Body for ArchiveBody {
@@ -412,31 +458,43 @@ impl http_body::Body for ArchiveBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            Some(Ok(f)) => {
-                if let (Some(data), Some(capture)) = (f.data_ref(), this.capture.as_mut()) {
-                    capture.response.push(data.clone());
+        if this.last.is_none() {
+            let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+            match frame {
+                Some(Ok(frame)) => {
+                    if let (Some(data), Some(capture)) = (frame.data_ref(), this.capture.as_mut()) {
+                        capture.response.push(data.clone());
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-            }
-            None | Some(Err(_)) => {
-                if let Some(capture) = this.capture.take() {
-                    capture.submit();
-                }
+                end => this.last = Some(end),
             }
         }
-        Poll::Ready(frame)
+        ready!(this.poll_hand_over(cx));
+        Poll::Ready(this.last.take().flatten())
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // Not ended while the call is still to be handed over: the last poll does it.
+        self.capture.is_none() && self.waiting.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
 impl Drop for ArchiveBody {
     fn drop(&mut self) {
-        if let Some(capture) = self.capture.take() {
-            capture.submit();
+        let pending = match (self.capture.take(), self.waiting.take()) {
+            (Some(capture), _) => Some(capture.into_entry()),
+            (None, Some((archiver, entry, _))) => Some((archiver, entry)),
+            (None, None) => None,
+        };
+        if let Some((archiver, entry)) = pending {
+            // Never blocks, never spawns on the dropping thread's runtime (which may be a
+            // worker shutting down): waits, if it must, on the writers' runtime.
+            archiver.hand_over(entry);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The archive on S3-compatible storage: a real moto S3 server (from `.venv-s3/`, installed
 //! by `scripts/setup-s3-test-deps.sh`) on an ephemeral 127.0.0.1 port; the S3 keys come
-//! from the vault. Calls land under `<prefix>/<workspace>/<date>/<id>.request|.response`,
+//! from the vault. Calls land in batch objects under `<prefix>/<workspace>/<date>/`,
 //! encrypted; the admin API reads them back exactly; retention purges old days.
 
 mod common;
@@ -128,7 +128,7 @@ async fn the_archive_works_on_an_s3_compatible_server() {
     let sent = message("archive me on S3, dave@example.net", true);
     let (id, received) = call(&served.base, &served.gateway_key, &sent).await;
     assert!(
-        eventually(Duration::from_secs(15), || archive.written() >= 2).await,
+        eventually(Duration::from_secs(15), || archive.archived_calls() >= 1).await,
         "written to S3 (pending {}, failed puts {})",
         archive.pending(),
         archive.failed_puts()
@@ -137,15 +137,16 @@ async fn the_archive_works_on_an_s3_compatible_server() {
     // The objects, fetched raw from the bucket: ciphertext only.
     let raw = raw_bucket(&moto.endpoint);
     let day = fortress_pat::archive::request_day(&id).unwrap();
-    for suffix in ["request", "response"] {
+    let batch = ObjectPath::from(format!("pat/acme/{day}/{id}_{id}.batch"));
+    {
         let bytes = raw
-            .get(&ObjectPath::from(format!("pat/acme/{day}/{id}.{suffix}")))
+            .get(&batch)
             .await
-            .expect("stored under its key")
+            .expect("stored under its day, named by its request id")
             .bytes()
             .await
             .unwrap();
-        assert!(bytes.starts_with(b"FPA1"));
+        assert!(bytes.starts_with(b"FPB1"));
         for needle in [
             UPSTREAM_KEY.as_bytes(),
             b"dave@example.net".as_slice(),
@@ -191,8 +192,6 @@ async fn the_archive_works_on_an_s3_compatible_server() {
         raw.head(&old).await,
         Err(object_store::Error::NotFound { .. })
     ));
-    raw.head(&ObjectPath::from(format!("pat/acme/{day}/{id}.request")))
-        .await
-        .expect("today's call is kept");
+    raw.head(&batch).await.expect("today's call is kept");
     served.stop().await;
 }

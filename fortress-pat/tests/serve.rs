@@ -1,6 +1,7 @@
 //! `fortress-pat serve` as operators run it: credentials in the persistent envelope vault
 //! survive a restart (whether set through the dashboard or the `vault` CLI), and with a
-//! certificate the real binary answers over TLS 1.3 and refuses TLS 1.2.
+//! certificate the real binary answers over TLS 1.3 and refuses TLS 1.2; SIGTERM drains it
+//! and flushes the archive and the metering before it exits.
 
 mod common;
 
@@ -217,4 +218,99 @@ async fn serve_answers_over_tls_1_3_and_refuses_tls_1_2() {
         .await;
     assert!(plain.map(|r| r.status() != 401).unwrap_or(true));
     child.kill().await.unwrap();
+}
+
+/// Starts `fortress-pat serve`, returns the child and the address it listens on (the
+/// child's output is drained in the background).
+async fn spawn_serve(config: &std::path::Path) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(BINARY)
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let line = out
+                .next_line()
+                .await
+                .unwrap()
+                .expect("serve exited before listening");
+            if let Some(base) = line.strip_prefix("listening on ") {
+                return base.trim().to_owned();
+            }
+        }
+    })
+    .await
+    .expect("serve listens within 60 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    (child, base)
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_flushes_the_archive_and_the_metering() {
+    let deployment = Deployment::new().await;
+    let dir = deployment.root.path();
+    let config = dir.join("pat.toml");
+    // Metering is written only by the flush at exit (the interval is an hour), on
+    // per-connection workers whose runtimes end before the process does.
+    std::fs::write(
+        &config,
+        format!(
+            "workers = 2\n{}",
+            deployment.config_text("[archive]\n[ledger]\nflush_interval_ms = 3600000\n")
+        ),
+    )
+    .unwrap();
+    let created = std::process::Command::new(BINARY)
+        .args(["keys", "--config"])
+        .arg(&config)
+        .args(["create", "--workspace", "acme", "--subject", "alice"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let key = String::from_utf8(created.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("key: ").map(str::to_owned))
+        .expect("the CLI prints the key");
+
+    let (mut child, base) = spawn_serve(&config).await;
+    let (request_id, answer) = call(&base, &key, &message("archived before exit", false)).await;
+    assert!(contains(&answer, b"\"type\":\"message\""));
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("serve exits within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
+
+    // The acknowledged call's archive object is on disk (the only call: a batch of one).
+    let archived: Vec<_> = files(&deployment.data_dir().join("archive"))
+        .into_iter()
+        .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+        .collect();
+    assert_eq!(archived, [format!("{request_id}_{request_id}.batch")]);
+    // Its usage row was written by the exit flush.
+    let meter =
+        fortress_pat::limits::SqlMeterStore::open_sqlite(&deployment.data_dir().join("usage.db"))
+            .await
+            .unwrap();
+    let rows = fortress_pat::limits::MeterStore::rows(&meter, "0000-00-00", "9999-99-99")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0.user, "alice");
+    assert_eq!(rows[0].1.requests, 1);
+    assert!(rows[0].1.output_tokens > 0);
 }

@@ -1,16 +1,20 @@
 //! The SOC 2 archive: each call's full request body and full response body (the assembled
 //! stream, as the caller received it), encrypted per workspace, written off the hot path.
 //!
-//! - **Keys**: `<workspace>/<YYYY-MM-DD>/<request id>.request|.response`; the day is the
-//!   UTC day of the request id's timestamp (gateway ids are UUIDv7), so a request id alone
-//!   finds its objects.
+//! - **Keys**: each writer takes the calls queued at once (up to 512, gathering for
+//!   20 ms) and stores those of one workspace and day as one [`batch`] object,
+//!   `<workspace>/<YYYY-MM-DD>/<lowest id>_<highest id>.batch`; each call inside is sealed
+//!   on its own under `<workspace>/<YYYY-MM-DD>/<request id>.request|.response` (the keys
+//!   calls had as separate objects before batches, still read). The day is the UTC day
+//!   of the request id's timestamp (gateway ids are UUIDv7), so a request id alone finds
+//!   its day folder, and the batch names in it the batch.
 //! - **Encryption** ([`seal`]): the core vault's envelope — a per-workspace data key wrapped
 //!   by the workspace's key-encryption key from its tier's key provider, AES-256-GCM, the
 //!   object key as associated data.
 //! - **Storage** ([`store`]): `object_store`, a local directory by default or an
 //!   S3-compatible bucket.
-//! - **Delivery**: entries queue on a bounded channel (a full queue makes the hand-over
-//!   wait, never drops); writers retry each put; an object that still fails is spooled,
+//! - **Delivery**: entries queue on a bounded channel (a full queue makes the end of the
+//!   response body wait, never drops); writers retry each put; an object that still fails is spooled,
 //!   sealed, to a local directory and retried later, or, when even that fails, held in
 //!   memory — always counted (`fortress_pat_archive_*` on `/metrics`), never silently
 //!   dropped.
@@ -18,11 +22,13 @@
 //! - **Reading back**: only through the admin API (`GET /api/archive/{request_id}`),
 //!   which this type serves as an [`ArchiveReader`] and which audits every read.
 
+pub mod batch;
 pub mod retention;
 pub mod seal;
 pub mod store;
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,7 +41,7 @@ use fortress_core::subject::WorkspaceId;
 use futures_util::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 
 pub use retention::{PurgeReport, Retention};
 pub use seal::ArchiveSealer;
@@ -44,7 +50,11 @@ pub use store::{ArchiveLocation, S3Settings};
 /// Puts tried per object before it is spooled.
 const PUT_ATTEMPTS: u32 = 3;
 /// Objects written at once (a remote store's latency is overlapped, not serialized).
-const WRITERS: usize = 4;
+const WRITERS: usize = 2;
+/// Calls one writer takes from the queue for one batch at most.
+const BATCH_CALLS: usize = 512;
+/// How long a writer keeps gathering calls for a batch after the first arrived.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
 
 /// Why archiving failed.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +162,7 @@ impl Default for ArchiveOptions {
 #[derive(Default)]
 struct Counters {
     written: AtomicU64,
+    calls: AtomicU64,
     failed_puts: AtomicU64,
     spooled: AtomicU64,
     unsealed: AtomicU64,
@@ -168,6 +179,34 @@ struct Shared {
     held: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
     /// Entries that could not even be sealed (key unavailable), kept to retry.
     unsealed: std::sync::Mutex<Vec<ArchiveEntry>>,
+    /// Entries handed over and not yet through [`write_batch`] (queued, waiting for room
+    /// in the queue, or being written).
+    outstanding: AtomicU64,
+    /// Notified when `outstanding` drops to zero.
+    drained: Notify,
+}
+
+impl Shared {
+    /// One handed-over entry is through [`write_batch`] (or was refused by a closed queue).
+    fn finish_one(&self) {
+        self.finish(1);
+    }
+
+    fn finish(&self, entries: u64) {
+        if entries > 0 && self.outstanding.fetch_sub(entries, Ordering::AcqRel) == entries {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+/// What a synchronous hand-over did with an entry.
+pub enum HandOver {
+    /// Queued.
+    Queued,
+    /// The queue is full: the entry is given back (wait with [`Archiver::reserve`]).
+    Full(ArchiveEntry),
+    /// The writers have stopped; the failure is logged and counted.
+    Closed,
 }
 
 /// Archives calls in the background.
@@ -175,11 +214,15 @@ struct Shared {
 pub struct Archiver {
     tx: mpsc::Sender<ArchiveEntry>,
     shared: Arc<Shared>,
+    /// The runtime the writers run on: hand-overs that must wait for room in the queue
+    /// wait there, so they outlive a serving worker's runtime that shuts down.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Archiver {
-    /// Starts the writers. `spool` is where objects go when `store` keeps failing (a
-    /// local directory, see [`store::local`]); without one they are held in memory.
+    /// Starts the writers on the current runtime (panics outside one, like
+    /// `tokio::spawn`). `spool` is where objects go when `store` keeps failing (a local
+    /// directory, see [`store::local`]); without one they are held in memory.
     pub fn start(
         sealer: Arc<ArchiveSealer>,
         store: Arc<dyn ObjectStore>,
@@ -195,31 +238,118 @@ impl Archiver {
             counters: Counters::default(),
             held: std::sync::Mutex::new(Vec::new()),
             unsealed: std::sync::Mutex::new(Vec::new()),
+            outstanding: AtomicU64::new(0),
+            drained: Notify::new(),
         });
+        let runtime = tokio::runtime::Handle::current();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WRITERS {
             let rx = rx.clone();
             let writer = shared.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Some(entry) = rx.lock().await.recv().await else {
-                        break;
-                    };
-                    write_entry(&writer, entry).await;
+            runtime.spawn(async move {
+                let mut calls = Vec::with_capacity(BATCH_CALLS);
+                while gather(&rx, &mut calls).await {
+                    let taken = calls.len() as u64;
+                    write_batch(&writer, std::mem::take(&mut calls)).await;
+                    writer.finish(taken);
                 }
             });
         }
-        Self { tx, shared }
+        Self {
+            tx,
+            shared,
+            runtime,
+        }
     }
 
     /// Queues an entry; waits while the queue is full (never drops).
     pub async fn submit(&self, entry: ArchiveEntry) -> Result<(), ArchiveError> {
-        self.tx.send(entry).await.map_err(|_| ArchiveError::Closed)
+        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(entry).await.map_err(|_| {
+            self.shared.finish_one();
+            ArchiveError::Closed
+        })
     }
 
-    /// Objects written to the store so far (two per call).
+    /// Queues an entry if the queue has room, without waiting; from synchronous code.
+    pub fn try_submit(&self, entry: ArchiveEntry) -> HandOver {
+        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(entry) {
+            Ok(()) => HandOver::Queued,
+            Err(mpsc::error::TrySendError::Full(entry)) => {
+                self.shared.finish_one();
+                HandOver::Full(entry)
+            }
+            Err(mpsc::error::TrySendError::Closed(entry)) => {
+                self.shared.finish_one();
+                writer_stopped(&entry);
+                HandOver::Closed
+            }
+        }
+    }
+
+    /// Waits for room in the queue (for a caller that got [`HandOver::Full`]); the
+    /// permit queues one entry with [`queue`](Self::queue) without waiting.
+    pub fn reserve(
+        &self,
+    ) -> impl Future<Output = Result<mpsc::OwnedPermit<ArchiveEntry>, ArchiveError>> + Send + 'static
+    {
+        let tx = self.tx.clone();
+        async move { tx.reserve_owned().await.map_err(|_| ArchiveError::Closed) }
+    }
+
+    /// Queues an entry on a permit from [`reserve`](Self::reserve).
+    pub fn queue(&self, permit: mpsc::OwnedPermit<ArchiveEntry>, entry: ArchiveEntry) {
+        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        permit.send(entry);
+    }
+
+    /// Hands an entry over from anywhere, never blocking and never dropping it: queued at
+    /// once when there is room, else queued by a task on the writers' runtime that waits
+    /// for room (still counted by [`flush`](Self::flush)).
+    pub fn hand_over(&self, entry: ArchiveEntry) {
+        let HandOver::Full(entry) = self.try_submit(entry) else {
+            return;
+        };
+        let archiver = self.clone();
+        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        self.runtime.spawn(async move {
+            match archiver.tx.send(entry).await {
+                // The writer that takes it counts it as finished.
+                Ok(()) => {}
+                Err(mpsc::error::SendError(entry)) => {
+                    writer_stopped(&entry);
+                    archiver.shared.finish_one();
+                }
+            }
+        });
+    }
+
+    /// Waits until every entry handed over so far has been written, spooled or kept (call
+    /// after the server stopped taking requests, before exit).
+    pub async fn flush(&self) {
+        loop {
+            let drained = self.shared.drained.notified();
+            if self.shared.outstanding.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// Entries handed over and not yet written, spooled or kept.
+    pub fn outstanding(&self) -> u64 {
+        self.shared.outstanding.load(Ordering::Acquire)
+    }
+
+    /// Objects written to the store so far (a batch of calls each).
     pub fn written(&self) -> u64 {
         self.shared.counters.written.load(Ordering::Relaxed)
+    }
+
+    /// Calls whose batch was written to the store by this process's writers.
+    pub fn archived_calls(&self) -> u64 {
+        self.shared.counters.calls.load(Ordering::Relaxed)
     }
 
     /// Objects waiting in the spool or in memory for the store to take them, plus calls
@@ -245,8 +375,8 @@ impl Archiver {
             .counters
             .unsealed
             .fetch_sub(unsealed.len() as u64, Ordering::Relaxed);
-        for entry in unsealed {
-            write_entry(shared, entry).await;
+        if !unsealed.is_empty() {
+            write_batch(shared, unsealed).await;
         }
         let held = std::mem::take(&mut *shared.held.lock().unwrap_or_else(|e| e.into_inner()));
         shared
@@ -341,21 +471,85 @@ impl Archiver {
         day: NaiveDate,
     ) -> Result<Option<ArchivedCall>, ArchiveError> {
         let prefix = object_prefix(workspace.as_str(), day, request_id);
-        let mut parts = Vec::with_capacity(2);
-        for suffix in ["request", "response"] {
-            let key = format!("{prefix}.{suffix}");
-            let Some(sealed) = self.fetch(&key).await? else {
-                return Ok(None);
-            };
-            parts.push(self.shared.sealer.open(workspace, &key, &sealed).await?);
-        }
-        let response = parts.pop().unwrap_or_default();
-        let request = parts.pop().unwrap_or_default();
+        let request_key = format!("{prefix}.request");
+        let response_key = format!("{prefix}.response");
+        // Also refuses ids that cannot name an object.
+        object_path(&request_key)?;
+        let (request, response) = match self.find_in_batches(&prefix, request_id).await? {
+            Some(parts) => parts,
+            // Calls archived one object per part (before batches).
+            None => {
+                let Some(request) = self.fetch(&request_key).await? else {
+                    return Ok(None);
+                };
+                let Some(response) = self.fetch(&response_key).await? else {
+                    return Ok(None);
+                };
+                (request, response)
+            }
+        };
+        let sealer = &self.shared.sealer;
         Ok(Some(ArchivedCall {
+            request: sealer.open(workspace, &request_key, &request).await?,
+            response: sealer.open(workspace, &response_key, &response).await?,
             prefix,
-            request,
-            response,
         }))
+    }
+
+    /// The sealed parts of a call from the batches of its day folder that may hold it (in
+    /// the store, the spool or memory).
+    async fn find_in_batches(
+        &self,
+        prefix: &str,
+        request_id: &str,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, ArchiveError> {
+        let folder = prefix.rsplit_once('/').map_or(prefix, |(folder, _)| folder);
+        let folder_path = object_path(folder)?;
+        let mut candidates = std::collections::BTreeSet::new();
+        let held: Vec<String> = self
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(key, _)| key.clone())
+            .collect();
+        candidates.extend(held.into_iter().filter(|key| {
+            key.strip_prefix(folder)
+                .and_then(|name| name.strip_prefix('/'))
+                .is_some_and(|name| batch::may_hold(name, request_id))
+        }));
+        let mut unlisted = None;
+        for store in std::iter::once(&self.shared.store).chain(self.shared.spool.as_ref()) {
+            let listed: Vec<_> = match store.list(Some(&folder_path)).try_collect().await {
+                Ok(listed) => listed,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                // A failing store may be exactly why the batch is still in the spool.
+                Err(e) => {
+                    unlisted.get_or_insert(ArchiveError::storage(e));
+                    continue;
+                }
+            };
+            candidates.extend(
+                listed
+                    .into_iter()
+                    .filter(|o| {
+                        o.location
+                            .filename()
+                            .is_some_and(|name| batch::may_hold(name, request_id))
+                    })
+                    .map(|o| o.location.to_string()),
+            );
+        }
+        for key in candidates {
+            let Some(object) = self.fetch(&key).await? else {
+                continue;
+            };
+            if let Some((request, response)) = batch::find(&object, request_id) {
+                return Ok(Some((request.to_vec(), response.to_vec())));
+            }
+        }
+        unlisted.map_or(Ok(None), Err)
     }
 
     /// An object from the store, else from the spool or memory (not yet delivered).
@@ -469,41 +663,102 @@ impl ArchiveReader for Archiver {
     }
 }
 
-/// Seals and stores both objects of a call; whatever fails is kept and counted.
-async fn write_entry(shared: &Shared, entry: ArchiveEntry) {
-    let prefix = entry.prefix();
-    let mut sealed = Vec::with_capacity(2);
-    for suffix in ["request", "response"] {
-        let key = format!("{prefix}.{suffix}");
-        let bytes = if suffix == "request" {
-            entry.request.clone()
-        } else {
-            entry.response.clone()
-        };
-        match shared.sealer.seal(&entry.workspace, &key, &bytes).await {
-            Ok(object) => sealed.push((key, object)),
-            Err(error) => {
-                // Nothing of it can go to disk unsealed: keep the call in memory to retry.
-                tracing::error!(%error, request_id = %entry.request_id, "archive entry cannot be sealed; kept to retry");
-                metrics::counter!("fortress_pat_archive_failures_total").increment(1);
-                shared.counters.unsealed.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .unsealed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(entry);
-                return;
-            }
+/// An entry the stopped writers will never take: said loudly and counted.
+fn writer_stopped(entry: &ArchiveEntry) {
+    tracing::error!(request_id = %entry.request_id, "archive writer stopped; call not archived");
+    metrics::counter!("fortress_pat_archive_failures_total").increment(1);
+}
+
+/// Waits for the next calls to write: the first one, then whatever else arrives within
+/// [`BATCH_LINGER`] (up to [`BATCH_CALLS`]). `false` once the queue is closed and empty.
+async fn gather(rx: &Mutex<mpsc::Receiver<ArchiveEntry>>, calls: &mut Vec<ArchiveEntry>) -> bool {
+    let mut rx = rx.lock().await;
+    if rx.recv_many(calls, BATCH_CALLS).await == 0 {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + BATCH_LINGER;
+    while calls.len() < BATCH_CALLS {
+        let room = BATCH_CALLS - calls.len();
+        match tokio::time::timeout_at(deadline, rx.recv_many(calls, room)).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
     }
-    for (key, object) in sealed {
-        if put_with_retries(shared, &key, object.clone())
-            .await
-            .is_err()
-        {
+    true
+}
+
+/// Seals calls and stores them, one batch object per workspace and day; whatever fails is
+/// kept and counted.
+async fn write_batch(shared: &Shared, entries: Vec<ArchiveEntry>) {
+    let mut folders: std::collections::BTreeMap<String, Vec<ArchiveEntry>> = Default::default();
+    for entry in entries {
+        let prefix = entry.prefix();
+        let folder = prefix
+            .rsplit_once('/')
+            .map_or(prefix.as_str(), |(folder, _)| folder)
+            .to_owned();
+        folders.entry(folder).or_default().push(entry);
+    }
+    for (folder, entries) in folders {
+        let mut sealed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match seal_call(shared, &entry).await {
+                Ok(call) => sealed.push(call),
+                Err(error) => {
+                    // Nothing of it can go to disk unsealed: keep the call in memory to retry.
+                    tracing::error!(%error, request_id = %entry.request_id, "archive entry cannot be sealed; kept to retry");
+                    metrics::counter!("fortress_pat_archive_failures_total").increment(1);
+                    shared.counters.unsealed.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .unsealed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(entry);
+                }
+            }
+        }
+        let Some(key) = batch::key(&folder, sealed.iter().map(|c| c.request_id.as_str())) else {
+            continue;
+        };
+        let object = batch::encode(&sealed);
+        if put_with_retries(shared, &key, object.clone()).await.is_ok() {
+            shared
+                .counters
+                .calls
+                .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        } else {
             keep(shared, key, object).await;
         }
     }
+}
+
+/// Seals a call's request and response under the keys they would have alone.
+async fn seal_call(
+    shared: &Shared,
+    entry: &ArchiveEntry,
+) -> Result<batch::SealedCall, ArchiveError> {
+    let prefix = entry.prefix();
+    let request = shared
+        .sealer
+        .seal(
+            &entry.workspace,
+            &format!("{prefix}.request"),
+            &entry.request,
+        )
+        .await?;
+    let response = shared
+        .sealer
+        .seal(
+            &entry.workspace,
+            &format!("{prefix}.response"),
+            &entry.response,
+        )
+        .await?;
+    Ok(batch::SealedCall {
+        request_id: entry.request_id.clone(),
+        request,
+        response,
+    })
 }
 
 async fn put_with_retries(shared: &Shared, key: &str, object: Vec<u8>) -> Result<(), ArchiveError> {
