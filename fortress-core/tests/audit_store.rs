@@ -653,16 +653,35 @@ async fn kind_column_is_indexed_and_added_to_old_stores(f: Fixture) {
 async fn two_writers_never_fork_the_chain(f: Fixture) {
     let a = f.store.clone();
     let b = f.second_writer().await;
-    assert_eq!(a.append(encoded(1..=3), false).await.unwrap().seqs, [1, 2, 3]);
+    assert_eq!(
+        a.append(encoded(1..=3), false).await.unwrap().seqs,
+        [1, 2, 3]
+    );
     assert_eq!(b.append(encoded(4..=5), false).await.unwrap().seqs, [4, 5]);
     assert_eq!(a.append(encoded(6..=6), false).await.unwrap().seqs, [6]);
     // b signs over everything so far while a's cache still ends at the same head.
-    let cp = b.append(Vec::new(), true).await.unwrap().checkpoint.unwrap();
+    let cp = b
+        .append(Vec::new(), true)
+        .await
+        .unwrap()
+        .checkpoint
+        .unwrap();
     assert_eq!((cp.first_seq, cp.last_seq), (1, 6));
-    let cp = a.append(encoded(7..=8), true).await.unwrap().checkpoint.unwrap();
+    let cp = a
+        .append(encoded(7..=8), true)
+        .await
+        .unwrap()
+        .checkpoint
+        .unwrap();
     assert_eq!((cp.first_seq, cp.last_seq), (7, 8));
     // And a flush by b with nothing new since a's checkpoint signs nothing twice.
-    assert!(b.append(Vec::new(), true).await.unwrap().checkpoint.is_none());
+    assert!(
+        b.append(Vec::new(), true)
+            .await
+            .unwrap()
+            .checkpoint
+            .is_none()
+    );
     assert_eq!(b.append(encoded(9..=9), true).await.unwrap().seqs, [9]);
     let report = verify(&f).await.unwrap();
     assert_eq!((report.events, report.checkpoints), (9, 3));

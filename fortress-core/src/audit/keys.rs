@@ -327,7 +327,10 @@ mod tests {
                 .unwrap()
                 .map(|e| e.unwrap().file_name())
                 .collect();
-            assert_eq!(leftovers, vec![std::ffi::OsString::from("audit-ed25519.key")]);
+            assert_eq!(
+                leftovers,
+                vec![std::ffi::OsString::from("audit-ed25519.key")]
+            );
         }
     }
 

@@ -283,11 +283,7 @@ impl<'a> Object<'a> {
         }
     }
 
-    fn value<T: Serialize + ?Sized>(
-        &mut self,
-        key: Range<usize>,
-        value: &T,
-    ) -> Result<(), Error> {
+    fn value<T: Serialize + ?Sized>(&mut self, key: Range<usize>, value: &T) -> Result<(), Error> {
         let start = self.scratch.len();
         value.serialize(Canonical {
             out: &mut self.scratch,

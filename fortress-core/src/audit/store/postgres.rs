@@ -266,7 +266,8 @@ fn insert_rows(
     if rows.iter().any(|r| r.recorded_at_us != recorded_at) {
         return Err(StoreError::Malformed("one batch with two append times"));
     }
-    let text = |column: fn(&StoredEvent) -> &str| -> Vec<&str> { rows.iter().map(column).collect() };
+    let text =
+        |column: fn(&StoredEvent) -> &str| -> Vec<&str> { rows.iter().map(column).collect() };
     let optional = |column: fn(&StoredEvent) -> Option<&str>| -> Vec<Option<&str>> {
         rows.iter().map(column).collect()
     };
@@ -277,7 +278,11 @@ fn insert_rows(
     Ok(sqlx::query(INSERT_UNNEST)
         .bind(seqs)
         .bind(recorded_at)
-        .bind(rows.iter().map(|r| r.columns.timestamp_us).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.columns.timestamp_us)
+                .collect::<Vec<_>>(),
+        )
         .bind(text(|r| &r.columns.workspace))
         .bind(text(|r| &r.columns.subject_id))
         .bind(text(|r| &r.columns.subject_kind))

@@ -24,9 +24,8 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Mutex;
 
 use super::common::{
-    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, bytes_to, decode_checkpoint,
-    decode_event, insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db,
-    seq_to_db,
+    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, bytes_to, decode_checkpoint, decode_event,
+    insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db, seq_to_db,
 };
 use super::{AppendReceipt, AuditStore, PurgeReport, StoreError};
 use crate::audit::SubjectRef;
@@ -287,9 +286,7 @@ impl SqliteAuditStore {
         }
         let prepared = state.advance(events, Utc::now(), &self.policy, force, key)?;
         for chunk in insert_chunks(&prepared.rows) {
-            insert_events(chunk)?
-                .execute(&mut *tx)
-                .await?;
+            insert_events(chunk)?.execute(&mut *tx).await?;
         }
         if let Some(cp) = &prepared.checkpoint {
             insert_checkpoint::<sqlx::Sqlite>(cp)?
