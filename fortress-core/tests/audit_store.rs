@@ -138,7 +138,39 @@ struct Fixture {
     store: Arc<dyn AuditStore>,
     raw: Raw,
     trusted: TrustedKeys,
+    key: Arc<Ed25519KeyProvider>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    /// A second writer on the same database, with its own connections and chain cache (as
+    /// another process or replica would have), signing with the same key.
+    async fn second_writer(&self) -> Arc<dyn AuditStore> {
+        match &self.raw {
+            Raw::Sqlite(_) => {
+                let dir = self._dir.as_ref().unwrap().path();
+                Arc::new(
+                    SqliteAuditStore::open_in(dir)
+                        .await
+                        .unwrap()
+                        .with_signer(self.key.clone())
+                        .with_checkpoint_policy(MANUAL),
+                )
+            }
+            Raw::Pg(_, schema) => {
+                let options = PgConnectOptions::from_str(&postgres_url())
+                    .unwrap()
+                    .options([("search_path", schema.as_str())]);
+                Arc::new(
+                    PostgresAuditStore::connect_with(options)
+                        .await
+                        .unwrap()
+                        .with_signer(self.key.clone())
+                        .with_checkpoint_policy(MANUAL),
+                )
+            }
+        }
+    }
 }
 
 async fn sqlite_fixture() -> Fixture {
@@ -148,13 +180,14 @@ async fn sqlite_fixture() -> Fixture {
     let store = SqliteAuditStore::open_in(dir.path())
         .await
         .unwrap()
-        .with_signer(key)
+        .with_signer(key.clone())
         .with_checkpoint_policy(MANUAL);
     let raw = Raw::Sqlite(store.pool().clone());
     Fixture {
         store: Arc::new(store),
         raw,
         trusted,
+        key,
         _dir: Some(dir),
     }
 }
@@ -179,7 +212,7 @@ async fn pg_fixture() -> Fixture {
     let store = PostgresAuditStore::connect_with(options)
         .await
         .unwrap()
-        .with_signer(key)
+        .with_signer(key.clone())
         .with_checkpoint_policy(MANUAL);
     let raw = Raw::Pg(store.pool().clone(), schema.clone());
     admin.close().await;
@@ -187,6 +220,7 @@ async fn pg_fixture() -> Fixture {
         store: Arc::new(store),
         raw,
         trusted,
+        key,
         _dir: None,
     }
 }
@@ -612,7 +646,50 @@ async fn kind_column_is_indexed_and_added_to_old_stores(f: Fixture) {
     f.raw.cleanup().await;
 }
 
+/// Two writers on one database (two processes on one SQLite file, two replicas on one
+/// PostgreSQL schema), interleaving appends and checkpoints: each must notice the other's
+/// writes — a moved head, or a checkpoint signed over the same head — and never fork the
+/// chain or sign a checkpoint overlapping another.
+async fn two_writers_never_fork_the_chain(f: Fixture) {
+    let a = f.store.clone();
+    let b = f.second_writer().await;
+    assert_eq!(
+        a.append(encoded(1..=3), false).await.unwrap().seqs,
+        [1, 2, 3]
+    );
+    assert_eq!(b.append(encoded(4..=5), false).await.unwrap().seqs, [4, 5]);
+    assert_eq!(a.append(encoded(6..=6), false).await.unwrap().seqs, [6]);
+    // b signs over everything so far while a's cache still ends at the same head.
+    let cp = b
+        .append(Vec::new(), true)
+        .await
+        .unwrap()
+        .checkpoint
+        .unwrap();
+    assert_eq!((cp.first_seq, cp.last_seq), (1, 6));
+    let cp = a
+        .append(encoded(7..=8), true)
+        .await
+        .unwrap()
+        .checkpoint
+        .unwrap();
+    assert_eq!((cp.first_seq, cp.last_seq), (7, 8));
+    // And a flush by b with nothing new since a's checkpoint signs nothing twice.
+    assert!(
+        b.append(Vec::new(), true)
+            .await
+            .unwrap()
+            .checkpoint
+            .is_none()
+    );
+    assert_eq!(b.append(encoded(9..=9), true).await.unwrap().seqs, [9]);
+    let report = verify(&f).await.unwrap();
+    assert_eq!((report.events, report.checkpoints), (9, 3));
+    f.raw.cleanup().await;
+}
+
 both_backends!(
+    two_writers_never_fork_the_chain,
     kind_column_is_indexed_and_added_to_old_stores,
     kind_filter_separates_admin_changes_from_traffic,
     append_query_and_paginate,

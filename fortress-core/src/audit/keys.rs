@@ -137,6 +137,11 @@ impl Ed25519KeyProvider {
 
     /// Reads the key file at `path`, creating it (mode 0600, parent directories 0700) with a
     /// fresh key if it does not exist yet.
+    ///
+    /// Safe when several processes start at once: the new key is written and synced under a
+    /// temporary name, then hard-linked into place, which fails if the file already exists.
+    /// So the file appears only complete, nobody's key is ever overwritten, and a process
+    /// that loses the race loads the winner's key.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
         if path.exists() {
             return Self::from_file(path);
@@ -145,22 +150,25 @@ impl Ed25519KeyProvider {
             path: path.to_owned(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            create_private_dir(parent).map_err(io)?;
-        }
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        create_private_dir(parent).map_err(io)?;
         let provider = Self::generate();
         let text = Zeroizing::new(format!("{}\n", hex::encode(provider.key.to_bytes())));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        match options.open(path) {
-            Ok(mut file) => {
-                file.write_all(text.as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
+        let temp = parent.join(format!(
+            ".{}.{}.tmp",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        write_private_file(&temp, text.as_bytes()).map_err(io)?;
+        let linked = std::fs::hard_link(&temp, path);
+        // The temporary name goes either way; the key lives on under `path` if it won.
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => {
+                sync_dir(parent);
                 Ok(provider)
             }
             // Another process created it first: use theirs.
@@ -172,6 +180,28 @@ impl Ed25519KeyProvider {
     /// The public key as 64 hex digits (for a verifier's trusted-key file).
     pub fn verifying_key_hex(&self) -> String {
         hex::encode(self.key.verifying_key().as_bytes())
+    }
+}
+
+/// Creates `path` (mode 0600), writes `bytes` and syncs them.
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes a new directory entry durable (best effort: not every platform can open a
+/// directory, and the key is already usable either way).
+fn sync_dir(dir: &Path) {
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
     }
 }
 
@@ -266,6 +296,42 @@ mod tests {
             assert_eq!(mode & 0o077, 0);
         }
         assert!(!format!("{first:?}").contains(&hex::encode(first.key.to_bytes())));
+    }
+
+    #[test]
+    fn processes_creating_the_key_at_once_all_end_with_the_same_key() {
+        // Many creators racing on one fresh path (threads race on the file system exactly
+        // as processes do): every one must come back with the key that ended up in the
+        // file, never an error from reading a half-written file, never its own lost key.
+        for round in 0..8 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("keys").join("audit-ed25519.key");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(12));
+            let creators: Vec<_> = (0..12)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Ed25519KeyProvider::load_or_create(&path)
+                            .map(|k| k.key_id().to_owned())
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            let ids: Vec<_> = creators.into_iter().map(|t| t.join().unwrap()).collect();
+            let stored = Ed25519KeyProvider::from_file(&path).unwrap();
+            for id in ids {
+                assert_eq!(id.as_deref(), Ok(stored.key_id()), "round {round}");
+            }
+            let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                leftovers,
+                vec![std::ffi::OsString::from("audit-ed25519.key")]
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! SQL shared by the backends: the column lists, row decoding, batch inserts and filters.
+//! SQL shared by the backends: the column lists, row decoding, SQLite's batch inserts and filters.
 //! Both backends store integers as 64-bit, hashes as bytes and bodies as text, so the
 //! same code serves both; only locking and the purge flag differ.
 
@@ -110,75 +110,39 @@ where
     })
 }
 
-/// How a backend numbers its bind parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Placeholders {
-    /// `?` (SQLite).
-    Question,
-    /// `$1`, `$2`, … (PostgreSQL).
-    Dollar,
-}
-
-/// The `INSERT INTO audit_events …` text for `rows` rows (a power of two up to
-/// [`INSERT_CHUNK`]), built once per shape and backend. Rebuilding it for every batch —
-/// thousands of placeholders formatted each time — was a tenth of the store's
-/// instructions per event (callgrind, `examples/audit_append_profile.rs`).
-fn insert_sql(rows: usize, placeholders: Placeholders) -> &'static str {
-    static QUESTION: OnceLock<Vec<String>> = OnceLock::new();
-    static DOLLAR: OnceLock<Vec<String>> = OnceLock::new();
-    let cell = match placeholders {
-        Placeholders::Question => &QUESTION,
-        Placeholders::Dollar => &DOLLAR,
-    };
-    let shapes = cell.get_or_init(|| {
+/// The SQLite `INSERT INTO audit_events …` text for `rows` rows (a power of two up to
+/// [`INSERT_CHUNK`]), built once per shape. Rebuilding it for every batch — thousands of
+/// placeholders formatted each time — was a tenth of the store's instructions per event
+/// (callgrind, `examples/audit_append_profile.rs`). PostgreSQL binds a batch as arrays
+/// instead (one shape for any size, see `postgres.rs`).
+fn insert_sql(rows: usize) -> &'static str {
+    static SHAPES: OnceLock<Vec<String>> = OnceLock::new();
+    let shapes = SHAPES.get_or_init(|| {
         (0..=INSERT_CHUNK.ilog2())
-            .map(|k| build_insert_sql(1 << k, placeholders))
+            .map(|k| build_insert_sql(1 << k))
             .collect()
     });
     &shapes[rows.max(1).ilog2() as usize]
 }
 
-fn build_insert_sql(rows: usize, placeholders: Placeholders) -> String {
-    use std::fmt::Write;
+fn build_insert_sql(rows: usize) -> String {
     let columns = EVENT_COLUMNS.split(", ").count();
-    let mut sql = format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ");
-    let mut n = 0;
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            n += 1;
-            match placeholders {
-                Placeholders::Question => sql.push('?'),
-                Placeholders::Dollar => {
-                    let _ = write!(sql, "${n}");
-                }
-            }
-        }
-        sql.push(')');
-    }
-    sql
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    format!(
+        "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES {}",
+        vec![row.as_str(); rows].join(", ")
+    )
 }
 
 /// `INSERT INTO audit_events …` for one chunk of rows, whose length must be a power of two
 /// up to [`INSERT_CHUNK`] (as [`insert_chunks`] makes them).
-pub(crate) fn insert_events<'a, DB>(
-    rows: &'a [StoredEvent],
-    placeholders: Placeholders,
-) -> Result<Query<'a, DB, <DB as Database>::Arguments<'a>>, StoreError>
-where
-    DB: Database,
-    i64: Encode<'a, DB> + Type<DB>,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    Option<&'a str>: Encode<'a, DB> + Type<DB>,
-    &'a [u8]: Encode<'a, DB> + Type<DB>,
-{
+pub(crate) fn insert_events(
+    rows: &[StoredEvent],
+) -> Result<Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>>, StoreError> {
     if !rows.len().is_power_of_two() || rows.len() > INSERT_CHUNK {
         return Err(StoreError::Malformed("insert chunk of an unexpected size"));
     }
-    let mut query = sqlx::query::<DB>(insert_sql(rows.len(), placeholders));
+    let mut query = sqlx::query(insert_sql(rows.len()));
     for r in rows {
         let c = &r.columns;
         query = query
@@ -292,11 +256,9 @@ mod tests {
     fn insert_text_has_one_placeholder_per_value() {
         let columns = EVENT_COLUMNS.split(", ").count();
         for rows in [1, 2, 256, INSERT_CHUNK] {
-            let sql = insert_sql(rows, Placeholders::Question);
+            let sql = insert_sql(rows);
             assert_eq!(sql.matches('?').count(), rows * columns);
-            let sql = insert_sql(rows, Placeholders::Dollar);
-            assert!(sql.contains(&format!("${}", rows * columns)));
-            assert!(!sql.contains(&format!("${}", rows * columns + 1)));
+            assert_eq!(sql.matches('(').count(), rows + 1);
         }
     }
 

@@ -13,9 +13,8 @@ use sqlx::{PgPool, Row};
 use tokio::sync::Mutex;
 
 use super::common::{
-    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, Placeholders, bytes_to, decode_checkpoint,
-    decode_event, insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db,
-    seq_to_db,
+    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, bytes_to, decode_checkpoint, decode_event,
+    insert_checkpoint, select_page, seq_from_db, seq_to_db,
 };
 use super::{AppendReceipt, AuditStore, PurgeReport, StoreError};
 use crate::audit::SubjectRef;
@@ -225,10 +224,8 @@ impl PostgresAuditStore {
             }
         }
         let prepared = state.advance(events, Utc::now(), &self.policy, force, key)?;
-        for chunk in insert_chunks(&prepared.rows) {
-            insert_events::<sqlx::Postgres>(chunk, Placeholders::Dollar)?
-                .execute(&mut *tx)
-                .await?;
+        if !prepared.rows.is_empty() {
+            insert_rows(&prepared.rows)?.execute(&mut *tx).await?;
         }
         if let Some(cp) = &prepared.checkpoint {
             insert_checkpoint::<sqlx::Postgres>(cp)?
@@ -251,6 +248,53 @@ impl PostgresAuditStore {
             report,
         ))
     }
+}
+
+/// A whole batch in one statement of one shape: each column bound as one array and
+/// zipped back into rows by `UNNEST`, so any batch size is a single round trip with 15
+/// parameters, prepared once per connection.
+const INSERT_UNNEST: &str = "INSERT INTO audit_events (seq, recorded_at, ts, workspace, subject_id, subject_kind, action, resource, connector, model, decision, outcome, request_id, body, hash) \
+     SELECT r.seq, $2, r.ts, r.workspace, r.subject_id, r.subject_kind, r.action, r.resource, r.connector, r.model, r.decision, r.outcome, r.request_id, r.body, r.hash \
+     FROM UNNEST($1::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::BYTEA[]) \
+     AS r (seq, ts, workspace, subject_id, subject_kind, action, resource, connector, model, decision, outcome, request_id, body, hash)";
+
+/// Binds `rows` (one batch: the same `recorded_at`) to [`INSERT_UNNEST`].
+fn insert_rows(
+    rows: &[StoredEvent],
+) -> Result<sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>, StoreError> {
+    let recorded_at = rows.first().map_or(0, |r| r.recorded_at_us);
+    if rows.iter().any(|r| r.recorded_at_us != recorded_at) {
+        return Err(StoreError::Malformed("one batch with two append times"));
+    }
+    let text =
+        |column: fn(&StoredEvent) -> &str| -> Vec<&str> { rows.iter().map(column).collect() };
+    let optional = |column: fn(&StoredEvent) -> Option<&str>| -> Vec<Option<&str>> {
+        rows.iter().map(column).collect()
+    };
+    let seqs = rows
+        .iter()
+        .map(|r| seq_to_db(r.seq))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(sqlx::query(INSERT_UNNEST)
+        .bind(seqs)
+        .bind(recorded_at)
+        .bind(
+            rows.iter()
+                .map(|r| r.columns.timestamp_us)
+                .collect::<Vec<_>>(),
+        )
+        .bind(text(|r| &r.columns.workspace))
+        .bind(text(|r| &r.columns.subject_id))
+        .bind(text(|r| &r.columns.subject_kind))
+        .bind(text(|r| &r.columns.action))
+        .bind(text(|r| &r.columns.resource))
+        .bind(optional(|r| r.columns.connector.as_deref()))
+        .bind(optional(|r| r.columns.model.as_deref()))
+        .bind(optional(|r| r.columns.decision.as_deref()))
+        .bind(text(|r| &r.columns.outcome))
+        .bind(text(|r| &r.columns.request_id))
+        .bind(text(|r| &r.body))
+        .bind(rows.iter().map(|r| r.hash.as_slice()).collect::<Vec<_>>()))
 }
 
 async fn read_head(conn: &mut sqlx::PgConnection) -> Result<Head, StoreError> {

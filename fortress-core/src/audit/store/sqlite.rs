@@ -24,9 +24,8 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Mutex;
 
 use super::common::{
-    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, Placeholders, bytes_to, decode_checkpoint,
-    decode_event, insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db,
-    seq_to_db,
+    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, bytes_to, decode_checkpoint, decode_event,
+    insert_checkpoint, insert_chunks, insert_events, select_page, seq_from_db, seq_to_db,
 };
 use super::{AppendReceipt, AuditStore, PurgeReport, StoreError};
 use crate::audit::SubjectRef;
@@ -232,8 +231,21 @@ impl SqliteAuditStore {
         // IMMEDIATE takes the write lock up front: the head read below cannot go stale.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let head = read_head(&mut tx).await?;
+        // Another process appending to the same file may have moved the head, or signed a
+        // checkpoint over the same head (a flush): either way the cached chain state is
+        // stale, and reusing it would fork the chain or sign overlapping checkpoints.
+        let checkpointed: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(last_seq) FROM audit_checkpoints")
+                .fetch_one(&mut *tx)
+                .await?;
+        let checkpointed = seq_from_db(checkpointed.unwrap_or(0))?;
         let mut state = match cached.take() {
-            Some(state) if (state.head_seq, state.head_hash) == head => state,
+            Some(state)
+                if (state.head_seq, state.head_hash) == head
+                    && state.last_checkpoint_seq() == checkpointed =>
+            {
+                state
+            }
             _ => load_state(&mut tx).await?,
         };
         let mut events = events;
@@ -274,9 +286,7 @@ impl SqliteAuditStore {
         }
         let prepared = state.advance(events, Utc::now(), &self.policy, force, key)?;
         for chunk in insert_chunks(&prepared.rows) {
-            insert_events::<sqlx::Sqlite>(chunk, Placeholders::Question)?
-                .execute(&mut *tx)
-                .await?;
+            insert_events(chunk)?.execute(&mut *tx).await?;
         }
         if let Some(cp) = &prepared.checkpoint {
             insert_checkpoint::<sqlx::Sqlite>(cp)?
