@@ -175,25 +175,36 @@ for path in $PATHS; do
 done
 
 if [ -n "$CALLGRIND" ]; then
-    # A fixed number of calls: the script stops wrk's one connection after N answers.
-    counted() { # lua calls
-        cat "$1"
-        printf 'local answers = 0\nresponse = function()\n  answers = answers + 1\n  if answers >= %s then wrk.thread:stop() end\nend\n' "$2"
+    # calls ADDR N [x-api-key]: N tools/call on one keep-alive connection, each checked.
+    calls() {
+        python3 - "$1" "$2" "$BODY" "${3:-}" <<'PY'
+import http.client, sys
+addr, n, body, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+host, port = addr.split(":")
+conn = http.client.HTTPConnection(host, int(port))
+headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+           "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
+if key:
+    headers["x-api-key"] = key
+for _ in range(n):
+    conn.request("POST", "/mcp", body, headers)
+    answer = conn.getresponse().read()
+    if b'"ok"' not in answer:
+        sys.exit(f"unexpected answer: {answer[:200]!r}")
+PY
     }
     for path in fortress shared governed; do
         case " $PATHS " in *" $path "*) ;; *) continue ;; esac
-        lua="$WORK/call.lua"
-        [ "$path" = governed ] && lua="$WORK/call-key.lua"
         pid=${PID[$path]}
-        counted "$lua" 200 >"$WORK/warm.lua"
-        counted "$lua" "$CALLGRIND" >"$WORK/counted.lua"
-        wrk -t1 -c1 -d600s -s "$WORK/warm.lua" "http://${ADDR[$path]}/mcp" >/dev/null
+        key=""
+        [ "$path" = governed ] && key=$KEY
+        calls "${ADDR[$path]}" 200 "$key"
         callgrind_control -z "$pid" >/dev/null
         callgrind_control -i on "$pid" >/dev/null
-        wrk -t1 -c1 -d600s -s "$WORK/counted.lua" "http://${ADDR[$path]}/mcp" >"$WORK/counted-$path.txt"
+        calls "${ADDR[$path]}" "$CALLGRIND" "$key"
         callgrind_control -i off "$pid" >/dev/null
         callgrind_control -d "counted-$path" "$pid" >/dev/null
-        file=$(ls -t "$CALLGRIND_OUT/$path.$pid"* | grep -v "\.$pid$" | head -1)
+        file=$(ls -t "$CALLGRIND_OUT/$path.$pid".* | head -1)
         total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
         echo "callgrind $path: $CALLGRIND calls, $total instructions, $((total / CALLGRIND)) per call ($file)"
     done
