@@ -32,9 +32,9 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use fortress_core::audit::{AuditEvent, AuditSink, DecisionRecord, Outcome};
-use fortress_core::decision::Effect;
 use fortress_core::body::{self, Body};
 use fortress_core::call::{Action, Attributes, Call, Resource, ResourceKind};
+use fortress_core::decision::Effect;
 use fortress_core::denial::{Denial, DenialKind, Responder};
 use fortress_core::subject::{Subject, WorkspaceId};
 use http_body_util::BodyExt;

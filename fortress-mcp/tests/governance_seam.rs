@@ -212,7 +212,11 @@ async fn lists_show_only_what_the_subject_may_use_and_results_are_masked() {
     let unknown = post(
         &url,
         &h,
-        call(8, "tools/call", json!({"name": "nowhere__search", "arguments": {}})),
+        call(
+            8,
+            "tools/call",
+            json!({"name": "nowhere__search", "arguments": {}}),
+        ),
     )
     .await
     .json();
@@ -231,9 +235,6 @@ async fn lists_show_only_what_the_subject_may_use_and_results_are_masked() {
     assert_eq!(refusal.connector, None);
     let decision = refusal.decision.as_ref().expect("a decision");
     assert_eq!(decision.effect, Effect::Deny);
-    assert!(
-        decision.reasons[0].contains("unknown tool"),
-        "{decision:?}"
-    );
+    assert!(decision.reasons[0].contains("unknown tool"), "{decision:?}");
     stop.cancel();
 }
