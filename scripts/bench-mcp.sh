@@ -20,6 +20,13 @@
 #              configs (needs the [audit] settings of the audit work; default: none, i.e.
 #              power_loss durability, each call acknowledged once its event is durable)
 #   PROFILE=debug  SKIP_BUILD=1
+#   FORTRESS_BIN=path      the fortress-mcp binary of the Fortress paths (e.g. one built from
+#              another commit, for a before/after in one run; default: the build's own)
+#   CALLGRIND=N            instead of timing: runs each Fortress path in PATHS under
+#              valgrind --tool=callgrind, warms it up, counts the instructions of N calls at
+#              one connection and prints instructions per call (independent of machine load);
+#              the profiles are kept in CALLGRIND_OUT (default ./callgrind-out) for
+#              callgrind_annotate --inclusive=yes
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -31,6 +38,8 @@ CONNS="${CONNS:-1 32}"
 PATHS="${PATHS:-direct nginx fortress governed}"
 WORKERS="${WORKERS:-$(nproc)}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+CALLGRIND="${CALLGRIND:-}"
+CALLGRIND_OUT="${CALLGRIND_OUT:-$ROOT/callgrind-out}"
 
 bench_tools
 if [ -z "${SKIP_BUILD:-}" ]; then
@@ -41,6 +50,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     fi
 fi
 BIN="$TARGET/$PROFILE"
+FORTRESS_BIN="${FORTRESS_BIN:-$BIN/fortress-mcp}"
 WORK="$(mktemp -d)"
 RESULTS="$WORK/results.txt"
 PIDS=()
@@ -109,14 +119,27 @@ name = "fast"
 url = "http://$UP/mcp"
 $AUDIT
 TOML
-KEY=$("$BIN/fortress-mcp" keys --config "$WORK/governed.toml" create --workspace bench --subject wrk --group bench | sed -n 's/^key: //p')
+KEY=$("$FORTRESS_BIN" keys --config "$WORK/governed.toml" create --workspace bench --subject wrk --group bench | sed -n 's/^key: //p')
 
 declare -A ADDR=([direct]="$UP" [nginx]="127.0.0.1:$NGINX")
+declare -A PID=()
 for path in fortress shared governed; do
     case " $PATHS " in *" $path "*) ;; *) continue ;; esac
-    FORTRESS_LOG=warn "$BIN/fortress-mcp" serve --config "$WORK/$path.toml" >"$WORK/$path.out" &
+    if [ -n "$CALLGRIND" ]; then
+        mkdir -p "$CALLGRIND_OUT"
+        FORTRESS_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+            --callgrind-out-file="$CALLGRIND_OUT/$path.%p" \
+            "$FORTRESS_BIN" serve --config "$WORK/$path.toml" >"$WORK/$path.out" 2>"$WORK/$path.valgrind" &
+    else
+        FORTRESS_LOG=warn "$FORTRESS_BIN" serve --config "$WORK/$path.toml" >"$WORK/$path.out" &
+    fi
     PIDS+=($!)
-    ADDR[$path]=$(bench_wait_addr "$WORK/$path.out" "listening on")
+    PID[$path]=$!
+    # Under valgrind the start takes far longer than bench_wait_addr's minute: five tries.
+    for try in 1 2 3 4 5; do
+        ADDR[$path]=$(bench_wait_addr "$WORK/$path.out" "listening on" 2>/dev/null) && break
+        [ "$try" = 5 ] && { echo "$path did not start" >&2; exit 1; }
+    done
 done
 
 BODY='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"m":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
@@ -150,6 +173,43 @@ for path in $PATHS; do
     mcp_post "${ADDR[$path]}" tools/call "${extra[@]}" -H 'Mcp-Name: echo' --data "$BODY" | grep -q '"ok"' ||
         { echo "$path does not answer tools/call" >&2; exit 1; }
 done
+
+if [ -n "$CALLGRIND" ]; then
+    # calls ADDR N [x-api-key]: N tools/call on one keep-alive connection, each checked.
+    calls() {
+        python3 - "$1" "$2" "$BODY" "${3:-}" <<'PY'
+import http.client, sys
+addr, n, body, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+host, port = addr.split(":")
+conn = http.client.HTTPConnection(host, int(port))
+headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+           "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
+if key:
+    headers["x-api-key"] = key
+for _ in range(n):
+    conn.request("POST", "/mcp", body, headers)
+    answer = conn.getresponse().read()
+    if b'"ok"' not in answer:
+        sys.exit(f"unexpected answer: {answer[:200]!r}")
+PY
+    }
+    for path in fortress shared governed; do
+        case " $PATHS " in *" $path "*) ;; *) continue ;; esac
+        pid=${PID[$path]}
+        key=""
+        [ "$path" = governed ] && key=$KEY
+        calls "${ADDR[$path]}" 200 "$key"
+        callgrind_control -z "$pid" >/dev/null
+        callgrind_control -i on "$pid" >/dev/null
+        calls "${ADDR[$path]}" "$CALLGRIND" "$key"
+        callgrind_control -i off "$pid" >/dev/null
+        callgrind_control -d "counted-$path" "$pid" >/dev/null
+        file=$(ls -t "$CALLGRIND_OUT/$path.$pid".* | head -1)
+        total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+        echo "callgrind $path: $CALLGRIND calls, $total instructions, $((total / CALLGRIND)) per call ($file)"
+    done
+    exit 0
+fi
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; Fortress workers: $WORKERS; profile: $PROFILE"
 for round in $(seq "$ROUNDS"); do

@@ -31,9 +31,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use fortress_core::audit::{AuditEvent, AuditSink};
+use fortress_core::audit::{AuditEvent, AuditSink, DecisionRecord, Outcome};
 use fortress_core::body::{self, Body};
 use fortress_core::call::{Action, Attributes, Call, Resource, ResourceKind};
+use fortress_core::decision::Effect;
 use fortress_core::denial::{Denial, DenialKind, Responder};
 use fortress_core::subject::{Subject, WorkspaceId};
 use http_body_util::BodyExt;
@@ -260,21 +261,30 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<McpMessage>) -> Self::Future {
-        let target = match self.layer.resolve.target(&request.body().request) {
-            Ok(target) => target,
-            Err(error) => {
-                return futures_util::future::Either::Right(Box::pin(std::future::ready(Ok(
-                    error_response(error),
-                ))));
-            }
-        };
         let subject = request
             .extensions()
             .get::<Subject>()
             .cloned()
             .unwrap_or_else(|| self.layer.default_subject.clone());
+        let client_ip = request.extensions().get::<ClientAddr>().map(|a| a.0);
+        let target = match self.layer.resolve.target(&request.body().request) {
+            Ok(target) => target,
+            Err(error) => {
+                let mut call = describe(subject, request.body(), None);
+                call.attributes.client_ip = client_ip;
+                if let Some(resource) = unresolved_resource(&request.body().request) {
+                    call.resource = resource;
+                }
+                let event = unresolved_refusal(&call, &error);
+                return futures_util::future::Either::Right(Box::pin(refuse_recorded(
+                    self.layer.audit.clone(),
+                    event,
+                    error_response(error),
+                )));
+            }
+        };
         let mut call = describe(subject, request.body(), target.as_ref());
-        call.attributes.client_ip = request.extensions().get::<ClientAddr>().map(|a| a.0);
+        call.attributes.client_ip = client_ip;
         // An API key limited to some actions cannot reach the others, whatever policy says.
         if let Some(scopes) = request.extensions().get::<crate::auth::KeyScopes>()
             && !scopes.allows(&call.action)
@@ -284,19 +294,11 @@ where
                 format!("the API key's scopes do not cover {}", call.action),
             );
             let event = AuditEvent::scope_refusal(&call, &scopes.0, &denial.message);
-            let audit = self.layer.audit.clone();
-            return futures_util::future::Either::Right(Box::pin(async move {
-                if let Some(audit) = audit {
-                    // Answered only once recorded: a refusal is never missing from the trail.
-                    if let Err(error) = audit.record(event).await {
-                        tracing::error!(%error, "a key-scope refusal was not audited");
-                        let failed =
-                            Denial::new(DenialKind::Internal, "the audit trail is unavailable");
-                        return Ok(JsonRpcResponder.respond(&failed));
-                    }
-                }
-                Ok(JsonRpcResponder.respond(&denial))
-            }));
+            return futures_util::future::Either::Right(Box::pin(refuse_recorded(
+                self.layer.audit.clone(),
+                event,
+                JsonRpcResponder.respond(&denial),
+            )));
         }
         request.extensions_mut().insert(Arc::new(call));
         if let Some(target) = target {
@@ -306,6 +308,57 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         futures_util::future::Either::Left(inner.call(request))
     }
+}
+
+/// Answers a refusal made in front of the governance stack once its event is recorded: a
+/// refusal is never missing from the trail (the answer becomes an internal error when the
+/// trail cannot take it).
+async fn refuse_recorded(
+    audit: Option<Arc<dyn AuditSink>>,
+    event: AuditEvent,
+    answer: http::Response<Body>,
+) -> Result<http::Response<Body>, Infallible> {
+    if let Some(audit) = audit
+        && let Err(error) = audit.record(event).await
+    {
+        tracing::error!(%error, "a refusal at the seam was not audited");
+        let failed = Denial::new(DenialKind::Internal, "the audit trail is unavailable");
+        return Ok(JsonRpcResponder.respond(&failed));
+    }
+    Ok(answer)
+}
+
+/// The item a request names when that name matches no upstream (an unknown tool, prompt or
+/// resource), so its refusal is recorded against what was asked for.
+fn unresolved_resource(request: &Request) -> Option<Resource> {
+    let (kind, field) = match request.method.as_str() {
+        "tools/call" => (ResourceKind::Tool, "name"),
+        "prompts/get" => (ResourceKind::Prompt, "name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            (ResourceKind::Resource, "uri")
+        }
+        _ => return None,
+    };
+    let name = request.str_param(field)?;
+    Some(Resource::new(kind, name, None))
+}
+
+/// The audit event of a request refused because what it names resolves to no upstream.
+fn unresolved_refusal(call: &Call, error: &ErrorObject) -> AuditEvent {
+    let mut event = AuditEvent::for_call(call, Outcome::Denied);
+    event.decision = Some(DecisionRecord {
+        effect: Effect::Deny,
+        reasons: vec![error.message.clone()],
+        policy_ids: Vec::new(),
+        policy_version: String::new(),
+    });
+    event
+        .detail
+        .insert("refused_by".into(), Value::from("unknown_target"));
+    event
+        .detail
+        .insert("jsonrpc_error".into(), Value::from(error.code));
+    event
 }
 
 /// A seam response carrying one JSON-RPC error (its id is filled in by the edge).

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use common::{initialize, post};
-use fortress_core::audit::MemoryAuditSink;
+use fortress_core::audit::{MemoryAuditSink, Outcome};
 use fortress_core::call::Call;
+use fortress_core::decision::Effect;
 use fortress_core::policy::{CedarEngine, PolicyDocuments};
 use fortress_core::redact::DefaultRedactor;
 use fortress_core::stack::GovernanceStack;
@@ -205,5 +206,35 @@ async fn lists_show_only_what_the_subject_may_use_and_results_are_masked() {
         [&json!(1), &json!(1), &json!(1)],
         "one hidden per list"
     );
+
+    // A name that matches no upstream is refused in front of the stack, and audited as
+    // every other refusal is (answered only once recorded).
+    let unknown = post(
+        &url,
+        &h,
+        call(
+            8,
+            "tools/call",
+            json!({"name": "nowhere__search", "arguments": {}}),
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(
+        unknown["error"]["code"],
+        fortress_mcp::jsonrpc::INVALID_PARAMS
+    );
+    let events = audit.events();
+    let refusal = events
+        .iter()
+        .find(|e| e.detail.get("refused_by") == Some(&json!("unknown_target")))
+        .expect("the unknown tool is audited");
+    assert_eq!(refusal.outcome, Outcome::Denied);
+    assert_eq!(refusal.action, "tools/call");
+    assert_eq!(refusal.resource, "tool:nowhere__search");
+    assert_eq!(refusal.connector, None);
+    let decision = refusal.decision.as_ref().expect("a decision");
+    assert_eq!(decision.effect, Effect::Deny);
+    assert!(decision.reasons[0].contains("unknown tool"), "{decision:?}");
     stop.cancel();
 }

@@ -48,7 +48,9 @@ use crate::subject::{SubjectKind, WorkspaceId};
 #[must_use]
 pub struct AuditLayer {
     sink: Arc<dyn AuditSink>,
-    argument_key: Arc<Secret>,
+    /// HMAC-SHA256 keyed once with the argument key: each digest clones the keyed state
+    /// instead of hashing the key again (two SHA-256 blocks per call).
+    argument_mac: Arc<Hmac<Sha256>>,
     redacted_arguments: Option<(Arc<dyn Redactor>, RedactedArguments)>,
 }
 
@@ -60,7 +62,7 @@ impl AuditLayer {
         rand::Rng::fill(&mut rand::thread_rng(), key.as_mut_slice());
         Self {
             sink,
-            argument_key: Arc::new(Secret::new(key)),
+            argument_mac: Arc::new(keyed_mac(&Secret::new(key))),
             redacted_arguments: None,
         }
     }
@@ -84,7 +86,7 @@ impl AuditLayer {
     /// The key of the tool-argument digest (HMAC-SHA256), so equal arguments can be
     /// correlated across events without being revealed.
     pub fn with_argument_key(mut self, key: Secret) -> Self {
-        self.argument_key = Arc::new(key);
+        self.argument_mac = Arc::new(keyed_mac(&key));
         self
     }
 }
@@ -163,14 +165,31 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn argument_digest(key: &Secret, arguments: &serde_json::Value) -> String {
-    // serde_json maps are ordered, so equal arguments give equal bytes.
-    let canonical = serde_json::to_vec(arguments).unwrap_or_default();
-    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(key.expose()) {
-        Ok(mac) => mac,
-        Err(_) => return String::new(),
-    };
-    mac.update(&canonical);
+fn keyed_mac(key: &Secret) -> Hmac<Sha256> {
+    // HMAC takes keys of any length, so this cannot fail.
+    <Hmac<Sha256> as Mac>::new_from_slice(key.expose())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+}
+
+/// Feeds serialized JSON straight into the MAC (no intermediate buffer).
+struct MacWriter<'a>(&'a mut Hmac<Sha256>);
+
+impl std::io::Write for MacWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn argument_digest(keyed: &Hmac<Sha256>, arguments: &serde_json::Value) -> String {
+    let mut mac = keyed.clone();
+    // serde_json maps are ordered, so equal arguments give equal bytes; writing into the
+    // MAC cannot fail.
+    let _ = serde_json::to_writer(MacWriter(&mut mac), arguments);
     format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
 }
 
@@ -196,7 +215,7 @@ fn event_for(call: Option<&Call>, layer: &AuditLayer) -> AuditEvent {
         Some(call) => {
             let mut event = AuditEvent::for_call(call, Outcome::Success);
             if let Some(args) = call.attributes.tool_arguments.as_ref() {
-                event.arguments_digest = Some(argument_digest(&layer.argument_key, args));
+                event.arguments_digest = Some(argument_digest(&layer.argument_mac, args));
                 if let Some((redactor, opt_in)) = &layer.redacted_arguments
                     && opt_in.is_enabled_for(call.subject.workspace.as_str())
                 {
@@ -369,5 +388,27 @@ impl Drop for AuditBody {
                 "response dropped outside a runtime; its audit event could not be recorded"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digest is HMAC-SHA256 over the arguments' JSON, whichever way it is computed:
+    /// digests made with the same stable key keep matching across versions.
+    #[test]
+    fn argument_digest_is_the_hmac_of_the_arguments_json() {
+        let key = Secret::from("stable argument key");
+        let arguments = serde_json::json!({"q": "refund", "limit": 5, "nested": {"a": [1, "é"]}});
+        let mut fresh = <Hmac<Sha256> as Mac>::new_from_slice(key.expose()).unwrap();
+        fresh.update(&serde_json::to_vec(&arguments).unwrap());
+        let expected = format!("hmac-sha256:{}", hex::encode(fresh.finalize().into_bytes()));
+        let keyed = keyed_mac(&key);
+        assert_eq!(argument_digest(&keyed, &arguments), expected);
+        // The keyed state is reused, never consumed: a second digest is the same.
+        assert_eq!(argument_digest(&keyed, &arguments), expected);
+        let other = serde_json::json!({"q": "refunds"});
+        assert_ne!(argument_digest(&keyed, &other), expected);
     }
 }

@@ -9,11 +9,12 @@
 //!   (when they fit `ToolArguments`), `tool_arguments_unmatched`, `model`, `max_tokens`,
 //!   `stream`, `betas`.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use cedar_policy::{Context, Entity, EntityTypeName, EntityUid, RestrictedExpression};
-use chrono::{Datelike, Timelike};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use super::PolicyError;
 use super::reads::{ContextAttr, ContextReads};
@@ -245,6 +246,40 @@ pub(crate) fn context(
     build_context(call, reads, None, arguments.is_some())
 }
 
+thread_local! {
+    /// The last `datetime` and `ip` expressions this thread built, by their value.
+    static LAST_TIME: RefCell<Option<(i64, RestrictedExpression)>> = const { RefCell::new(None) };
+    static LAST_IP: RefCell<Option<(IpAddr, RestrictedExpression)>> = const { RefCell::new(None) };
+}
+
+/// `datetime("…")` of `t` at millisecond precision. Cedar's constructor parses the
+/// extension function's name on every call (a large share of a whole decision), so the
+/// last expression is reused while calls arrive within the same millisecond.
+fn datetime_expression(t: DateTime<Utc>) -> RestrictedExpression {
+    let millis = t.timestamp_millis();
+    LAST_TIME.with_borrow_mut(|last| match last {
+        Some((at, expression)) if *at == millis => expression.clone(),
+        _ => {
+            let expression =
+                RestrictedExpression::new_datetime(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+            *last = Some((millis, expression.clone()));
+            expression
+        }
+    })
+}
+
+/// `ip("…")` of `ip`, reused while the same client calls (see [`datetime_expression`]).
+fn ip_expression(ip: IpAddr) -> RestrictedExpression {
+    LAST_IP.with_borrow_mut(|last| match last {
+        Some((at, expression)) if *at == ip => expression.clone(),
+        _ => {
+            let expression = RestrictedExpression::new_ip(ip.to_string());
+            *last = Some((ip, expression.clone()));
+            expression
+        }
+    })
+}
+
 fn build_context(
     call: &Call,
     reads: ContextReads,
@@ -259,9 +294,7 @@ fn build_context(
             pairs.push((attr.name().to_owned(), value()));
         }
     };
-    push(ContextAttr::Time, &|| {
-        RestrictedExpression::new_datetime(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-    });
+    push(ContextAttr::Time, &|| datetime_expression(t));
     push(ContextAttr::Hour, &|| {
         RestrictedExpression::new_long(i64::from(t.hour()))
     });
@@ -279,9 +312,7 @@ fn build_context(
         )
     });
     if let Some(ip) = a.client_ip {
-        push(ContextAttr::ClientIp, &|| {
-            RestrictedExpression::new_ip(ip.to_string())
-        });
+        push(ContextAttr::ClientIp, &|| ip_expression(ip));
     }
     if let Some(model) = model_of(call) {
         push(ContextAttr::Model, &|| {
@@ -332,4 +363,32 @@ fn json_to_cedar(value: &serde_json::Value) -> Option<RestrictedExpression> {
         }
         Value::Null => return None,
     })
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+
+    /// A reused `datetime` or `ip` expression is exactly the one a fresh build gives, and a
+    /// new value is never answered with the previous one.
+    #[test]
+    fn reused_time_and_ip_expressions_match_fresh_ones() {
+        let first = DateTime::parse_from_rfc3339("2026-11-30T14:00:00.123Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let next = first + chrono::Duration::milliseconds(1);
+        for t in [first, first, next, first] {
+            let fresh =
+                RestrictedExpression::new_datetime(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+            assert_eq!(datetime_expression(t), fresh);
+        }
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "::1".parse().unwrap();
+        for ip in [a, a, b, a] {
+            assert_eq!(
+                ip_expression(ip),
+                RestrictedExpression::new_ip(ip.to_string())
+            );
+        }
+    }
 }
