@@ -85,6 +85,11 @@ pub(crate) fn near_before(hay: &[u8], p: usize, words: &Words) -> bool {
 
 /// Whether a keyword from `words` ends right before `p`, separated only by punctuation
 /// and spaces (at most 4 bytes of it): `order #4111…`, `version 1.2.3.4`, `id=…`.
+///
+/// A replacement (`[SECRET]`, `[SECRET_3f9a…]`) in the keyword's place counts as the
+/// keyword: it may stand for a value that ended with one (`Bearer 123-45-6789order
+/// #4111…`, whose token swallows `order`), and the number it kept from matching must not
+/// match on a second pass.
 pub(crate) fn right_before(hay: &[u8], p: usize, words: &[&[u8]]) -> bool {
     let mut k = p;
     while k > 0
@@ -96,7 +101,31 @@ pub(crate) fn right_before(hay: &[u8], p: usize, words: &[&[u8]]) -> bool {
     {
         k -= 1;
     }
-    words.iter().any(|w| {
-        k >= w.len() && word_at(hay, k - w.len(), w) && hay[k - w.len()..k].eq_ignore_ascii_case(w)
-    })
+    replacement_ends_at(hay, k)
+        || words.iter().any(|w| {
+            k >= w.len()
+                && word_at(hay, k - w.len(), w)
+                && hay[k - w.len()..k].eq_ignore_ascii_case(w)
+        })
+}
+
+/// Whether a mask or token replacement (`[ENTITY]`, `[ENTITY_<hex>]`) ends at `e`.
+/// Entity names are at most 32 bytes and tokens add 17, so the look-back stays within
+/// the context every detector may read.
+fn replacement_ends_at(hay: &[u8], e: usize) -> bool {
+    const LONGEST: usize = 1 + 32 + 17 + 1;
+    if e < 3 || hay[e - 1] != b']' {
+        return false;
+    }
+    let floor = e.saturating_sub(LONGEST);
+    let mut i = e - 1;
+    while i > floor {
+        i -= 1;
+        match hay[i] {
+            b'[' => return hay[i + 1].is_ascii_uppercase(),
+            b if b.is_ascii_alphanumeric() || b == b'_' => {}
+            _ => return false,
+        }
+    }
+    false
 }
