@@ -151,4 +151,26 @@ mod tests {
         assert!(luhn(&[0, 0, 0, 0]));
         assert_eq!(at(b"order #4111111111111111", 7), None);
     }
+
+    #[test]
+    fn a_replacement_in_an_id_words_place_keeps_an_identifier_one() {
+        // A token that swallowed `order` (`Bearer 123-45-6789order #…`) stands where the
+        // keyword was, so the number stays an identifier on a second pass.
+        for s in [
+            "[SECRET] #4111111111111111",
+            "[SECRET_0123456789abcdef] #4111111111111111",
+        ] {
+            let p = s.find('#').map(|i| i + 1).unwrap();
+            assert_eq!(at(s.as_bytes(), p), None, "{s}");
+        }
+        // Brackets that are not a replacement do not count.
+        for s in [
+            "[see] 4111111111111111",
+            "x] 4111111111111111",
+            "[] 4111111111111111",
+        ] {
+            let p = s.find('4').unwrap();
+            assert_eq!(at(s.as_bytes(), p), Some(s.len()), "{s}");
+        }
+    }
 }

@@ -58,7 +58,7 @@ pub(crate) fn json_number_quote(hay: &[u8], start: usize, end: usize) -> Option<
     let value = &hay[start..end];
     if !value
         .iter()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'+' | b'e' | b'E'))
     {
         return None;
     }

@@ -239,10 +239,12 @@ pub(crate) fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, u
             (len > 0 && len <= 256 && !redacted).then_some((v, v + len))
         }
         Some(b) if b.is_ascii_digit() => {
+            // The whole JSON number, exponent included (`12345678e9`): replacing only its
+            // digits would leave `[SSN]e9`, which is not JSON.
             let len = hay[i..]
                 .iter()
                 .take(33)
-                .take_while(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+                .take_while(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'+' | b'e' | b'E'))
                 .count();
             (len <= 32).then_some((i, i + len))
         }

@@ -74,8 +74,20 @@ pub(crate) trait Detector: Send + Sync {
 
 /// A character that continues a word: a match may not start right after one.
 pub(crate) fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    WORD[usize::from(b)]
 }
+
+/// `is_word` as a table: word skipping (hex hashes, identifiers) asks it once a byte.
+const WORD: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
 
 /// Whether a match may start at `p`: not glued to a word or to a previous replacement.
 pub(crate) fn left_ok(hay: &[u8], p: usize) -> bool {
