@@ -206,3 +206,20 @@ fn a_token_that_swallowed_an_id_word_redacts_idempotently() {
         assert!(report.is_empty(), "{report:?}");
     }
 }
+
+#[test]
+fn the_quote_closing_a_quoted_replacement_opens_no_key() {
+    // Found by the fuzzer: quoting the replaced number added a closing quote that made
+    // ` mrn"` a key on the second pass, which then redacted the second `123`.
+    let text = "\"mrn\": 123 mrn\": 123";
+    for (redactor, scope) in [
+        (DefaultRedactor::new(), scope()),
+        (tokenising(), RedactionScope::new(WorkspaceId::new("token"))),
+    ] {
+        let (once, _) = redactor.redact_text(&scope, text).unwrap();
+        assert!(once.starts_with("\"mrn\": \"[MRN"), "{once}");
+        let (twice, report) = redactor.redact_text(&scope, &once).unwrap();
+        assert_eq!(twice, once);
+        assert!(report.is_empty(), "{report:?}");
+    }
+}

@@ -63,6 +63,14 @@ fn key_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ' | b'.')
 }
 
+/// Whether a `"` after this byte closes a string rather than opening a key: a key's quote
+/// follows `{`, `,`, a space or an escape, never a value's last character. This also keeps
+/// the closing quote of a quoted replacement (`"[MRN]"`) from opening a key over the text
+/// after it, which would make a second pass redact what the first left alone.
+fn closes_a_string(before: u8) -> bool {
+    before.is_ascii_alphanumeric() || before == b']'
+}
+
 impl Detector for JsonKeyDetector {
     fn next(&self, hay: &str, at: usize) -> Option<Hit> {
         let bytes = hay.as_bytes();
@@ -73,6 +81,9 @@ impl Detector for JsonKeyDetector {
             pos = quote + 1;
             if best.as_ref().is_some_and(|b| quote >= b.start) {
                 break;
+            }
+            if quote > 0 && closes_a_string(bytes[quote - 1]) {
+                continue;
             }
             let k = quote + 1;
             let len = bytes[k..]
