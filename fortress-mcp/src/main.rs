@@ -112,15 +112,23 @@ async fn main() -> anyhow::Result<()> {
                     .with_revoked_sessions(governed.revoked_sessions.clone());
             let served = if workers.per_worker() {
                 endpoint
-                    .serve_on_workers(listeners, tls, shutdown_signal())
+                    .serve_on_workers(listeners, tls, fortress_core::workers::shutdown_signal())
                     .await
             } else {
                 let listener = tokio::net::TcpListener::from_std(
                     listeners.into_iter().next().context("no listener")?,
                 )?;
                 match tls {
-                    Some(tls) => endpoint.serve_tls(listener, tls, shutdown_signal()).await,
-                    None => endpoint.serve(listener, shutdown_signal()).await,
+                    Some(tls) => {
+                        endpoint
+                            .serve_tls(listener, tls, fortress_core::workers::shutdown_signal())
+                            .await
+                    }
+                    None => {
+                        endpoint
+                            .serve(listener, fortress_core::workers::shutdown_signal())
+                            .await
+                    }
                 }
             };
             governed.shutdown().await;
@@ -153,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
             .context("the demo could not start")?;
             // Tests and scripts read the URL from the first line.
             println!("{}", demo.instructions());
-            shutdown_signal().await;
+            fortress_core::workers::shutdown_signal().await;
             demo.shutdown().await?;
         }
         Command::Connect { url, headers } => {
@@ -170,25 +178,4 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

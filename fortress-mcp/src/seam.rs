@@ -31,10 +31,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use fortress_core::audit::{AuditEvent, AuditSink, DecisionRecord, Outcome};
+use fortress_core::audit::{AuditEvent, AuditSink};
 use fortress_core::body::{self, Body};
 use fortress_core::call::{Action, Attributes, Call, Resource, ResourceKind};
-use fortress_core::decision::Effect;
 use fortress_core::denial::{Denial, DenialKind, Responder};
 use fortress_core::subject::{Subject, WorkspaceId};
 use http_body_util::BodyExt;
@@ -345,16 +344,7 @@ fn unresolved_resource(request: &Request) -> Option<Resource> {
 
 /// The audit event of a request refused because what it names resolves to no upstream.
 fn unresolved_refusal(call: &Call, error: &ErrorObject) -> AuditEvent {
-    let mut event = AuditEvent::for_call(call, Outcome::Denied);
-    event.decision = Some(DecisionRecord {
-        effect: Effect::Deny,
-        reasons: vec![error.message.clone()],
-        policy_ids: Vec::new(),
-        policy_version: String::new(),
-    });
-    event
-        .detail
-        .insert("refused_by".into(), Value::from("unknown_target"));
+    let mut event = AuditEvent::refusal(call, "unknown_target", &error.message);
     event
         .detail
         .insert("jsonrpc_error".into(), Value::from(error.code));

@@ -50,9 +50,7 @@ use fortress_core::admin::policy_editor::PolicyEditor;
 use fortress_core::audit::AuditSink;
 use fortress_core::audit::keys::{Ed25519KeyProvider, default_key_path};
 use fortress_core::audit::settings::{AuditSettings, open_trail};
-use fortress_core::cluster::follow;
 use fortress_core::cluster::policies::SharedPolicies;
-use fortress_core::policy::store::PolicyStore;
 use fortress_core::policy::{
     AllowListPolicy, AllowRule, CedarEngine, PolicyDocuments, PolicyEngine,
 };
@@ -520,24 +518,17 @@ impl Config {
         let Some(cluster) = cluster else {
             return Ok((engine, Some(Arc::new(editor))));
         };
-        let store = PolicyStore::open(cluster.database.clone())
-            .await
-            .map_err(|e| ConfigError::Invalid(format!("policy store: {e}")))?;
-        let editor = Arc::new(editor.shared_through(SharedPolicies::new(
-            store,
+        let (editor, follower) = SharedPolicies::join(
+            editor,
+            cluster.database.clone(),
             crate::PAT_POLICY_SET,
             cluster.bus.clone(),
-        )));
-        editor
-            .join_shared()
-            .await
-            .map_err(|e| ConfigError::Invalid(format!("policy store: {e}")))?;
-        // Runs as long as the process: the replica follows every later change.
-        drop(follow(
-            cluster.bus.as_ref(),
             cluster.poll,
-            SharedPolicies::follower(editor.clone()),
-        ));
+        )
+        .await
+        .map_err(|e| ConfigError::Invalid(format!("policy store: {e}")))?;
+        // Runs as long as the process: the replica follows every later change.
+        drop(follower);
         Ok((engine, Some(editor)))
     }
 
@@ -595,23 +586,21 @@ impl Config {
             source,
         })?;
         let pool = shared.and_then(fortress_core::db::Database::postgres_pool);
-        match (
-            self.store_database(self.vault.database_url.as_deref()),
-            pool,
-        ) {
-            (StoreDatabase::Shared, Some(pool)) => PgStore::from_pool(pool.clone())
+        let choice = self.store_database(self.vault.database_url.as_deref());
+        if let (StoreDatabase::Shared, Some(pool)) = (&choice, pool) {
+            return PgStore::from_pool(pool.clone())
                 .await
-                .map(|store| EnvelopeVault::new(Arc::new(store), keys, audit)),
-            (StoreDatabase::Own(url), _) => EnvelopeVault::open_postgres(url, keys, audit).await,
-            (StoreDatabase::Shared, None) => {
-                let url = self.database_url.as_deref().unwrap_or_default();
-                EnvelopeVault::open_postgres(url, keys, audit).await
-            }
-            (StoreDatabase::Embedded, _) => {
-                EnvelopeVault::open_sqlite(&self.data_dir, keys, audit).await
-            }
+                .map(|store| EnvelopeVault::new(Arc::new(store), keys, audit))
+                .map_err(|e| ConfigError::Invalid(format!("vault: {e}")));
         }
-        .map_err(|e| ConfigError::Invalid(format!("vault: {e}")))
+        let url = match choice {
+            StoreDatabase::Own(url) => Some(url),
+            StoreDatabase::Shared => self.database_url.as_deref(),
+            StoreDatabase::Embedded => None,
+        };
+        EnvelopeVault::open(&self.data_dir, url, keys, audit)
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("vault: {e}")))
     }
 
     /// Stores the configured `[[credentials]]` (a new version only when a value changed).

@@ -264,29 +264,9 @@ async fn close_audit(dashboard: &fortress_pat::dashboard::PatDashboard) {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM (what service managers and container runtimes
-/// send): the server then stops accepting and lets open answers finish.
+/// Completes on SIGINT or SIGTERM: the server then stops accepting and lets open answers
+/// finish.
 async fn shutdown() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "SIGTERM cannot be watched; stop with Ctrl-C");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
+    fortress_core::workers::shutdown_signal().await;
     tracing::info!("shutting down; letting open answers finish");
 }

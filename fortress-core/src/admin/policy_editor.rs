@@ -154,7 +154,7 @@ impl PolicyEditor {
             None => {
                 let revision = shared
                     .store()
-                    .save(shared.set(), &self.documents())
+                    .save_compiled(shared.set(), &self.documents())
                     .await
                     .map_err(EditorError::Store)?;
                 self.revision.store(revision, Ordering::Release);
@@ -289,7 +289,7 @@ impl PolicyEditor {
             Some(shared) => {
                 let revision = shared
                     .store()
-                    .save(shared.set(), &candidate)
+                    .save_compiled(shared.set(), &candidate)
                     .await
                     .map_err(EditorError::Store)?;
                 self.revision.store(revision, Ordering::Release);

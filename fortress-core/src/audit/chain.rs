@@ -116,9 +116,11 @@ impl ChainState {
         })
     }
 
-    /// The last sequence number covered by a checkpoint this state knows of.
-    pub(crate) fn last_checkpoint_seq(&self) -> u64 {
-        self.last_checkpoint_seq
+    /// Whether this (cached) state still describes the store: the head is where it left
+    /// it and no other writer signed a checkpoint since. Otherwise reusing it would fork
+    /// the chain or sign overlapping checkpoints, and the state must be reloaded.
+    pub(crate) fn is_current(&self, head: (u64, Hash), last_checkpoint_seq: u64) -> bool {
+        (self.head_seq, self.head_hash) == head && self.last_checkpoint_seq == last_checkpoint_seq
     }
 
     /// Chains `events` onto the head and signs a checkpoint when the policy (or `force`)

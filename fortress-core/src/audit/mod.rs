@@ -186,12 +186,11 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// The event of a call refused because the gateway key's scopes do not cover it: the
-    /// call as the governance stack would record it, denied with `reason`, and the key's
-    /// scopes (never the key) as detail. Both gateways record it before answering.
-    pub fn scope_refusal(call: &Call, scopes: &[String], reason: &str) -> Self {
+    /// The event of a call refused in front of the governance stack: the call as the stack
+    /// would record it, denied with `reason`, and who refused it (`refused_by`) as detail.
+    /// Each refusal adds its own detail.
+    pub fn refusal(call: &Call, refused_by: &str, reason: &str) -> Self {
         let mut event = Self::for_call(call, Outcome::Denied);
-        event.denial = Some(crate::denial::DenialKind::Forbidden.as_str().to_owned());
         event.decision = Some(DecisionRecord {
             effect: Effect::Deny,
             reasons: vec![reason.to_owned()],
@@ -200,7 +199,16 @@ impl AuditEvent {
         });
         event
             .detail
-            .insert("refused_by".into(), serde_json::Value::from("key_scope"));
+            .insert("refused_by".into(), serde_json::Value::from(refused_by));
+        event
+    }
+
+    /// The event of a call refused because the gateway key's scopes do not cover it: a
+    /// [`refusal`](Self::refusal) by `key_scope` with the key's scopes (never the key) as
+    /// detail. Both gateways record it before answering.
+    pub fn scope_refusal(call: &Call, scopes: &[String], reason: &str) -> Self {
+        let mut event = Self::refusal(call, "key_scope", reason);
+        event.denial = Some(crate::denial::DenialKind::Forbidden.as_str().to_owned());
         event.detail.insert(
             "key_scopes".into(),
             serde_json::Value::from(scopes.to_vec()),

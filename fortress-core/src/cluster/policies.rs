@@ -32,12 +32,25 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Change, ChangeHandler, ClusterBus};
-use crate::admin::policy_editor::PolicyEditor;
-use crate::policy::store::PolicyStore;
+use super::{Change, ChangeHandler, ClusterBus, follow};
+use crate::admin::policy_editor::{EditorError, PolicyEditor};
+use crate::db::Database;
+use crate::policy::store::{PolicyStore, PolicyStoreError};
+
+/// Why a replica could not join a shared policy set.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The store could not be opened.
+    #[error("{0}")]
+    Store(#[from] PolicyStoreError),
+    /// The set could not be seeded or adopted.
+    #[error("{0}")]
+    Editor(#[from] EditorError),
+}
 
 /// One named policy set in the shared store, and the bus its changes are announced on.
 #[derive(Clone, Debug)]
@@ -72,6 +85,24 @@ impl SharedPolicies {
         if let Some(bus) = &self.bus {
             bus.publish(&Change::Policy).await;
         }
+    }
+
+    /// Puts `editor` on the set `set` shared through `db` and keeps it there: opens the
+    /// store, joins it (an empty store is seeded with the editor's set, else the stored set
+    /// becomes live) and follows every later change on `bus`, polling every `poll`. The
+    /// follower runs as long as the process; its handle is returned with the editor.
+    pub async fn join(
+        editor: PolicyEditor,
+        db: Database,
+        set: &str,
+        bus: Option<ClusterBus>,
+        poll: Duration,
+    ) -> Result<(Arc<PolicyEditor>, tokio::task::JoinHandle<()>), JoinError> {
+        let store = PolicyStore::open(db).await?;
+        let editor = Arc::new(editor.shared_through(Self::new(store, set, bus.clone())));
+        editor.join_shared().await?;
+        let follower = follow(bus.as_ref(), poll, Self::follower(editor.clone()));
+        Ok((editor, follower))
     }
 
     /// The handler that keeps `editor` on the newest stored revision; run it with

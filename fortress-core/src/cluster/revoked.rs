@@ -94,18 +94,26 @@ impl RevokedTokens {
 
     /// Whether `token` was revoked (as far as this replica knows: no I/O).
     pub fn is_revoked(&self, token: &str) -> bool {
-        let digest = token_digest(token);
         let local = self.inner.local.read().unwrap_or_else(|e| e.into_inner());
+        // Checked on every request of a legacy session: nothing revoked, nothing to hash.
+        if local.is_empty() {
+            return false;
+        }
         local
-            .get(&digest)
+            .get(&token_digest(token))
             .is_some_and(|&expires| expires > now_ms())
+    }
+
+    /// When a revocation made now ends: when the token would have expired by itself.
+    fn expiry(&self) -> i64 {
+        let lifetime = i64::try_from(self.inner.lifetime.as_millis()).unwrap_or(i64::MAX);
+        now_ms().saturating_add(lifetime)
     }
 
     /// Revokes `token` everywhere: here at once, in the table, then announced.
     pub async fn revoke(&self, token: &str) -> Result<(), sqlx::Error> {
         let digest = token_digest(token);
-        let lifetime = i64::try_from(self.inner.lifetime.as_millis()).unwrap_or(i64::MAX);
-        let expires = now_ms().saturating_add(lifetime);
+        let expires = self.expiry();
         self.remember(&digest, expires);
         on_database!(&self.inner.db, pool => sqlx::query(
             "INSERT INTO fortress_revoked_tokens (digest, expires_ms) VALUES ($1, $2)
@@ -200,12 +208,7 @@ impl Follower {
 impl ChangeHandler for Follower {
     async fn on_change(&self, change: &Change) {
         match change {
-            Change::TokenRevoked { digest } => {
-                let lifetime =
-                    i64::try_from(self.tokens.inner.lifetime.as_millis()).unwrap_or(i64::MAX);
-                self.tokens
-                    .remember(digest, now_ms().saturating_add(lifetime));
-            }
+            Change::TokenRevoked { digest } => self.tokens.remember(digest, self.tokens.expiry()),
             Change::Resync => self.refresh().await,
             _ => {}
         }

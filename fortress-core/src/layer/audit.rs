@@ -187,8 +187,9 @@ impl std::io::Write for MacWriter<'_> {
 
 fn argument_digest(keyed: &Hmac<Sha256>, arguments: &serde_json::Value) -> String {
     let mut mac = keyed.clone();
-    // serde_json maps are ordered, so equal arguments give equal bytes; writing into the
-    // MAC cannot fail.
+    // serde_json keeps object members in insertion order here (`preserve_order` is on), so
+    // the digest is of the arguments as the client sent them; writing into the MAC cannot
+    // fail.
     let _ = serde_json::to_writer(MacWriter(&mut mac), arguments);
     format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
 }

@@ -125,6 +125,16 @@ impl PolicyStore {
         documents: &PolicyDocuments,
     ) -> Result<i64, PolicyStoreError> {
         CompiledSet::compile(documents)?;
+        self.save_compiled(set, documents).await
+    }
+
+    /// [`save`](Self::save) for documents already known to compile (the live set, or a
+    /// candidate the caller has just compiled): they are not compiled a second time.
+    pub(crate) async fn save_compiled(
+        &self,
+        set: &str,
+        documents: &PolicyDocuments,
+    ) -> Result<i64, PolicyStoreError> {
         let encoded = encode(documents);
         let version = documents.version();
         let mut attempt = 0;

@@ -247,7 +247,9 @@ pub(crate) fn context(
 }
 
 thread_local! {
-    /// The last `datetime` and `ip` expressions this thread built, by their value.
+    /// The last `datetime` and `ip` expressions this thread built, by their value. (Contexts
+    /// that read neither time nor arguments are cached whole by the request cache; these
+    /// serve the ones it cannot keep.)
     static LAST_TIME: RefCell<Option<(i64, RestrictedExpression)>> = const { RefCell::new(None) };
     static LAST_IP: RefCell<Option<(IpAddr, RestrictedExpression)>> = const { RefCell::new(None) };
 }

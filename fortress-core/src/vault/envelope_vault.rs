@@ -128,7 +128,8 @@ impl EnvelopeVault {
 
     /// The deployment's vault: PostgreSQL when `database_url` is given, else the embedded
     /// `vault.sqlite3` in `data_dir` (created if needed). The one place both gateways and
-    /// the `vault` command choose the backend.
+    /// the `vault` command choose the backend from a URL (a gateway that already holds the
+    /// shared PostgreSQL pool builds the store on that pool instead).
     pub async fn open(
         data_dir: &Path,
         database_url: Option<&str>,

@@ -28,7 +28,6 @@ use fortress_core::keys::{KeyFormat, KeyStore, load_or_create_pepper, load_or_cr
 use fortress_core::layer::credential::SlotSelector;
 use fortress_core::policy::CedarEngine;
 use fortress_core::policy::documents::{DocumentKind, PolicyDocuments};
-use fortress_core::policy::store::PolicyStore;
 use fortress_core::policy::watch::PolicyWatcher;
 use fortress_core::redact::{DefaultRedactor, PatternRedactor, RedactionConfig, Redactor};
 use fortress_core::stack::GovernanceStack;
@@ -201,21 +200,16 @@ async fn shared_policy(
     let Some(db) = &shared.database else {
         return Ok(None);
     };
-    let store = PolicyStore::open(db.clone())
-        .await
-        .map_err(|e| invalid("policy store")(e.to_string()))?;
-    let editor = Arc::new(PolicyEditor::new(engine.clone(), documents).shared_through(
-        SharedPolicies::new(store, crate::MCP_POLICY_SET, shared.bus.clone()),
-    ));
-    editor
-        .join_shared()
-        .await
-        .map_err(|e| invalid("policy store")(e.to_string()))?;
-    tasks.push(follow(
-        shared.bus.as_ref(),
+    let (editor, follower) = SharedPolicies::join(
+        PolicyEditor::new(engine.clone(), documents),
+        db.clone(),
+        crate::MCP_POLICY_SET,
+        shared.bus.clone(),
         poll_interval(config),
-        SharedPolicies::follower(editor.clone()),
-    ));
+    )
+    .await
+    .map_err(|e| invalid("policy store")(e.to_string()))?;
+    tasks.push(follower);
     Ok(Some(editor))
 }
 

@@ -176,7 +176,7 @@ struct Shared {
     retention: Retention,
     counters: Counters,
     /// Sealed objects that neither the store nor the spool took.
-    held: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
+    held: std::sync::Mutex<Vec<(String, Bytes)>>,
     /// Entries that could not even be sealed (key unavailable), kept to retry.
     unsealed: std::sync::Mutex<Vec<ArchiveEntry>>,
     /// Entries handed over and not yet through [`write_batch`] (queued, waiting for room
@@ -403,7 +403,7 @@ impl Archiver {
                     Err(object_store::Error::NotFound { .. }) => continue,
                     Err(e) => return Err(ArchiveError::storage(e)),
                 };
-                if put_with_retries(shared, object.location.as_ref(), bytes.to_vec())
+                if put_with_retries(shared, object.location.as_ref(), bytes)
                     .await
                     .is_ok()
                 {
@@ -584,7 +584,7 @@ impl Archiver {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, bytes)| bytes.clone());
+            .map(|(_, bytes)| bytes.to_vec());
         match (held, store_error) {
             (Some(bytes), _) => Ok(Some(bytes)),
             (None, Some(error)) => Err(error),
@@ -720,7 +720,8 @@ async fn write_batch(shared: &Shared, entries: Vec<ArchiveEntry>) {
         let Some(key) = batch::key(&folder, sealed.iter().map(|c| c.request_id.as_str())) else {
             continue;
         };
-        let object = batch::encode(&sealed);
+        // One buffer for every attempt and the spool: clones below only count references.
+        let object = Bytes::from(batch::encode(&sealed));
         if put_with_retries(shared, &key, object.clone()).await.is_ok() {
             shared
                 .counters
@@ -761,7 +762,7 @@ async fn seal_call(
     })
 }
 
-async fn put_with_retries(shared: &Shared, key: &str, object: Vec<u8>) -> Result<(), ArchiveError> {
+async fn put_with_retries(shared: &Shared, key: &str, object: Bytes) -> Result<(), ArchiveError> {
     let path = object_path(key)?;
     let payload = PutPayload::from(object);
     let mut last = ArchiveError::Closed;
@@ -784,7 +785,7 @@ async fn put_with_retries(shared: &Shared, key: &str, object: Vec<u8>) -> Result
 }
 
 /// Keeps a sealed object the store refused: in the spool, else in memory.
-async fn keep(shared: &Shared, key: String, object: Vec<u8>) {
+async fn keep(shared: &Shared, key: String, object: Bytes) {
     shared.counters.spooled.fetch_add(1, Ordering::Relaxed);
     if let (Some(spool), Ok(path)) = (&shared.spool, object_path(&key)) {
         match spool.put(&path, PutPayload::from(object.clone())).await {

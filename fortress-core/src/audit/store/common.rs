@@ -248,6 +248,10 @@ where
 /// The hash a purge's anchor or the newest event leaves as the chain head.
 pub(crate) type Head = (u64, Hash);
 
+/// The last sequence number any writer's checkpoint covers (read with the head, inside
+/// the write transaction, to tell whether a cached chain state is still current).
+pub(crate) const LAST_CHECKPOINTED_SQL: &str = "SELECT MAX(last_seq) FROM audit_checkpoints";
+
 #[cfg(test)]
 mod tests {
     use super::*;

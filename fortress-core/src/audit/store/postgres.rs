@@ -13,8 +13,8 @@ use sqlx::{PgPool, Row};
 use tokio::sync::Mutex;
 
 use super::common::{
-    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, bytes_to, decode_checkpoint, decode_event,
-    insert_checkpoint, select_page, seq_from_db, seq_to_db,
+    CHECKPOINT_COLUMNS, EVENT_COLUMNS, Head, LAST_CHECKPOINTED_SQL, bytes_to, decode_checkpoint,
+    decode_event, insert_checkpoint, select_page, seq_from_db, seq_to_db,
 };
 use super::{AppendReceipt, AuditStore, PurgeReport, StoreError};
 use crate::audit::SubjectRef;
@@ -173,18 +173,12 @@ impl PostgresAuditStore {
         let head = read_head(&mut tx).await?;
         // Another replica may have signed a checkpoint over the same head since this one
         // last wrote: then the cached pending hashes are covered already.
-        let checkpointed: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(last_seq) FROM audit_checkpoints")
-                .fetch_one(&mut *tx)
-                .await?;
+        let checkpointed: Option<i64> = sqlx::query_scalar(LAST_CHECKPOINTED_SQL)
+            .fetch_one(&mut *tx)
+            .await?;
         let checkpointed = seq_from_db(checkpointed.unwrap_or(0))?;
         let mut state = match cached.take() {
-            Some(state)
-                if (state.head_seq, state.head_hash) == head
-                    && state.last_checkpoint_seq() == checkpointed =>
-            {
-                state
-            }
+            Some(state) if state.is_current(head, checkpointed) => state,
             _ => load_state(&mut tx).await?,
         };
         let mut events = events;

@@ -56,10 +56,7 @@ pub(crate) fn escape_ends_at(hay: &[u8], p: usize) -> bool {
 /// or `\"` when the JSON is itself inside a JSON string (`\"ssn\": 123456789,`).
 pub(crate) fn json_number_quote(hay: &[u8], start: usize, end: usize) -> Option<&'static str> {
     let value = &hay[start..end];
-    if !value
-        .iter()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'+' | b'e' | b'E'))
-    {
+    if !value.iter().all(|&b| super::json_number_byte(b)) {
         return None;
     }
     // What follows must end the value, and must not be something a second pass would

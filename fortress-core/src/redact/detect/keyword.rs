@@ -244,7 +244,7 @@ pub(crate) fn json_value(hay: &[u8], k: usize, k_end: usize) -> Option<(usize, u
             let len = hay[i..]
                 .iter()
                 .take(33)
-                .take_while(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'+' | b'e' | b'E'))
+                .take_while(|&&b| super::json_number_byte(b))
                 .count();
             (len <= 32).then_some((i, i + len))
         }

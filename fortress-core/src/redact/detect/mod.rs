@@ -177,6 +177,12 @@ pub(crate) fn next_digit(hay: &[u8], from: usize) -> Option<usize> {
     hay[i..].iter().position(u8::is_ascii_digit).map(|p| i + p)
 }
 
+/// A byte of a JSON number (`-`, digits, `.`, exponent): a bare number under a sensitive key
+/// is replaced whole, exponent included, so the text stays JSON.
+pub(crate) fn json_number_byte(b: u8) -> bool {
+    b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'+' | b'e' | b'E')
+}
+
 #[cfg(test)]
 mod tests {
     use super::next_digit;
